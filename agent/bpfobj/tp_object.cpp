@@ -1,0 +1,76 @@
+#include "bpfobj/tp_object.h"
+
+#include <bpf/libbpf.h>
+
+#include <cstring>
+#include <string>
+
+#include "common/error.h"
+// The skeleton's rodata struct names the ABI types, so the ABI header must
+// come first (it is included by tp_object.h).
+#include "pwru_tp.skel.h"
+
+namespace pwru {
+
+namespace {
+
+// Slot programs are named pwru_tp_<tens><units> with octal digits.
+int slot_of(const char* name) {
+  constexpr std::string_view prefix = "pwru_tp_";
+  if (std::strncmp(name, prefix.data(), prefix.size()) != 0 || std::strlen(name) != prefix.size() + 2)
+    return -1;
+  const char hi = name[prefix.size()], lo = name[prefix.size() + 1];
+  if (hi < '0' || hi > '7' || lo < '0' || lo > '7') return -1;
+  return (hi - '0') * 8 + (lo - '0');
+}
+
+}  // namespace
+
+TpObject::TpObject() {
+  skel_ = pwru_tp__open();
+  if (!skel_) throw_libbpf("opening the embedded tracepoint BPF object", 0);
+  by_slot_.assign(kMaxSlots, nullptr);
+  struct bpf_program* prog;
+  bpf_object__for_each_program(prog, skel_->obj) {
+    const int slot = slot_of(bpf_program__name(prog));
+    if (slot >= 0 && static_cast<std::size_t>(slot) < kMaxSlots) by_slot_[slot] = prog;
+  }
+}
+
+TpObject::~TpObject() { pwru_tp__destroy(skel_); }
+
+void TpObject::configure(const std::vector<TpSlot>& slots, const pwru_filter_cfg& filter,
+                         std::uint32_t ring_bytes) {
+  if (slots.size() > kMaxSlots)
+    throw UsageError("this kernel has " + std::to_string(slots.size()) +
+                     " skb tracepoints but the object has " + std::to_string(kMaxSlots) +
+                     " program slots; narrow them down with --filter-func");
+  std::memcpy(const_cast<pwru_filter_cfg*>(&skel_->rodata->filter_cfg), &filter, sizeof(filter));
+  for (std::size_t i = 0; i < kMaxSlots; ++i) {
+    struct bpf_program* prog = by_slot_[i];
+    if (i >= slots.size()) {
+      bpf_program__set_autoload(prog, false);
+      continue;
+    }
+    std::memcpy(const_cast<pwru_hook_cfg*>(&skel_->rodata->hook_cfg[i]), &slots[i].cfg,
+                sizeof(pwru_hook_cfg));
+    const std::string target(slots[i].tracepoint);
+    if (int err = bpf_program__set_attach_target(prog, 0, target.c_str()))
+      throw_libbpf("setting attach target " + target, err);
+  }
+  if (int err = bpf_map__set_max_entries(skel_->maps.events, ring_bytes))
+    throw_libbpf("sizing the ring buffer to " + std::to_string(ring_bytes) + " bytes", err);
+}
+
+void TpObject::load() {
+  if (int err = pwru_tp__load(skel_))
+    throw_libbpf("loading the tracepoint BPF programs (run with --debug for the verifier log)",
+                 err);
+}
+
+struct bpf_program* TpObject::program(std::size_t slot) const { return by_slot_.at(slot); }
+int TpObject::events_fd() const { return bpf_map__fd(skel_->maps.events); }
+int TpObject::counters_fd() const { return bpf_map__fd(skel_->maps.counters); }
+int TpObject::stacks_fd() const { return bpf_map__fd(skel_->maps.stacks); }
+
+}  // namespace pwru

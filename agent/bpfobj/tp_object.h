@@ -1,0 +1,50 @@
+// Owns the tracepoint BPF object (bpftool skeleton): configures program
+// slots and load-time settings, loads it, and hands out programs and maps.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string_view>
+#include <vector>
+
+#include "pwru_abi.h"
+
+struct pwru_tp;
+struct bpf_program;
+struct bpf_map;
+
+namespace pwru {
+
+struct TpSlot {
+  std::string_view tracepoint;  // attach target, without btf_trace_
+  pwru_hook_cfg cfg{};
+};
+
+class TpObject {
+ public:
+  // Opens the embedded object. Nothing reaches the kernel until load().
+  TpObject();
+  ~TpObject();
+  TpObject(const TpObject&) = delete;
+  TpObject& operator=(const TpObject&) = delete;
+
+  static constexpr std::size_t kMaxSlots = PWRU_MAX_TP_SLOTS;
+
+  // Points slot i at slots[i].tracepoint; slots past the end are not loaded.
+  void configure(const std::vector<TpSlot>& slots, const pwru_filter_cfg& filter,
+                 std::uint32_t ring_bytes);
+  // Verifies and loads every configured slot (one BTF parse for all).
+  void load();
+
+  struct bpf_program* program(std::size_t slot) const;
+  int events_fd() const;
+  int counters_fd() const;
+  int stacks_fd() const;
+
+ private:
+  struct pwru_tp* skel_ = nullptr;
+  std::vector<struct bpf_program*> by_slot_;
+};
+
+}  // namespace pwru

@@ -1,0 +1,47 @@
+// The running kernel's type information: which tracepoints carry an skb and
+// where, and the names of enums (drop reasons) as this kernel defines them.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+struct btf;
+
+namespace pwru {
+
+struct SkbTracepoint {
+  std::string name;  // tracepoint name, without the btf_trace_ prefix
+  int skb_arg = -1;  // position among the tracepoint's own arguments
+  int reason_arg = -1;    // enum skb_drop_reason argument, -1 if none
+  int location_arg = -1;  // void *location next to a reason, -1 if none
+};
+
+class KernelBtf {
+ public:
+  // Loads /sys/kernel/btf/vmlinux, or `path` when not empty (--kernel-btf).
+  static KernelBtf load(const std::string& path = "");
+  // Takes ownership of an already built BTF (tests build synthetic ones).
+  explicit KernelBtf(struct btf* btf);
+
+  // Every btf_trace_<name> whose prototype has a struct sk_buff * argument,
+  // sorted by name. Where one has several, the first is the traced skb.
+  std::vector<SkbTracepoint> skb_tracepoints() const;
+
+  // Value -> name of an enum (e.g. "skb_drop_reason"); empty when the kernel
+  // has no such enum.
+  std::map<std::uint64_t, std::string> enum_values(const std::string& enum_name) const;
+
+  const struct btf* raw() const { return btf_.get(); }
+
+ private:
+  struct Deleter {
+    void operator()(struct btf* b) const noexcept;
+  };
+  std::unique_ptr<struct btf, Deleter> btf_;
+};
+
+}  // namespace pwru

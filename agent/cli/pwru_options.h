@@ -1,0 +1,47 @@
+// The `pwru` command line: cilium/pwru's flags, names and defaults.
+#pragma once
+
+#include <cstdint>
+#include <iosfwd>
+#include <optional>
+#include <string>
+
+#include "output/event_formatter.h"
+
+namespace pwru {
+
+struct MarkFilter {
+  std::uint32_t mark = 0;
+  std::uint32_t mask = 0;  // 0: not filtered
+};
+
+struct PwruOptions {
+  std::string filter_netns;   // as given: "inode:N", "N" or a path
+  std::string filter_ifname;  // resolved in filter_netns (or the current netns)
+  MarkFilter filter_mark;
+  std::string pcap_filter;  // trailing words joined by spaces
+  OutputOptions output;
+  std::uint64_t output_limit_lines = 0;  // 0: no limit
+  std::string output_file;
+  std::string ready_file;
+  std::string backend = "auto";
+  std::string kernel_btf;
+  std::uint32_t ring_buffer_bytes = 8u << 20;
+  bool debug = false;
+};
+
+struct ParsedArgs {
+  std::optional<PwruOptions> options;  // set when pwru should run
+  int exit_code = 0;                   // otherwise: exit with this
+};
+
+// Parses argv. --help and --version print to `out` and return exit code 0;
+// a bad flag or value prints what to do to `err` and returns exit code 2.
+ParsedArgs parse_pwru_args(int argc, const char* const* argv, std::ostream& out, std::ostream& err);
+
+// "0xa00/0xf00", "42": exact match when the mask is omitted.
+MarkFilter parse_mark(const std::string& text);
+
+std::string pwru_version();
+
+}  // namespace pwru

@@ -1,0 +1,117 @@
+// pwru: the command-line skb tracer. Parses flags, resolves what the user
+// named, and runs one TraceSession until Ctrl-C, SIGTERM or the line limit.
+#include <bpf/libbpf.h>
+#include <signal.h>
+
+#include <atomic>
+#include <cstdarg>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+
+#include "btf/kernel_btf.h"
+#include "cli/pwru_options.h"
+#include "common/error.h"
+#include "netns/netns.h"
+#include "output/sink.h"
+#include "session/trace_session.h"
+
+namespace {
+
+std::atomic<bool> g_stop{false};
+bool g_debug = false;
+
+extern "C" void on_signal(int) { g_stop.store(true); }
+
+extern "C" int libbpf_log(enum libbpf_print_level level, const char* fmt, va_list args) {
+  if (level == LIBBPF_DEBUG && !g_debug) return 0;
+  std::fputs("libbpf: ", stderr);
+  return std::vfprintf(stderr, fmt, args);
+}
+
+void install_signal_handlers() {
+  struct sigaction sa{};
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = 0;  // no SA_RESTART: a signal must interrupt the ring poll
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+}
+
+pwru_filter_cfg resolve_filters(const pwru::PwruOptions& o) {
+  pwru_filter_cfg f{};
+  pwru::NetnsRef ns;
+  if (!o.filter_netns.empty()) {
+    ns = pwru::resolve_netns(o.filter_netns);
+    f.netns = ns.inode;
+  }
+  if (!o.filter_ifname.empty()) {
+    // An ifindex only means something inside one netns, so the ifname
+    // filter also pins the netns it was looked up in.
+    if (o.filter_netns.empty()) ns = pwru::current_netns();
+    if (ns.path.empty())
+      throw pwru::UsageError("--filter-ifname: found no process or /var/run/netns entry in netns " +
+                             o.filter_netns + "; name the netns by path instead");
+    f.ifindex = pwru::ifindex_in_netns(ns.path, o.filter_ifname);
+    f.netns = ns.inode;
+  }
+  f.mark = o.filter_mark.mark;
+  f.mark_mask = o.filter_mark.mask;
+  return f;
+}
+
+int run(const pwru::PwruOptions& o) {
+  const pwru_filter_cfg filter = resolve_filters(o);
+  pwru::LineSink sink(o.output_file);
+  const pwru::KernelBtf btf = pwru::KernelBtf::load(o.kernel_btf);
+
+  pwru::TraceConfig config;
+  config.filter = filter;
+  config.output = o.output;
+  config.limit = o.output_limit_lines;
+  config.ring_bytes = o.ring_buffer_bytes;
+  config.backend = o.backend;
+  pwru::TraceSession session(btf, config, sink);
+
+  std::fprintf(stderr, "pwru: attaching %zu skb tracepoints (backend %s)...\n", session.hook_count(),
+               session.backend_name().c_str());
+  const pwru::AttachReport report = session.attach([] { return g_stop.load(); });
+  std::fprintf(stderr, "pwru: attached %zu, skipped %zu\n", report.attached, report.skipped.size());
+  for (const std::string& why : report.skipped) std::fprintf(stderr, "pwru: skipped %s\n", why.c_str());
+
+  if (!o.ready_file.empty() && !g_stop.load()) {
+    std::ofstream ready(o.ready_file);
+    if (!ready) throw pwru::UsageError("--ready-file " + o.ready_file + ": cannot create it");
+  }
+  std::fprintf(stderr, "pwru: listening for events...\n");
+  session.run(g_stop);
+  const pwru::TraceStats stats = session.finish();
+
+  std::fprintf(stderr, "pwru: %llu events received\n", static_cast<unsigned long long>(stats.events_written));
+  if (stats.events_lost)
+    std::fprintf(stderr, "pwru: %llu events lost (ring buffer full; raise --ring-buffer-size or filter more)\n",
+                 static_cast<unsigned long long>(stats.events_lost));
+  if (stats.events_malformed)
+    std::fprintf(stderr, "pwru: %llu malformed records skipped\n",
+                 static_cast<unsigned long long>(stats.events_malformed));
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const pwru::ParsedArgs parsed = pwru::parse_pwru_args(argc, argv, std::cout, std::cerr);
+  if (!parsed.options) return parsed.exit_code;
+  g_debug = parsed.options->debug;
+  libbpf_set_print(libbpf_log);
+  install_signal_handlers();
+  try {
+    return run(*parsed.options);
+  } catch (const pwru::UsageError& e) {
+    std::fprintf(stderr, "pwru: %s\n", e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "pwru: %s\n", e.what());
+    return 1;
+  }
+}

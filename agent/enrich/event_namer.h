@@ -1,0 +1,40 @@
+// Names for what an event points at: its hook (with the drop reason as this
+// kernel spells it), its stack frames, and the function that hit the hook.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "enrich/ksyms.h"
+#include "pwru_abi.h"
+
+namespace pwru {
+
+class EventNamer {
+ public:
+  // hook_names[hook_id]; reasons from the kernel's enum skb_drop_reason.
+  EventNamer(std::vector<std::string> hook_names, std::map<std::uint64_t, std::string> reasons,
+             const Ksyms* ksyms);
+
+  // "netif_receive_skb", "kfree_skb(SKB_DROP_REASON_NO_SOCKET)",
+  // "kfree_skb (123)" for a reason this kernel's BTF does not name.
+  std::string_view func(const pwru_event& event);
+
+  std::vector<std::string> stack_names(const std::vector<std::uint64_t>& ips) const;
+
+  // The first frame that is not BPF or tracing machinery: the kernel
+  // function that hit the tracepoint. "" when unknown.
+  static std::string caller(const std::vector<std::string>& stack_names);
+
+ private:
+  std::vector<std::string> hook_names_;
+  std::map<std::uint64_t, std::string> reasons_;
+  const Ksyms* ksyms_;
+  std::unordered_map<std::uint64_t, std::string> drop_names_;  // (hook << 32 | reason) -> name
+};
+
+}  // namespace pwru

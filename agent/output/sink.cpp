@@ -1,0 +1,36 @@
+#include "output/sink.h"
+
+#include <cerrno>
+#include <cstring>
+
+#include "common/error.h"
+
+namespace pwru {
+
+LineSink::LineSink(const std::string& path) : path_(path.empty() ? "stdout" : path) {
+  if (path.empty()) {
+    file_ = stdout;
+    return;
+  }
+  file_ = std::fopen(path.c_str(), "w");
+  if (!file_) throw UsageError("--output-file " + path + ": cannot create it (" + std::strerror(errno) + ")");
+  owned_ = true;
+}
+
+LineSink::~LineSink() {
+  if (!file_) return;
+  std::fflush(file_);
+  if (owned_) std::fclose(file_);
+}
+
+void LineSink::write(std::string_view text) {
+  if (text.empty()) return;
+  if (std::fwrite(text.data(), 1, text.size(), file_) != text.size())
+    throw SystemError("writing trace output to " + path_, errno ? errno : EIO);
+}
+
+void LineSink::flush() {
+  if (std::fflush(file_) != 0) throw SystemError("flushing trace output to " + path_, errno ? errno : EIO);
+}
+
+}  // namespace pwru

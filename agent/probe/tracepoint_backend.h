@@ -1,0 +1,58 @@
+// Tracepoint backend: attaches one tp_btf program per skb tracepoint the
+// running kernel has, as discovered from its BTF.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "btf/kernel_btf.h"
+#include "pwru_abi.h"
+
+struct bpf_link;
+
+namespace pwru {
+
+class TpObject;
+
+// What an event's hook_id stands for.
+struct Hook {
+  std::uint16_t id = 0;
+  std::string name;
+  bool reports_drops = false;
+};
+
+struct AttachReport {
+  std::size_t attached = 0;
+  std::vector<std::string> skipped;  // "name: reason"
+};
+
+class TracepointBackend {
+ public:
+  // Loads (verifies) programs for every tracepoint in `tracepoints`.
+  TracepointBackend(const std::vector<SkbTracepoint>& tracepoints, const pwru_filter_cfg& filter,
+                    std::uint32_t ring_bytes);
+  ~TracepointBackend();
+  TracepointBackend(const TracepointBackend&) = delete;
+  TracepointBackend& operator=(const TracepointBackend&) = delete;
+
+  // Attaches each hook; stops early (and detaches nothing) when `cancelled`
+  // returns true. Throws when no hook at all could be attached.
+  AttachReport attach(const std::function<bool()>& cancelled);
+  // Idempotent; also done by the destructor.
+  void detach() noexcept;
+
+  const std::vector<Hook>& hooks() const { return hooks_; }
+  int events_fd() const;
+  int counters_fd() const;
+  int stacks_fd() const;
+
+ private:
+  std::unique_ptr<TpObject> object_;
+  std::vector<Hook> hooks_;
+  std::vector<struct bpf_link*> links_;
+};
+
+}  // namespace pwru

@@ -1,0 +1,65 @@
+// One trace: discover hooks, load and attach, read events, print them,
+// detach. `pwru` runs one; the agent will run one per trace request.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "output/event_formatter.h"
+#include "probe/tracepoint_backend.h"
+#include "pwru_abi.h"
+
+namespace pwru {
+
+class LineSink;
+class KernelBtf;
+
+struct TraceConfig {
+  pwru_filter_cfg filter{};
+  OutputOptions output;
+  std::uint64_t limit = 0;  // stop after this many events; 0: no limit
+  std::uint32_t ring_bytes = 8u << 20;
+  std::string backend = "auto";
+};
+
+struct TraceStats {
+  std::uint64_t events_written = 0;  // formatted and handed to the sink
+  std::uint64_t events_lost = 0;     // did not fit into the ring buffer
+  std::uint64_t events_filtered = 0;
+  std::uint64_t events_malformed = 0;
+  bool limit_reached = false;
+};
+
+class TraceSession {
+ public:
+  // Loads the programs (nothing is attached yet). Throws on failure.
+  TraceSession(const KernelBtf& btf, TraceConfig config, LineSink& sink);
+  ~TraceSession();
+
+  const std::string& backend_name() const { return backend_name_; }
+  std::size_t hook_count() const;
+
+  AttachReport attach(const std::function<bool()>& cancelled);
+  // Reads and prints events until `stop` becomes true or the limit is hit.
+  void run(const std::atomic<bool>& stop);
+  // Detaches every link, prints what is still in the ring, flushes.
+  TraceStats finish();
+
+ private:
+  bool handle(const pwru_event& event);
+
+  TraceConfig config_;
+  LineSink& sink_;
+  std::string backend_name_;
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  TraceStats stats_;
+  std::string buffer_;
+  bool finished_ = false;
+};
+
+}  // namespace pwru

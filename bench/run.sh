@@ -1,0 +1,332 @@
+#!/usr/bin/env bash
+# pwru-agent benchmark: tracer overhead and event throughput.
+#
+# Usage (as root):  bash bench/run.sh [PATH_TO_PWRU]
+#   PATH_TO_PWRU defaults to build/pwru relative to the repository root.
+#
+# Tunables (environment):
+#   BENCH_ROUNDS      TCP rounds per mode (baseline/traced), >= 3   (default 3)
+#   BENCH_DURATION    seconds per iperf3 run                        (default 5)
+#   BENCH_UDP_PPS     packet rate of the first events step          (default 17000)
+#   BENCH_MAX_PPS     highest packet rate the events steps may use  (default 400000)
+#
+# Measures, in one run, with baseline and traced runs interleaved:
+#   1. TCP throughput over a veth pair between two netns, without a tracer and
+#      with pwru attached but filtered on a third, idle netns.
+#   2. Events per second pwru delivers (and events lost) while tracing the netns
+#      of a paced small-packet UDP sender.
+set -euo pipefail
+
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO_ROOT=$(cd "$SCRIPT_DIR/.." && pwd)
+
+PWRU=${1:-$REPO_ROOT/build/pwru}
+case $PWRU in /*) ;; *) PWRU=$PWD/$PWRU ;; esac
+
+ROUNDS=${BENCH_ROUNDS:-3}
+DURATION=${BENCH_DURATION:-5}
+UDP_PPS=${BENCH_UDP_PPS:-17000}
+MAX_PPS=${BENCH_MAX_PPS:-400000}
+UDP_LEN=64                 # datagram payload bytes (iperf3 -l)
+EVENTS_TARGET=100000       # events/s the tracer must sustain without loss
+MAX_EVENT_STEPS=3          # bound on the number of events steps
+READY_TIMEOUT=30           # seconds to wait for pwru's ready file
+STOP_TIMEOUT=15            # seconds to wait for pwru to exit after SIGINT
+CLIENT_TIMEOUT=$((DURATION + 30))
+
+NS_A=pwb-$$-a              # iperf3 client
+NS_B=pwb-$$-b              # iperf3 server
+NS_IDLE=pwb-$$-idle        # idle netns the overhead run filters on
+ADDR_A=10.231.1.1
+ADDR_B=10.231.1.2
+PORT=5201
+
+die() {
+    echo "bench: ERROR: $*" >&2
+    exit 1
+}
+log() { echo "bench: $*" >&2; }
+
+# ---------------------------------------------------------------- preflight
+[[ $(id -u) -eq 0 ]] || die "must run as root"
+for tool in ip iperf3 python3 timeout stat; do
+    command -v "$tool" >/dev/null 2>&1 || die "required tool '$tool' not found"
+done
+[[ -x $PWRU ]] || die "pwru binary '$PWRU' not found or not executable (build it first or pass its path as \$1)"
+[[ $ROUNDS =~ ^[0-9]+$ && $ROUNDS -ge 3 ]] || die "BENCH_ROUNDS must be an integer >= 3"
+[[ $DURATION =~ ^[0-9]+$ && $DURATION -ge 1 ]] || die "BENCH_DURATION must be a positive integer"
+[[ $UDP_PPS =~ ^[0-9]+$ && $UDP_PPS -ge 1 ]] || die "BENCH_UDP_PPS must be a positive integer"
+[[ $MAX_PPS =~ ^[0-9]+$ && $MAX_PPS -ge $UDP_PPS ]] || die "BENCH_MAX_PPS must be an integer >= BENCH_UDP_PPS"
+for ns in "$NS_A" "$NS_B" "$NS_IDLE"; do
+    [[ ! -e /var/run/netns/$ns ]] || die "netns $ns already exists"
+done
+
+RESET_SIGINT=(env --default-signal=INT)
+"${RESET_SIGINT[@]}" true 2>/dev/null || RESET_SIGINT=()
+
+TMP=$(mktemp -d /tmp/pwru-bench.XXXXXX)
+PWRU_PID=""
+SERVER_PID=""
+NS_CREATED=()
+
+# ---------------------------------------------------------------- cleanup
+cleanup() {
+    local rc=$?
+    set +e
+    trap - EXIT INT TERM
+    if [[ -n $PWRU_PID ]] && kill -0 "$PWRU_PID" 2>/dev/null; then
+        kill -INT "$PWRU_PID" 2>/dev/null
+        for _ in $(seq 1 50); do
+            kill -0 "$PWRU_PID" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$PWRU_PID" 2>/dev/null
+        wait "$PWRU_PID" 2>/dev/null
+    fi
+    if [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
+        kill -TERM "$SERVER_PID" 2>/dev/null
+        wait "$SERVER_PID" 2>/dev/null
+    fi
+    local ns pid
+    for ns in "${NS_CREATED[@]}"; do
+        # Anything still running inside our own namespaces was started by us.
+        for pid in $(ip netns pids "$ns" 2>/dev/null); do
+            kill -KILL "$pid" 2>/dev/null
+        done
+        ip netns del "$ns" 2>/dev/null
+    done
+    rm -rf "$TMP"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# ---------------------------------------------------------------- helpers
+pyjson() { # pyjson FILE EXPR  -> prints the python expression over the JSON `j`
+    python3 -c '
+import json, sys
+with open(sys.argv[1]) as f:
+    j = json.load(f)
+if "error" in j:
+    sys.exit("iperf3 error: " + j["error"])
+print(eval(sys.argv[2]))
+' "$1" "$2"
+}
+
+median() { # median N...
+    python3 -c 'import statistics, sys; print(statistics.median(float(x) for x in sys.argv[1:]))' "$@"
+}
+
+calc() { # calc PYTHON_EXPR
+    python3 -c "import math; print($1)"
+}
+
+now() { date +%s.%N; }
+
+setup_netns() {
+    local ns
+    for ns in "$NS_A" "$NS_B" "$NS_IDLE"; do
+        ip netns add "$ns" || die "cannot create netns $ns"
+        NS_CREATED+=("$ns")
+        ip -n "$ns" link set lo up || die "cannot bring up lo in $ns"
+    done
+    ip -n "$NS_A" link add veth-a type veth peer name veth-b netns "$NS_B" \
+        || die "cannot create veth pair"
+    ip -n "$NS_A" addr add "$ADDR_A/24" dev veth-a || die "cannot address veth-a"
+    ip -n "$NS_B" addr add "$ADDR_B/24" dev veth-b || die "cannot address veth-b"
+    ip -n "$NS_A" link set veth-a up || die "cannot bring up veth-a"
+    ip -n "$NS_B" link set veth-b up || die "cannot bring up veth-b"
+    for _ in $(seq 1 100); do
+        if ip -n "$NS_A" link show veth-a | grep -q LOWER_UP &&
+            ip -n "$NS_B" link show veth-b | grep -q LOWER_UP; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    die "veth pair did not come up within 10 s"
+}
+
+start_server() {
+    ip netns exec "$NS_B" iperf3 -s -B "$ADDR_B" -p "$PORT" >"$TMP/server.log" 2>&1 &
+    SERVER_PID=$!
+    for _ in $(seq 1 100); do
+        kill -0 "$SERVER_PID" 2>/dev/null || { cat "$TMP/server.log" >&2; die "iperf3 server exited"; }
+        if ip netns exec "$NS_B" ss -Hltn "sport = :$PORT" 2>/dev/null | grep -q .; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    die "iperf3 server did not start listening within 10 s"
+}
+
+netns_inode() {
+    stat -L -c %i "/var/run/netns/$1" || die "cannot stat netns $1"
+}
+
+# start_pwru LOGNAME ARGS... : start pwru, wait for its ready file
+start_pwru() {
+    local name=$1
+    shift
+    local ready=$TMP/$name.ready
+    rm -f "$ready"
+    PWRU_LOG=$TMP/$name.stderr
+    # Background jobs of a non-interactive shell start with SIGINT ignored;
+    # env resets it so that pwru gets the SIGINT we send to stop it.
+    "${RESET_SIGINT[@]}" "$PWRU" --ready-file "$ready" "$@" >"$TMP/$name.stdout" 2>"$PWRU_LOG" &
+    PWRU_PID=$!
+    local deadline=$((SECONDS + READY_TIMEOUT))
+    while [[ ! -e $ready ]]; do
+        if ! kill -0 "$PWRU_PID" 2>/dev/null; then
+            wait "$PWRU_PID" 2>/dev/null && rc=0 || rc=$?
+            PWRU_PID=""
+            tail -n 20 "$PWRU_LOG" >&2
+            die "pwru exited (status $rc) before becoming ready: $PWRU $*"
+        fi
+        ((SECONDS < deadline)) || { tail -n 20 "$PWRU_LOG" >&2; die "pwru did not write its ready file within ${READY_TIMEOUT} s"; }
+        sleep 0.1
+    done
+}
+
+# stop_pwru : SIGINT, bounded wait, require exit status 0
+stop_pwru() {
+    local rc
+    kill -INT "$PWRU_PID" 2>/dev/null || true
+    for _ in $(seq 1 $((STOP_TIMEOUT * 10))); do
+        kill -0 "$PWRU_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$PWRU_PID" 2>/dev/null; then
+        kill -KILL "$PWRU_PID" 2>/dev/null || true
+        wait "$PWRU_PID" 2>/dev/null || true
+        PWRU_PID=""
+        tail -n 20 "$PWRU_LOG" >&2
+        die "pwru did not exit within ${STOP_TIMEOUT} s of SIGINT"
+    fi
+    wait "$PWRU_PID" && rc=0 || rc=$?
+    PWRU_PID=""
+    if ((rc != 0)); then
+        tail -n 20 "$PWRU_LOG" >&2
+        die "pwru exited with status $rc after SIGINT"
+    fi
+}
+
+# stderr counters of the last pwru run
+pwru_received() {
+    local n
+    n=$(sed -n 's/^pwru: \([0-9][0-9]*\) events received$/\1/p' "$PWRU_LOG" | tail -n 1)
+    [[ -n $n ]] || { tail -n 20 "$PWRU_LOG" >&2; die "pwru did not print 'pwru: N events received' on exit"; }
+    echo "$n"
+}
+pwru_lost() {
+    local n
+    n=$(sed -n 's/^pwru: \([0-9][0-9]*\) events lost$/\1/p' "$PWRU_LOG" | tail -n 1)
+    echo "${n:-0}"
+}
+
+# run_client OUT ARGS... : iperf3 client in NS_A with JSON output
+run_client() {
+    local out=$1
+    shift
+    if ! timeout "$CLIENT_TIMEOUT" ip netns exec "$NS_A" \
+        iperf3 -c "$ADDR_B" -p "$PORT" -t "$DURATION" -J "$@" >"$out" 2>"$out.err"; then
+        cat "$out.err" >&2
+        python3 -c 'import json,sys; print("iperf3:", json.load(open(sys.argv[1])).get("error", "?"))' "$out" >&2 2>/dev/null || true
+        die "iperf3 client failed ($*)"
+    fi
+}
+
+# ---------------------------------------------------------------- setup
+log "pwru binary: $PWRU"
+setup_netns
+start_server
+# warm-up run, also the connectivity check
+log "warm-up run (connectivity check)"
+DURATION=1 run_client "$TMP/warmup.json"
+IDLE_INODE=$(netns_inode "$NS_IDLE")
+CLIENT_INODE=$(netns_inode "$NS_A")
+log "netns: client=$NS_A (inode $CLIENT_INODE) server=$NS_B idle=$NS_IDLE (inode $IDLE_INODE)"
+
+# ---------------------------------------------------------------- 1. TCP overhead
+BASE=()
+TRACED=()
+for round in $(seq 1 "$ROUNDS"); do
+    run_client "$TMP/tcp-base-$round.json"
+    bps=$(pyjson "$TMP/tcp-base-$round.json" 'j["end"]["sum_received"]["bits_per_second"]') \
+        || die "cannot parse iperf3 output (baseline round $round)"
+    BASE+=("$bps")
+    log "round $round baseline: $(calc "round($bps/1e9, 3)") Gbit/s"
+
+    start_pwru "tcp-$round" --filter-netns "inode:$IDLE_INODE" --output-file /dev/null
+    run_client "$TMP/tcp-traced-$round.json"
+    stop_pwru
+    bps=$(pyjson "$TMP/tcp-traced-$round.json" 'j["end"]["sum_received"]["bits_per_second"]') \
+        || die "cannot parse iperf3 output (traced round $round)"
+    TRACED+=("$bps")
+    log "round $round traced:   $(calc "round($bps/1e9, 3)") Gbit/s"
+done
+base_med=$(median "${BASE[@]}")
+traced_med=$(median "${TRACED[@]}")
+echo "tcp_throughput baseline=$(calc "f'{$base_med/1e9:.2f}'") Gbit/s" \
+    "traced=$(calc "f'{$traced_med/1e9:.2f}'") Gbit/s" \
+    "ratio=$(calc "f'{$traced_med/$base_med:.3f}'") (target >= 0.95)"
+# spread of the baseline runs, (max - min) / median: the machine's noise
+spread=$(python3 -c 'import statistics, sys; v = [float(x) for x in sys.argv[1:]]; print(round(100 * (max(v) - min(v)) / statistics.median(v)))' "${BASE[@]}")
+echo "tcp_baseline_spread=${spread}% (rounds=$ROUNDS, loadavg: $(cut -d' ' -f1-3 /proc/loadavg))"
+if ((spread > 10)); then
+    echo "WARNING: baseline runs differ by ${spread}%: the machine is busy, the ratio is not reliable (rerun on an idle machine or with a larger BENCH_ROUNDS)"
+fi
+
+# ---------------------------------------------------------------- 2. events/s
+# Step k sends UDP at pps_k; after each step the measured events per packet
+# tells the rate needed for the next step to exceed EVENTS_TARGET.
+pps=$UDP_PPS
+reached=0
+for step in $(seq 1 "$MAX_EVENT_STEPS"); do
+    bitrate=$((pps * UDP_LEN * 8))
+    start_pwru "events-$step" --filter-netns "inode:$CLIENT_INODE" --output-json --output-file /dev/null
+    t0=$(now)
+    run_client "$TMP/udp-$step.json" -u -b "$bitrate" -l "$UDP_LEN"
+    t1=$(now)
+    stop_pwru
+    received=$(pwru_received) || exit 1
+    lost=$(pwru_lost)
+    packets=$(pyjson "$TMP/udp-$step.json" 'j["end"]["sum"]["packets"]') \
+        || die "cannot parse iperf3 UDP output (step $step)"
+    secs=$(calc "$t1 - $t0")
+    eps=$(calc "int(round($received / $secs))")
+    sent_pps=$(calc "int(round($packets / $DURATION))")
+    epp=$(calc "round($received / $packets, 2) if $packets else 0")
+    echo "events_step=$step udp_target_pps=$pps udp_sent_pps=$sent_pps events=$received" \
+        "duration=$(calc "f'{$secs:.2f}'")s events_per_packet=$epp"
+    echo "events_per_second=$eps lost=$lost (target: no loss at 100k events/s)"
+    if ((eps >= EVENTS_TARGET)); then
+        reached=1
+        reached_eps=$eps
+        reached_lost=$lost
+        break
+    fi
+    ((step < MAX_EVENT_STEPS)) || break
+    if ((pps >= MAX_PPS)); then
+        log "packet rate cap BENCH_MAX_PPS=$MAX_PPS reached"
+        break
+    fi
+    # next rate: enough packets per second for 1.3x the target at the observed
+    # events per packet (or 4x if nothing was observed), at least 2x, capped
+    # at MAX_PPS
+    if ((received > 0 && packets > 0)); then
+        next=$(calc "math.ceil(1.3 * $EVENTS_TARGET * $packets / $received)")
+    else
+        next=$((pps * 4))
+    fi
+    ((next >= pps * 2)) || next=$((pps * 2))
+    ((next <= MAX_PPS)) || next=$MAX_PPS
+    pps=$next
+done
+if ((reached == 0)); then
+    echo "events_target=FAIL (no step reached ${EVENTS_TARGET} events/s; highest udp rate sent: ${sent_pps} pps)"
+elif ((reached_lost > 0)); then
+    echo "events_target=FAIL (${reached_lost} events lost at ${reached_eps} events/s)"
+else
+    echo "events_target=PASS (no loss at ${reached_eps} events/s)"
+fi

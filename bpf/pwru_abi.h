@@ -1,0 +1,112 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * The one definition of everything that crosses the kernel/user boundary:
+ * included by the BPF programs (clang -target bpf) and by agent/ (C++20).
+ * Every struct is laid out with explicit padding so both compilers agree
+ * byte for byte; the static asserts at the bottom fail the build of either
+ * side if a field is added without updating the size.
+ */
+#ifndef PWRU_ABI_H
+#define PWRU_ABI_H
+
+#ifdef __cplusplus
+#include <cstdint>
+#define PWRU_U8 std::uint8_t
+#define PWRU_U16 std::uint16_t
+#define PWRU_U32 std::uint32_t
+#define PWRU_U64 std::uint64_t
+#define PWRU_S8 std::int8_t
+#define PWRU_S32 std::int32_t
+#define PWRU_S64 std::int64_t
+#define PWRU_STATIC_ASSERT(cond, msg) static_assert(cond, msg)
+#else
+#define PWRU_U8 __u8
+#define PWRU_U16 __u16
+#define PWRU_U32 __u32
+#define PWRU_U64 __u64
+#define PWRU_S8 __s8
+#define PWRU_S32 __s32
+#define PWRU_S64 __s64
+#define PWRU_STATIC_ASSERT(cond, msg) _Static_assert(cond, msg)
+#endif
+
+#define PWRU_IFNAMSIZ 16
+#define PWRU_COMM_LEN 16
+/* Upper bound on hooks one tracepoint object can carry (program slots). */
+#define PWRU_MAX_TP_SLOTS 64
+/* Max frames kept per stack trace, as pwru. */
+#define PWRU_MAX_STACK_DEPTH 50
+/* "Argument not present" marker for the argument positions of a hook. */
+#define PWRU_ARG_NONE (-1)
+
+/* Ethertypes in host order, as stored in pwru_tuple.l3_proto. */
+#define PWRU_ETH_P_IP 0x0800
+#define PWRU_ETH_P_IPV6 0x86DD
+
+struct pwru_tuple {
+	PWRU_U8 saddr[16]; /* IPv4 uses the first 4 bytes */
+	PWRU_U8 daddr[16];
+	PWRU_U16 sport; /* network byte order, as on the wire */
+	PWRU_U16 dport; /* network byte order */
+	PWRU_U16 l3_proto; /* host order: PWRU_ETH_P_IP / PWRU_ETH_P_IPV6, 0 if none */
+	PWRU_U8 l4_proto; /* IPPROTO_* */
+	PWRU_U8 tcp_flags; /* byte 13 of the TCP header */
+};
+
+struct pwru_event {
+	PWRU_U64 skb_addr;
+	PWRU_U64 ts_ns; /* bpf_ktime_get_ns() */
+	PWRU_U64 drop_location; /* kfree_skb's location: return address into the dropping function */
+	PWRU_S64 stack_id; /* id in the stack map, < 0 when not captured */
+	PWRU_U32 pid; /* thread group id */
+	PWRU_U32 cpu;
+	char comm[PWRU_COMM_LEN];
+	PWRU_U32 netns; /* inode of the skb's network namespace */
+	PWRU_U32 mark;
+	PWRU_U32 ifindex;
+	PWRU_U32 mtu;
+	PWRU_U32 len;
+	PWRU_U32 drop_reason; /* enum skb_drop_reason value, 0 when not a drop */
+	char ifname[PWRU_IFNAMSIZ];
+	PWRU_U16 protocol; /* skb->protocol, network byte order */
+	PWRU_U16 hook_id; /* index into the hook table user space built */
+	PWRU_U8 has_drop_reason; /* 1 when the hook carries a drop reason */
+	PWRU_U8 pad[3];
+	struct pwru_tuple tuple;
+};
+
+/* Per-hook settings fixed at load time (rodata), one entry per program slot. */
+struct pwru_hook_cfg {
+	PWRU_S8 skb_arg; /* position of struct sk_buff * among the tracepoint args */
+	PWRU_S8 reason_arg; /* position of enum skb_drop_reason, or PWRU_ARG_NONE */
+	PWRU_S8 location_arg; /* position of the drop location, or PWRU_ARG_NONE */
+	PWRU_U8 pad;
+	PWRU_U16 hook_id;
+	PWRU_U16 pad2;
+};
+
+/* Filters and output switches fixed at load time (rodata). */
+struct pwru_filter_cfg {
+	PWRU_U32 netns; /* 0: any */
+	PWRU_U32 mark;
+	PWRU_U32 mark_mask; /* 0: mark not filtered */
+	PWRU_U32 ifindex; /* 0: any */
+	PWRU_U8 want_stack; /* capture a stack id for --output-stack / --output-caller */
+	PWRU_U8 pad[3];
+};
+
+/* Indexes of the per-CPU counters map. */
+enum pwru_counter {
+	PWRU_CNT_EVENTS = 0, /* events written to the ring buffer */
+	PWRU_CNT_LOST = 1, /* events that did not fit into the ring buffer */
+	PWRU_CNT_FILTERED = 2, /* skbs rejected by the filters */
+	PWRU_CNT_STACK_FAIL = 3, /* stack requested but the stack map refused it */
+	PWRU_CNT_MAX = 4,
+};
+
+PWRU_STATIC_ASSERT(sizeof(struct pwru_tuple) == 40, "pwru_tuple ABI size");
+PWRU_STATIC_ASSERT(sizeof(struct pwru_event) == 144, "pwru_event ABI size");
+PWRU_STATIC_ASSERT(sizeof(struct pwru_hook_cfg) == 8, "pwru_hook_cfg ABI size");
+PWRU_STATIC_ASSERT(sizeof(struct pwru_filter_cfg) == 20, "pwru_filter_cfg ABI size");
+
+#endif /* PWRU_ABI_H */

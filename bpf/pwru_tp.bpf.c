@@ -1,0 +1,70 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * Tracepoint backend: tp_btf programs on the tracepoints that carry a
+ * struct sk_buff *.
+ *
+ * A tp_btf program is bound to one tracepoint at load (its attach BTF id) and
+ * cannot ask which tracepoint fired, so the hook id has to come from the
+ * program itself. Rather than opening and loading this object once per
+ * tracepoint (each load re-parses the kernel's BTF), the object carries
+ * PWRU_MAX_TP_SLOTS identical programs; user space points each used slot at
+ * one tracepoint and fills hook_cfg[slot] in rodata, and disables the rest.
+ * Because hook_cfg is frozen rodata indexed by a constant, the verifier sees
+ * every argument position as a known constant and prunes the ctx reads of
+ * positions the tracepoint does not have.
+ */
+#include "skb_event.bpf.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+const volatile struct pwru_hook_cfg hook_cfg[PWRU_MAX_TP_SLOTS] = {};
+
+/*
+ * ctx[pos] for a pos that is constant per program but not per source line.
+ * Written as one inline-asm load per position: with plain ctx[N] in a
+ * switch, clang merges the cases into one load through ctx + 8 * pos, and
+ * the verifier refuses any ctx access through a modified pointer.
+ */
+#define PWRU_CTX_LOAD(ctx, n)                                                   \
+	({                                                                      \
+		__u64 __v;                                                      \
+		asm volatile("%0 = *(u64 *)(%1 + " #n " * 8)" : "=r"(__v) : "r"(ctx)); \
+		__v;                                                            \
+	})
+
+static __always_inline __u64 tp_arg(__u64 *ctx, int pos)
+{
+	switch (pos) {
+	case 0: return PWRU_CTX_LOAD(ctx, 0);
+	case 1: return PWRU_CTX_LOAD(ctx, 1);
+	case 2: return PWRU_CTX_LOAD(ctx, 2);
+	case 3: return PWRU_CTX_LOAD(ctx, 3);
+	case 4: return PWRU_CTX_LOAD(ctx, 4);
+	case 5: return PWRU_CTX_LOAD(ctx, 5);
+	case 6: return PWRU_CTX_LOAD(ctx, 6);
+	case 7: return PWRU_CTX_LOAD(ctx, 7);
+	default: return 0;
+	}
+}
+
+static __always_inline int handle_tp(__u64 *ctx, const int slot)
+{
+	const struct pwru_hook_cfg cfg = hook_cfg[slot];
+	struct sk_buff *skb = (struct sk_buff *)tp_arg(ctx, cfg.skb_arg);
+	bool has_reason = cfg.reason_arg != PWRU_ARG_NONE;
+	__u32 reason = has_reason ? (__u32)tp_arg(ctx, cfg.reason_arg) : 0;
+	__u64 location = cfg.location_arg != PWRU_ARG_NONE ? tp_arg(ctx, cfg.location_arg) : 0;
+	return report_skb(ctx, skb, cfg.hook_id, has_reason, reason, location);
+}
+
+/* n is two octal digits written as a C literal: slot = 8 * tens + units. */
+#define PWRU_TP_SLOT(n) \
+	SEC("tp_btf") int pwru_tp_##n(__u64 *ctx) { return handle_tp(ctx, (n / 10) * 8 + n % 10); }
+
+#define PWRU_TP_SLOTS8(a) \
+	PWRU_TP_SLOT(a##0) PWRU_TP_SLOT(a##1) PWRU_TP_SLOT(a##2) PWRU_TP_SLOT(a##3) \
+	PWRU_TP_SLOT(a##4) PWRU_TP_SLOT(a##5) PWRU_TP_SLOT(a##6) PWRU_TP_SLOT(a##7)
+
+/* 64 slots, named pwru_tp_00 .. pwru_tp_77 (octal digits keep the macro simple). */
+PWRU_TP_SLOTS8(0) PWRU_TP_SLOTS8(1) PWRU_TP_SLOTS8(2) PWRU_TP_SLOTS8(3)
+PWRU_TP_SLOTS8(4) PWRU_TP_SLOTS8(5) PWRU_TP_SLOTS8(6) PWRU_TP_SLOTS8(7)

@@ -1,0 +1,182 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * The per-skb work every backend shares: metadata filters, then (only for
+ * skbs that pass) ring-buffer reservation and event fill. Backends differ
+ * only in how they find the skb and the hook id; they include this file.
+ */
+#ifndef PWRU_SKB_EVENT_BPF_H
+#define PWRU_SKB_EVENT_BPF_H
+
+#include "vmlinux_min.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
+#include "pwru_abi.h"
+
+#define PWRU_IPPROTO_TCP 6
+#define PWRU_IPPROTO_UDP 17
+#define PWRU_ETH_P_8021Q 0x8100
+#define PWRU_VLAN_HLEN 4
+/* skb->network_header / transport_header value meaning "not set". */
+#define PWRU_HDR_UNSET 0xffff
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	/* user space resizes this before load (--ring-size) */
+	__uint(max_entries, 8 << 20);
+} events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(max_entries, PWRU_CNT_MAX);
+} counters SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_STACK_TRACE);
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, PWRU_MAX_STACK_DEPTH * sizeof(__u64));
+	__uint(max_entries, 16384);
+} stacks SEC(".maps");
+
+const volatile struct pwru_filter_cfg filter_cfg = {};
+
+static __always_inline void count(__u32 which)
+{
+	__u64 *value = bpf_map_lookup_elem(&counters, &which);
+	if (value)
+		*value += 1;
+}
+
+static __always_inline __u32 skb_netns(struct sk_buff *skb)
+{
+	__u32 netns = BPF_CORE_READ(skb, dev, nd_net.net, ns.inum);
+	/* Locally generated skbs may not have a device yet: use the socket's. */
+	if (netns == 0) {
+		struct sock *sk = BPF_CORE_READ(skb, sk);
+		if (sk)
+			netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+	}
+	return netns;
+}
+
+/* Cheapest checks first; none of them touches packet data. */
+static __always_inline bool skb_passes_meta_filters(struct sk_buff *skb)
+{
+	if (filter_cfg.netns && skb_netns(skb) != filter_cfg.netns)
+		return false;
+	if (filter_cfg.mark_mask &&
+	    (BPF_CORE_READ(skb, mark) & filter_cfg.mark_mask) != filter_cfg.mark)
+		return false;
+	if (filter_cfg.ifindex && BPF_CORE_READ(skb, dev, ifindex) != filter_cfg.ifindex)
+		return false;
+	return true;
+}
+
+static __always_inline void fill_tuple(struct sk_buff *skb, struct pwru_tuple *tuple)
+{
+	unsigned char *head = BPF_CORE_READ(skb, head);
+	__u16 l3_off = BPF_CORE_READ(skb, network_header);
+	if (l3_off == PWRU_HDR_UNSET || !head)
+		return;
+	if (BPF_CORE_READ(skb, protocol) == bpf_htons(PWRU_ETH_P_8021Q))
+		l3_off += PWRU_VLAN_HLEN;
+
+	__u8 first = 0;
+	bpf_probe_read_kernel(&first, 1, head + l3_off);
+	__u8 version = first >> 4;
+	__u16 l4_off;
+	if (version == 4) {
+		/* saddr and daddr are adjacent at offset 12 of the IPv4 header */
+		__u8 addrs[8];
+		if (bpf_probe_read_kernel(addrs, sizeof(addrs), head + l3_off + 12))
+			return;
+		__builtin_memcpy(tuple->saddr, addrs, 4);
+		__builtin_memcpy(tuple->daddr, addrs + 4, 4);
+		bpf_probe_read_kernel(&tuple->l4_proto, 1, head + l3_off + 9);
+		tuple->l3_proto = PWRU_ETH_P_IP;
+		/* Later fragments carry no L4 header: leave the ports at 0. */
+		__u16 frag = 0;
+		bpf_probe_read_kernel(&frag, 2, head + l3_off + 6);
+		if (bpf_ntohs(frag) & 0x1fff)
+			return;
+		/* Computed from IHL, not transport_header: on the receive path the
+		 * transport header still equals the network header at the early hooks. */
+		l4_off = l3_off + (first & 0x0f) * 4;
+	} else if (version == 6) {
+		if (bpf_probe_read_kernel(tuple->saddr, 32, head + l3_off + 8))
+			return;
+		bpf_probe_read_kernel(&tuple->l4_proto, 1, head + l3_off + 6);
+		tuple->l3_proto = PWRU_ETH_P_IPV6;
+		l4_off = l3_off + 40;
+	} else {
+		return;
+	}
+
+	if (tuple->l4_proto == PWRU_IPPROTO_TCP || tuple->l4_proto == PWRU_IPPROTO_UDP) {
+		__u16 ports[2];
+		if (bpf_probe_read_kernel(ports, sizeof(ports), head + l4_off))
+			return;
+		tuple->sport = ports[0];
+		tuple->dport = ports[1];
+		if (tuple->l4_proto == PWRU_IPPROTO_TCP)
+			bpf_probe_read_kernel(&tuple->tcp_flags, 1, head + l4_off + 13);
+	}
+}
+
+/*
+ * Filters, then reserves, then fills. Returns 0 always: the return value of
+ * tracing programs is ignored by the kernel.
+ */
+static __always_inline int report_skb(void *ctx, struct sk_buff *skb, __u16 hook_id,
+				      bool has_reason, __u32 reason, __u64 location)
+{
+	if (!skb)
+		return 0;
+	if (!skb_passes_meta_filters(skb)) {
+		count(PWRU_CNT_FILTERED);
+		return 0;
+	}
+
+	struct pwru_event *event = bpf_ringbuf_reserve(&events, sizeof(*event), 0);
+	if (!event) {
+		count(PWRU_CNT_LOST);
+		return 0;
+	}
+	__builtin_memset(event, 0, sizeof(*event));
+
+	event->skb_addr = (__u64)skb;
+	event->ts_ns = bpf_ktime_get_ns();
+	event->pid = bpf_get_current_pid_tgid() >> 32;
+	event->cpu = bpf_get_smp_processor_id();
+	bpf_get_current_comm(event->comm, sizeof(event->comm));
+	event->hook_id = hook_id;
+	event->netns = skb_netns(skb);
+	event->mark = BPF_CORE_READ(skb, mark);
+	event->len = BPF_CORE_READ(skb, len);
+	event->protocol = BPF_CORE_READ(skb, protocol);
+	struct net_device *dev = BPF_CORE_READ(skb, dev);
+	if (dev) {
+		event->ifindex = BPF_CORE_READ(dev, ifindex);
+		event->mtu = BPF_CORE_READ(dev, mtu);
+		bpf_probe_read_kernel_str(event->ifname, sizeof(event->ifname), &dev->name);
+	}
+	event->has_drop_reason = has_reason;
+	event->drop_reason = reason;
+	event->drop_location = location;
+	fill_tuple(skb, &event->tuple);
+
+	event->stack_id = -1;
+	if (filter_cfg.want_stack) {
+		event->stack_id = bpf_get_stackid(ctx, &stacks, 0);
+		if (event->stack_id < 0)
+			count(PWRU_CNT_STACK_FAIL);
+	}
+
+	bpf_ringbuf_submit(event, 0);
+	count(PWRU_CNT_EVENTS);
+	return 0;
+}
+
+#endif /* PWRU_SKB_EVENT_BPF_H */

@@ -1,0 +1,173 @@
+// pwru's text columns and JSON fields, byte for byte.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <cstring>
+
+#include "output/event_formatter.h"
+
+namespace pwru {
+namespace {
+
+pwru_event udp_event() {
+  pwru_event e{};
+  e.skb_addr = 0xffff888012345600ULL;
+  e.ts_ns = 1000;
+  e.cpu = 1;
+  e.pid = 4242;
+  std::strcpy(e.comm, "nc");
+  e.netns = 4026532001;
+  e.mark = 0xa00;
+  e.ifindex = 7;
+  std::strcpy(e.ifname, "veth0");
+  e.mtu = 1500;
+  e.len = 84;
+  e.protocol = htons(0x0800);
+  e.tuple.l3_proto = PWRU_ETH_P_IP;
+  e.tuple.l4_proto = 17;
+  const std::uint8_t s[4] = {10, 231, 0, 1}, d[4] = {10, 231, 0, 2};
+  std::memcpy(e.tuple.saddr, s, 4);
+  std::memcpy(e.tuple.daddr, d, 4);
+  e.tuple.sport = htons(40000);
+  e.tuple.dport = htons(9);
+  return e;
+}
+
+TEST(EventFormatter, TextColumnsAsPwru) {
+  EventFormatter f(OutputOptions{});
+  EXPECT_EQ(f.header(),
+            "SKB                CPU PROCESS          NETNS      MARK/x        IFACE       PROTO  MTU   "
+            "LEN   TUPLE FUNC\n");
+  const pwru_event e = udp_event();
+  std::string out;
+  f.format(EventView{e, "kfree_skb(SKB_DROP_REASON_NO_SOCKET)", "", nullptr}, out);
+  EXPECT_EQ(out,
+            "0xffff888012345600 1   nc:4242          4026532001 a00          veth0:7      0x0800 1500  84    "
+            "10.231.0.1:40000->10.231.0.2:9(udp) kfree_skb(SKB_DROP_REASON_NO_SOCKET)\n");
+}
+
+TEST(EventFormatter, TupleColumnWidthGrowsAndStays) {
+  OutputOptions o;
+  o.meta = false;
+  EventFormatter f(o);
+  pwru_event wide = udp_event();
+  pwru_event narrow = udp_event();
+  narrow.tuple.sport = htons(1);
+  std::string out;
+  f.format(EventView{wide, "a", "", nullptr}, out);
+  f.format(EventView{narrow, "b", "", nullptr}, out);
+  const auto second = out.substr(out.find('\n') + 1);
+  EXPECT_NE(second.find("10.231.0.1:1->10.231.0.2:9(udp)     b\n"), std::string::npos) << second;
+}
+
+TEST(EventFormatter, Ipv6TcpFlagsAndTruncatedColumns) {
+  pwru_event e = udp_event();
+  e.tuple.l3_proto = PWRU_ETH_P_IPV6;
+  e.tuple.l4_proto = 6;
+  std::memset(e.tuple.saddr, 0, 16);
+  e.tuple.saddr[15] = 1;
+  std::memset(e.tuple.daddr, 0, 16);
+  e.tuple.daddr[0] = 0xfd;
+  e.tuple.daddr[15] = 2;
+  e.tuple.tcp_flags = 0x12;  // SYN|ACK
+  EXPECT_EQ(format_tuple(e.tuple, true), "[::1]:40000->[fd00::2]:9(tcp:SYN|ACK)");
+  EXPECT_EQ(format_tuple(e.tuple, false), "[::1]:40000->[fd00::2]:9(tcp)");
+  std::memcpy(e.comm, "averyverylongcomm", sizeof(e.comm));  // full, unterminated
+  e.pid = 1234567;
+  EXPECT_EQ(process_column(e), "~longcom:1234567");
+  EXPECT_EQ(process_column(e).size(), 16u);
+  e.ifindex = 0;
+  EXPECT_EQ(iface_column(e), "0");
+  pwru_event none{};
+  EXPECT_EQ(format_tuple(none.tuple, false), ":0->:0()");
+}
+
+TEST(EventFormatter, JsonFieldsAsPwru) {
+  OutputOptions o;
+  o.json = true;
+  o.timestamp = TimestampMode::Current;
+  EventFormatter f(o);
+  EXPECT_EQ(f.header(), "");
+  const pwru_event e = udp_event();
+  std::string out;
+  f.format(EventView{e, "netif_receive_skb", "", nullptr}, out);
+  ASSERT_EQ(out.back(), '\n');
+  const auto j = nlohmann::json::parse(out);
+  EXPECT_EQ(j["skb"], "0xffff888012345600");
+  EXPECT_EQ(j["cpu"], 1);
+  EXPECT_EQ(j["process"], "nc:4242");
+  EXPECT_EQ(j["func"], "netif_receive_skb");
+  EXPECT_EQ(j["time"], 1000);
+  EXPECT_EQ(j["netns"], 4026532001u);
+  EXPECT_EQ(j["mark"], 0xa00);
+  EXPECT_EQ(j["iface"], "veth0:7");
+  EXPECT_EQ(j["proto"], 0x0800);
+  EXPECT_EQ(j["mtu"], 1500);
+  EXPECT_EQ(j["len"], 84);
+  EXPECT_EQ(j["tuple"]["saddr"], "10.231.0.1");
+  EXPECT_EQ(j["tuple"]["daddr"], "10.231.0.2");
+  EXPECT_EQ(j["tuple"]["sport"], 40000);
+  EXPECT_EQ(j["tuple"]["dport"], 9);
+  EXPECT_EQ(j["tuple"]["proto"], 17);
+  // Field order is pwru's: skb, cpu, process, func, time, netns, ...
+  EXPECT_LT(out.find("\"skb\""), out.find("\"cpu\""));
+  EXPECT_LT(out.find("\"func\""), out.find("\"time\""));
+  EXPECT_LT(out.find("\"len\""), out.find("\"tuple\""));
+}
+
+TEST(EventFormatter, JsonOmitsEmptyFieldsAndEscapes) {
+  OutputOptions o;
+  o.json = true;
+  EventFormatter f(o);
+  pwru_event e{};
+  e.skb_addr = 0x10;
+  std::strcpy(e.comm, "a\"b\\c");
+  std::string out;
+  f.format(EventView{e, "consume_skb", "", nullptr}, out);
+  const auto j = nlohmann::json::parse(out);
+  EXPECT_FALSE(j.contains("cpu"));
+  EXPECT_FALSE(j.contains("mark"));
+  EXPECT_FALSE(j.contains("time"));
+  EXPECT_EQ(j["process"], "a\"b\\c:0");
+  EXPECT_EQ(j["iface"], "0");
+  EXPECT_TRUE(j["tuple"].empty());
+}
+
+TEST(EventFormatter, RelativeTimestampPerSkb) {
+  OutputOptions o;
+  o.meta = o.tuple = false;
+  o.timestamp = TimestampMode::Relative;
+  EventFormatter f(o);
+  pwru_event a = udp_event(), b = udp_event(), other = udp_event();
+  a.ts_ns = 1000;
+  other.skb_addr = 0x1;
+  other.ts_ns = 1100;
+  b.ts_ns = 1700;
+  std::string out;
+  f.format(EventView{a, "x", "", nullptr}, out);
+  f.format(EventView{other, "y", "", nullptr}, out);
+  f.format(EventView{b, "z", "", nullptr}, out);
+  EXPECT_NE(out.find("nc:4242          0                x\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("nc:4242          700              z\n"), std::string::npos) << out;
+}
+
+TEST(EventFormatter, AbsoluteTimeColumnAndStack) {
+  OutputOptions o;
+  o.meta = o.tuple = false;
+  o.timestamp = TimestampMode::Absolute;
+  o.stack = true;
+  o.caller = true;
+  EventFormatter f(o, [] { return std::chrono::system_clock::from_time_t(0) + std::chrono::milliseconds(5); });
+  EXPECT_EQ(f.header().substr(0, 24), "TIME                    ");
+  const pwru_event e = udp_event();
+  const std::vector<std::string> stack = {"ip_rcv", "__netif_receive_skb_one_core"};
+  std::string out;
+  f.format(EventView{e, "netif_receive_skb", "ip_rcv", &stack}, out);
+  EXPECT_NE(out.find(".005 0xffff888012345600"), std::string::npos) << out;
+  EXPECT_NE(out.find(" netif_receive_skb ip_rcv\nip_rcv\n__netif_receive_skb_one_core\n"), std::string::npos)
+      << out;
+}
+
+}  // namespace
+}  // namespace pwru

@@ -1,0 +1,32 @@
+#include <gtest/gtest.h>
+
+#include "enrich/event_namer.h"
+
+namespace pwru {
+namespace {
+
+TEST(EventNamer, DropReasonsFromTheKernelTable) {
+  EventNamer namer({"consume_skb", "kfree_skb"}, {{2, "SKB_DROP_REASON_NOT_SPECIFIED"}, {3, "SKB_DROP_REASON_NO_SOCKET"}},
+                   nullptr);
+  pwru_event e{};
+  e.hook_id = 0;
+  EXPECT_EQ(namer.func(e), "consume_skb");
+  e.hook_id = 1;
+  e.has_drop_reason = 1;
+  e.drop_reason = 3;
+  EXPECT_EQ(namer.func(e), "kfree_skb(SKB_DROP_REASON_NO_SOCKET)");
+  e.drop_reason = 999;
+  EXPECT_EQ(namer.func(e), "kfree_skb (999)");
+  e.hook_id = 7;
+  EXPECT_EQ(namer.func(e), "?");
+}
+
+TEST(EventNamer, CallerSkipsTracingMachinery) {
+  EXPECT_EQ(EventNamer::caller({"bpf_prog_abc_pwru_tp_00 [bpf]", "bpf_trace_run3", "__bpf_trace_kfree_skb",
+                                "sk_skb_reason_drop", "udp_queue_rcv_one_skb"}),
+            "sk_skb_reason_drop");
+  EXPECT_EQ(EventNamer::caller({"0xffffffffa0000000", "__traceiter_kfree_skb"}), "");
+}
+
+}  // namespace
+}  // namespace pwru

@@ -1,0 +1,95 @@
+#include <gtest/gtest.h>
+
+#include <sstream>
+#include <vector>
+
+#include "cli/pwru_options.h"
+#include "common/error.h"
+
+namespace pwru {
+namespace {
+
+struct CliRun {
+  ParsedArgs parsed;
+  std::string out, err;
+};
+
+CliRun parse(std::vector<const char*> args) {
+  args.insert(args.begin(), "pwru");
+  std::ostringstream out, err;
+  CliRun r{parse_pwru_args(static_cast<int>(args.size()), args.data(), out, err), "", ""};
+  r.out = out.str();
+  r.err = err.str();
+  return r;
+}
+
+TEST(PwruOptions, DefaultsArePwrus) {
+  const CliRun r = parse({});
+  ASSERT_TRUE(r.parsed.options);
+  const PwruOptions& o = *r.parsed.options;
+  EXPECT_TRUE(o.output.meta);
+  EXPECT_TRUE(o.output.tuple);
+  EXPECT_FALSE(o.output.json);
+  EXPECT_EQ(o.output.timestamp, TimestampMode::None);
+  EXPECT_EQ(o.backend, "auto");
+  EXPECT_EQ(o.filter_mark.mask, 0u);
+}
+
+TEST(PwruOptions, FlagsAndValues) {
+  const CliRun r = parse({"--output-json", "--output-meta=false", "--timestamp", "relative", "--filter-mark",
+                       "0xa00/0xf00", "--output-limit-lines", "10", "--backend", "tracepoint",
+                       "--output-stack", "--filter-netns", "inode:4026531840"});
+  ASSERT_TRUE(r.parsed.options) << r.err;
+  const PwruOptions& o = *r.parsed.options;
+  EXPECT_TRUE(o.output.json);
+  EXPECT_FALSE(o.output.meta);
+  EXPECT_EQ(o.output.timestamp, TimestampMode::Relative);
+  EXPECT_EQ(o.filter_mark.mark, 0xa00u);
+  EXPECT_EQ(o.filter_mark.mask, 0xf00u);
+  EXPECT_EQ(o.output_limit_lines, 10u);
+  EXPECT_TRUE(o.output.stack);
+  EXPECT_EQ(o.filter_netns, "inode:4026531840");
+}
+
+TEST(PwruOptions, BadInputsExitTwoWithAHint) {
+  for (std::vector<const char*> bad : std::vector<std::vector<const char*>>{
+           {"--no-such-flag"},
+           {"--timestamp", "sometimes"},
+           {"--filter-mark", "banana"},
+           {"--filter-mark", "0x1/0x2"},
+           {"--output-limit-lines", "-3"},
+           {"--backend", "fentry"},
+           {"--backend", "kprobe"},
+           {"--ring-buffer-size", "1000"},
+           {"icmp"},
+           {"tcp", "and", "port", "80"}}) {
+    const CliRun r = parse(bad);
+    EXPECT_FALSE(r.parsed.options) << bad[0];
+    EXPECT_EQ(r.parsed.exit_code, 2) << bad[0];
+    EXPECT_NE(r.err.find("pwru: "), std::string::npos) << bad[0];
+  }
+  EXPECT_NE(parse({"tcp", "and", "port", "80"}).err.find("'tcp and port 80'"), std::string::npos);
+  EXPECT_NE(parse({"--no-such-flag"}).err.find("pwru --help"), std::string::npos);
+}
+
+TEST(PwruOptions, HelpAndVersion) {
+  const CliRun help = parse({"--help"});
+  EXPECT_FALSE(help.parsed.options);
+  EXPECT_EQ(help.parsed.exit_code, 0);
+  EXPECT_NE(help.out.find("--filter-netns"), std::string::npos);
+  EXPECT_NE(help.out.find("Examples:"), std::string::npos);
+  const CliRun version = parse({"--version"});
+  EXPECT_EQ(version.parsed.exit_code, 0);
+  EXPECT_NE(version.out.find("pwru "), std::string::npos);
+}
+
+TEST(PwruOptions, MarkParsing) {
+  EXPECT_EQ(parse_mark("42").mark, 42u);
+  EXPECT_EQ(parse_mark("42").mask, 0xffffffffu);
+  EXPECT_EQ(parse_mark("0x0/0x0").mask, 0u);
+  EXPECT_THROW(parse_mark("0x100000000"), UsageError);
+  EXPECT_THROW(parse_mark("1/"), UsageError);
+}
+
+}  // namespace
+}  // namespace pwru
