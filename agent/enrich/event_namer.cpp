@@ -23,22 +23,33 @@ std::string_view EventNamer::func(const pwru_event& e) {
 }
 
 std::vector<std::string> EventNamer::stack_names(const std::vector<std::uint64_t>& ips) const {
+  static const Ksyms no_symbols;
+  const Ksyms& syms = ksyms_ ? *ksyms_ : no_symbols;
   std::vector<std::string> out;
   out.reserve(ips.size());
-  for (std::uint64_t ip : ips) out.push_back(ksyms_ ? ksyms_->name_or_hex(ip) : Ksyms{}.name_or_hex(ip));
+  bool leading = true;
+  for (std::uint64_t ip : ips) {
+    std::string name = syms.name_or_hex(ip);
+    if (leading && is_tracing_machinery(name)) continue;
+    leading = false;
+    out.push_back(std::move(name));
+  }
   return out;
 }
 
-std::string EventNamer::caller(const std::vector<std::string>& stack) {
-  // Frames of the tracing path between the tracepoint and the program.
-  static constexpr std::array<std::string_view, 7> machinery = {
+bool EventNamer::is_tracing_machinery(std::string_view frame) {
+  // The JITed program ("bpf_prog_<tag>_<name> [bpf]"), the tracepoint's
+  // BPF runner and iterator, and addresses no symbol covers (trampolines).
+  static constexpr std::array<std::string_view, 7> prefixes = {
       "bpf_", "__bpf_", "__traceiter_", "trace_call_bpf", "perf_", "__probestub_", "0x"};
-  for (const std::string& frame : stack) {
-    bool skip = false;
-    for (std::string_view prefix : machinery)
-      if (std::string_view(frame).substr(0, prefix.size()) == prefix) skip = true;
-    if (!skip) return frame;
-  }
+  for (std::string_view prefix : prefixes)
+    if (frame.substr(0, prefix.size()) == prefix) return true;
+  return false;
+}
+
+std::string EventNamer::caller(const std::vector<std::string>& stack) {
+  for (const std::string& frame : stack)
+    if (!is_tracing_machinery(frame)) return frame;
   return "";
 }
 

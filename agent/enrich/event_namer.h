@@ -24,11 +24,14 @@ class EventNamer {
   // "kfree_skb (123)" for a reason this kernel's BTF does not name.
   std::string_view func(const pwru_event& event);
 
+  // Frame names, innermost first, without the BPF and tracing frames that
+  // sit between the hook and the program: the first one left is the kernel
+  // function that hit the hook.
   std::vector<std::string> stack_names(const std::vector<std::uint64_t>& ips) const;
 
-  // The first frame that is not BPF or tracing machinery: the kernel
-  // function that hit the tracepoint. "" when unknown.
+  // The function that hit the hook: the first frame of a trimmed stack.
   static std::string caller(const std::vector<std::string>& stack_names);
+  static bool is_tracing_machinery(std::string_view frame);
 
  private:
   std::vector<std::string> hook_names_;

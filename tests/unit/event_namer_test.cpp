@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <sstream>
+
 #include "enrich/event_namer.h"
 
 namespace pwru {
@@ -26,6 +28,21 @@ TEST(EventNamer, CallerSkipsTracingMachinery) {
                                 "sk_skb_reason_drop", "udp_queue_rcv_one_skb"}),
             "sk_skb_reason_drop");
   EXPECT_EQ(EventNamer::caller({"0xffffffffa0000000", "__traceiter_kfree_skb"}), "");
+}
+
+TEST(EventNamer, StackStartsAtTheFunctionThatHitTheHook) {
+  std::istringstream kallsyms(
+      "ffffffff81000000 t bpf_trace_run1\n"
+      "ffffffff81001000 t __dev_queue_xmit\n"
+      "ffffffff81002000 t bpf_fake_but_deeper\n"
+      "ffffffffa0000000 t bpf_prog_0123_pwru_tp_05\t[bpf]\n");
+  const Ksyms ksyms = Ksyms::parse(kallsyms);
+  EventNamer namer({}, {}, &ksyms);
+  const auto stack = namer.stack_names({0xffffffffa0000010, 0xffffffff81000010, 0xffffffff81001010, 0xffffffff81002010});
+  ASSERT_EQ(stack.size(), 2u);
+  EXPECT_EQ(stack[0], "__dev_queue_xmit");
+  // Only leading machinery goes: deeper frames stay whatever their names.
+  EXPECT_EQ(stack[1], "bpf_fake_but_deeper");
 }
 
 }  // namespace
