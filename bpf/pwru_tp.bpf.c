@@ -13,6 +13,8 @@
  * every argument position as a known constant and prunes the ctx reads of
  * positions the tracepoint does not have.
  */
+/* tp_btf arguments are BTF pointers: see skb_event.bpf.h */
+#define PWRU_SKB_IS_BTF_PTR 1
 #include "skb_event.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -49,16 +49,41 @@ static __always_inline void count(__u32 which)
 		*value += 1;
 }
 
+/*
+ * Metadata reads. Where the skb is a BTF pointer the verifier trusts
+ * (tp_btf arguments; the object defines PWRU_SKB_IS_BTF_PTR), plain loads
+ * are allowed: the verifier turns them into exception-guarded loads that
+ * cost a fraction of a bpf_probe_read_kernel() call, and this path runs for
+ * every skb at every hook, filtered or not. Elsewhere (kprobes) the skb is
+ * a bare number and every read goes through the helper.
+ */
+#ifdef PWRU_SKB_IS_BTF_PTR
+#define PWRU_SKB_READ(skb, ...) ((skb)->__VA_ARGS__)
+#define PWRU_DEV_READ(dev, ...) ((dev)->__VA_ARGS__)
+#define PWRU_NET_INUM(possible_net) ((possible_net).net->ns.inum)
+#else
+#define PWRU_SKB_READ(skb, ...) BPF_CORE_READ(skb, __VA_ARGS__)
+#define PWRU_DEV_READ(dev, ...) BPF_CORE_READ(dev, __VA_ARGS__)
+#define PWRU_NET_INUM(possible_net) BPF_CORE_READ(&(possible_net), net, ns.inum)
+#endif
+
 static __always_inline __u32 skb_netns(struct sk_buff *skb)
 {
-	__u32 netns = BPF_CORE_READ(skb, dev, nd_net.net, ns.inum);
+	struct net_device *dev = PWRU_SKB_READ(skb, dev);
+	__u32 netns = dev ? PWRU_NET_INUM(dev->nd_net) : 0;
 	/* Locally generated skbs may not have a device yet: use the socket's. */
 	if (netns == 0) {
-		struct sock *sk = BPF_CORE_READ(skb, sk);
+		struct sock *sk = PWRU_SKB_READ(skb, sk);
 		if (sk)
-			netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+			netns = PWRU_NET_INUM(sk->__sk_common.skc_net);
 	}
 	return netns;
+}
+
+static __always_inline __u32 skb_ifindex(struct sk_buff *skb)
+{
+	struct net_device *dev = PWRU_SKB_READ(skb, dev);
+	return dev ? PWRU_DEV_READ(dev, ifindex) : 0;
 }
 
 /* Cheapest checks first; none of them touches packet data. */
@@ -67,9 +92,9 @@ static __always_inline bool skb_passes_meta_filters(struct sk_buff *skb)
 	if (filter_cfg.netns && skb_netns(skb) != filter_cfg.netns)
 		return false;
 	if (filter_cfg.mark_mask &&
-	    (BPF_CORE_READ(skb, mark) & filter_cfg.mark_mask) != filter_cfg.mark)
+	    (PWRU_SKB_READ(skb, mark) & filter_cfg.mark_mask) != filter_cfg.mark)
 		return false;
-	if (filter_cfg.ifindex && BPF_CORE_READ(skb, dev, ifindex) != filter_cfg.ifindex)
+	if (filter_cfg.ifindex && skb_ifindex(skb) != filter_cfg.ifindex)
 		return false;
 	return true;
 }
