@@ -36,6 +36,9 @@ void install_signal_handlers() {
   sa.sa_flags = 0;  // no SA_RESTART: a signal must interrupt the ring poll
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
+  // A closed stdout (`pwru | head`) ends the trace through EPIPE, with the
+  // usual detach and summary, instead of killing the process mid-write.
+  signal(SIGPIPE, SIG_IGN);
 }
 
 pwru_filter_cfg resolve_filters(const pwru::PwruOptions& o) {

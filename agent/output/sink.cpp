@@ -19,18 +19,27 @@ LineSink::LineSink(const std::string& path) : path_(path.empty() ? "stdout" : pa
 
 LineSink::~LineSink() {
   if (!file_) return;
-  std::fflush(file_);
+  if (!closed_) std::fflush(file_);
   if (owned_) std::fclose(file_);
 }
 
 void LineSink::write(std::string_view text) {
-  if (text.empty()) return;
-  if (std::fwrite(text.data(), 1, text.size(), file_) != text.size())
-    throw SystemError("writing trace output to " + path_, errno ? errno : EIO);
+  if (text.empty() || closed_) return;
+  if (std::fwrite(text.data(), 1, text.size(), file_) == text.size()) return;
+  if (errno == EPIPE) {
+    closed_ = true;
+    return;
+  }
+  throw SystemError("writing trace output to " + path_, errno ? errno : EIO);
 }
 
 void LineSink::flush() {
-  if (std::fflush(file_) != 0) throw SystemError("flushing trace output to " + path_, errno ? errno : EIO);
+  if (closed_ || std::fflush(file_) == 0) return;
+  if (errno == EPIPE) {
+    closed_ = true;
+    return;
+  }
+  throw SystemError("flushing trace output to " + path_, errno ? errno : EIO);
 }
 
 }  // namespace pwru

@@ -18,10 +18,14 @@ class LineSink {
 
   void write(std::string_view text);
   void flush();
+  // The reader went away (EPIPE, e.g. `pwru | head`): writes are dropped
+  // from then on and the trace should end as if the user had stopped it.
+  bool closed() const { return closed_; }
 
  private:
   std::FILE* file_ = nullptr;
   bool owned_ = false;
+  bool closed_ = false;
   std::string path_;
 };
 

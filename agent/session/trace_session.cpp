@@ -83,7 +83,7 @@ void TraceSession::run(const std::atomic<bool>& stop) {
     sink_.write(buffer_);
     buffer_.clear();
     sink_.flush();
-    if (!more) break;
+    if (!more || sink_.closed()) break;
   }
 }
 
