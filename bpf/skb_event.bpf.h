@@ -105,12 +105,26 @@ static __always_inline void fill_tuple(struct sk_buff *skb, struct pwru_tuple *t
 	__u16 l3_off = BPF_CORE_READ(skb, network_header);
 	if (l3_off == PWRU_HDR_UNSET || !head)
 		return;
-	if (BPF_CORE_READ(skb, protocol) == bpf_htons(PWRU_ETH_P_8021Q))
+	/* Only skbs that say they carry IP get a tuple: netlink and other
+	 * non-IP skbs have stale bytes where an IP header would be. */
+	__u8 expected_version;
+	__be16 protocol = BPF_CORE_READ(skb, protocol);
+	if (protocol == bpf_htons(PWRU_ETH_P_IP)) {
+		expected_version = 4;
+	} else if (protocol == bpf_htons(PWRU_ETH_P_IPV6)) {
+		expected_version = 6;
+	} else if (protocol == bpf_htons(PWRU_ETH_P_8021Q)) {
 		l3_off += PWRU_VLAN_HLEN;
+		expected_version = 0; /* inner type unknown here: trust the header */
+	} else {
+		return;
+	}
 
 	__u8 first = 0;
 	bpf_probe_read_kernel(&first, 1, head + l3_off);
 	__u8 version = first >> 4;
+	if (expected_version && version != expected_version)
+		return;
 	__u16 l4_off;
 	if (version == 4) {
 		/* saddr and daddr are adjacent at offset 12 of the IPv4 header */

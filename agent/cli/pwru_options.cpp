@@ -44,6 +44,14 @@ of the running kernel. Stop with Ctrl-C: every probe is detached on exit.
 
 }  // namespace
 
+// CLI11's own range check prints the range as a 300-digit double.
+const CLI::Validator kNotNegative(
+    [](std::string& value) -> std::string {
+      if (!value.empty() && value.front() == '-') return "must be 0 or a positive whole number, not " + value;
+      return "";
+    },
+    "UINT");
+
 std::string pwru_version() { return PWRU_VERSION; }
 
 MarkFilter parse_mark(const std::string& text) {
@@ -90,7 +98,7 @@ ParsedArgs parse_pwru_args(int argc, const char* const* argv, std::ostream& out,
   app.add_flag("--output-tcp-flags", o.output.tcp_flags, "print TCP flags");
   app.add_option("--output-limit-lines", o.output_limit_lines,
                  "exit the program after the number of events has been received/printed")
-      ->check(CLI::NonNegativeNumber);
+      ->check(kNotNegative);
   app.add_option("--output-file", o.output_file, "write traces to file");
   app.add_flag("--output-json", o.output.json, "output traces in JSON format");
   app.add_option("--ready-file", o.ready_file, "create file after all BPF progs are attached");
@@ -99,7 +107,7 @@ ParsedArgs parse_pwru_args(int argc, const char* const* argv, std::ostream& out,
       ->default_str("auto");
   app.add_option("--ring-buffer-size", o.ring_buffer_bytes,
                  "event ring buffer size in bytes, a power of two >= 4096 (default 8388608)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(kNotNegative);
   app.add_flag("--debug", o.debug, "enable debug logging (libbpf and verifier messages)");
   app.add_option("pcap-filter", pcap_words, "pcap filter expression (see \"man 7 pcap-filter\")");
 

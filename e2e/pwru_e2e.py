@@ -1,0 +1,791 @@
+#!/usr/bin/env python3
+"""End-to-end tests of the installed pwru program.
+
+Usage (as root):  pwru_e2e.py /path/to/bin/pwru SCENARIO
+
+Each scenario builds its own pair of network namespaces joined by a veth
+pair (10.232.<n>.1/24 in ns-a, 10.232.<n>.2/24 in ns-b; no traffic ever
+leaves them), starts pwru the way a user would, generates a few bounded
+packets, stops pwru with SIGINT and checks what it printed.  Everything is
+torn down in a finally block.  Missing root or tools is a failure, not a
+skip.  Exit status: 0 pass, 1 fail.
+"""
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+SCENARIOS = ("text", "json", "limit_file", "bad_usage", "tcp_mark")
+TOOLS = ("ip", "ping", "nc", "nft", "ss")
+
+READY_TIMEOUT = 30.0   # pwru attach: BTF parse + ~30 tp_btf programs
+EXIT_TIMEOUT = 15.0    # pwru exit after SIGINT / after the line limit
+CMD_TIMEOUT = 20.0     # any helper command (ip, nft, ping, nc)
+# Stop before ctest's TIMEOUT so the finally block can still clean up.
+OVERALL_DEADLINE = 100.0
+
+TEXT_COLUMNS = ["SKB", "CPU", "PROCESS", "NETNS", "MARK/x", "IFACE", "PROTO", "MTU", "LEN", "TUPLE", "FUNC"]
+IFACE_WIDTH = 16
+JSON_KEYS = ["skb", "cpu", "process", "func", "caller_func", "time", "netns", "mark", "iface",
+             "proto", "mtu", "len", "tuple", "stack"]
+JSON_TUPLE_KEYS = ["saddr", "daddr", "sport", "dport", "proto", "flags"]
+TX_HOOKS = {"net_dev_queue", "net_dev_start_xmit", "net_dev_xmit"}
+RX_HOOKS = {"netif_receive_skb", "netif_receive_skb_entry", "napi_gro_receive_entry"}
+NO_SOCKET = "kfree_skb(SKB_DROP_REASON_NO_SOCKET)"
+
+TUPLE_RE = re.compile(
+    r"^(?P<saddr>\[[0-9a-f:.]+\]|\d+\.\d+\.\d+\.\d+|):(?P<sport>\d+)->"
+    r"(?P<daddr>\[[0-9a-f:.]+\]|\d+\.\d+\.\d+\.\d+|):(?P<dport>\d+)"
+    r"\((?P<l4>tcp|udp|icmp|icmp6|)(?::[A-Z|]+)?\)$")
+FUNC_RE = re.compile(r"^[a-z0-9_]+(\(SKB_DROP_REASON_[A-Z0-9_]+\))?$")
+IPV4_RE = re.compile(r"^\d+\.\d+\.\d+\.\d+$")
+
+
+class Failure(Exception):
+    """A failed expectation: what was checked, expected, seen, and which run."""
+
+    def __init__(self, what, expected, seen, run=None):
+        super().__init__(what)
+        self.what, self.expected, self.seen, self.run = what, expected, seen, run
+
+
+class Deadline(Exception):
+    pass
+
+
+def check(cond, what, expected, seen, run=None):
+    if not cond:
+        raise Failure(what, expected, seen, run)
+
+
+def remaining(timeout):
+    """Caps a wait so that no scenario outlives OVERALL_DEADLINE."""
+    left = OVERALL_DEADLINE - (time.monotonic() - START)
+    if left <= 0:
+        raise Deadline(f"scenario ran longer than {OVERALL_DEADLINE:.0f}s")
+    return min(timeout, left)
+
+
+def sh(args, input_bytes=None, timeout=CMD_TIMEOUT, ok=(0,)):
+    """Runs a helper command; a non-zero status (unless allowed) is a failure."""
+    try:
+        p = subprocess.run(args, input=input_bytes, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           timeout=remaining(timeout))
+    except subprocess.TimeoutExpired as e:
+        raise Failure(f"helper command timed out: {' '.join(args)}", f"done within {timeout}s",
+                      f"still running; output so far: {e.stdout!r} {e.stderr!r}")
+    out, err = p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace")
+    if ok is not None and p.returncode not in ok:
+        raise Failure(f"helper command failed: {' '.join(args)}", f"exit status in {ok}",
+                      f"exit status {p.returncode}\nstdout: {out}\nstderr: {err}")
+    return p.returncode, out, err
+
+
+# ---------------------------------------------------------------------------
+# Topology
+
+
+class Topology:
+    def __init__(self, workdir):
+        pid = os.getpid()
+        self.ns_a, self.ns_b = f"pwe-{pid}-a", f"pwe-{pid}-b"
+        self.veth_a, self.veth_b = f"pwe{pid}a", f"pwe{pid}b"   # <= 15 chars
+        n = pid % 250 + 1
+        self.ip_a, self.ip_b = f"10.232.{n}.1", f"10.232.{n}.2"
+        self.path_a, self.path_b = f"/var/run/netns/{self.ns_a}", f"/var/run/netns/{self.ns_b}"
+        self.workdir = workdir
+        self.created = []
+        self.procs = []
+
+    def setup(self):
+        for ns in (self.ns_a, self.ns_b):
+            sh(["ip", "netns", "add", ns])
+            self.created.append(ns)
+        sh(["ip", "link", "add", self.veth_a, "netns", self.ns_a, "type", "veth",
+            "peer", "name", self.veth_b, "netns", self.ns_b])
+        for ns, dev, ip in ((self.ns_a, self.veth_a, self.ip_a), (self.ns_b, self.veth_b, self.ip_b)):
+            sh(["ip", "-n", ns, "link", "set", "lo", "up"])
+            sh(["ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", dev])
+            sh(["ip", "-n", ns, "link", "set", dev, "up"])
+        self.inode_a = os.stat(self.path_a).st_ino
+        self.inode_b = os.stat(self.path_b).st_ino
+        self.ifindex_a = self._ifindex(self.ns_a, self.veth_a)
+        self.ifindex_b = self._ifindex(self.ns_b, self.veth_b)
+
+    @staticmethod
+    def _ifindex(ns, dev):
+        _, out, _ = sh(["ip", "-n", ns, "-o", "link", "show", "dev", dev])
+        m = re.match(r"^(\d+):", out)
+        check(m, f"ifindex of {dev} in {ns}", "'<index>: <name>...'", out)
+        return int(m.group(1))
+
+    def iface_a(self):
+        return f"{self.veth_a}:{self.ifindex_a}"
+
+    def iface_b(self):
+        return f"{self.veth_b}:{self.ifindex_b}"
+
+    def exec_args(self, ns, *args):
+        return ["ip", "netns", "exec", ns, *args]
+
+    def teardown(self):
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+                try:
+                    p.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    pass
+        for ns in reversed(self.created):
+            try:
+                out = subprocess.run(["ip", "netns", "pids", ns], stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL, timeout=10).stdout.decode()
+                for pid in out.split():
+                    try:
+                        os.kill(int(pid), signal.SIGKILL)
+                    except (ProcessLookupError, ValueError):
+                        pass
+                subprocess.run(["ip", "netns", "del", ns], stderr=subprocess.DEVNULL, timeout=10)
+            except Exception as e:  # keep cleaning the rest
+                print(f"cleanup of netns {ns} failed: {e}", file=sys.stderr)
+
+    # ---- traffic ---------------------------------------------------------
+
+    def ping(self, target=None, count=3):
+        """count ICMP echo requests from ns-a (to ns-b by default); returns ping's pid."""
+        target = target or self.ip_b
+        p = subprocess.Popen(self.exec_args(self.ns_a, "ping", "-n", "-c", str(count), "-i", "0.2", "-W", "2",
+                                            target),
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.procs.append(p)
+        try:
+            out, _ = p.communicate(timeout=remaining(CMD_TIMEOUT))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            raise Failure(f"ping from ns-a to {target}", f"done within {CMD_TIMEOUT}s", "still running")
+        out = out.decode(errors="replace")
+        check(p.returncode == 0 and re.search(rf"\b{count} received\b", out), f"ping -c {count} ns-a -> {target}",
+              f"exit 0 and '{count} received'", f"exit {p.returncode}:\n{out}")
+        return p.pid
+
+    def udp_to_closed_port(self, port):
+        _, out, _ = sh(["ip", "netns", "exec", self.ns_b, "ss", "-Hlun", f"sport = :{port}"])
+        check(out.strip() == "", f"UDP port {port} closed in ns-b", "no listener", out)
+        # nc may report the ICMP port unreachable with a non-zero status.
+        sh(self.exec_args(self.ns_a, "nc", "-n", "-u", "-w1", self.ip_b, str(port)),
+           input_bytes=b"pwru-e2e udp\n", ok=None)
+
+    def tcp_connect(self, port):
+        """A full TCP exchange ns-a -> nc listener in ns-b on port."""
+        listener = subprocess.Popen(self.exec_args(self.ns_b, "nc", "-l", "-n", self.ip_b, str(port)),
+                                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                    stderr=subprocess.STDOUT)
+        self.procs.append(listener)
+        wait_until(lambda: "LISTEN" in sh(["ip", "netns", "exec", self.ns_b, "ss", "-Hltn",
+                                              f"sport = :{port}"])[1],
+                   10.0, f"nc listener on {self.ip_b}:{port} in ns-b")
+        payload = b"hello-pwru-e2e\n"
+        sh(self.exec_args(self.ns_a, "nc", "-N", "-n", "-w", "3", self.ip_b, str(port)), input_bytes=payload)
+        try:
+            out, _ = listener.communicate(timeout=remaining(10))
+        except subprocess.TimeoutExpired:
+            listener.kill()
+            raise Failure("nc listener exit after the client closed", "exit within 10s", "still running")
+        check(payload in out, "data over the TCP connection", payload, out)
+
+
+def wait_until(pred, timeout, what):
+    end = time.monotonic() + remaining(timeout)
+    while time.monotonic() < end:
+        if pred():
+            return
+        time.sleep(0.1)
+    raise Failure(f"waiting for {what}", f"within {timeout}s", "timed out")
+
+
+# ---------------------------------------------------------------------------
+# pwru runs
+
+
+class PwruRun:
+    """One pwru process, started as a user would, output captured to files."""
+
+    count = 0
+
+    def __init__(self, ctx, args, ready=True):
+        PwruRun.count += 1
+        self.ctx = ctx
+        self.n = PwruRun.count
+        self.ready_file = os.path.join(ctx.workdir, f"ready-{self.n}")
+        self.out_path = os.path.join(ctx.workdir, f"stdout-{self.n}")
+        self.err_path = os.path.join(ctx.workdir, f"stderr-{self.n}")
+        self.argv = [ctx.pwru] + (["--ready-file", self.ready_file] if ready else []) + list(args)
+        self.proc = None
+        self.rc = None
+        ctx.runs.append(self)
+
+    def cmdline(self):
+        return " ".join(self.argv)
+
+    def start(self):
+        with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
+            self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
+        self.ctx.topo_procs.append(self.proc)
+        return self
+
+    def wait_ready(self):
+        end = time.monotonic() + remaining(READY_TIMEOUT)
+        while time.monotonic() < end:
+            if os.path.exists(self.ready_file):
+                return self
+            if self.proc.poll() is not None:
+                self.rc = self.proc.returncode
+                raise Failure("pwru start-up", f"ready file {self.ready_file} created, pwru running",
+                              f"pwru exited with {self.rc} before attaching", self)
+            time.sleep(0.05)
+        raise Failure("pwru start-up", f"ready file within {READY_TIMEOUT}s", "no ready file", self)
+
+    def wait_exit(self, timeout=EXIT_TIMEOUT, what="pwru exit"):
+        try:
+            self.rc = self.proc.wait(timeout=remaining(timeout))
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=5)
+            self.rc = "killed"
+            raise Failure(what, f"exit within {timeout}s", "still running (killed it)", self)
+        return self.rc
+
+    def stop(self, sig=signal.SIGINT):
+        """SIGINT (or SIGTERM), then a bounded wait for exit status 0."""
+        name = signal.Signals(sig).name
+        check(self.proc.poll() is None, f"pwru still running before {name}", "running",
+              f"exited with {self.proc.returncode}", self)
+        self.proc.send_signal(sig)
+        rc = self.wait_exit(what=f"pwru exit after {name}")
+        check(rc == 0, f"pwru exit status after {name}", 0, rc, self)
+        return self
+
+    def stdout(self):
+        with open(self.out_path, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def stderr(self):
+        with open(self.err_path, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def events_received(self):
+        m = re.search(r"^pwru: (\d+) events received$", self.stderr(), re.M)
+        check(m, "stderr summary", "a line 'pwru: N events received'", self.stderr(), self)
+        check(not re.search(r"events lost|malformed", self.stderr()), "stderr summary",
+              "no lost or malformed events for a few packets", self.stderr(), self)
+        return int(m.group(1))
+
+    def dump(self, limit=150):
+        lines = [f"--- pwru run #{self.n}: {self.cmdline()}", f"    exit status: {self.rc}",
+                 "--- stderr:", self.stderr().rstrip()]
+        out = self.stdout().splitlines()
+        lines.append(f"--- stdout ({len(out)} lines{', first %d shown' % limit if len(out) > limit else ''}):")
+        lines.extend(out[:limit])
+        for extra in getattr(self, "extra_files", []):
+            if os.path.exists(extra):
+                with open(extra, "rb") as f:
+                    content = f.read().decode(errors="replace").splitlines()
+                lines.append(f"--- {extra} ({len(content)} lines):")
+                lines.extend(content[:limit])
+            else:
+                lines.append(f"--- {extra}: does not exist")
+        return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------
+# Output parsing
+
+
+def parse_text(text, run):
+    """Parses pwru's text output: header + one event per line.
+
+    The fixed-width columns SKB..LEN are cut at the header's column starts
+    (IFACE is the 16-character window that ends one space before PROTO);
+    TUPLE and FUNC are the two whitespace-separated words after that.
+    Returns a list of dicts, one per event line.
+    """
+    lines = text.splitlines()
+    check(lines, "text output", "a header line", "empty output", run)
+    header = lines[0]
+    words = [(m.group(), m.start()) for m in re.finditer(r"\S+", header)]
+    check([w for w, _ in words] == TEXT_COLUMNS, "text header columns", " ".join(TEXT_COLUMNS), header, run)
+    col = {w: s for w, s in words}
+    proto_at = col["PROTO"]
+    iface_at = proto_at - 1 - IFACE_WIDTH
+    check(header[iface_at:proto_at - 1] == center("IFACE", IFACE_WIDTH), "IFACE header is centered in 16 chars",
+          repr(center("IFACE", IFACE_WIDTH)), repr(header[iface_at:proto_at - 1]), run)
+    events = []
+    for i, line in enumerate(lines[1:], start=2):
+        where = f"text line {i}: {line!r}"
+
+        def cell(start, end, name, pattern):
+            raw = line[start:end]
+            value = raw.rstrip()
+            check(len(raw) == end - start and raw.endswith(" ") and value and not value.startswith(" ")
+                  and re.fullmatch(pattern, value),
+                  f"column {name} (chars {start}..{end}) of {where}",
+                  f"left-aligned value matching {pattern} followed by a space", repr(raw), run)
+            return value
+
+        ev = {"line": line}
+        ev["skb"] = cell(col["SKB"], col["CPU"], "SKB", r"0x[0-9a-f]+")
+        ev["cpu"] = int(cell(col["CPU"], col["PROCESS"], "CPU", r"\d+"))
+        ev["process"] = cell(col["PROCESS"], col["NETNS"], "PROCESS", r".+:\d+")
+        ev["netns"] = int(cell(col["NETNS"], col["MARK/x"], "NETNS", r"\d+"))
+        ev["mark"] = cell(col["MARK/x"], iface_at, "MARK/x", r"[0-9a-f]+")
+        iface_raw = line[iface_at:proto_at - 1]
+        iface = iface_raw.strip()
+        check(re.fullmatch(r"0|[^\s:]+:\d+|~\S+", iface) and iface_raw == center(iface, IFACE_WIDTH)
+              and line[proto_at - 1:proto_at] == " ",
+              f"column IFACE (chars {iface_at}..{proto_at - 1}) of {where}",
+              "'name:ifindex' or '0' centered in 16 characters", repr(iface_raw), run)
+        ev["iface"] = iface
+        ev["proto"] = cell(col["PROTO"], col["MTU"], "PROTO", r"0x[0-9a-f]{4}")
+        ev["mtu"] = int(cell(col["MTU"], col["LEN"], "MTU", r"\d+"))
+        ev["len"] = int(cell(col["LEN"], col["TUPLE"], "LEN", r"\d+"))
+        rest = line[col["TUPLE"]:].split()
+        check(len(rest) == 2, f"TUPLE and FUNC of {where}", "two words after the LEN column", rest, run)
+        ev["tuple"], ev["func"] = rest
+        m = TUPLE_RE.match(ev["tuple"])
+        check(m, f"TUPLE of {where}", "saddr:sport->daddr:dport(l4)", ev["tuple"], run)
+        ev["t"] = m.groupdict()
+        check(FUNC_RE.match(ev["func"]), f"FUNC of {where}", "a tracepoint name, kfree_skb(SKB_DROP_REASON_*)",
+              ev["func"], run)
+        check(not ev["func"].endswith(")") or ev["func"].startswith("kfree_skb("),
+              f"FUNC of {where}", "a drop reason only on kfree_skb", ev["func"], run)
+        # An IP skb's tuple has that family's addresses. (Not the converse: like
+        # pwru, the tuple comes from the IP version nibble at the network header,
+        # so non-IP skbs such as netlink messages can show made-up addresses.)
+        if ev["proto"] == "0x0800":
+            check(IPV4_RE.match(ev["t"]["saddr"]) and IPV4_RE.match(ev["t"]["daddr"]),
+                  f"TUPLE of {where}", "IPv4 addresses when PROTO is 0x0800", ev["tuple"], run)
+        if ev["proto"] == "0x86dd":
+            check(ev["t"]["saddr"].startswith("[") and ev["t"]["daddr"].startswith("["),
+                  f"TUPLE of {where}", "[IPv6] addresses when PROTO is 0x86dd", ev["tuple"], run)
+        events.append(ev)
+    return events
+
+
+def center(s, width):
+    if len(s) >= width:
+        return s
+    left = (width - len(s)) // 2
+    return " " * left + s + " " * (width - len(s) - left)
+
+
+def parse_json_lines(text, run):
+    """Parses pwru --output-json: one object per line, pwru's keys in pwru's order."""
+    events = []
+    for i, line in enumerate(text.splitlines(), start=1):
+        where = f"JSON line {i}: {line}"
+        try:
+            pairs = json.loads(line, object_pairs_hook=lambda p: p)
+        except json.JSONDecodeError as e:
+            raise Failure(f"JSON syntax of line {i}", "one JSON object per line", f"{e}: {line!r}", run)
+        check(isinstance(pairs, list), where, "a JSON object", type(pairs).__name__, run)
+        keys = [k for k, _ in pairs]
+        check(len(set(keys)) == len(keys) and all(k in JSON_KEYS for k in keys)
+              and keys == sorted(keys, key=JSON_KEYS.index),
+              f"keys of {where}", f"distinct keys from {JSON_KEYS} in that order", keys, run)
+        ev = dict(pairs)
+        for k in ("skb", "process", "func"):
+            check(k in ev, f"keys of {where}", f"'{k}' always present", keys, run)
+
+        def typed(key, kind, pattern=None, obj=ev, ctx=where):
+            if key not in obj:
+                return
+            v = obj[key]
+            if kind is int:
+                check(type(v) is int and v > 0, f"'{key}' of {ctx}",
+                      "a positive integer (zero values are omitted)", repr(v), run)
+            else:
+                check(type(v) is str and (pattern is None or re.fullmatch(pattern, v)), f"'{key}' of {ctx}",
+                      f"a string matching {pattern}", repr(v), run)
+
+        typed("skb", str, r"0x[0-9a-f]+")
+        typed("process", str, r".+:\d+")
+        typed("func", str, FUNC_RE.pattern[1:-1])
+        typed("iface", str, r"0|[^\s:]+:\d+|~\S+")
+        for k in ("cpu", "netns", "mark", "proto", "mtu", "len"):
+            typed(k, int)
+        if getattr(run, "timestamps", False):
+            typed("time", int)
+        else:
+            check("time" not in ev, f"keys of {where}", "no 'time' without --timestamp", keys, run)
+        check("tuple" in ev, f"keys of {where}", "'tuple' (--output-tuple is on by default)", keys, run)
+        tpairs = [(k, v) for k, v in ev["tuple"]] if isinstance(ev["tuple"], list) else None
+        check(tpairs is not None, f"'tuple' of {where}", "a JSON object", repr(ev["tuple"]), run)
+        tkeys = [k for k, _ in tpairs]
+        check(all(k in JSON_TUPLE_KEYS for k in tkeys) and tkeys == sorted(tkeys, key=JSON_TUPLE_KEYS.index),
+              f"tuple keys of {where}", f"keys from {JSON_TUPLE_KEYS} in that order", tkeys, run)
+        t = dict(tpairs)
+        ev["tuple"] = t
+        typed("saddr", str, r"\d+\.\d+\.\d+\.\d+|\[[0-9a-f:.]+\]", t, where)
+        typed("daddr", str, r"\d+\.\d+\.\d+\.\d+|\[[0-9a-f:.]+\]", t, where)
+        for k in ("sport", "dport", "proto"):
+            typed(k, int, obj=t, ctx=where)
+        if ev.get("proto") == 0x0800:
+            check(IPV4_RE.match(t.get("saddr", "")) and IPV4_RE.match(t.get("daddr", "")),
+                  f"tuple of {where}", "IPv4 addresses when proto is 2048", t, run)
+        if ev.get("proto") == 0x86DD:
+            check(t.get("saddr", "").startswith("[") and t.get("daddr", "").startswith("["),
+                  f"tuple of {where}", "[IPv6] addresses when proto is 34525", t, run)
+        ev["line"] = line
+        events.append(ev)
+    return events
+
+
+# ---------------------------------------------------------------------------
+# Scenarios
+
+
+class Context:
+    def __init__(self, pwru, workdir):
+        self.pwru = pwru
+        self.workdir = workdir
+        self.runs = []
+        self.topo = None
+        self.topo_procs = []
+
+    def topology(self):
+        self.topo = Topology(self.workdir)
+        self.topo_procs = self.topo.procs
+        self.topo.setup()
+        return self.topo
+
+
+def check_common_text(run, events, topo, inode, ifaces, mtu=1500):
+    ours = {topo.ip_a, topo.ip_b}
+    for ev in events:
+        where = f"line {ev['line']!r}"
+        if ev["t"]["saddr"] in ours or ev["t"]["daddr"] in ours:
+            check(ev["proto"] == "0x0800", f"PROTO of {where}", "0x0800 for the test's IPv4 traffic",
+                  ev["proto"], run)
+        check(ev["netns"] == inode, f"NETNS of {where} (--filter-netns)", inode, ev["netns"], run)
+        check(ev["iface"] in ifaces, f"IFACE of {where}", f"one of {sorted(ifaces)}", ev["iface"], run)
+        check(ev["cpu"] < (os.cpu_count() or 1024), f"CPU of {where}", f"< {os.cpu_count()}", ev["cpu"], run)
+        check(ev["mtu"] == (mtu if ev["iface"] != "0" else 0), f"MTU of {where}",
+              f"{mtu} with a device, 0 without", ev["mtu"], run)
+    check(run.events_received() == len(events), "'events received' count on stderr",
+          f"{len(events)} (the number of event lines printed)", run.events_received(), run)
+
+
+def scenario_text(ctx):
+    topo = ctx.topology()
+    run = PwruRun(ctx, ["--filter-netns", topo.path_a]).start().wait_ready()
+    ping_pid = topo.ping()
+    time.sleep(0.5)  # let the ring buffer be read before stopping
+    run.stop()
+    events = parse_text(run.stdout(), run)
+    check(events, "event lines", "at least the ping traffic", "none", run)
+    check_common_text(run, events, topo, topo.inode_a, {"0", topo.iface_a()})
+
+    req = f"{topo.ip_a}:0->{topo.ip_b}:0(icmp)"
+    rep = f"{topo.ip_b}:0->{topo.ip_a}:0(icmp)"
+    icmp = [e for e in events if e["t"]["l4"] == "icmp"]
+    for ev in icmp:
+        check(ev["tuple"] in (req, rep), f"ICMP TUPLE of line {ev['line']!r}", f"{req} or {rep}", ev["tuple"], run)
+        check(ev["mark"] == "0", f"MARK/x of line {ev['line']!r}", "0", ev["mark"], run)
+        check(ev["proto"] == "0x0800", f"PROTO of line {ev['line']!r}", "0x0800", ev["proto"], run)
+    tx = [e for e in icmp if e["func"] in TX_HOOKS and e["tuple"] == req]
+    rx = [e for e in icmp if e["func"] in RX_HOOKS and e["tuple"] == rep]
+    check(sum(e["func"] == "net_dev_queue" for e in tx) >= 3,
+          "transmit-path hooks for the 3 echo requests", f"3+ net_dev_queue lines with {req}",
+          sorted({e["func"] for e in icmp}), run)
+    check(len(rx) >= 3,
+          "receive-path hooks for the 3 echo replies", f"3+ lines of {sorted(RX_HOOKS)} with {rep}",
+          sorted({e["func"] for e in icmp}), run)
+    for ev in tx:
+        check(ev["iface"] == topo.iface_a(), f"IFACE of transmit line {ev['line']!r}", topo.iface_a(),
+              ev["iface"], run)
+    for ev in (e for e in tx if e["func"] == "net_dev_queue"):
+        check(ev["len"] == 98, f"LEN of {ev['line']!r}", "98 (14 eth + 20 ip + 8 icmp + 56 data)", ev["len"], run)
+        check(ev["process"] == f"ping:{ping_pid}", f"PROCESS of {ev['line']!r}", f"ping:{ping_pid}",
+              ev["process"], run)
+    for ev in rx:
+        check(ev["iface"] == topo.iface_a(), f"IFACE of receive line {ev['line']!r}", topo.iface_a(),
+              ev["iface"], run)
+
+    # --filter-ifname lo (in ns-a): ns-a's own address goes over lo, ns-b's over the veth.
+    run = PwruRun(ctx, ["--filter-netns", topo.path_a, "--filter-ifname", "lo"]).start().wait_ready()
+    topo.ping(count=1)
+    topo.ping(target=topo.ip_a, count=1)
+    time.sleep(0.5)
+    run.stop()
+    events = parse_text(run.stdout(), run)
+    check_common_text(run, events, topo, topo.inode_a, {"lo:1"}, mtu=65536)
+    own = f"{topo.ip_a}:0->{topo.ip_a}:0(icmp)"
+    check(any(e["tuple"] == own and e["func"] == "net_dev_queue" for e in events),
+          "ping of ns-a's own address with --filter-ifname lo", f"a net_dev_queue line with {own}",
+          [e["line"] for e in events], run)
+    check(not any(topo.ip_b in e["tuple"] for e in events), "ns-b traffic with --filter-ifname lo",
+          "no lines (it uses the veth)", [e["line"] for e in events if topo.ip_b in e["tuple"]], run)
+
+
+def scenario_json(ctx):
+    topo = ctx.topology()
+    # 1. ICMP, netns named by path.
+    run = PwruRun(ctx, ["--output-json", "--filter-netns", topo.path_a]).start().wait_ready()
+    topo.ping()
+    time.sleep(0.5)
+    run.stop()
+    events = parse_json_lines(run.stdout(), run)
+    check(run.events_received() == len(events), "'events received' count on stderr", len(events),
+          run.events_received(), run)
+    for ev in events:
+        check(ev.get("netns") == topo.inode_a, f"netns of {ev['line']}", topo.inode_a, ev.get("netns"), run)
+        if {ev["tuple"].get("saddr"), ev["tuple"].get("daddr")} & {topo.ip_a, topo.ip_b}:
+            check(ev.get("proto") == 2048, f"proto of {ev['line']}", "2048 for the test's IPv4 traffic",
+                  ev.get("proto"), run)
+        check(ev.get("iface") in ("0", topo.iface_a()), f"iface of {ev['line']}",
+              f"'0' or '{topo.iface_a()}'", ev.get("iface"), run)
+    icmp = [e for e in events if e["tuple"].get("proto") == 1]
+    for ev in icmp:
+        pair = (ev["tuple"].get("saddr"), ev["tuple"].get("daddr"))
+        check(pair in ((topo.ip_a, topo.ip_b), (topo.ip_b, topo.ip_a)) and "sport" not in ev["tuple"]
+              and "dport" not in ev["tuple"] and ev.get("proto") == 2048 and "mark" not in ev,
+              f"ICMP line {ev['line']}", f"saddr/daddr {topo.ip_a}<->{topo.ip_b}, no ports, proto 2048, no mark",
+              ev, run)
+    funcs = {e["func"] for e in icmp}
+    check(funcs & TX_HOOKS and funcs & RX_HOOKS, "ICMP hooks", f"one of {sorted(TX_HOOKS)} and one of "
+          f"{sorted(RX_HOOKS)}", sorted(funcs), run)
+    req_q = [e for e in icmp if e["func"] == "net_dev_queue" and e["tuple"]["saddr"] == topo.ip_a]
+    check(len(req_q) >= 3 and all(e.get("len") == 98 and e.get("mtu") == 1500 and e.get("iface") == topo.iface_a()
+                                  for e in req_q),
+          "net_dev_queue of the echo requests", f"3+ lines with len 98, mtu 1500, iface {topo.iface_a()}",
+          [e["line"] for e in req_q], run)
+
+    # 2. UDP to a closed port in ns-b: dropped there with NO_SOCKET. Netns by inode, with timestamps.
+    port = 40000 + os.getpid() % 20000
+    run = PwruRun(ctx, ["--output-json", "--timestamp", "current", "--filter-netns",
+                        f"inode:{topo.inode_b}"]).start().wait_ready()
+    run.timestamps = True
+    topo.udp_to_closed_port(port)
+    time.sleep(0.5)
+    run.stop(signal.SIGTERM)
+    events = parse_json_lines(run.stdout(), run)
+    check(run.events_received() == len(events), "'events received' count on stderr", len(events),
+          run.events_received(), run)
+    for ev in events:
+        check(ev.get("netns") == topo.inode_b, f"netns of {ev['line']}", topo.inode_b, ev.get("netns"), run)
+        if {ev["tuple"].get("saddr"), ev["tuple"].get("daddr")} & {topo.ip_a, topo.ip_b}:
+            check(ev.get("proto") == 2048, f"proto of {ev['line']}", "2048 for the test's IPv4 traffic",
+                  ev.get("proto"), run)
+        check(ev.get("iface") in ("0", topo.iface_b()), f"iface of {ev['line']}",
+              f"'0' or '{topo.iface_b()}'", ev.get("iface"), run)
+        check(type(ev.get("time")) is int, f"time of {ev['line']}", "an integer (--timestamp current)",
+              ev.get("time"), run)
+    want = {"saddr": topo.ip_a, "daddr": topo.ip_b, "dport": port, "proto": 17}
+    drops = [e for e in events if e["func"] == NO_SOCKET
+             and all(e["tuple"].get(k) == v for k, v in want.items())]
+    check(drops, "drop of the UDP datagram to a closed port", f"a line with func {NO_SOCKET} and tuple {want}",
+          [e["line"] for e in events if e["func"].startswith("kfree_skb")] or "no kfree_skb lines", run)
+    check(type(drops[0]["tuple"].get("sport")) is int, "sport of the dropped datagram", "an integer",
+          drops[0]["line"], run)
+
+
+def scenario_limit_file(ctx):
+    topo = ctx.topology()
+    for fmt in ("text", "json"):
+        out_file = os.path.join(ctx.workdir, f"limit.{fmt}")
+        args = ["--output-limit-lines", "5", "--output-file", out_file, "--filter-netns", topo.path_a]
+        if fmt == "json":
+            args.insert(0, "--output-json")
+        run = PwruRun(ctx, args)
+        run.extra_files = [out_file]
+        run.start().wait_ready()
+        topo.ping()
+        rc = run.wait_exit(what="pwru exit by itself after --output-limit-lines 5")
+        check(rc == 0, "pwru exit status after the line limit", 0, rc, run)
+        check(os.path.exists(out_file), "--output-file", f"{out_file} exists", "missing", run)
+        with open(out_file, "rb") as f:
+            content = f.read().decode(errors="replace")
+        check(content.endswith("\n"), f"{out_file} ends with a newline", "yes", repr(content[-40:]), run)
+        if fmt == "text":
+            events = parse_text(content, run)
+        else:
+            events = parse_json_lines(content, run)
+        check(len(events) == 5, f"event lines in {out_file} ({fmt})", 5, len(events), run)
+        check(run.stdout() == "", "stdout with --output-file", "empty", repr(run.stdout()[:200]), run)
+        check(run.events_received() == 5, "'events received' on stderr", 5, run.events_received(), run)
+
+
+def scenario_bad_usage(ctx):
+    topo = ctx.topology()
+    cases = [
+        ["--no-such-flag"],
+        ["--filter-netns", "/nonexistent"],
+        ["icmp"],
+        ["--filter-ifname", "nosuchif0"],
+        ["--filter-ifname", "nosuchif0", "--filter-netns", topo.path_a],
+        ["--filter-netns", "inode:abc"],
+        ["--filter-mark", "0x2a/0x0f"],
+        ["--filter-mark", "banana"],
+        ["--timestamp", "yesterday"],
+        ["--ring-buffer-size", "1000"],
+    ]
+    for args in cases:
+        run = PwruRun(ctx, args).start()
+        rc = run.wait_exit(timeout=CMD_TIMEOUT, what=f"pwru {' '.join(args)} exit")
+        err = run.stderr()
+        check(rc == 2, f"exit status of pwru {' '.join(args)}", 2, rc, run)
+        check("pwru:" in err, f"stderr of pwru {' '.join(args)}", "a message containing 'pwru:'", err, run)
+        check(not os.path.exists(run.ready_file), f"ready file of pwru {' '.join(args)}", "never created",
+              "created", run)
+        check("attach" not in err, f"stderr of pwru {' '.join(args)}", "no attach messages", err, run)
+        check(run.stdout() == "", f"stdout of pwru {' '.join(args)}", "empty", run.stdout(), run)
+    # Controls: the usage path itself works.
+    run = PwruRun(ctx, ["--help"], ready=False).start()
+    check(run.wait_exit(timeout=CMD_TIMEOUT) == 0 and "--filter-netns" in run.stdout(), "pwru --help",
+          "exit 0 and the flag list on stdout", f"exit {run.rc}", run)
+
+
+def scenario_tcp_mark(ctx):
+    topo = ctx.topology()
+    port = 20000 + os.getpid() % 20000
+    rules = (f"table inet pwe_e2e {{\n chain out {{\n  type route hook output priority mangle; policy accept;\n"
+             f"  ip daddr {topo.ip_b} tcp dport {port} counter meta mark set 0x2a\n }}\n}}\n")
+    sh(topo.exec_args(topo.ns_a, "nft", "-f", "-"), input_bytes=rules.encode())
+
+    def packets_marked():
+        _, out, _ = sh(topo.exec_args(topo.ns_a, "nft", "list", "chain", "inet", "pwe_e2e", "out"))
+        m = re.search(r"counter packets (\d+)", out)
+        return int(m.group(1)) if m else -1
+
+    def tcp_lines(events):
+        return [e for e in events if e["t"]["l4"] == "tcp"]
+
+    # 1. --filter-mark 0x2a: only the marked TCP packets of ns-a.
+    run = PwruRun(ctx, ["--filter-mark", "0x2a", "--filter-netns", topo.path_a]).start().wait_ready()
+    before = packets_marked()
+    topo.tcp_connect(port)
+    marked = packets_marked() - before
+    check(marked >= 3, "nft mark rule matched the connection", "3+ packets (SYN, ACK, data, FIN)", marked, run)
+    time.sleep(0.5)
+    run.stop()
+    events = parse_text(run.stdout(), run)
+    check_common_text(run, events, topo, topo.inode_a, {"0", topo.iface_a()})
+    for ev in events:
+        check(ev["mark"] == "2a", f"MARK/x of line {ev['line']!r} (--filter-mark 0x2a)", "2a", ev["mark"], run)
+        m = ev["t"]
+        check(m["l4"] == "tcp" and m["saddr"] == topo.ip_a and m["daddr"] == topo.ip_b
+              and m["dport"] == str(port) and m["sport"] != "0",
+              f"TUPLE of line {ev['line']!r}", f"{topo.ip_a}:<port>->{topo.ip_b}:{port}(tcp)", ev["tuple"], run)
+    tx = [e for e in tcp_lines(events) if e["func"] == "net_dev_queue"]
+    check(len(tx) >= 3, "marked TCP packets leaving ns-a", f"3+ net_dev_queue lines to port {port} "
+          f"(nft marked {marked})", len(tx), run)
+
+    # 2. Same traffic, mark 0x2a given as mark/mask, JSON: "mark":42 on every line.
+    run = PwruRun(ctx, ["--output-json", "--filter-mark", "0x2a/0xff", "--filter-netns", topo.path_a])
+    run.start().wait_ready()
+    topo.tcp_connect(port)
+    time.sleep(0.5)
+    run.stop()
+    events = parse_json_lines(run.stdout(), run)
+    check(events, "JSON lines with --filter-mark 0x2a/0xff", "the marked TCP packets", "none", run)
+    check(run.events_received() == len(events), "'events received' count on stderr", len(events),
+          run.events_received(), run)
+    for ev in events:
+        check(ev.get("mark") == 42 and ev["tuple"].get("proto") == 6 and ev["tuple"].get("dport") == port,
+              f"line {ev['line']}", f"mark 42 and a TCP tuple to port {port}", ev, run)
+
+    # 3. --filter-mark 0x2b: nothing of that traffic (nothing at all in ns-a carries 0x2b).
+    run = PwruRun(ctx, ["--filter-mark", "0x2b", "--filter-netns", topo.path_a]).start().wait_ready()
+    before = packets_marked()
+    topo.tcp_connect(port)
+    check(packets_marked() - before >= 3, "nft mark rule matched the second connection", "3+ packets",
+          packets_marked() - before, run)
+    time.sleep(0.5)
+    run.stop()
+    events = parse_text(run.stdout(), run)
+    check(not tcp_lines(events) and all(e["mark"] == "2b" for e in events),
+          "lines with --filter-mark 0x2b", "no TCP lines (the traffic carries mark 0x2a)",
+          [e["line"] for e in events], run)
+    check(run.events_received() == len(events), "'events received' count on stderr", len(events),
+          run.events_received(), run)
+
+
+# ---------------------------------------------------------------------------
+
+
+def preflight(pwru):
+    problems = []
+    if os.geteuid() != 0:
+        problems.append("not running as root: pwru needs CAP_BPF/CAP_PERFMON/CAP_NET_ADMIN and the tests "
+                        "create network namespaces; run ctest as root")
+    if not (os.path.isfile(pwru) and os.access(pwru, os.X_OK)):
+        problems.append(f"{pwru} is not an executable file (did e2e.install run?)")
+    for tool in TOOLS:
+        if not shutil.which(tool):
+            problems.append(f"required tool '{tool}' not found in PATH "
+                            f"(packages: iproute2, iputils-ping, netcat-openbsd, nftables)")
+    return problems
+
+
+def main(argv):
+    global START
+    START = time.monotonic()
+    if len(argv) != 3 or argv[2] not in SCENARIOS:
+        print(f"usage: {argv[0]} /path/to/pwru {{{','.join(SCENARIOS)}}}", file=sys.stderr)
+        return 1
+    pwru, scenario = os.path.abspath(argv[1]), argv[2]
+    problems = preflight(pwru)
+    if problems:
+        for p in problems:
+            print(f"FAIL [{scenario}]: {p}", file=sys.stderr)
+        return 1
+
+    def on_signal(signum, _frame):
+        raise Deadline(f"interrupted by signal {signum}")
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    workdir = tempfile.mkdtemp(prefix=f"pwru-e2e-{scenario}-")
+    ctx = Context(pwru, workdir)
+    status = 1
+    try:
+        globals()[f"scenario_{scenario}"](ctx)
+        status = 0
+        print(f"PASS [{scenario}]: {len(ctx.runs)} pwru run(s)")
+    except Failure as f:
+        print(f"FAIL [{scenario}]: {f.what}\n  expected: {f.expected}\n  seen:     {f.seen}", file=sys.stderr)
+        run = f.run or (ctx.runs[-1] if ctx.runs else None)
+        if run is not None:
+            if run.proc is not None and run.proc.poll() is None:
+                run.proc.kill()
+                run.proc.wait(timeout=5)
+                run.rc = "killed by the test"
+            print(run.dump(), file=sys.stderr)
+    except Deadline as d:
+        print(f"FAIL [{scenario}]: {d}", file=sys.stderr)
+        if ctx.runs:
+            print(ctx.runs[-1].dump(), file=sys.stderr)
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        for run in ctx.runs:
+            if run.proc is not None and run.proc.poll() is None:
+                run.proc.kill()
+                run.proc.wait(timeout=5)
+        if ctx.topo is not None:
+            ctx.topo.teardown()
+        shutil.rmtree(workdir, ignore_errors=True)
+    return status
+
+
+START = time.monotonic()
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
