@@ -39,6 +39,12 @@
 /* "Argument not present" marker for the argument positions of a hook. */
 #define PWRU_ARG_NONE (-1)
 
+/* pcap filter stubs (bpf/pcap_stub.bpf.h): markers the loader looks for,
+ * and the size of the no-op block a translated filter must fit into. */
+#define PWRU_PCAP_MAGIC_L2 0x5043324c /* "PC2L" */
+#define PWRU_PCAP_MAGIC_L3 0x5043334c /* "PC3L" */
+#define PWRU_PCAP_STUB_INSNS 4096
+
 /* Ethertypes in host order, as stored in pwru_tuple.l3_proto. */
 #define PWRU_ETH_P_IP 0x0800
 #define PWRU_ETH_P_IPV6 0x86DD
@@ -92,7 +98,8 @@ struct pwru_filter_cfg {
 	PWRU_U32 mark_mask; /* 0: mark not filtered */
 	PWRU_U32 ifindex; /* 0: any */
 	PWRU_U8 want_stack; /* capture a stack id for --output-stack / --output-caller */
-	PWRU_U8 pad[3];
+	PWRU_U8 has_pcap; /* run the injected pcap filter (bpf/pcap_stub.bpf.h) */
+	PWRU_U8 pad[2];
 };
 
 /* Indexes of the per-CPU counters map. */

@@ -12,6 +12,9 @@
  * Because hook_cfg is frozen rodata indexed by a constant, the verifier sees
  * every argument position as a known constant and prunes the ctx reads of
  * positions the tracepoint does not have.
+ *
+ * The section is ours ("pwru_tp", registered by agent/filter as tp_btf):
+ * its prepare-load hook is where the pcap filter is written into the stubs.
  */
 /* tp_btf arguments are BTF pointers: see skb_event.bpf.h */
 #define PWRU_SKB_IS_BTF_PTR 1
@@ -61,7 +64,7 @@ static __always_inline int handle_tp(__u64 *ctx, const int slot)
 
 /* n is two octal digits written as a C literal: slot = 8 * tens + units. */
 #define PWRU_TP_SLOT(n) \
-	SEC("tp_btf") int pwru_tp_##n(__u64 *ctx) { return handle_tp(ctx, (n / 10) * 8 + n % 10); }
+	SEC("pwru_tp") int pwru_tp_##n(__u64 *ctx) { return handle_tp(ctx, (n / 10) * 8 + n % 10); }
 
 #define PWRU_TP_SLOTS8(a) \
 	PWRU_TP_SLOT(a##0) PWRU_TP_SLOT(a##1) PWRU_TP_SLOT(a##2) PWRU_TP_SLOT(a##3) \

@@ -12,6 +12,7 @@
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_endian.h>
 #include "pwru_abi.h"
+#include "pcap_stub.bpf.h"
 
 #define PWRU_IPPROTO_TCP 6
 #define PWRU_IPPROTO_UDP 17
@@ -99,6 +100,31 @@ static __always_inline bool skb_passes_meta_filters(struct sk_buff *skb)
 	return true;
 }
 
+/*
+ * The pcap filter, as pwru runs it: on the frame from the MAC header when
+ * the skb has one (mac_len != 0, the receive path), otherwise on the packet
+ * from the network header (transmit path, where mac_len is still 0).
+ */
+static __always_inline bool skb_passes_pcap(struct sk_buff *skb)
+{
+	if (!filter_cfg.has_pcap)
+		return true;
+	/* head through the helper: the filter does arithmetic on it, which the
+	 * verifier refuses on a BTF pointer. */
+	unsigned long head = (unsigned long)BPF_CORE_READ(skb, head);
+	unsigned long data_end = head + PWRU_SKB_READ(skb, tail);
+	if (PWRU_SKB_READ(skb, mac_len) != 0) {
+		__u16 mac = PWRU_SKB_READ(skb, mac_header);
+		if (mac == PWRU_HDR_UNSET)
+			return false;
+		return pwru_pcap_filter_l2((void *)(head + mac), (void *)data_end);
+	}
+	__u16 network = PWRU_SKB_READ(skb, network_header);
+	if (network == PWRU_HDR_UNSET)
+		return false;
+	return pwru_pcap_filter_l3((void *)(head + network), (void *)data_end);
+}
+
 static __always_inline void fill_tuple(struct sk_buff *skb, struct pwru_tuple *tuple)
 {
 	unsigned char *head = BPF_CORE_READ(skb, head);
@@ -173,7 +199,7 @@ static __always_inline int report_skb(void *ctx, struct sk_buff *skb, __u16 hook
 {
 	if (!skb)
 		return 0;
-	if (!skb_passes_meta_filters(skb)) {
+	if (!skb_passes_meta_filters(skb) || !skb_passes_pcap(skb)) {
 		count(PWRU_CNT_FILTERED);
 		return 0;
 	}

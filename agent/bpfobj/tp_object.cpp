@@ -6,6 +6,7 @@
 #include <string>
 
 #include "common/error.h"
+#include "filter/pcap_injector.h"
 // The skeleton's rodata struct names the ABI types, so the ABI header must
 // come first (it is included by tp_object.h).
 #include "pwru_tp.skel.h"
@@ -27,6 +28,7 @@ int slot_of(const char* name) {
 }  // namespace
 
 TpObject::TpObject() {
+  register_pcap_sections();
   skel_ = pwru_tp__open();
   if (!skel_) throw_libbpf("opening the embedded tracepoint BPF object", 0);
   by_slot_.assign(kMaxSlots, nullptr);
@@ -37,10 +39,13 @@ TpObject::TpObject() {
   }
 }
 
-TpObject::~TpObject() { pwru_tp__destroy(skel_); }
+TpObject::~TpObject() {
+  for (struct bpf_program* prog : by_slot_) clear_program_filter(prog);
+  pwru_tp__destroy(skel_);
+}
 
 void TpObject::configure(const std::vector<TpSlot>& slots, const pwru_filter_cfg& filter,
-                         std::uint32_t ring_bytes) {
+                         std::uint32_t ring_bytes, std::shared_ptr<const CompiledPcap> pcap) {
   if (slots.size() > kMaxSlots)
     throw UsageError("this kernel has " + std::to_string(slots.size()) +
                      " skb tracepoints but the object has " + std::to_string(kMaxSlots) +
@@ -54,6 +59,7 @@ void TpObject::configure(const std::vector<TpSlot>& slots, const pwru_filter_cfg
     }
     std::memcpy(const_cast<pwru_hook_cfg*>(&skel_->rodata->hook_cfg[i]), &slots[i].cfg,
                 sizeof(pwru_hook_cfg));
+    if (pcap) set_program_filter(prog, pcap);
     const std::string target(slots[i].tracepoint);
     if (int err = bpf_program__set_attach_target(prog, 0, target.c_str()))
       throw_libbpf("setting attach target " + target, err);
@@ -63,9 +69,13 @@ void TpObject::configure(const std::vector<TpSlot>& slots, const pwru_filter_cfg
 }
 
 void TpObject::load() {
-  if (int err = pwru_tp__load(skel_))
-    throw_libbpf("loading the tracepoint BPF programs (run with --debug for the verifier log)",
-                 err);
+  if (int err = pwru_tp__load(skel_)) {
+    for (struct bpf_program* prog : by_slot_) {
+      const std::string why = program_filter_error(prog);
+      if (!why.empty()) throw UsageError("cannot install the pcap filter: " + why);
+    }
+    throw_libbpf("loading the tracepoint BPF programs (run with --debug for the verifier log)", err);
+  }
 }
 
 struct bpf_program* TpObject::program(std::size_t slot) const { return by_slot_.at(slot); }

@@ -8,6 +8,7 @@
 #include <string_view>
 #include <vector>
 
+#include "filter/pcap_compiler.h"
 #include "pwru_abi.h"
 
 struct pwru_tp;
@@ -32,8 +33,9 @@ class TpObject {
   static constexpr std::size_t kMaxSlots = PWRU_MAX_TP_SLOTS;
 
   // Points slot i at slots[i].tracepoint; slots past the end are not loaded.
+  // `pcap` (may be null: match all) is written into every loaded program.
   void configure(const std::vector<TpSlot>& slots, const pwru_filter_cfg& filter,
-                 std::uint32_t ring_bytes);
+                 std::uint32_t ring_bytes, std::shared_ptr<const CompiledPcap> pcap);
   // Verifies and loads every configured slot (one BTF parse for all).
   void load();
 

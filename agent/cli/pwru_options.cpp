@@ -143,10 +143,8 @@ ParsedArgs parse_pwru_args(int argc, const char* const* argv, std::ostream& out,
       if (!o.pcap_filter.empty()) o.pcap_filter += ' ';
       o.pcap_filter += w;
     }
-    if (!o.pcap_filter.empty())
-      throw UsageError("pcap filter expressions ('" + o.pcap_filter +
-                       "') are not supported yet; drop the expression and narrow the trace with "
-                       "--filter-netns, --filter-mark or --filter-ifname");
+    // Compiled now, so a bad expression stops pwru before anything loads.
+    if (!o.pcap_filter.empty()) o.pcap = std::make_shared<const CompiledPcap>(compile_pcap(o.pcap_filter));
   } catch (const UsageError& e) {
     err << "pwru: " << e.what() << "\n";
     return ParsedArgs{std::nullopt, 2};

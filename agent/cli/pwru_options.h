@@ -3,9 +3,11 @@
 
 #include <cstdint>
 #include <iosfwd>
+#include <memory>
 #include <optional>
 #include <string>
 
+#include "filter/pcap_compiler.h"
 #include "output/event_formatter.h"
 
 namespace pwru {
@@ -20,6 +22,7 @@ struct PwruOptions {
   std::string filter_ifname;  // resolved in filter_netns (or the current netns)
   MarkFilter filter_mark;
   std::string pcap_filter;  // trailing words joined by spaces
+  std::shared_ptr<const CompiledPcap> pcap;  // compiled pcap_filter; null when empty
   OutputOptions output;
   std::uint64_t output_limit_lines = 0;  // 0: no limit
   std::string output_file;

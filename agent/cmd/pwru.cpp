@@ -74,6 +74,7 @@ int run(const pwru::PwruOptions& o) {
   config.limit = o.output_limit_lines;
   config.ring_bytes = o.ring_buffer_bytes;
   config.backend = o.backend;
+  config.pcap = o.pcap;
   pwru::TraceSession session(btf, config, sink);
 
   std::fprintf(stderr, "pwru: attaching %zu skb tracepoints (backend %s)...\n", session.hook_count(),

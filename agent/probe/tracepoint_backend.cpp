@@ -11,7 +11,8 @@
 namespace pwru {
 
 TracepointBackend::TracepointBackend(const std::vector<SkbTracepoint>& tracepoints,
-                                     const pwru_filter_cfg& filter, std::uint32_t ring_bytes)
+                                     const pwru_filter_cfg& filter, std::uint32_t ring_bytes,
+                                     std::shared_ptr<const CompiledPcap> pcap)
     : object_(std::make_unique<TpObject>()) {
   if (tracepoints.empty())
     throw SystemError("this kernel's BTF lists no tracepoint with a struct sk_buff * argument",
@@ -29,7 +30,9 @@ TracepointBackend::TracepointBackend(const std::vector<SkbTracepoint>& tracepoin
     slot.cfg.hook_id = hooks_[i].id;
     slots.push_back(slot);
   }
-  object_->configure(slots, filter, ring_bytes);
+  pwru_filter_cfg cfg = filter;
+  cfg.has_pcap = pcap ? 1 : 0;
+  object_->configure(slots, cfg, ring_bytes, std::move(pcap));
   object_->load();
 }
 

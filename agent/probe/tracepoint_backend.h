@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "btf/kernel_btf.h"
+#include "filter/pcap_compiler.h"
 #include "pwru_abi.h"
 
 struct bpf_link;
@@ -32,8 +33,9 @@ struct AttachReport {
 class TracepointBackend {
  public:
   // Loads (verifies) programs for every tracepoint in `tracepoints`.
+  // `pcap` may be null (no expression: everything matches).
   TracepointBackend(const std::vector<SkbTracepoint>& tracepoints, const pwru_filter_cfg& filter,
-                    std::uint32_t ring_bytes);
+                    std::uint32_t ring_bytes, std::shared_ptr<const CompiledPcap> pcap = nullptr);
   ~TracepointBackend();
   TracepointBackend(const TracepointBackend&) = delete;
   TracepointBackend& operator=(const TracepointBackend&) = delete;

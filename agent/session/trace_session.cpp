@@ -28,7 +28,7 @@ TraceSession::TraceSession(const KernelBtf& btf, TraceConfig config, LineSink& s
   const bool want_stack = config_.output.stack || config_.output.caller;
   config_.filter.want_stack = want_stack ? 1 : 0;
   impl_->backend = std::make_unique<TracepointBackend>(btf.skb_tracepoints(), config_.filter,
-                                                       config_.ring_bytes);
+                                                       config_.ring_bytes, config_.pcap);
   if (want_stack) impl_->ksyms = Ksyms::load();
   std::vector<std::string> names;
   for (const Hook& hook : impl_->backend->hooks()) names.push_back(hook.name);

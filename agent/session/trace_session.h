@@ -24,6 +24,7 @@ struct TraceConfig {
   std::uint64_t limit = 0;  // stop after this many events; 0: no limit
   std::uint32_t ring_bytes = 8u << 20;
   std::string backend = "auto";
+  std::shared_ptr<const CompiledPcap> pcap;  // null: no pcap filter
 };
 
 struct TraceStats {

@@ -61,15 +61,31 @@ TEST(PwruOptions, BadInputsExitTwoWithAHint) {
            {"--backend", "fentry"},
            {"--backend", "kprobe"},
            {"--ring-buffer-size", "1000"},
-           {"icmp"},
-           {"tcp", "and", "port", "80"}}) {
+           {"tcp", "and", "prot", "80"},
+           {"host", "999.1.1.1"}}) {
     const CliRun r = parse(bad);
     EXPECT_FALSE(r.parsed.options) << bad[0];
     EXPECT_EQ(r.parsed.exit_code, 2) << bad[0];
     EXPECT_NE(r.err.find("pwru: "), std::string::npos) << bad[0];
   }
-  EXPECT_NE(parse({"tcp", "and", "port", "80"}).err.find("'tcp and port 80'"), std::string::npos);
+  // libpcap's own message, with the expression.
+  const CliRun bad_pcap = parse({"tcp", "and", "prot", "80"});
+  EXPECT_NE(bad_pcap.err.find("'tcp and prot 80'"), std::string::npos) << bad_pcap.err;
+  EXPECT_NE(bad_pcap.err.find("syntax error"), std::string::npos) << bad_pcap.err;
   EXPECT_NE(parse({"--no-such-flag"}).err.find("pwru --help"), std::string::npos);
+}
+
+TEST(PwruOptions, PcapExpressionIsCompiledInBothForms) {
+  const CliRun r = parse({"--output-tuple", "tcp", "and", "port", "443"});
+  ASSERT_TRUE(r.parsed.options) << r.err;
+  ASSERT_TRUE(r.parsed.options->pcap);
+  EXPECT_EQ(r.parsed.options->pcap_filter, "tcp and port 443");
+  EXPECT_FALSE(r.parsed.options->pcap->l2.empty());
+  EXPECT_FALSE(r.parsed.options->pcap->l3_rejects_all);
+  const CliRun arp = parse({"arp"});
+  ASSERT_TRUE(arp.parsed.options) << arp.err;
+  EXPECT_TRUE(arp.parsed.options->pcap->l3_rejects_all);
+  EXPECT_FALSE(parse({}).parsed.options->pcap);
 }
 
 TEST(PwruOptions, HelpAndVersion) {

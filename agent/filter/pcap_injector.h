@@ -1,0 +1,36 @@
+// Writes translated pcap filters into the stubs of BPF programs while
+// libbpf loads them (bpf/pcap_stub.bpf.h explains the stub).
+#pragma once
+
+#include <linux/bpf.h>
+
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "filter/pcap_compiler.h"
+
+struct bpf_program;
+
+namespace pwru {
+
+// Registers our program sections with libbpf, once per process, before any
+// object using them is opened:
+//   "pwru_tp"        tp_btf programs (tracing, raw tracepoint attach)
+//   "pwru_pcap_test" raw_tp programs that run a filter over a test buffer
+void register_pcap_sections();
+
+// The filter `prog`'s stubs receive when it is loaded. A program with no
+// filter set keeps its stubs, which match everything.
+void set_program_filter(const struct bpf_program* prog, std::shared_ptr<const CompiledPcap> filter);
+void clear_program_filter(const struct bpf_program* prog);
+// Why the last injection into `prog` failed, "" if it did not.
+std::string program_filter_error(const struct bpf_program* prog);
+
+// Overwrites every L2 and L3 stub block in `insns` with the translation of
+// the matching form. Throws when a stub is malformed or a filter too large.
+std::vector<struct bpf_insn> patch_pcap_stubs(const struct bpf_insn* insns, std::size_t count,
+                                              const CompiledPcap& filter);
+
+}  // namespace pwru
