@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 
-SCENARIOS = ("text", "json", "limit_file", "bad_usage", "tcp_mark")
+SCENARIOS = ("text", "json", "limit_file", "bad_usage", "tcp_mark", "pcap")
 TOOLS = ("ip", "ping", "nc", "nft", "ss")
 
 READY_TIMEOUT = 30.0   # pwru attach: BTF parse + ~30 tp_btf programs
@@ -626,7 +626,7 @@ def scenario_bad_usage(ctx):
     cases = [
         ["--no-such-flag"],
         ["--filter-netns", "/nonexistent"],
-        ["icmp"],
+        ["tcp", "and", "prot", "80"],
         ["--filter-ifname", "nosuchif0"],
         ["--filter-ifname", "nosuchif0", "--filter-netns", topo.path_a],
         ["--filter-netns", "inode:abc"],
@@ -645,6 +645,11 @@ def scenario_bad_usage(ctx):
               "created", run)
         check("attach" not in err, f"stderr of pwru {' '.join(args)}", "no attach messages", err, run)
         check(run.stdout() == "", f"stdout of pwru {' '.join(args)}", "empty", run.stdout(), run)
+    # A pcap expression libpcap rejects: its own message, with the expression.
+    run = PwruRun(ctx, ["tcp", "and", "prot", "80"]).start()
+    run.wait_exit(timeout=CMD_TIMEOUT)
+    check("syntax error" in run.stderr() and "'tcp and prot 80'" in run.stderr(), "libpcap's message",
+          "the expression and libpcap's 'syntax error'", run.stderr(), run)
     # Controls: the usage path itself works.
     run = PwruRun(ctx, ["--help"], ready=False).start()
     check(run.wait_exit(timeout=CMD_TIMEOUT) == 0 and "--filter-netns" in run.stdout(), "pwru --help",
@@ -717,6 +722,30 @@ def scenario_tcp_mark(ctx):
 
 
 # ---------------------------------------------------------------------------
+
+
+def scenario_pcap(ctx):
+    """pwru --output-tuple 'icmp and host B' on the whole host while ICMP, UDP and TCP flow."""
+    topo = ctx.topology()
+    expression = f"icmp and host {topo.ip_b}"
+    run = PwruRun(ctx, ["--output-tuple", expression]).start().wait_ready()
+    topo.ping(count=3)
+    topo.udp_to_closed_port(40000 + os.getpid() % 20000)
+    topo.tcp_connect(20000 + os.getpid() % 20000)
+    time.sleep(0.5)
+    run.stop()
+    events = parse_text(run.stdout(), run)
+    req = f"{topo.ip_a}:0->{topo.ip_b}:0(icmp)"
+    rep = f"{topo.ip_b}:0->{topo.ip_a}:0(icmp)"
+    for ev in events:
+        # The UDP datagram's ICMP port-unreachable is ICMP too, and involves B.
+        t = ev["t"]
+        check(t["l4"] == "icmp" and topo.ip_b in (t["saddr"], t["daddr"]),
+              f"line {ev['line']!r} under '{expression}'", f"ICMP to or from {topo.ip_b}", ev["tuple"], run)
+    check(sum(e["tuple"] == req for e in events) >= 3, "echo requests printed", f"3+ lines with {req}",
+          len(events), run)
+    check(sum(e["tuple"] == rep for e in events) >= 3, "echo replies printed", f"3+ lines with {rep}",
+          len(events), run)
 
 
 def preflight(pwru):
