@@ -3,6 +3,7 @@
 // no file includes both; this is the hand-over between them.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -17,6 +18,11 @@ struct CbpfInsn {
 };
 
 using CbpfProgram = std::vector<CbpfInsn>;
+
+// How many eBPF instructions translate_cbpf() makes of `program`; throws
+// UsageError for what cannot run in the kernel. Declared here so libpcap's
+// side can check without seeing eBPF's struct bpf_insn.
+std::size_t translated_insn_count(const CbpfProgram& program);
 
 // "ldh [12]"-style listing for error messages and test failures.
 std::string cbpf_listing(const CbpfProgram& program);

@@ -95,6 +95,11 @@ class Translator {
         case BPF_RET: break;
         case BPF_JMP:
           if (BPF_OP(in.code) == BPF_JA) {
+            // libpcap emits loops only for `protochain`; the kernel's own
+            // classic BPF refuses them too.
+            if (in.k >= 0x80000000u)
+              throw UsageError("the expression needs a backward jump (a loop, as `protochain` does), which "
+                               "cannot run in a tracing program; use `ip proto N` or `ip6 proto N` instead");
             reach(i + 1 + in.k);
           } else {
             reach(i + 1 + in.jt);
@@ -302,6 +307,11 @@ class Translator {
 
 std::vector<struct bpf_insn> translate_cbpf(const CbpfProgram& program, StubInputs inputs) {
   return Translator(program, inputs).run();
+}
+
+std::size_t translated_insn_count(const CbpfProgram& program) {
+  // Input registers change moves, never the count.
+  return translate_cbpf(program, StubInputs{BPF_REG_1, BPF_REG_2}).size();
 }
 
 }  // namespace pwru

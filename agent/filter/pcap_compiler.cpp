@@ -5,6 +5,7 @@
 #include <cstdio>
 
 #include "common/error.h"
+#include "pwru_abi.h"
 
 namespace pwru {
 
@@ -61,6 +62,20 @@ CompiledPcap compile_pcap(const std::string& expression) {
     // packet can match (pwru does the same).
     out.l3 = CbpfProgram{CbpfInsn{BPF_RET | BPF_K, 0, 0, 0}};
     out.l3_rejects_all = true;
+  }
+  // Translate once now, with stand-in input registers, so an expression
+  // that cannot run in the kernel is refused before anything is loaded.
+  for (const CbpfProgram* program : {&out.l2, &out.l3}) {
+    std::size_t size = 0;
+    try {
+      size = translated_insn_count(*program);
+    } catch (const UsageError& e) {
+      throw UsageError("pcap filter '" + expression + "': " + e.what());
+    }
+    if (size > PWRU_PCAP_STUB_INSNS)
+      throw UsageError("pcap filter '" + expression + "' needs " + std::to_string(size) +
+                       " BPF instructions, more than the " + std::to_string(PWRU_PCAP_STUB_INSNS) +
+                       " a hook has room for; simplify the expression");
   }
   return out;
 }
