@@ -15,6 +15,9 @@
 #      with pwru attached but filtered on a third, idle netns.
 #   2. Events per second pwru delivers (and events lost) while tracing the netns
 #      of a paced small-packet UDP sender.
+#   3. Per-hit cost of the pcap filter: average run time of the tracepoint
+#      programs (kernel.bpf_stats_enabled) under the same TCP load, with a
+#      pcap filter against without one, when both reject and when both match.
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -49,7 +52,7 @@ log() { echo "bench: $*" >&2; }
 
 # ---------------------------------------------------------------- preflight
 [[ $(id -u) -eq 0 ]] || die "must run as root"
-for tool in ip iperf3 python3 timeout stat; do
+for tool in ip iperf3 python3 timeout stat bpftool sysctl; do
     command -v "$tool" >/dev/null 2>&1 || die "required tool '$tool' not found"
 done
 [[ -x $PWRU ]] || die "pwru binary '$PWRU' not found or not executable (build it first or pass its path as \$1)"
@@ -68,6 +71,7 @@ TMP=$(mktemp -d /tmp/pwru-bench.XXXXXX)
 PWRU_PID=""
 SERVER_PID=""
 NS_CREATED=()
+BPF_STATS_BEFORE=$(sysctl -n kernel.bpf_stats_enabled 2>/dev/null || echo 0)
 
 # ---------------------------------------------------------------- cleanup
 cleanup() {
@@ -95,6 +99,7 @@ cleanup() {
         done
         ip netns del "$ns" 2>/dev/null
     done
+    sysctl -q -w kernel.bpf_stats_enabled="$BPF_STATS_BEFORE" 2>/dev/null
     rm -rf "$TMP"
     exit "$rc"
 }
@@ -220,7 +225,7 @@ pwru_received() {
 }
 pwru_lost() {
     local n
-    n=$(sed -n 's/^pwru: \([0-9][0-9]*\) events lost$/\1/p' "$PWRU_LOG" | tail -n 1)
+    n=$(sed -n 's/^pwru: \([0-9][0-9]*\) events lost.*$/\1/p' "$PWRU_LOG" | tail -n 1)
     echo "${n:-0}"
 }
 
@@ -333,3 +338,55 @@ elif ((reached_lost > 0)); then
 else
     echo "events_target=PASS (no loss at ${reached_eps} events/s)"
 fi
+
+# ---------------------------------------------------------------- 3. pcap per-hit cost
+# Average run time per hit of pwru's tracepoint programs, summed over all of
+# them, under the TCP load of part 1. Each pair differs only in the pcap
+# filter: "reject" pairs reject every skb (by mark, or by a pcap filter that
+# the traffic on port $PORT never matches), "match" pairs print every skb of
+# the flow (no filter, or a pcap filter the flow matches).
+prog_stats() { # prints "run_time_ns run_cnt" summed over pwru's programs
+    bpftool -j prog show | python3 -c '
+import json, sys
+t = c = 0
+for p in json.load(sys.stdin):
+    if p.get("name", "").startswith("pwru_tp_"):
+        t += p.get("run_time_ns", 0)
+        c += p.get("run_cnt", 0)
+print(t, c)'
+}
+sysctl -q -w kernel.bpf_stats_enabled=1 || die "cannot enable kernel.bpf_stats_enabled"
+declare -A NS_PER_HIT
+MODES=(reject_meta reject_pcap match_none match_pcap)
+declare -A MODE_ARGS=(
+    [reject_meta]="--filter-mark 0xdead"
+    [reject_pcap]="tcp and port 443"
+    [match_none]="--filter-netns inode:$CLIENT_INODE"
+    [match_pcap]="tcp and port $PORT"
+)
+for round in $(seq 1 "$ROUNDS"); do
+    for mode in "${MODES[@]}"; do
+        case $mode in
+            reject_meta | match_none) read -r -a args <<<"${MODE_ARGS[$mode]}" ;;
+            match_pcap) args=(--filter-netns "inode:$CLIENT_INODE" "${MODE_ARGS[$mode]}") ;;
+            *) args=("${MODE_ARGS[$mode]}") ;;
+        esac
+        start_pwru "cost-$mode-$round" --output-file /dev/null "${args[@]}"
+        run_client "$TMP/cost-$mode-$round.json"
+        read -r ns cnt < <(prog_stats)
+        stop_pwru
+        ((cnt > 0)) || die "no program runs counted for $mode (bpf stats)"
+        per_hit=$(calc "$ns / $cnt")
+        NS_PER_HIT[$mode]+="$per_hit "
+        log "round $round $mode: $(calc "round($per_hit, 1)") ns per hit over $cnt hits"
+    done
+done
+for pair in "reject_pcap reject_meta" "match_pcap match_none"; do
+    read -r with without <<<"$pair"
+    # shellcheck disable=SC2086
+    w=$(median ${NS_PER_HIT[$with]})
+    # shellcheck disable=SC2086
+    wo=$(median ${NS_PER_HIT[$without]})
+    echo "pcap_per_hit_${with%%_*} with_filter=$(calc "f'{$w:.1f}'")ns without=$(calc "f'{$wo:.1f}'")ns" \
+        "ratio=$(calc "f'{$w/$wo:.2f}'") ('$([[ $with == reject_pcap ]] && echo "tcp and port 443" || echo "tcp and port $PORT")' against no pcap filter)"
+done
