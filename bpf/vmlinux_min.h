@@ -15,6 +15,8 @@
  */
 #ifndef PWRU_VMLINUX_MIN_H
 #define PWRU_VMLINUX_MIN_H
+/* Tells bpf_tracing.h to use the kernel's pt_regs field names (di, not rdi). */
+#define __VMLINUX_H__
 
 #include <linux/types.h>
 #include <linux/bpf.h>
@@ -62,6 +64,12 @@ struct sk_buff {
 	unsigned int tail;
 	unsigned char *head;
 	unsigned char *data;
+};
+
+/* x86-64 registers at a kprobe, as bpf_tracing.h's PT_REGS_* read them. */
+struct pt_regs {
+	unsigned long r15, r14, r13, r12, bp, bx, r11, r10, r9, r8, ax, cx, dx, si, di, orig_ax, ip, cs,
+		flags, sp, ss;
 };
 
 #pragma clang attribute pop

@@ -113,6 +113,32 @@ std::vector<SkbTracepoint> KernelBtf::skb_tracepoints() const {
   return out;
 }
 
+std::vector<SkbFunction> KernelBtf::skb_functions() const {
+  constexpr int kRegisterArgs = 5;
+  const struct btf* btf = btf_.get();
+  std::vector<SkbFunction> out;
+  const std::uint32_t n = btf__type_cnt(btf);
+  for (std::uint32_t id = 1; id < n; ++id) {
+    const struct btf_type* t = btf__type_by_id(btf, id);
+    if (!btf_is_func(t)) continue;
+    const struct btf_type* proto = btf__type_by_id(btf, t->type);
+    if (!proto || !btf_is_func_proto(proto)) continue;
+    const struct btf_param* params = btf_params(proto);
+    const int nparams = std::min<int>(btf_vlen(proto), kRegisterArgs);
+    for (int i = 0; i < nparams; ++i) {
+      if (is_ptr_to_struct(btf, params[i].type, "sk_buff")) {
+        out.push_back(SkbFunction{btf__name_by_offset(btf, t->name_off), i});
+        break;
+      }
+    }
+  }
+  std::sort(out.begin(), out.end(), [](const SkbFunction& a, const SkbFunction& b) { return a.name < b.name; });
+  out.erase(std::unique(out.begin(), out.end(),
+                        [](const SkbFunction& a, const SkbFunction& b) { return a.name == b.name; }),
+            out.end());
+  return out;
+}
+
 std::map<std::uint64_t, std::string> KernelBtf::enum_values(const std::string& enum_name) const {
   std::map<std::uint64_t, std::string> out;
   const struct btf* btf = btf_.get();

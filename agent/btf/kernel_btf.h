@@ -20,6 +20,11 @@ struct SkbTracepoint {
   int location_arg = -1;  // void *location next to a reason, -1 if none
 };
 
+struct SkbFunction {
+  std::string name;
+  int skb_arg = -1;  // 0-based position among the first five parameters
+};
+
 class KernelBtf {
  public:
   // Loads /sys/kernel/btf/vmlinux, or `path` when not empty (--kernel-btf).
@@ -30,6 +35,11 @@ class KernelBtf {
   // Every btf_trace_<name> whose prototype has a struct sk_buff * argument,
   // sorted by name. Where one has several, the first is the traced skb.
   std::vector<SkbTracepoint> skb_tracepoints() const;
+
+  // Every function (BTF FUNC) with a struct sk_buff * among its first five
+  // parameters, which is what kprobes can read from registers on every
+  // architecture pwru supports; sorted by name, duplicates dropped.
+  std::vector<SkbFunction> skb_functions() const;
 
   // Value -> name of an enum (e.g. "skb_drop_reason"); empty when the kernel
   // has no such enum.

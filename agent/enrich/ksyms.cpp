@@ -27,6 +27,7 @@ Ksyms Ksyms::parse(std::istream& in) {
     if (type != "t" && type != "T" && type != "w" && type != "W") continue;
     const std::uint64_t addr = std::strtoull(addr_hex.c_str(), nullptr, 16);
     if (addr == 0) continue;
+    k.names_.insert(name);
     if (!module.empty()) name += " " + module;
     k.syms_.push_back(Sym{addr, std::move(name)});
   }

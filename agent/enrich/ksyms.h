@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <istream>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 namespace pwru {
@@ -21,6 +22,8 @@ class Ksyms {
   std::string nearest(std::uint64_t addr) const;
   // nearest(), or "0x..." when no symbol covers addr.
   std::string name_or_hex(std::uint64_t addr) const;
+  // Whether a text symbol of this exact name exists (in vmlinux or a module).
+  bool has_function(const std::string& name) const { return names_.count(name) != 0; }
   bool empty() const { return syms_.empty(); }
   std::size_t size() const { return syms_.size(); }
 
@@ -30,6 +33,7 @@ class Ksyms {
     std::string name;
   };
   std::vector<Sym> syms_;
+  std::unordered_set<std::string> names_;
 };
 
 }  // namespace pwru

@@ -112,6 +112,14 @@ void register_pcap_sections() {
                 .prog_attach_fn = attach_tracing);
     if (libbpf_register_prog_handler("pwru_tp", BPF_PROG_TYPE_TRACING, BPF_TRACE_RAW_TP, &tracing) < 0)
       throw_libbpf("registering the pwru_tp BPF section", 0);
+    // kprobe programs are attached by the backend with per-function cookies,
+    // never through a section's auto-attach.
+    LIBBPF_OPTS(libbpf_prog_handler_opts, kprobe, .prog_prepare_load_fn = prepare_load);
+    if (libbpf_register_prog_handler("pwru_kprobe", BPF_PROG_TYPE_KPROBE, static_cast<enum bpf_attach_type>(0),
+                                     &kprobe) < 0)
+      throw_libbpf("registering the pwru_kprobe BPF section", 0);
+    if (libbpf_register_prog_handler("pwru_kprobe_multi", BPF_PROG_TYPE_KPROBE, BPF_TRACE_KPROBE_MULTI, &kprobe) < 0)
+      throw_libbpf("registering the pwru_kprobe_multi BPF section", 0);
     LIBBPF_OPTS(libbpf_prog_handler_opts, test, .prog_prepare_load_fn = prepare_load);
     if (libbpf_register_prog_handler("pwru_pcap_test", BPF_PROG_TYPE_RAW_TRACEPOINT,
                                      static_cast<enum bpf_attach_type>(0), &test) < 0)

@@ -18,6 +18,7 @@ namespace pwru {
 // Registers our program sections with libbpf, once per process, before any
 // object using them is opened:
 //   "pwru_tp"        tp_btf programs (tracing, raw tracepoint attach)
+//   "pwru_kprobe", "pwru_kprobe_multi"  kprobe programs of both attach kinds
 //   "pwru_pcap_test" raw_tp programs that run a filter over a test buffer
 void register_pcap_sections();
 

@@ -32,6 +32,13 @@ class SyntheticBtf {
     btf__add_typedef(btf_, (std::string("btf_trace_") + name).c_str(), ptr);
   }
 
+  // Adds FUNC name with the given parameter types.
+  void function(const char* name, std::initializer_list<int> args) {
+    const int proto = btf__add_func_proto(btf_, int_id_);
+    for (int a : args) btf__add_func_param(btf_, "p", a);
+    btf__add_func(btf_, name, BTF_FUNC_GLOBAL, proto);
+  }
+
   KernelBtf release() { return KernelBtf(std::exchange(btf_, nullptr)); }
   ~SyntheticBtf() { btf__free(btf_); }
 
@@ -75,6 +82,23 @@ TEST(KernelBtf, KfreeSkbReasonAndLocationFromTheirTypes) {
   EXPECT_EQ(tps[1].skb_arg, 2);
   EXPECT_EQ(tps[1].reason_arg, 0);
   EXPECT_EQ(tps[1].location_arg, 3);
+}
+
+TEST(KernelBtf, SkbFunctionsAmongTheFirstFiveParameters) {
+  SyntheticBtf b;
+  b.function("ip_rcv", {b.skb_ptr_, b.void_ptr_, b.void_ptr_, b.void_ptr_});
+  b.function("nf_hook_slow", {b.skb_ptr_, b.void_ptr_, b.void_ptr_, b.int_id_});
+  b.function("tcp_v4_do_rcv", {b.sock_ptr_, b.skb_ptr_});
+  b.function("fifth", {b.int_id_, b.int_id_, b.int_id_, b.int_id_, b.skb_ptr_});
+  b.function("sixth", {b.int_id_, b.int_id_, b.int_id_, b.int_id_, b.int_id_, b.skb_ptr_});
+  b.function("no_skb", {b.sock_ptr_, b.int_id_});
+  b.function("two_skbs", {b.skb_ptr_, b.skb_ptr_});
+  const auto fns = b.release().skb_functions();
+  std::vector<std::pair<std::string, int>> got;
+  for (const auto& f : fns) got.emplace_back(f.name, f.skb_arg);
+  const std::vector<std::pair<std::string, int>> want = {
+      {"fifth", 4}, {"ip_rcv", 0}, {"nf_hook_slow", 0}, {"tcp_v4_do_rcv", 1}, {"two_skbs", 0}};
+  EXPECT_EQ(got, want);
 }
 
 TEST(KernelBtf, EnumValuesByName) {

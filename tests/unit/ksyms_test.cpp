@@ -23,6 +23,10 @@ TEST(Ksyms, NearestTextSymbolIncludingModules) {
   EXPECT_EQ(k.nearest(0xffffffff81100800), "ip_rcv_finish");
   EXPECT_EQ(k.nearest(0xffffffffc0a01234), "veth_xmit [veth]");
   EXPECT_EQ(k.nearest(0x1000), "");
+  EXPECT_TRUE(k.has_function("veth_xmit"));
+  EXPECT_TRUE(k.has_function("ip_rcv"));
+  EXPECT_FALSE(k.has_function("some_data"));
+  EXPECT_FALSE(k.has_function("veth_xmit [veth]"));
   EXPECT_EQ(k.name_or_hex(0x1000), "0x1000");
 }
 
