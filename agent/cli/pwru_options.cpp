@@ -103,8 +103,14 @@ ParsedArgs parse_pwru_args(int argc, const char* const* argv, std::ostream& out,
   app.add_flag("--output-json", o.output.json, "output traces in JSON format");
   app.add_option("--ready-file", o.ready_file, "create file after all BPF progs are attached");
   app.add_option("--backend", o.backend,
-                 "tracing backend (\"auto\", \"tracepoint\"); auto picks the best the kernel offers")
+                 "tracing backend (\"auto\", \"kprobe-multi\", \"kprobe\", \"tracepoint\"); auto tries them in "
+                 "that order")
       ->default_str("auto");
+  app.add_option("--filter-func", o.filter_func,
+                 "filter kernel functions to be probed by name (regular expression; kprobe backends)");
+  app.add_option("--filter-kprobe-batch", o.filter_kprobe_batch,
+                 "how many kprobes are detached in parallel (default 10)")
+      ->check(CLI::Range(1u, 256u));
   app.add_option("--ring-buffer-size", o.ring_buffer_bytes,
                  "event ring buffer size in bytes, a power of two >= 4096 (default 8388608)")
       ->check(kNotNegative);
@@ -130,11 +136,8 @@ ParsedArgs parse_pwru_args(int argc, const char* const* argv, std::ostream& out,
     if (timestamp == "current") o.output.timestamp = TimestampMode::Current;
     else if (timestamp == "relative") o.output.timestamp = TimestampMode::Relative;
     else if (timestamp == "absolute") o.output.timestamp = TimestampMode::Absolute;
-    if (o.backend == "kprobe" || o.backend == "kprobe-multi")
-      throw UsageError("--backend " + o.backend +
-                       " is not available in this build yet; use --backend tracepoint (or auto)");
-    if (o.backend != "auto" && o.backend != "tracepoint")
-      throw UsageError("--backend " + o.backend + " is unknown; use auto or tracepoint");
+    if (o.backend != "auto" && o.backend != "tracepoint" && o.backend != "kprobe" && o.backend != "kprobe-multi")
+      throw UsageError("--backend " + o.backend + " is unknown; use auto, kprobe-multi, kprobe or tracepoint");
     const std::uint32_t ring = o.ring_buffer_bytes;
     if (ring < 4096 || (ring & (ring - 1)) != 0)
       throw UsageError("--ring-buffer-size " + std::to_string(ring) +

@@ -28,6 +28,8 @@ struct PwruOptions {
   std::string output_file;
   std::string ready_file;
   std::string backend = "auto";
+  std::string filter_func;             // regex over kprobe function names
+  unsigned filter_kprobe_batch = 10;   // threads that detach kprobes
   std::string kernel_btf;
   std::uint32_t ring_buffer_bytes = 8u << 20;
   bool debug = false;

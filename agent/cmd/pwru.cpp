@@ -2,6 +2,7 @@
 // named, and runs one TraceSession until Ctrl-C, SIGTERM or the line limit.
 #include <bpf/libbpf.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cstdarg>
@@ -41,6 +42,15 @@ void install_signal_handlers() {
   signal(SIGPIPE, SIG_IGN);
 }
 
+// pwru shows a bar while it attaches; ours redraws one line of stderr.
+void print_progress(std::size_t done, std::size_t total) {
+  constexpr int kWidth = 40;
+  const int filled = total ? static_cast<int>(kWidth * done / total) : kWidth;
+  std::fprintf(stderr, "\rpwru: attaching [%.*s%*s] %zu/%zu", filled, "########################################",
+               kWidth - filled, "", done, total);
+  std::fflush(stderr);
+}
+
 pwru_filter_cfg resolve_filters(const pwru::PwruOptions& o) {
   pwru_filter_cfg f{};
   pwru::NetnsRef ns;
@@ -74,14 +84,29 @@ int run(const pwru::PwruOptions& o) {
   config.limit = o.output_limit_lines;
   config.ring_bytes = o.ring_buffer_bytes;
   config.backend = o.backend;
+  config.filter_func = o.filter_func;
+  config.kprobe_batch = o.filter_kprobe_batch;
   config.pcap = o.pcap;
   pwru::TraceSession session(btf, config, sink);
 
-  std::fprintf(stderr, "pwru: attaching %zu skb tracepoints (backend %s)...\n", session.hook_count(),
-               session.backend_name().c_str());
-  const pwru::AttachReport report = session.attach([] { return g_stop.load(); });
+  std::fprintf(stderr, "pwru: backend %s: %s\n", session.backend_name().c_str(), session.backend_reason().c_str());
+  if (!session.plan_summary().empty()) std::fprintf(stderr, "pwru: kprobes on %s\n", session.plan_summary().c_str());
+  std::fprintf(stderr, "pwru: attaching %zu hooks...\n", session.hook_count());
+  const bool terminal = isatty(STDERR_FILENO);
+  const pwru::AttachReport report = session.attach([] { return g_stop.load(); },
+                                                   [terminal](std::size_t done, std::size_t total) {
+                                                     if (terminal) print_progress(done, total);
+                                                   });
+  if (terminal) std::fputc('\n', stderr);
   std::fprintf(stderr, "pwru: attached %zu, skipped %zu\n", report.attached, report.skipped.size());
-  for (const std::string& why : report.skipped) std::fprintf(stderr, "pwru: skipped %s\n", why.c_str());
+  constexpr std::size_t kShownSkips = 10;
+  for (std::size_t i = 0; i < report.skipped.size(); ++i) {
+    if (i == kShownSkips && !o.debug) {
+      std::fprintf(stderr, "pwru: ... and %zu more skipped (--debug lists them all)\n", report.skipped.size() - i);
+      break;
+    }
+    std::fprintf(stderr, "pwru: skipped %s\n", report.skipped[i].c_str());
+  }
 
   if (!o.ready_file.empty() && !g_stop.load()) {
     std::ofstream ready(o.ready_file);

@@ -5,6 +5,9 @@
 #include "enrich/ksyms.h"
 #include "events/ring_reader.h"
 #include "output/sink.h"
+#include "probe/backend_select.h"
+#include "probe/kprobe_backend.h"
+#include "probe/kprobe_plan.h"
 
 namespace pwru {
 
@@ -13,8 +16,12 @@ constexpr std::size_t kFlushBytes = 1 << 16;
 constexpr int kPollMs = 100;
 }  // namespace
 
+// A function every kernel has and kprobes may attach to: the backend probe.
+constexpr const char* kProbeFunction = "consume_skb";
+
 struct TraceSession::Impl {
   std::unique_ptr<TracepointBackend> backend;
+  std::unique_ptr<KprobeBackend> kprobes;
   Ksyms ksyms;
   std::unique_ptr<EventNamer> namer;
   std::unique_ptr<EventFormatter> formatter;
@@ -23,15 +30,33 @@ struct TraceSession::Impl {
 
 TraceSession::TraceSession(const KernelBtf& btf, TraceConfig config, LineSink& sink)
     : config_(std::move(config)), sink_(sink), impl_(std::make_unique<Impl>()) {
-  // Only the tracepoint backend exists so far; "auto" picks it.
-  backend_name_ = "tracepoint";
+  const BackendChoice choice = choose_backend(config_.backend, kProbeFunction);
+  backend_name_ = choice.name;
+  backend_reason_ = choice.reason;
   const bool want_stack = config_.output.stack || config_.output.caller;
   config_.filter.want_stack = want_stack ? 1 : 0;
+  // The skb tracepoints stay attached on every backend: kfree_skb carries
+  // the drop reason, which no kprobe argument does on every kernel.
   impl_->backend = std::make_unique<TracepointBackend>(btf.skb_tracepoints(), config_.filter,
                                                        config_.ring_bytes, config_.pcap);
-  if (want_stack) impl_->ksyms = Ksyms::load();
+  if (want_stack || choice.kprobe) impl_->ksyms = Ksyms::load();
+  if (choice.kprobe) {
+    const KprobePlan plan = plan_kprobes(btf.skb_functions(), impl_->ksyms, read_traceable_functions(),
+                                         config_.filter_func);
+    plan_summary_ = std::to_string(plan.functions.size()) + " skb functions (" +
+                    std::to_string(plan.not_in_kallsyms) + " not in kallsyms, " +
+                    (plan.traceable_list_read ? std::to_string(plan.not_traceable) + " not traceable, "
+                                              : std::string("available_filter_functions unreadable, ")) +
+                    std::to_string(plan.filtered_out) + " left out by --filter-func)";
+    const SharedMaps maps{impl_->backend->events_fd(), impl_->backend->counters_fd(), impl_->backend->stacks_fd()};
+    impl_->kprobes = std::make_unique<KprobeBackend>(*choice.kprobe, plan.functions,
+                                                     static_cast<std::uint16_t>(impl_->backend->hooks().size()),
+                                                     config_.filter, config_.pcap, maps);
+  }
   std::vector<std::string> names;
   for (const Hook& hook : impl_->backend->hooks()) names.push_back(hook.name);
+  if (impl_->kprobes)
+    for (const Hook& hook : impl_->kprobes->hooks()) names.push_back(hook.name);
   impl_->namer = std::make_unique<EventNamer>(std::move(names), btf.enum_values("skb_drop_reason"),
                                               &impl_->ksyms);
   impl_->formatter = std::make_unique<EventFormatter>(config_.output);
@@ -40,13 +65,27 @@ TraceSession::TraceSession(const KernelBtf& btf, TraceConfig config, LineSink& s
 }
 
 TraceSession::~TraceSession() {
+  if (impl_ && impl_->kprobes) impl_->kprobes->detach(config_.kprobe_batch);
   if (impl_ && impl_->backend) impl_->backend->detach();
 }
 
-std::size_t TraceSession::hook_count() const { return impl_->backend->hooks().size(); }
+std::size_t TraceSession::hook_count() const {
+  return impl_->backend->hooks().size() + (impl_->kprobes ? impl_->kprobes->hooks().size() : 0);
+}
 
-AttachReport TraceSession::attach(const std::function<bool()>& cancelled) {
+AttachReport TraceSession::attach(const std::function<bool()>& cancelled,
+                                  const std::function<void(std::size_t, std::size_t)>& progress) {
   AttachReport report = impl_->backend->attach(cancelled);
+  if (impl_->kprobes) {
+    const std::size_t base = report.attached + report.skipped.size();
+    const std::size_t total = hook_count();
+    AttachReport kp = impl_->kprobes->attach(
+        cancelled, [&](std::size_t done, std::size_t) {
+          if (progress) progress(base + done, total);
+        });
+    report.attached += kp.attached;
+    report.skipped.insert(report.skipped.end(), kp.skipped.begin(), kp.skipped.end());
+  }
   sink_.write(impl_->formatter->header());
   sink_.flush();
   return report;
@@ -90,6 +129,7 @@ void TraceSession::run(const std::atomic<bool>& stop) {
 TraceStats TraceSession::finish() {
   if (finished_) return stats_;
   finished_ = true;
+  if (impl_->kprobes) impl_->kprobes->detach(config_.kprobe_batch);
   impl_->backend->detach();
   // Events the kernel wrote before detach are still in the ring: print them
   // (up to the limit) rather than drop what was already collected.

@@ -23,7 +23,9 @@ struct TraceConfig {
   OutputOptions output;
   std::uint64_t limit = 0;  // stop after this many events; 0: no limit
   std::uint32_t ring_bytes = 8u << 20;
-  std::string backend = "auto";
+  std::string backend = "auto";             // auto | kprobe-multi | kprobe | tracepoint
+  std::string filter_func;                   // regex over kprobe function names
+  unsigned kprobe_batch = 10;                // threads that detach kprobes
   std::shared_ptr<const CompiledPcap> pcap;  // null: no pcap filter
 };
 
@@ -42,9 +44,14 @@ class TraceSession {
   ~TraceSession();
 
   const std::string& backend_name() const { return backend_name_; }
+  const std::string& backend_reason() const { return backend_reason_; }
   std::size_t hook_count() const;
+  // kprobe backends: how the function list was narrowed ("" otherwise).
+  const std::string& plan_summary() const { return plan_summary_; }
 
-  AttachReport attach(const std::function<bool()>& cancelled);
+  // Tracepoints first, then kprobes, reporting (done, total) as it goes.
+  AttachReport attach(const std::function<bool()>& cancelled,
+                      const std::function<void(std::size_t, std::size_t)>& progress = nullptr);
   // Reads and prints events until `stop` becomes true or the limit is hit.
   void run(const std::atomic<bool>& stop);
   // Detaches every link, prints what is still in the ring, flushes.
@@ -56,6 +63,8 @@ class TraceSession {
   TraceConfig config_;
   LineSink& sink_;
   std::string backend_name_;
+  std::string backend_reason_;
+  std::string plan_summary_;
   struct Impl;
   std::unique_ptr<Impl> impl_;
   TraceStats stats_;

@@ -59,7 +59,7 @@ TEST(PwruOptions, BadInputsExitTwoWithAHint) {
            {"--filter-mark", "0x1/0x2"},
            {"--output-limit-lines", "-3"},
            {"--backend", "fentry"},
-           {"--backend", "kprobe"},
+           {"--filter-kprobe-batch", "0"},
            {"--ring-buffer-size", "1000"},
            {"tcp", "and", "prot", "80"},
            {"host", "999.1.1.1"}}) {

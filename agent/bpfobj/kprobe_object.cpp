@@ -1,0 +1,81 @@
+#include "bpfobj/kprobe_object.h"
+
+#include <bpf/libbpf.h>
+
+#include <cstring>
+#include <vector>
+
+#include "common/error.h"
+#include "filter/pcap_injector.h"
+#include "pwru_kprobe.skel.h"
+
+namespace pwru {
+
+KprobeObject::KprobeObject() {
+  register_pcap_sections();
+  skel_ = pwru_kprobe__open();
+  if (!skel_) throw_libbpf("opening the embedded kprobe BPF object", 0);
+}
+
+KprobeObject::~KprobeObject() {
+  for (struct bpf_program* prog : progs_)
+    if (prog) clear_program_filter(prog);
+  pwru_kprobe__destroy(skel_);
+}
+
+void KprobeObject::only_autoload(const std::vector<struct bpf_program*>& wanted) {
+  struct bpf_program* prog;
+  bpf_object__for_each_program(prog, skel_->obj) {
+    bool keep = false;
+    for (struct bpf_program* w : wanted) keep = keep || w == prog;
+    bpf_program__set_autoload(prog, keep);
+  }
+}
+
+void KprobeObject::load(KprobeKind kind, const pwru_filter_cfg& filter, std::shared_ptr<const CompiledPcap> pcap,
+                        const SharedMaps& maps) {
+  auto& p = skel_->progs;
+  const bool multi = kind == KprobeKind::kKprobeMulti;
+  struct bpf_program* chosen[5] = {
+      multi ? p.pwru_kmulti_skb_1 : p.pwru_kprobe_skb_1, multi ? p.pwru_kmulti_skb_2 : p.pwru_kprobe_skb_2,
+      multi ? p.pwru_kmulti_skb_3 : p.pwru_kprobe_skb_3, multi ? p.pwru_kmulti_skb_4 : p.pwru_kprobe_skb_4,
+      multi ? p.pwru_kmulti_skb_5 : p.pwru_kprobe_skb_5};
+  std::memcpy(progs_, chosen, sizeof(progs_));
+  only_autoload(std::vector<struct bpf_program*>(progs_, progs_ + 5));
+  std::memcpy(const_cast<pwru_filter_cfg*>(&skel_->rodata->filter_cfg), &filter, sizeof(filter));
+  for (struct bpf_program* prog : progs_)
+    if (pcap) set_program_filter(prog, pcap);
+  if (int err = bpf_map__reuse_fd(skel_->maps.events, maps.events_fd)) throw_libbpf("sharing the ring buffer", err);
+  if (int err = bpf_map__reuse_fd(skel_->maps.counters, maps.counters_fd))
+    throw_libbpf("sharing the counters map", err);
+  if (int err = bpf_map__reuse_fd(skel_->maps.stacks, maps.stacks_fd)) throw_libbpf("sharing the stack map", err);
+  if (int err = pwru_kprobe__load(skel_)) {
+    for (struct bpf_program* prog : progs_) {
+      const std::string why = program_filter_error(prog);
+      if (!why.empty()) throw UsageError("cannot install the pcap filter: " + why);
+    }
+    throw_libbpf(std::string("loading the ") + (multi ? "kprobe-multi" : "kprobe") +
+                     " BPF programs (run with --debug for the verifier log)",
+                 err);
+  }
+}
+
+void KprobeObject::load_feature_probe(KprobeKind kind) {
+  feature_ = kind == KprobeKind::kKprobeMulti ? skel_->progs.pwru_feature_kprobe_multi
+                                              : skel_->progs.pwru_feature_kprobe;
+  only_autoload({feature_});
+  // The probe writes nothing: keep its maps as small as the kernel allows.
+  bpf_map__set_max_entries(skel_->maps.events, 4096);
+  bpf_map__set_max_entries(skel_->maps.stacks, 1);
+  if (int err = pwru_kprobe__load(skel_))
+    throw_libbpf(std::string("loading a ") + (kind == KprobeKind::kKprobeMulti ? "kprobe-multi" : "kprobe") +
+                     " program",
+                 err);
+}
+
+struct bpf_program* KprobeObject::program(int skb_arg) const {
+  if (skb_arg < 0 || skb_arg > 4) throw SystemError("skb argument position out of range", EINVAL);
+  return progs_[skb_arg];
+}
+
+}  // namespace pwru

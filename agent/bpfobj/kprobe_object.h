@@ -1,0 +1,49 @@
+// Owns one instance of the kprobe BPF object (bpftool skeleton): the five
+// per-position programs of one attach kind, sharing the event maps of the
+// tracepoint object so all hooks write into one ring.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "filter/pcap_compiler.h"
+#include "pwru_abi.h"
+
+struct pwru_kprobe;
+struct bpf_program;
+
+namespace pwru {
+
+enum class KprobeKind { kKprobe, kKprobeMulti };
+
+struct SharedMaps {
+  int events_fd = -1;
+  int counters_fd = -1;
+  int stacks_fd = -1;
+};
+
+class KprobeObject {
+ public:
+  KprobeObject();
+  ~KprobeObject();
+  KprobeObject(const KprobeObject&) = delete;
+  KprobeObject& operator=(const KprobeObject&) = delete;
+
+  // Loads the five programs of `kind`, writing into `maps`.
+  void load(KprobeKind kind, const pwru_filter_cfg& filter, std::shared_ptr<const CompiledPcap> pcap,
+            const SharedMaps& maps);
+  // Loads only the empty feature-probe program of `kind` (tiny maps).
+  void load_feature_probe(KprobeKind kind);
+
+  // The program for an skb at argument position skb_arg (0..4).
+  struct bpf_program* program(int skb_arg) const;
+  struct bpf_program* feature_probe() const { return feature_; }
+
+ private:
+  void only_autoload(const std::vector<struct bpf_program*>& wanted);
+  struct pwru_kprobe* skel_ = nullptr;
+  struct bpf_program* progs_[5] = {};
+  struct bpf_program* feature_ = nullptr;
+};
+
+}  // namespace pwru

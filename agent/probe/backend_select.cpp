@@ -1,0 +1,64 @@
+#include "probe/backend_select.h"
+
+#include <bpf/libbpf.h>
+
+#include <cerrno>
+#include <cstdarg>
+#include <cstring>
+
+#include "common/error.h"
+
+namespace pwru {
+
+namespace {
+// A refused probe is an answer, not a problem: keep libbpf's warnings about
+// it off the user's terminal.
+extern "C" int silent(enum libbpf_print_level, const char*, va_list) { return 0; }
+struct QuietLibbpf {
+  libbpf_print_fn_t previous = libbpf_set_print(silent);
+  ~QuietLibbpf() { libbpf_set_print(previous); }
+};
+}  // namespace
+
+std::string try_kprobe_attach(KprobeKind kind, const std::string& function) {
+  QuietLibbpf quiet;
+  try {
+    KprobeObject object;
+    object.load_feature_probe(kind);
+    struct bpf_link* link = nullptr;
+    if (kind == KprobeKind::kKprobeMulti) {
+      const char* syms[] = {function.c_str()};
+      LIBBPF_OPTS(bpf_kprobe_multi_opts, opts, .syms = syms, .cnt = 1);
+      link = bpf_program__attach_kprobe_multi_opts(object.feature_probe(), nullptr, &opts);
+    } else {
+      link = bpf_program__attach_kprobe(object.feature_probe(), false, function.c_str());
+    }
+    if (!link) return std::string("attaching to ") + function + ": " + std::strerror(errno);
+    bpf_link__destroy(link);
+    return "";
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+}
+
+BackendChoice choose_backend(const std::string& requested, const std::string& probe_function) {
+  if (requested == "tracepoint") return {"tracepoint", std::nullopt, "asked for with --backend tracepoint"};
+  if (requested == "kprobe-multi" || requested == "kprobe") {
+    const KprobeKind kind = requested == "kprobe" ? KprobeKind::kKprobe : KprobeKind::kKprobeMulti;
+    const std::string why = try_kprobe_attach(kind, probe_function);
+    if (!why.empty())
+      throw SystemError("--backend " + requested + " is not available on this kernel (" + why +
+                            "); use --backend auto to pick what works",
+                        ENOTSUP);
+    return {requested, kind, "asked for with --backend " + requested};
+  }
+  const std::string multi = try_kprobe_attach(KprobeKind::kKprobeMulti, probe_function);
+  if (multi.empty()) return {"kprobe-multi", KprobeKind::kKprobeMulti, "the kernel accepts kprobe-multi links"};
+  const std::string single = try_kprobe_attach(KprobeKind::kKprobe, probe_function);
+  if (single.empty())
+    return {"kprobe", KprobeKind::kKprobe, "kprobe-multi refused (" + multi + "); plain kprobes work"};
+  return {"tracepoint", std::nullopt,
+          "kprobe-multi refused (" + multi + "), kprobe refused (" + single + "): skb tracepoints only"};
+}
+
+}  // namespace pwru

@@ -1,0 +1,108 @@
+#include "probe/kprobe_backend.h"
+
+#include <bpf/libbpf.h>
+
+#include <cerrno>
+#include <cstring>
+#include <thread>
+
+#include "common/error.h"
+
+namespace pwru {
+
+KprobeBackend::KprobeBackend(KprobeKind kind, std::vector<SkbFunction> functions, std::uint16_t first_hook_id,
+                             const pwru_filter_cfg& filter, std::shared_ptr<const CompiledPcap> pcap,
+                             const SharedMaps& maps)
+    : kind_(kind), functions_(std::move(functions)) {
+  if (first_hook_id + functions_.size() > 0xffff)
+    throw UsageError("too many functions to probe (" + std::to_string(functions_.size()) +
+                     "); narrow them with --filter-func");
+  for (std::size_t i = 0; i < functions_.size(); ++i)
+    hooks_.push_back(Hook{static_cast<std::uint16_t>(first_hook_id + i), functions_[i].name, false});
+  object_.load(kind, filter, std::move(pcap), maps);
+}
+
+KprobeBackend::~KprobeBackend() { detach(); }
+
+void KprobeBackend::attach_multi_batch(int skb_arg, std::vector<std::size_t> idx, AttachReport& report,
+                                       const std::function<bool()>& cancelled) {
+  if (idx.empty() || (cancelled && cancelled())) return;
+  std::vector<const char*> syms;
+  std::vector<__u64> cookies;
+  for (std::size_t i : idx) {
+    syms.push_back(functions_[i].name.c_str());
+    cookies.push_back(hooks_[i].id);
+  }
+  LIBBPF_OPTS(bpf_kprobe_multi_opts, opts, .syms = syms.data(), .cookies = cookies.data(), .cnt = syms.size());
+  struct bpf_link* link = bpf_program__attach_kprobe_multi_opts(object_.program(skb_arg), nullptr, &opts);
+  if (link) {
+    links_.push_back(link);
+    report.attached += idx.size();
+    return;
+  }
+  const int err = errno;
+  // One symbol the kernel refuses fails the whole link: halve until it is found.
+  if (idx.size() == 1) {
+    report.skipped.push_back(functions_[idx[0]].name + ": " + std::strerror(err));
+    return;
+  }
+  const auto mid = idx.begin() + static_cast<long>(idx.size() / 2);
+  attach_multi_batch(skb_arg, std::vector<std::size_t>(idx.begin(), mid), report, cancelled);
+  attach_multi_batch(skb_arg, std::vector<std::size_t>(mid, idx.end()), report, cancelled);
+}
+
+AttachReport KprobeBackend::attach(const std::function<bool()>& cancelled, const AttachProgress& progress) {
+  AttachReport report;
+  const std::size_t total = functions_.size();
+  if (kind_ == KprobeKind::kKprobeMulti) {
+    for (int arg = 0; arg < 5; ++arg) {
+      std::vector<std::size_t> idx;
+      for (std::size_t i = 0; i < total; ++i)
+        if (functions_[i].skb_arg == arg) idx.push_back(i);
+      attach_multi_batch(arg, std::move(idx), report, cancelled);
+      if (progress) progress(report.attached + report.skipped.size(), total);
+    }
+  } else {
+    for (std::size_t i = 0; i < total; ++i) {
+      if (cancelled && cancelled()) break;
+      LIBBPF_OPTS(bpf_kprobe_opts, opts, .bpf_cookie = hooks_[i].id);
+      struct bpf_link* link =
+          bpf_program__attach_kprobe_opts(object_.program(functions_[i].skb_arg), functions_[i].name.c_str(), &opts);
+      if (link) {
+        links_.push_back(link);
+        ++report.attached;
+      } else {
+        report.skipped.push_back(functions_[i].name + ": " + std::strerror(errno));
+      }
+      if (progress && (i % 16 == 15 || i + 1 == total)) progress(i + 1, total);
+    }
+  }
+  if (report.attached == 0 && total > 0 && !(cancelled && cancelled()))
+    throw SystemError("could not attach a single kprobe (" + report.skipped.front() + ")", EPERM);
+  return report;
+}
+
+void KprobeBackend::detach(unsigned threads) noexcept {
+  if (links_.empty()) return;
+  if (threads <= 1 || links_.size() < 2 * threads) {
+    for (struct bpf_link* link : links_) bpf_link__destroy(link);
+    links_.clear();
+    return;
+  }
+  // Each thread takes every threads-th link, so the RCU waits overlap.
+  std::vector<std::thread> workers;
+  try {
+    for (unsigned t = 0; t < threads; ++t)
+      workers.emplace_back([this, t, threads] {
+        for (std::size_t i = t; i < links_.size(); i += threads) bpf_link__destroy(links_[i]);
+      });
+  } catch (...) {
+    // No thread could be started: finish what no worker owns, in this thread.
+    for (std::size_t i = workers.size(); i < links_.size(); i += 1)
+      if (i % threads >= workers.size()) bpf_link__destroy(links_[i]);
+  }
+  for (std::thread& w : workers) w.join();
+  links_.clear();
+}
+
+}  // namespace pwru

@@ -1,0 +1,53 @@
+// kprobe and kprobe-multi backends: every planned skb function gets the
+// program for its skb position, with its hook id as the attach cookie.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "bpfobj/kprobe_object.h"
+#include "btf/kernel_btf.h"
+#include "probe/tracepoint_backend.h"
+
+struct bpf_link;
+
+namespace pwru {
+
+// Called while attaching: (done, total).
+using AttachProgress = std::function<void(std::size_t, std::size_t)>;
+
+class KprobeBackend {
+ public:
+  // Hook ids are first_hook_id, first_hook_id + 1, ... in `functions` order.
+  KprobeBackend(KprobeKind kind, std::vector<SkbFunction> functions, std::uint16_t first_hook_id,
+                const pwru_filter_cfg& filter, std::shared_ptr<const CompiledPcap> pcap, const SharedMaps& maps);
+  ~KprobeBackend();
+  KprobeBackend(const KprobeBackend&) = delete;
+  KprobeBackend& operator=(const KprobeBackend&) = delete;
+
+  AttachReport attach(const std::function<bool()>& cancelled, const AttachProgress& progress);
+  // Destroys every link, from `threads` threads for plain kprobes (closing a
+  // kprobe waits for an RCU grace period; those waits overlap across
+  // threads). Idempotent; the destructor does it with the default.
+  void detach(unsigned threads = kDefaultDetachThreads) noexcept;
+
+  const std::vector<Hook>& hooks() const { return hooks_; }
+  KprobeKind kind() const { return kind_; }
+
+  static constexpr unsigned kDefaultDetachThreads = 10;
+
+ private:
+  void attach_multi_batch(int skb_arg, std::vector<std::size_t> idx, AttachReport& report,
+                          const std::function<bool()>& cancelled);
+
+  KprobeKind kind_;
+  std::vector<SkbFunction> functions_;
+  std::vector<Hook> hooks_;
+  KprobeObject object_;
+  std::vector<struct bpf_link*> links_;
+};
+
+}  // namespace pwru
