@@ -22,6 +22,10 @@ std::string_view EventNamer::func(const pwru_event& e) {
   return drop_names_.emplace(key, std::move(name)).first->second;
 }
 
+std::string_view EventNamer::hook_name(const pwru_event& e) const {
+  return e.hook_id < hook_names_.size() ? std::string_view(hook_names_[e.hook_id]) : std::string_view();
+}
+
 std::vector<std::string> EventNamer::stack_names(const std::vector<std::uint64_t>& ips) const {
   static const Ksyms no_symbols;
   const Ksyms& syms = ksyms_ ? *ksyms_ : no_symbols;
@@ -39,17 +43,19 @@ std::vector<std::string> EventNamer::stack_names(const std::vector<std::uint64_t
 
 bool EventNamer::is_tracing_machinery(std::string_view frame) {
   // The JITed program ("bpf_prog_<tag>_<name> [bpf]"), the tracepoint's
-  // BPF runner and iterator, and addresses no symbol covers (trampolines).
-  static constexpr std::array<std::string_view, 7> prefixes = {
-      "bpf_", "__bpf_", "__traceiter_", "trace_call_bpf", "perf_", "__probestub_", "0x"};
+  // BPF runner and iterator, the kprobe/fprobe/ftrace entry paths, and
+  // addresses no symbol covers (trampolines).
+  static constexpr std::array<std::string_view, 14> prefixes = {
+      "bpf_",           "__bpf_",    "__traceiter_",  "trace_call_bpf", "perf_",   "__probestub_", "0x",
+      "kprobe_",        "__kprobe",  "fprobe",        "ftrace_",        "arch_ftrace", "rethook", "optimized_callback"};
   for (std::string_view prefix : prefixes)
     if (frame.substr(0, prefix.size()) == prefix) return true;
   return false;
 }
 
-std::string EventNamer::caller(const std::vector<std::string>& stack) {
+std::string EventNamer::caller(const std::vector<std::string>& stack, std::string_view hook) {
   for (const std::string& frame : stack)
-    if (!is_tracing_machinery(frame)) return frame;
+    if (!is_tracing_machinery(frame) && frame != hook) return frame;
   return "";
 }
 

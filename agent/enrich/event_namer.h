@@ -29,8 +29,12 @@ class EventNamer {
   // function that hit the hook.
   std::vector<std::string> stack_names(const std::vector<std::uint64_t>& ips) const;
 
-  // The function that hit the hook: the first frame of a trimmed stack.
-  static std::string caller(const std::vector<std::string>& stack_names);
+  // Who called into the hook: the first frame of a trimmed stack that is not
+  // the hook itself (a kprobe's stack starts in the probed function; a
+  // tracepoint's in the function that hit it).
+  static std::string caller(const std::vector<std::string>& stack_names, std::string_view hook);
+  // The hook's bare name: func() without a drop reason.
+  std::string_view hook_name(const pwru_event& event) const;
   static bool is_tracing_machinery(std::string_view frame);
 
  private:

@@ -100,7 +100,7 @@ bool TraceSession::handle(const pwru_event& event) {
   std::string caller;
   if (event.stack_id >= 0 && (config_.output.stack || config_.output.caller)) {
     stack = impl_->namer->stack_names(read_stack(impl_->backend->stacks_fd(), event.stack_id));
-    if (config_.output.caller) caller = EventNamer::caller(stack);
+    if (config_.output.caller) caller = EventNamer::caller(stack, impl_->namer->hook_name(event));
   }
   EventView view{event, impl_->namer->func(event), caller, &stack};
   impl_->formatter->format(view, buffer_);

@@ -25,9 +25,13 @@ TEST(EventNamer, DropReasonsFromTheKernelTable) {
 
 TEST(EventNamer, CallerSkipsTracingMachinery) {
   EXPECT_EQ(EventNamer::caller({"bpf_prog_abc_pwru_tp_00 [bpf]", "bpf_trace_run3", "__bpf_trace_kfree_skb",
-                                "sk_skb_reason_drop", "udp_queue_rcv_one_skb"}),
+                                "sk_skb_reason_drop", "udp_queue_rcv_one_skb"},
+                               "kfree_skb"),
             "sk_skb_reason_drop");
-  EXPECT_EQ(EventNamer::caller({"0xffffffffa0000000", "__traceiter_kfree_skb"}), "");
+  EXPECT_EQ(EventNamer::caller({"0xffffffffa0000000", "__traceiter_kfree_skb"}, "kfree_skb"), "");
+  // A kprobe's stack starts in the probed function: its caller comes next.
+  EXPECT_EQ(EventNamer::caller({"fprobe_handler", "ip_rcv", "__netif_receive_skb_one_core"}, "ip_rcv"),
+            "__netif_receive_skb_one_core");
 }
 
 TEST(EventNamer, StackStartsAtTheFunctionThatHitTheHook) {
