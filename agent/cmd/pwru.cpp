@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdarg>
 #include <cstdio>
 #include <fstream>
@@ -40,6 +41,10 @@ void install_signal_handlers() {
   // A closed stdout (`pwru | head`) ends the trace through EPIPE, with the
   // usual detach and summary, instead of killing the process mid-write.
   signal(SIGPIPE, SIG_IGN);
+}
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
 // pwru shows a bar while it attaches; ours redraws one line of stderr.
@@ -93,12 +98,14 @@ int run(const pwru::PwruOptions& o) {
   if (!session.plan_summary().empty()) std::fprintf(stderr, "pwru: kprobes on %s\n", session.plan_summary().c_str());
   std::fprintf(stderr, "pwru: attaching %zu hooks...\n", session.hook_count());
   const bool terminal = isatty(STDERR_FILENO);
+  const auto attach_start = std::chrono::steady_clock::now();
   const pwru::AttachReport report = session.attach([] { return g_stop.load(); },
                                                    [terminal](std::size_t done, std::size_t total) {
                                                      if (terminal) print_progress(done, total);
                                                    });
   if (terminal) std::fputc('\n', stderr);
-  std::fprintf(stderr, "pwru: attached %zu, skipped %zu\n", report.attached, report.skipped.size());
+  std::fprintf(stderr, "pwru: attached %zu, skipped %zu in %.2f s\n", report.attached, report.skipped.size(),
+               seconds_since(attach_start));
   constexpr std::size_t kShownSkips = 10;
   for (std::size_t i = 0; i < report.skipped.size(); ++i) {
     if (i == kShownSkips && !o.debug) {
@@ -114,7 +121,9 @@ int run(const pwru::PwruOptions& o) {
   }
   std::fprintf(stderr, "pwru: listening for events...\n");
   session.run(g_stop);
+  const auto detach_start = std::chrono::steady_clock::now();
   const pwru::TraceStats stats = session.finish();
+  std::fprintf(stderr, "pwru: detached in %.2f s\n", seconds_since(detach_start));
 
   std::fprintf(stderr, "pwru: %llu events received\n", static_cast<unsigned long long>(stats.events_written));
   if (stats.events_lost)
