@@ -42,7 +42,9 @@ void KprobeObject::load(KprobeKind kind, const pwru_filter_cfg& filter, std::sha
       multi ? p.pwru_kmulti_skb_5 : p.pwru_kprobe_skb_5};
   std::memcpy(progs_, chosen, sizeof(progs_));
   only_autoload(std::vector<struct bpf_program*>(progs_, progs_ + 5));
-  std::memcpy(const_cast<pwru_filter_cfg*>(&skel_->rodata->filter_cfg), &filter, sizeof(filter));
+  pwru_filter_cfg cfg = filter;
+  cfg.has_pcap = pcap ? 1 : 0;  // the stubs run only when a filter is written into them
+  std::memcpy(const_cast<pwru_filter_cfg*>(&skel_->rodata->filter_cfg), &cfg, sizeof(cfg));
   for (struct bpf_program* prog : progs_)
     if (pcap) set_program_filter(prog, pcap);
   if (int err = bpf_map__reuse_fd(skel_->maps.events, maps.events_fd)) throw_libbpf("sharing the ring buffer", err);

@@ -50,7 +50,9 @@ void TpObject::configure(const std::vector<TpSlot>& slots, const pwru_filter_cfg
     throw UsageError("this kernel has " + std::to_string(slots.size()) +
                      " skb tracepoints but the object has " + std::to_string(kMaxSlots) +
                      " program slots; narrow them down with --filter-func");
-  std::memcpy(const_cast<pwru_filter_cfg*>(&skel_->rodata->filter_cfg), &filter, sizeof(filter));
+  pwru_filter_cfg cfg = filter;
+  cfg.has_pcap = pcap ? 1 : 0;  // the stubs run only when a filter is written into them
+  std::memcpy(const_cast<pwru_filter_cfg*>(&skel_->rodata->filter_cfg), &cfg, sizeof(cfg));
   for (std::size_t i = 0; i < kMaxSlots; ++i) {
     struct bpf_program* prog = by_slot_[i];
     if (i >= slots.size()) {

@@ -30,9 +30,7 @@ TracepointBackend::TracepointBackend(const std::vector<SkbTracepoint>& tracepoin
     slot.cfg.hook_id = hooks_[i].id;
     slots.push_back(slot);
   }
-  pwru_filter_cfg cfg = filter;
-  cfg.has_pcap = pcap ? 1 : 0;
-  object_->configure(slots, cfg, ring_bytes, std::move(pcap));
+  object_->configure(slots, filter, ring_bytes, std::move(pcap));
   object_->load();
 }
 
