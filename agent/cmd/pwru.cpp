@@ -2,8 +2,10 @@
 // named, and runs one TraceSession until Ctrl-C, SIGTERM or the line limit.
 #include <bpf/libbpf.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdarg>
@@ -29,6 +31,21 @@ extern "C" int libbpf_log(enum libbpf_print_level level, const char* fmt, va_lis
   if (level == LIBBPF_DEBUG && !g_debug) return 0;
   std::fputs("libbpf: ", stderr);
   return std::vfprintf(stderr, fmt, args);
+}
+
+// Every kprobe link holds a perf event fd: ~1.5k of them overflow the usual
+// soft limit of 1024 open files. Raise the soft limit to the hard one, and
+// the hard one too where we may (CAP_SYS_RESOURCE).
+void raise_open_file_limit() {
+  constexpr rlim_t kWanted = 1 << 16;
+  struct rlimit lim{};
+  if (getrlimit(RLIMIT_NOFILE, &lim) != 0) return;
+  struct rlimit raised = lim;
+  raised.rlim_max = std::max<rlim_t>(lim.rlim_max, kWanted);
+  raised.rlim_cur = raised.rlim_max;
+  if (setrlimit(RLIMIT_NOFILE, &raised) == 0) return;
+  lim.rlim_cur = lim.rlim_max;
+  setrlimit(RLIMIT_NOFILE, &lim);
 }
 
 void install_signal_handlers() {
@@ -143,6 +160,7 @@ int main(int argc, char** argv) {
   g_debug = parsed.options->debug;
   libbpf_set_print(libbpf_log);
   install_signal_handlers();
+  raise_open_file_limit();
   try {
     return run(*parsed.options);
   } catch (const pwru::UsageError& e) {

@@ -3,22 +3,12 @@
 #include <bpf/libbpf.h>
 
 #include <cerrno>
-#include <cstdarg>
 #include <cstring>
 
+#include "bpfobj/libbpf_quiet.h"
 #include "common/error.h"
 
 namespace pwru {
-
-namespace {
-// A refused probe is an answer, not a problem: keep libbpf's warnings about
-// it off the user's terminal.
-extern "C" int silent(enum libbpf_print_level, const char*, va_list) { return 0; }
-struct QuietLibbpf {
-  libbpf_print_fn_t previous = libbpf_set_print(silent);
-  ~QuietLibbpf() { libbpf_set_print(previous); }
-};
-}  // namespace
 
 std::string try_kprobe_attach(KprobeKind kind, const std::string& function) {
   QuietLibbpf quiet;

@@ -12,6 +12,7 @@ B=${PWRU_BACKEND:?PWRU_BACKEND must name the backend}
 FUNCS='^(ip_rcv|ip_rcv_finish|ip_local_deliver|ip_output|ip_finish_output|__ip_finish_output|__dev_queue_xmit|dev_hard_start_xmit|veth_xmit|udp_rcv|__udp4_lib_rcv|icmp_rcv|__netif_receive_skb|netif_receive_skb|consume_skb|kfree_skb_reason|sk_skb_reason_drop)$'
 OUT=""
 PID=""
+REQUEST=$B  # what --backend asks for; start_pwru checks that $B is what runs
 
 fail() {
 	echo "SCENARIO FAIL ($B): $*"
@@ -27,7 +28,7 @@ start_pwru() {
 	OUT=/tmp/$1.out
 	shift
 	rm -f "$OUT.ready"
-	"$PWRU" --backend "$B" --output-json --ready-file "$OUT.ready" --output-file "$OUT" "$@" 2>"$OUT.err" &
+	"$PWRU" --backend "$REQUEST" --output-json --ready-file "$OUT.ready" --output-file "$OUT" "$@" 2>"$OUT.err" &
 	PID=$!
 	i=0
 	while [ ! -e "$OUT.ready" ]; do
@@ -118,5 +119,11 @@ stop_pwru
 every_line '10\.241\.0\.2.*"proto":1}' "icmp and host 10.241.0.2"
 some_line '"func":"ip_rcv"' "pcap on a kprobe hook"
 
+echo "== --backend auto picks $B on this kernel"
+REQUEST=auto
+start_pwru auto --filter-func '^ip_rcv$'
+$IP netns exec a ping -c 1 10.241.0.2 >/dev/null || fail "ping"
+stop_pwru
+some_line '"func":"ip_rcv"' "auto-selected kprobes"
 echo "ALL SCENARIOS PASSED ($B, $(uname -r))"
 exit 0
