@@ -533,6 +533,20 @@ def scenario_text(ctx):
           "no lines (it uses the veth)", [e["line"] for e in events if topo.ip_b in e["tuple"]], run)
 
 
+def json_events_in_netns(run, topo, inode, iface):
+    """pwru's JSON lines, each checked to be in netns `inode` on `iface` (or no device)."""
+    events = parse_json_lines(run.stdout(), run)
+    check(run.events_received() == len(events), "'events received' count on stderr", len(events),
+          run.events_received(), run)
+    for ev in events:
+        check(ev.get("netns") == inode, f"netns of {ev['line']}", inode, ev.get("netns"), run)
+        if {ev["tuple"].get("saddr"), ev["tuple"].get("daddr")} & {topo.ip_a, topo.ip_b}:
+            check(ev.get("proto") == 2048, f"proto of {ev['line']}", "2048 for the test's IPv4 traffic",
+                  ev.get("proto"), run)
+        check(ev.get("iface") in ("0", iface), f"iface of {ev['line']}", f"'0' or '{iface}'", ev.get("iface"), run)
+    return events
+
+
 def scenario_json(ctx):
     topo = ctx.topology()
     # 1. ICMP, netns named by path.
@@ -540,16 +554,7 @@ def scenario_json(ctx):
     topo.ping()
     time.sleep(0.5)
     run.stop()
-    events = parse_json_lines(run.stdout(), run)
-    check(run.events_received() == len(events), "'events received' count on stderr", len(events),
-          run.events_received(), run)
-    for ev in events:
-        check(ev.get("netns") == topo.inode_a, f"netns of {ev['line']}", topo.inode_a, ev.get("netns"), run)
-        if {ev["tuple"].get("saddr"), ev["tuple"].get("daddr")} & {topo.ip_a, topo.ip_b}:
-            check(ev.get("proto") == 2048, f"proto of {ev['line']}", "2048 for the test's IPv4 traffic",
-                  ev.get("proto"), run)
-        check(ev.get("iface") in ("0", topo.iface_a()), f"iface of {ev['line']}",
-              f"'0' or '{topo.iface_a()}'", ev.get("iface"), run)
+    events = json_events_in_netns(run, topo, topo.inode_a, topo.iface_a())
     icmp = [e for e in events if e["tuple"].get("proto") == 1]
     for ev in icmp:
         pair = (ev["tuple"].get("saddr"), ev["tuple"].get("daddr"))
@@ -574,16 +579,8 @@ def scenario_json(ctx):
     topo.udp_to_closed_port(port)
     time.sleep(0.5)
     run.stop(signal.SIGTERM)
-    events = parse_json_lines(run.stdout(), run)
-    check(run.events_received() == len(events), "'events received' count on stderr", len(events),
-          run.events_received(), run)
+    events = json_events_in_netns(run, topo, topo.inode_b, topo.iface_b())
     for ev in events:
-        check(ev.get("netns") == topo.inode_b, f"netns of {ev['line']}", topo.inode_b, ev.get("netns"), run)
-        if {ev["tuple"].get("saddr"), ev["tuple"].get("daddr")} & {topo.ip_a, topo.ip_b}:
-            check(ev.get("proto") == 2048, f"proto of {ev['line']}", "2048 for the test's IPv4 traffic",
-                  ev.get("proto"), run)
-        check(ev.get("iface") in ("0", topo.iface_b()), f"iface of {ev['line']}",
-              f"'0' or '{topo.iface_b()}'", ev.get("iface"), run)
         check(type(ev.get("time")) is int, f"time of {ev['line']}", "an integer (--timestamp current)",
               ev.get("time"), run)
     want = {"saddr": topo.ip_a, "daddr": topo.ip_b, "dport": port, "proto": 17}

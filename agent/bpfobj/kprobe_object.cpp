@@ -52,10 +52,7 @@ void KprobeObject::load(KprobeKind kind, const pwru_filter_cfg& filter, std::sha
     throw_libbpf("sharing the counters map", err);
   if (int err = bpf_map__reuse_fd(skel_->maps.stacks, maps.stacks_fd)) throw_libbpf("sharing the stack map", err);
   if (int err = pwru_kprobe__load(skel_)) {
-    for (struct bpf_program* prog : progs_) {
-      const std::string why = program_filter_error(prog);
-      if (!why.empty()) throw UsageError("cannot install the pcap filter: " + why);
-    }
+    throw_if_injection_failed(std::vector<struct bpf_program*>(progs_, progs_ + 5));
     throw_libbpf(std::string("loading the ") + (multi ? "kprobe-multi" : "kprobe") +
                      " BPF programs (run with --debug for the verifier log)",
                  err);

@@ -72,10 +72,7 @@ void TpObject::configure(const std::vector<TpSlot>& slots, const pwru_filter_cfg
 
 void TpObject::load() {
   if (int err = pwru_tp__load(skel_)) {
-    for (struct bpf_program* prog : by_slot_) {
-      const std::string why = program_filter_error(prog);
-      if (!why.empty()) throw UsageError("cannot install the pcap filter: " + why);
-    }
+    throw_if_injection_failed(by_slot_);
     throw_libbpf("loading the tracepoint BPF programs (run with --debug for the verifier log)", err);
   }
 }

@@ -106,6 +106,13 @@ std::vector<struct bpf_insn> patch_pcap_stubs(const struct bpf_insn* insns, std:
   return out;
 }
 
+void throw_if_injection_failed(const std::vector<struct bpf_program*>& programs) {
+  for (struct bpf_program* prog : programs) {
+    const std::string why = program_filter_error(prog);
+    if (!why.empty()) throw UsageError("cannot install the pcap filter: " + why);
+  }
+}
+
 void register_pcap_sections() {
   static const int registered = [] {
     LIBBPF_OPTS(libbpf_prog_handler_opts, tracing, .prog_prepare_load_fn = prepare_load,

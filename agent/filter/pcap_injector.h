@@ -29,6 +29,10 @@ void clear_program_filter(const struct bpf_program* prog);
 // Why the last injection into `prog` failed, "" if it did not.
 std::string program_filter_error(const struct bpf_program* prog);
 
+// After a failed load: throws UsageError with the first injection error
+// among `programs`, if there was one (the filter, not the kernel, failed).
+void throw_if_injection_failed(const std::vector<struct bpf_program*>& programs);
+
 // Overwrites every L2 and L3 stub block in `insns` with the translation of
 // the matching form. Throws when a stub is malformed or a filter too large.
 std::vector<struct bpf_insn> patch_pcap_stubs(const struct bpf_insn* insns, std::size_t count,
