@@ -51,7 +51,15 @@ stop_pwru() {
 	done
 	wait "$PID" || fail "pwru exited with status $? after SIGINT"
 	grep -q "events lost" "$OUT.err" && fail "events were lost"
+	nothing_attached "after pwru exited"
 	echo "$(wc -l <"$OUT") events: $(grep -o '"func":"[^"]*"' "$OUT" | sort | uniq -c | tr '\n' ' ')"
+}
+
+# nothing_attached WHAT: no kprobe (kprobes/list) and no fprobe/ftrace hook
+# (enabled_functions) is left in the kernel.
+nothing_attached() {
+	left=$(cat /sys/kernel/debug/kprobes/list /sys/kernel/tracing/enabled_functions 2>/dev/null | head -n 3)
+	[ -z "$left" ] || fail "$1: still attached: $left"
 }
 
 # every_line PATTERN WHAT: all output lines match PATTERN (and there are some)
@@ -125,5 +133,27 @@ start_pwru auto --filter-func '^ip_rcv$'
 $IP netns exec a ping -c 1 10.241.0.2 >/dev/null || fail "ping"
 stop_pwru
 some_line '"func":"ip_rcv"' "auto-selected kprobes"
+echo "== Ctrl-C while attaching every skb function"
+rm -f /tmp/int.err
+"$PWRU" --backend "$B" --output-file /dev/null 2>/tmp/int.err &
+PID=$!
+i=0
+until grep -q "attaching" /tmp/int.err 2>/dev/null; do
+	i=$((i + 1))
+	[ "$i" -le 3000 ] || fail "pwru never started attaching"
+	sleep 0.1
+done
+sleep 2
+kill -INT "$PID"
+i=0
+while kill -0 "$PID" 2>/dev/null; do
+	i=$((i + 1))
+	[ "$i" -le 1800 ] || fail "pwru still running 180 s after SIGINT during attach"
+	sleep 0.1
+done
+wait "$PID" || { cat /tmp/int.err; fail "exit status $? after SIGINT during attach"; }
+grep "attached\|detached" /tmp/int.err
+nothing_attached "after SIGINT during attach"
+
 echo "ALL SCENARIOS PASSED ($B, $(uname -r))"
 exit 0
