@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <filesystem>
 #include <string_view>
 
 #include "common/error.h"
@@ -53,7 +54,25 @@ bool is_enum_named(const struct btf* btf, std::uint32_t type_id, std::string_vie
 
 void KernelBtf::Deleter::operator()(struct btf* b) const noexcept { btf__free(b); }
 
-KernelBtf::KernelBtf(struct btf* btf) : btf_(btf) {}
+KernelBtf::KernelBtf(struct btf* btf) : btf_(btf) {
+  if (const struct btf* base = btf__base_btf(btf)) first_own_type_ = btf__type_cnt(base);
+}
+
+KernelBtf KernelBtf::load_module(const std::string& module, const KernelBtf& vmlinux) {
+  struct btf* btf = btf__load_module_btf(module.c_str(), const_cast<struct btf*>(vmlinux.raw()));
+  if (!btf)
+    throw UsageError("--kmods " + module + ": no BTF for this module (is it loaded? see /sys/kernel/btf/)");
+  return KernelBtf(btf);
+}
+
+std::vector<std::string> KernelBtf::modules_with_btf(const std::string& dir) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(dir, ec))
+    if (entry.path().filename() != "vmlinux") out.push_back(entry.path().filename().string());
+  std::sort(out.begin(), out.end());
+  return out;
+}
 
 KernelBtf KernelBtf::load(const std::string& path) {
   struct btf* btf = path.empty() ? btf__load_vmlinux_btf() : btf__parse(path.c_str(), nullptr);
@@ -118,7 +137,7 @@ std::vector<SkbFunction> KernelBtf::skb_functions() const {
   const struct btf* btf = btf_.get();
   std::vector<SkbFunction> out;
   const std::uint32_t n = btf__type_cnt(btf);
-  for (std::uint32_t id = 1; id < n; ++id) {
+  for (std::uint32_t id = first_own_type_; id < n; ++id) {
     const struct btf_type* t = btf__type_by_id(btf, id);
     if (!btf_is_func(t)) continue;
     const struct btf_type* proto = btf__type_by_id(btf, t->type);

@@ -29,6 +29,11 @@ class KernelBtf {
  public:
   // Loads /sys/kernel/btf/vmlinux, or `path` when not empty (--kernel-btf).
   static KernelBtf load(const std::string& path = "");
+  // A module's split BTF (/sys/kernel/btf/<module>) on top of `vmlinux`,
+  // which must outlive it. Its queries see only the module's own types.
+  static KernelBtf load_module(const std::string& module, const KernelBtf& vmlinux);
+  // Modules that have BTF (every /sys/kernel/btf entry but vmlinux), sorted.
+  static std::vector<std::string> modules_with_btf(const std::string& dir = "/sys/kernel/btf");
   // Takes ownership of an already built BTF (tests build synthetic ones).
   explicit KernelBtf(struct btf* btf);
 
@@ -52,6 +57,7 @@ class KernelBtf {
     void operator()(struct btf* b) const noexcept;
   };
   std::unique_ptr<struct btf, Deleter> btf_;
+  std::uint32_t first_own_type_ = 1;  // split BTF: ids below belong to the base
 };
 
 }  // namespace pwru

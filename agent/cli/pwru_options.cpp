@@ -108,6 +108,9 @@ ParsedArgs parse_pwru_args(int argc, const char* const* argv, std::ostream& out,
       ->default_str("auto");
   app.add_option("--filter-func", o.filter_func,
                  "filter kernel functions to be probed by name (regular expression; kprobe backends)");
+  app.add_option("--kmods", o.kmods, "list of kernel modules names to attach to (kprobe backends)")
+      ->delimiter(',');
+  app.add_flag("--all-kmods", o.all_kmods, "attach to all available kernel modules (kprobe backends)");
   app.add_option("--filter-kprobe-batch", o.filter_kprobe_batch,
                  "how many kprobes are detached in parallel (default 10)")
       ->check(CLI::Range(1u, 256u));

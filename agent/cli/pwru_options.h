@@ -6,6 +6,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "filter/pcap_compiler.h"
 #include "output/event_formatter.h"
@@ -29,6 +30,8 @@ struct PwruOptions {
   std::string ready_file;
   std::string backend = "auto";
   std::string filter_func;             // regex over kprobe function names
+  std::vector<std::string> kmods;      // --kmods a,b: modules probed too
+  bool all_kmods = false;
   unsigned filter_kprobe_batch = 10;   // threads that detach kprobes
   std::string kernel_btf;
   std::uint32_t ring_buffer_bytes = 8u << 20;

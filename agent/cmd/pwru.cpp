@@ -107,6 +107,8 @@ int run(const pwru::PwruOptions& o) {
   config.ring_bytes = o.ring_buffer_bytes;
   config.backend = o.backend;
   config.filter_func = o.filter_func;
+  config.kmods = o.kmods;
+  config.all_kmods = o.all_kmods;
   config.kprobe_batch = o.filter_kprobe_batch;
   config.pcap = o.pcap;
   pwru::TraceSession session(btf, config, sink);

@@ -41,8 +41,13 @@ TraceSession::TraceSession(const KernelBtf& btf, TraceConfig config, LineSink& s
                                                        config_.ring_bytes, config_.pcap);
   if (want_stack || choice.kprobe) impl_->ksyms = Ksyms::load();
   if (choice.kprobe) {
-    const KprobePlan plan = plan_kprobes(btf.skb_functions(), impl_->ksyms, read_traceable_functions(),
-                                         config_.filter_func);
+    std::vector<SkbFunction> candidates = btf.skb_functions();
+    const std::vector<std::string> modules = config_.all_kmods ? KernelBtf::modules_with_btf() : config_.kmods;
+    for (const std::string& module : modules) {
+      const std::vector<SkbFunction> more = KernelBtf::load_module(module, btf).skb_functions();
+      candidates.insert(candidates.end(), more.begin(), more.end());
+    }
+    const KprobePlan plan = plan_kprobes(candidates, impl_->ksyms, read_traceable_functions(), config_.filter_func);
     plan_summary_ = std::to_string(plan.functions.size()) + " skb functions (" +
                     std::to_string(plan.not_in_kallsyms) + " not in kallsyms, " +
                     (plan.traceable_list_read ? std::to_string(plan.not_traceable) + " not traceable, "

@@ -25,6 +25,8 @@ struct TraceConfig {
   std::uint32_t ring_bytes = 8u << 20;
   std::string backend = "auto";             // auto | kprobe-multi | kprobe | tracepoint
   std::string filter_func;                   // regex over kprobe function names
+  std::vector<std::string> kmods;            // modules whose skb functions are probed too
+  bool all_kmods = false;                    // every module with BTF
   unsigned kprobe_batch = 10;                // threads that detach kprobes
   std::shared_ptr<const CompiledPcap> pcap;  // null: no pcap filter
 };

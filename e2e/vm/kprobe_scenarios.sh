@@ -127,6 +127,12 @@ stop_pwru
 every_line '10\.241\.0\.2.*"proto":1}' "icmp and host 10.241.0.2"
 some_line '"func":"ip_rcv"' "pcap on a kprobe hook"
 
+echo "== --kmods veth: module functions from the module's split BTF"
+start_pwru kmods --filter-netns /run/netns/a --kmods veth --filter-func '^(veth_xmit|ip_rcv)$'
+$IP netns exec a ping -c 2 -i 0.2 10.241.0.2 >/dev/null || fail "ping"
+stop_pwru
+some_line '"func":"veth_xmit"' "veth_xmit (module veth)"
+
 echo "== --backend auto picks $B on this kernel"
 REQUEST=auto
 start_pwru auto --filter-func '^ip_rcv$'

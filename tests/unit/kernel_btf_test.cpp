@@ -101,6 +101,24 @@ TEST(KernelBtf, SkbFunctionsAmongTheFirstFiveParameters) {
   EXPECT_EQ(got, want);
 }
 
+TEST(KernelBtf, ModuleSplitBtfSeesOnlyItsOwnFunctions) {
+  SyntheticBtf base;
+  base.function("ip_rcv", {base.skb_ptr_});
+  KernelBtf vmlinux = base.release();
+  struct btf* split = btf__new_empty_split(const_cast<struct btf*>(vmlinux.raw()));
+  ASSERT_NE(split, nullptr);
+  const int skb = btf__find_by_name_kind(vmlinux.raw(), "sk_buff", BTF_KIND_STRUCT);
+  const int skb_ptr = btf__add_ptr(split, skb);
+  const int proto = btf__add_func_proto(split, 0);
+  btf__add_func_param(split, "skb", skb_ptr);
+  btf__add_func(split, "veth_xmit", BTF_FUNC_STATIC, proto);
+  const KernelBtf module(split);
+  const auto fns = module.skb_functions();
+  ASSERT_EQ(fns.size(), 1u);
+  EXPECT_EQ(fns[0].name, "veth_xmit");
+  EXPECT_EQ(vmlinux.skb_functions().size(), 1u);
+}
+
 TEST(KernelBtf, EnumValuesByName) {
   SyntheticBtf b;
   const auto reasons = b.release().enum_values("skb_drop_reason");

@@ -49,6 +49,10 @@ TEST(PwruOptions, FlagsAndValues) {
   EXPECT_EQ(o.output_limit_lines, 10u);
   EXPECT_TRUE(o.output.stack);
   EXPECT_EQ(o.filter_netns, "inode:4026531840");
+  const CliRun kmods = parse({"--kmods", "veth,bridge", "--filter-func", "^br_"});
+  ASSERT_TRUE(kmods.parsed.options) << kmods.err;
+  EXPECT_EQ(kmods.parsed.options->kmods, (std::vector<std::string>{"veth", "bridge"}));
+  EXPECT_EQ(kmods.parsed.options->filter_func, "^br_");
 }
 
 TEST(PwruOptions, BadInputsExitTwoWithAHint) {
