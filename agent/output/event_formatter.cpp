@@ -147,8 +147,6 @@ void EventFormatter::format(const EventView& view, std::string& out) {
   if (options_.timestamp == TimestampMode::Relative) {
     auto it = last_seen_.find(e.skb_addr);
     ts = it == last_seen_.end() ? 0 : e.ts_ns - it->second;
-  }
-  if (options_.timestamp == TimestampMode::Relative) {
     if (last_seen_.size() >= kMaxTrackedSkbs) last_seen_.clear();
     last_seen_[e.skb_addr] = e.ts_ns;
   }
