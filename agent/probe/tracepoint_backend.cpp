@@ -5,39 +5,70 @@
 #include <cerrno>
 #include <cstring>
 
+#include "bpfobj/libbpf_quiet.h"
 #include "bpfobj/tp_object.h"
 #include "common/error.h"
 
 namespace pwru {
 
-TracepointBackend::TracepointBackend(const std::vector<SkbTracepoint>& tracepoints,
-                                     const pwru_filter_cfg& filter, std::uint32_t ring_bytes,
-                                     std::shared_ptr<const CompiledPcap> pcap)
-    : object_(std::make_unique<TpObject>()) {
-  if (tracepoints.empty())
-    throw SystemError("this kernel's BTF lists no tracepoint with a struct sk_buff * argument",
-                      ENOENT);
-  for (const SkbTracepoint& tp : tracepoints)
-    hooks_.push_back(Hook{static_cast<std::uint16_t>(hooks_.size()), tp.name, tp.reason_arg >= 0});
-  // Slots view hook names: built only once hooks_ stops growing.
+namespace {
+
+// One object, one slot per tracepoint, hook id = index in `tracepoints`.
+std::unique_ptr<TpObject> load_object(const std::vector<SkbTracepoint>& tracepoints, const pwru_filter_cfg& filter,
+                                      std::uint32_t ring_bytes, const std::shared_ptr<const CompiledPcap>& pcap) {
   std::vector<TpSlot> slots;
   for (std::size_t i = 0; i < tracepoints.size(); ++i) {
     TpSlot slot;
-    slot.tracepoint = hooks_[i].name;
+    slot.tracepoint = tracepoints[i].name;
     slot.cfg.skb_arg = static_cast<std::int8_t>(tracepoints[i].skb_arg);
     slot.cfg.reason_arg = static_cast<std::int8_t>(tracepoints[i].reason_arg);
     slot.cfg.location_arg = static_cast<std::int8_t>(tracepoints[i].location_arg);
-    slot.cfg.hook_id = hooks_[i].id;
+    slot.cfg.hook_id = static_cast<std::uint16_t>(i);
     slots.push_back(slot);
   }
-  object_->configure(slots, filter, ring_bytes, std::move(pcap));
-  object_->load();
+  auto object = std::make_unique<TpObject>();
+  object->configure(slots, filter, ring_bytes, pcap);
+  object->load();
+  return object;
+}
+
+}  // namespace
+
+TracepointBackend::TracepointBackend(const std::vector<SkbTracepoint>& tracepoints,
+                                     const pwru_filter_cfg& filter, std::uint32_t ring_bytes,
+                                     std::shared_ptr<const CompiledPcap> pcap) {
+  if (tracepoints.empty())
+    throw SystemError("this kernel's BTF lists no tracepoint with a struct sk_buff * argument",
+                      ENOENT);
+  std::vector<SkbTracepoint> usable = tracepoints;
+  try {
+    object_ = load_object(usable, filter, ring_bytes, pcap);
+  } catch (const SystemError&) {
+    // One tracepoint this kernel's verifier refuses must not take the others
+    // down: load each alone to find it, then all that passed together. The
+    // failed load above has printed the verifier's log once; the trials stay quiet.
+    QuietLibbpf quiet;
+    usable.clear();
+    for (const SkbTracepoint& tp : tracepoints) {
+      try {
+        load_object({tp}, filter, ring_bytes, pcap);
+        usable.push_back(tp);
+      } catch (const SystemError& e) {
+        refused_.push_back(tp.name + ": the kernel refused its program (" + e.what() + ")");
+      }
+    }
+    if (usable.empty()) throw;
+    object_ = load_object(usable, filter, ring_bytes, pcap);
+  }
+  for (const SkbTracepoint& tp : usable)
+    hooks_.push_back(Hook{static_cast<std::uint16_t>(hooks_.size()), tp.name, tp.reason_arg >= 0});
 }
 
 TracepointBackend::~TracepointBackend() { detach(); }
 
 AttachReport TracepointBackend::attach(const std::function<bool()>& cancelled) {
   AttachReport report;
+  report.skipped = refused_;
   for (const Hook& hook : hooks_) {
     if (cancelled && cancelled()) break;
     struct bpf_link* link = bpf_program__attach(object_->program(hook.id));

@@ -32,7 +32,8 @@ struct AttachReport {
 
 class TracepointBackend {
  public:
-  // Loads (verifies) programs for every tracepoint in `tracepoints`.
+  // Loads (verifies) programs for every tracepoint in `tracepoints`; ones
+  // the kernel refuses are left out and reported by attach() as skipped.
   // `pcap` may be null (no expression: everything matches).
   TracepointBackend(const std::vector<SkbTracepoint>& tracepoints, const pwru_filter_cfg& filter,
                     std::uint32_t ring_bytes, std::shared_ptr<const CompiledPcap> pcap = nullptr);
@@ -55,6 +56,7 @@ class TracepointBackend {
   std::unique_ptr<TpObject> object_;
   std::vector<Hook> hooks_;
   std::vector<struct bpf_link*> links_;
+  std::vector<std::string> refused_;  // tracepoints whose program did not load
 };
 
 }  // namespace pwru

@@ -306,6 +306,19 @@ TEST(TracepointBackend, NothingStaysAttachedAfterDetachOrDestruction) {
   EXPECT_EQ(our_links(), before);
 }
 
+TEST(TracepointBackend, AProgramTheVerifierRefusesIsSkippedNotFatal) {
+  auto tps = kernel_btf().skb_tracepoints();
+  const std::size_t real = tps.size();
+  // netif_receive_skb has one argument: reading a sixth is refused.
+  tps.push_back(SkbTracepoint{"netif_receive_skb", 5, -1, -1});
+  TracepointBackend backend(tps, pwru_filter_cfg{}, 1 << 16);
+  const AttachReport r = backend.attach(nullptr);
+  EXPECT_EQ(r.attached, real);
+  ASSERT_EQ(r.skipped.size(), 1u);
+  EXPECT_NE(r.skipped[0].find("netif_receive_skb: the kernel refused"), std::string::npos) << r.skipped[0];
+  EXPECT_EQ(backend.hooks().size(), real);
+}
+
 TEST(TracepointBackend, CancelledAttachStopsEarly) {
   TracepointBackend backend(kernel_btf().skb_tracepoints(), pwru_filter_cfg{}, 1 << 16);
   int calls = 0;
