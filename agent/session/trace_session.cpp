@@ -19,6 +19,14 @@ constexpr int kPollMs = 100;
 // A function every kernel has and kprobes may attach to: the backend probe.
 constexpr const char* kProbeFunction = "consume_skb";
 
+std::string describe(const KprobePlan& plan) {
+  return std::to_string(plan.functions.size()) + " skb functions (" + std::to_string(plan.not_in_kallsyms) +
+         " not in kallsyms, " +
+         (plan.traceable_list_read ? std::to_string(plan.not_traceable) + " not traceable, "
+                                   : std::string("available_filter_functions unreadable, ")) +
+         std::to_string(plan.filtered_out) + " left out by --filter-func)";
+}
+
 struct TraceSession::Impl {
   std::unique_ptr<TracepointBackend> backend;
   std::unique_ptr<KprobeBackend> kprobes;
@@ -27,6 +35,17 @@ struct TraceSession::Impl {
   std::unique_ptr<EventFormatter> formatter;
   std::unique_ptr<RingReader> reader;
 };
+
+// vmlinux's skb functions plus those of the modules asked for, narrowed.
+KprobePlan TraceSession::plan_for(const KernelBtf& btf, const Ksyms& ksyms) const {
+  std::vector<SkbFunction> candidates = btf.skb_functions();
+  const std::vector<std::string> modules = config_.all_kmods ? KernelBtf::modules_with_btf() : config_.kmods;
+  for (const std::string& module : modules) {
+    const std::vector<SkbFunction> more = KernelBtf::load_module(module, btf).skb_functions();
+    candidates.insert(candidates.end(), more.begin(), more.end());
+  }
+  return plan_kprobes(candidates, ksyms, read_traceable_functions(), config_.filter_func);
+}
 
 TraceSession::TraceSession(const KernelBtf& btf, TraceConfig config, LineSink& sink)
     : config_(std::move(config)), sink_(sink), impl_(std::make_unique<Impl>()) {
@@ -41,18 +60,8 @@ TraceSession::TraceSession(const KernelBtf& btf, TraceConfig config, LineSink& s
                                                        config_.ring_bytes, config_.pcap);
   if (want_stack || choice.kprobe) impl_->ksyms = Ksyms::load();
   if (choice.kprobe) {
-    std::vector<SkbFunction> candidates = btf.skb_functions();
-    const std::vector<std::string> modules = config_.all_kmods ? KernelBtf::modules_with_btf() : config_.kmods;
-    for (const std::string& module : modules) {
-      const std::vector<SkbFunction> more = KernelBtf::load_module(module, btf).skb_functions();
-      candidates.insert(candidates.end(), more.begin(), more.end());
-    }
-    const KprobePlan plan = plan_kprobes(candidates, impl_->ksyms, read_traceable_functions(), config_.filter_func);
-    plan_summary_ = std::to_string(plan.functions.size()) + " skb functions (" +
-                    std::to_string(plan.not_in_kallsyms) + " not in kallsyms, " +
-                    (plan.traceable_list_read ? std::to_string(plan.not_traceable) + " not traceable, "
-                                              : std::string("available_filter_functions unreadable, ")) +
-                    std::to_string(plan.filtered_out) + " left out by --filter-func)";
+    const KprobePlan plan = plan_for(btf, impl_->ksyms);
+    plan_summary_ = describe(plan);
     const SharedMaps maps{impl_->backend->events_fd(), impl_->backend->counters_fd(), impl_->backend->stacks_fd()};
     impl_->kprobes = std::make_unique<KprobeBackend>(*choice.kprobe, plan.functions,
                                                      static_cast<std::uint16_t>(impl_->backend->hooks().size()),

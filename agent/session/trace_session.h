@@ -17,6 +17,8 @@ namespace pwru {
 
 class LineSink;
 class KernelBtf;
+class Ksyms;
+struct KprobePlan;
 
 struct TraceConfig {
   pwru_filter_cfg filter{};
@@ -61,6 +63,7 @@ class TraceSession {
 
  private:
   bool handle(const pwru_event& event);
+  KprobePlan plan_for(const KernelBtf& btf, const Ksyms& ksyms) const;
 
   TraceConfig config_;
   LineSink& sink_;
