@@ -41,18 +41,16 @@ void KprobeObject::load(KprobeKind kind, const pwru_filter_cfg& filter, std::sha
       multi ? p.pwru_kmulti_skb_3 : p.pwru_kprobe_skb_3, multi ? p.pwru_kmulti_skb_4 : p.pwru_kprobe_skb_4,
       multi ? p.pwru_kmulti_skb_5 : p.pwru_kprobe_skb_5};
   std::memcpy(progs_, chosen, sizeof(progs_));
-  only_autoload(std::vector<struct bpf_program*>(progs_, progs_ + 5));
-  pwru_filter_cfg cfg = filter;
-  cfg.has_pcap = pcap ? 1 : 0;  // the stubs run only when a filter is written into them
+  const std::vector<struct bpf_program*> programs(progs_, progs_ + 5);
+  only_autoload(programs);
+  const pwru_filter_cfg cfg = arm_pcap(programs, filter, pcap);
   std::memcpy(const_cast<pwru_filter_cfg*>(&skel_->rodata->filter_cfg), &cfg, sizeof(cfg));
-  for (struct bpf_program* prog : progs_)
-    if (pcap) set_program_filter(prog, pcap);
   if (int err = bpf_map__reuse_fd(skel_->maps.events, maps.events_fd)) throw_libbpf("sharing the ring buffer", err);
   if (int err = bpf_map__reuse_fd(skel_->maps.counters, maps.counters_fd))
     throw_libbpf("sharing the counters map", err);
   if (int err = bpf_map__reuse_fd(skel_->maps.stacks, maps.stacks_fd)) throw_libbpf("sharing the stack map", err);
   if (int err = pwru_kprobe__load(skel_)) {
-    throw_if_injection_failed(std::vector<struct bpf_program*>(progs_, progs_ + 5));
+    throw_if_injection_failed(programs);
     throw_libbpf(std::string("loading the ") + (multi ? "kprobe-multi" : "kprobe") +
                      " BPF programs (run with --debug for the verifier log)",
                  err);

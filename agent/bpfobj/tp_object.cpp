@@ -50,8 +50,8 @@ void TpObject::configure(const std::vector<TpSlot>& slots, const pwru_filter_cfg
     throw UsageError("this kernel has " + std::to_string(slots.size()) +
                      " skb tracepoints but the object has " + std::to_string(kMaxSlots) +
                      " program slots; narrow them down with --filter-func");
-  pwru_filter_cfg cfg = filter;
-  cfg.has_pcap = pcap ? 1 : 0;  // the stubs run only when a filter is written into them
+  const std::vector<struct bpf_program*> used(by_slot_.begin(), by_slot_.begin() + static_cast<long>(slots.size()));
+  const pwru_filter_cfg cfg = arm_pcap(used, filter, pcap);
   std::memcpy(const_cast<pwru_filter_cfg*>(&skel_->rodata->filter_cfg), &cfg, sizeof(cfg));
   for (std::size_t i = 0; i < kMaxSlots; ++i) {
     struct bpf_program* prog = by_slot_[i];
@@ -61,7 +61,6 @@ void TpObject::configure(const std::vector<TpSlot>& slots, const pwru_filter_cfg
     }
     std::memcpy(const_cast<pwru_hook_cfg*>(&skel_->rodata->hook_cfg[i]), &slots[i].cfg,
                 sizeof(pwru_hook_cfg));
-    if (pcap) set_program_filter(prog, pcap);
     const std::string target(slots[i].tracepoint);
     if (int err = bpf_program__set_attach_target(prog, 0, target.c_str()))
       throw_libbpf("setting attach target " + target, err);

@@ -141,6 +141,15 @@ void set_program_filter(const struct bpf_program* prog, std::shared_ptr<const Co
   registry()[prog] = Entry{std::move(filter), ""};
 }
 
+pwru_filter_cfg arm_pcap(const std::vector<struct bpf_program*>& programs, const pwru_filter_cfg& filter,
+                         const std::shared_ptr<const CompiledPcap>& pcap) {
+  if (pcap)
+    for (const struct bpf_program* prog : programs) set_program_filter(prog, pcap);
+  pwru_filter_cfg cfg = filter;
+  cfg.has_pcap = pcap ? 1 : 0;
+  return cfg;
+}
+
 void clear_program_filter(const struct bpf_program* prog) {
   std::lock_guard<std::mutex> lock(g_mutex);
   registry().erase(prog);

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "filter/pcap_compiler.h"
+#include "pwru_abi.h"
 
 struct bpf_program;
 
@@ -26,6 +27,11 @@ void register_pcap_sections();
 // filter set keeps its stubs, which match everything.
 void set_program_filter(const struct bpf_program* prog, std::shared_ptr<const CompiledPcap> filter);
 void clear_program_filter(const struct bpf_program* prog);
+// Registers `pcap` (null: no filter) for each of `programs` and returns
+// `filter` with has_pcap saying whether their stubs will hold one: the one
+// place that keeps the BPF-side switch and the injection in step.
+pwru_filter_cfg arm_pcap(const std::vector<struct bpf_program*>& programs, const pwru_filter_cfg& filter,
+                         const std::shared_ptr<const CompiledPcap>& pcap);
 // Why the last injection into `prog` failed, "" if it did not.
 std::string program_filter_error(const struct bpf_program* prog);
 
