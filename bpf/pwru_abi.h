@@ -99,7 +99,8 @@ struct pwru_filter_cfg {
 	PWRU_U32 ifindex; /* 0: any */
 	PWRU_U8 want_stack; /* capture a stack id for --output-stack / --output-caller */
 	PWRU_U8 has_pcap; /* run the injected pcap filter (bpf/pcap_stub.bpf.h) */
-	PWRU_U8 pad[2];
+	PWRU_U8 track_skb_by_stack; /* kprobe backends: --filter-track-skb-by-stackid */
+	PWRU_U8 pad;
 };
 
 /* Indexes of the per-CPU counters map. */
@@ -108,7 +109,8 @@ enum pwru_counter {
 	PWRU_CNT_LOST = 1, /* events that did not fit into the ring buffer */
 	PWRU_CNT_FILTERED = 2, /* skbs rejected by the filters */
 	PWRU_CNT_STACK_FAIL = 3, /* stack requested but the stack map refused it */
-	PWRU_CNT_MAX = 4,
+	PWRU_CNT_TRACK_FULL = 4, /* skb-by-stack tracking could not record an entry */
+	PWRU_CNT_MAX = 5,
 };
 
 PWRU_STATIC_ASSERT(sizeof(struct pwru_tuple) == 40, "pwru_tuple ABI size");

@@ -59,7 +59,8 @@ static __always_inline int handle_tp(__u64 *ctx, const int slot)
 	bool has_reason = cfg.reason_arg != PWRU_ARG_NONE;
 	__u32 reason = has_reason ? (__u32)tp_arg(ctx, cfg.reason_arg) : 0;
 	__u64 location = cfg.location_arg != PWRU_ARG_NONE ? tp_arg(ctx, cfg.location_arg) : 0;
-	return report_skb(ctx, skb, cfg.hook_id, has_reason, reason, location);
+	report_skb(ctx, skb, cfg.hook_id, has_reason, reason, location);
+	return 0;
 }
 
 /* n is two octal digits written as a C literal: slot = 8 * tens + units. */

@@ -190,24 +190,24 @@ static __always_inline void fill_tuple(struct sk_buff *skb, struct pwru_tuple *t
 	}
 }
 
-/*
- * Filters, then reserves, then fills. Returns 0 always: the return value of
- * tracing programs is ignored by the kernel.
- */
-static __always_inline int report_skb(void *ctx, struct sk_buff *skb, __u16 hook_id,
-				      bool has_reason, __u32 reason, __u64 location)
+static __always_inline bool skb_passes_filters(struct sk_buff *skb)
 {
-	if (!skb)
-		return 0;
 	if (!skb_passes_meta_filters(skb) || !skb_passes_pcap(skb)) {
 		count(PWRU_CNT_FILTERED);
-		return 0;
+		return false;
 	}
+	return true;
+}
 
+/* Reserves and fills one event for an skb that already passed (or, when it
+ * is tracked, skipped) the filters. */
+static __always_inline void emit_skb_event(void *ctx, struct sk_buff *skb, __u16 hook_id,
+					   bool has_reason, __u32 reason, __u64 location)
+{
 	struct pwru_event *event = bpf_ringbuf_reserve(&events, sizeof(*event), 0);
 	if (!event) {
 		count(PWRU_CNT_LOST);
-		return 0;
+		return;
 	}
 	__builtin_memset(event, 0, sizeof(*event));
 
@@ -241,7 +241,16 @@ static __always_inline int report_skb(void *ctx, struct sk_buff *skb, __u16 hook
 
 	bpf_ringbuf_submit(event, 0);
 	count(PWRU_CNT_EVENTS);
-	return 0;
+}
+
+/* Filters, then reports. True when the skb passed the filters. */
+static __always_inline bool report_skb(void *ctx, struct sk_buff *skb, __u16 hook_id,
+				       bool has_reason, __u32 reason, __u64 location)
+{
+	if (!skb || !skb_passes_filters(skb))
+		return false;
+	emit_skb_event(ctx, skb, hook_id, has_reason, reason, location);
+	return true;
 }
 
 #endif /* PWRU_SKB_EVENT_BPF_H */

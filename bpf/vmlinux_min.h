@@ -66,6 +66,10 @@ struct sk_buff {
 	unsigned char *data;
 };
 
+struct task_struct {
+	void *stack;
+};
+
 /* x86-64 registers at a kprobe, as bpf_tracing.h's PT_REGS_* read them. */
 struct pt_regs {
 	unsigned long r15, r14, r13, r12, bp, bx, r11, r10, r9, r8, ax, cx, dx, si, di, orig_ax, ip, cs,

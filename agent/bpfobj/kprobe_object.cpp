@@ -42,7 +42,15 @@ void KprobeObject::load(KprobeKind kind, const pwru_filter_cfg& filter, std::sha
       multi ? p.pwru_kmulti_skb_5 : p.pwru_kprobe_skb_5};
   std::memcpy(progs_, chosen, sizeof(progs_));
   const std::vector<struct bpf_program*> programs(progs_, progs_ + 5);
-  only_autoload(programs);
+  std::vector<struct bpf_program*> loaded = programs;
+  if (filter.track_skb_by_stack) {
+    no_skb_ = multi ? p.pwru_kmulti_no_skb : p.pwru_kprobe_no_skb;
+    skb_freed_ = multi ? p.pwru_kmulti_skb_freed : p.pwru_kprobe_skb_freed;
+    loaded.push_back(no_skb_);
+    loaded.push_back(skb_freed_);
+  }
+  only_autoload(loaded);
+  // Only the skb programs filter; the other two have no skb of their own.
   const pwru_filter_cfg cfg = arm_pcap(programs, filter, pcap);
   std::memcpy(const_cast<pwru_filter_cfg*>(&skel_->rodata->filter_cfg), &cfg, sizeof(cfg));
   if (int err = bpf_map__reuse_fd(skel_->maps.events, maps.events_fd)) throw_libbpf("sharing the ring buffer", err);
@@ -71,7 +79,11 @@ void KprobeObject::load_feature_probe(KprobeKind kind) {
 }
 
 struct bpf_program* KprobeObject::program(int skb_arg) const {
-  if (skb_arg < 0 || skb_arg > 4) throw SystemError("skb argument position out of range", EINVAL);
+  if (skb_arg > 4) throw SystemError("skb argument position out of range", EINVAL);
+  if (skb_arg < 0) {
+    if (!no_skb_) throw SystemError("a function without an skb argument needs skb tracking by stack", EINVAL);
+    return no_skb_;
+  }
   return progs_[skb_arg];
 }
 

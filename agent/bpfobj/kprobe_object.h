@@ -1,6 +1,8 @@
 // Owns one instance of the kprobe BPF object (bpftool skeleton): the five
-// per-position programs of one attach kind, sharing the event maps of the
-// tracepoint object so all hooks write into one ring.
+// per-position programs of one attach kind (plus, when skbs are tracked by
+// stack, the programs for functions without an skb and for kfree_skbmem),
+// sharing the event maps of the tracepoint object so all hooks write into
+// one ring.
 #pragma once
 
 #include <memory>
@@ -29,20 +31,26 @@ class KprobeObject {
   KprobeObject(const KprobeObject&) = delete;
   KprobeObject& operator=(const KprobeObject&) = delete;
 
-  // Loads the five programs of `kind`, writing into `maps`.
+  // Loads the programs of `kind`, writing into `maps`; the stack-tracking
+  // pair too when filter.track_skb_by_stack is set.
   void load(KprobeKind kind, const pwru_filter_cfg& filter, std::shared_ptr<const CompiledPcap> pcap,
             const SharedMaps& maps);
   // Loads only the empty feature-probe program of `kind` (tiny maps).
   void load_feature_probe(KprobeKind kind);
 
-  // The program for an skb at argument position skb_arg (0..4).
+  // The program for an skb at argument position skb_arg (0..4), or for a
+  // function without one (skb_arg < 0; needs stack tracking).
   struct bpf_program* program(int skb_arg) const;
+  // The kfree_skbmem program that ends an skb's tracking (null without it).
+  struct bpf_program* skb_freed_program() const { return skb_freed_; }
   struct bpf_program* feature_probe() const { return feature_; }
 
  private:
   void only_autoload(const std::vector<struct bpf_program*>& wanted);
   struct pwru_kprobe* skel_ = nullptr;
   struct bpf_program* progs_[5] = {};
+  struct bpf_program* no_skb_ = nullptr;
+  struct bpf_program* skb_freed_ = nullptr;
   struct bpf_program* feature_ = nullptr;
 };
 

@@ -132,24 +132,40 @@ std::vector<SkbTracepoint> KernelBtf::skb_tracepoints() const {
   return out;
 }
 
-std::vector<SkbFunction> KernelBtf::skb_functions() const {
+namespace {
+
+// Position of the first struct sk_buff * among the first five parameters of
+// FUNC `t`, which is what kprobes read from registers on every architecture
+// pwru supports; -1 when there is none or `t` is not a function.
+int skb_position(const struct btf* btf, const struct btf_type* t) {
   constexpr int kRegisterArgs = 5;
+  if (!btf_is_func(t)) return -1;
+  const struct btf_type* proto = btf__type_by_id(btf, t->type);
+  if (!proto || !btf_is_func_proto(proto)) return -1;
+  const struct btf_param* params = btf_params(proto);
+  const int nparams = std::min<int>(btf_vlen(proto), kRegisterArgs);
+  for (int i = 0; i < nparams; ++i)
+    if (is_ptr_to_struct(btf, params[i].type, "sk_buff")) return i;
+  return -1;
+}
+
+}  // namespace
+
+std::optional<SkbFunction> KernelBtf::function(const std::string& name) const {
+  const struct btf* btf = btf_.get();
+  const int id = btf__find_by_name_kind(btf, name.c_str(), BTF_KIND_FUNC);
+  if (id <= 0 || static_cast<std::uint32_t>(id) < first_own_type_) return std::nullopt;
+  return SkbFunction{name, skb_position(btf, btf__type_by_id(btf, id))};
+}
+
+std::vector<SkbFunction> KernelBtf::skb_functions() const {
   const struct btf* btf = btf_.get();
   std::vector<SkbFunction> out;
   const std::uint32_t n = btf__type_cnt(btf);
   for (std::uint32_t id = first_own_type_; id < n; ++id) {
     const struct btf_type* t = btf__type_by_id(btf, id);
-    if (!btf_is_func(t)) continue;
-    const struct btf_type* proto = btf__type_by_id(btf, t->type);
-    if (!proto || !btf_is_func_proto(proto)) continue;
-    const struct btf_param* params = btf_params(proto);
-    const int nparams = std::min<int>(btf_vlen(proto), kRegisterArgs);
-    for (int i = 0; i < nparams; ++i) {
-      if (is_ptr_to_struct(btf, params[i].type, "sk_buff")) {
-        out.push_back(SkbFunction{btf__name_by_offset(btf, t->name_off), i});
-        break;
-      }
-    }
+    const int position = skb_position(btf, t);
+    if (position >= 0) out.push_back(SkbFunction{btf__name_by_offset(btf, t->name_off), position});
   }
   std::sort(out.begin(), out.end(), [](const SkbFunction& a, const SkbFunction& b) { return a.name < b.name; });
   out.erase(std::unique(out.begin(), out.end(),

@@ -22,7 +22,7 @@ struct SkbTracepoint {
 
 struct SkbFunction {
   std::string name;
-  int skb_arg = -1;  // 0-based position among the first five parameters
+  int skb_arg = -1;  // 0-based position among the first five parameters; -1: none
 };
 
 class KernelBtf {
@@ -45,6 +45,9 @@ class KernelBtf {
   // parameters, which is what kprobes can read from registers on every
   // architecture pwru supports; sorted by name, duplicates dropped.
   std::vector<SkbFunction> skb_functions() const;
+  // The function `name` (BTF FUNC), skb_arg -1 when it takes no skb among
+  // its first five parameters; nullopt when this BTF has no such function.
+  std::optional<SkbFunction> function(const std::string& name) const;
 
   // Value -> name of an enum (e.g. "skb_drop_reason"); empty when the kernel
   // has no such enum.

@@ -111,6 +111,12 @@ ParsedArgs parse_pwru_args(int argc, const char* const* argv, std::ostream& out,
   app.add_option("--kmods", o.kmods, "list of kernel modules names to attach to (kprobe backends)")
       ->delimiter(',');
   app.add_flag("--all-kmods", o.all_kmods, "attach to all available kernel modules (kprobe backends)");
+  app.add_option("--filter-non-skb-funcs", o.filter_non_skb_funcs,
+                 "filter non-skb kernel functions to be probed (--filter-track-skb-by-stackid will be enabled)")
+      ->delimiter(',');
+  app.add_flag("--filter-track-skb-by-stackid", o.filter_track_skb_by_stackid,
+               "trace a packet even if it does not match given filters (e.g., after NAT or tunnel "
+               "decapsulation; kprobe backends)");
   app.add_option("--filter-kprobe-batch", o.filter_kprobe_batch,
                  "how many kprobes are detached in parallel (default 10)")
       ->check(CLI::Range(1u, 256u));
@@ -141,6 +147,11 @@ ParsedArgs parse_pwru_args(int argc, const char* const* argv, std::ostream& out,
     else if (timestamp == "absolute") o.output.timestamp = TimestampMode::Absolute;
     if (o.backend != "auto" && o.backend != "tracepoint" && o.backend != "kprobe" && o.backend != "kprobe-multi")
       throw UsageError("--backend " + o.backend + " is unknown; use auto, kprobe-multi, kprobe or tracepoint");
+    if (!o.filter_non_skb_funcs.empty()) o.filter_track_skb_by_stackid = true;
+    if (o.filter_track_skb_by_stackid && o.backend == "tracepoint")
+      throw UsageError(std::string(o.filter_non_skb_funcs.empty() ? "--filter-track-skb-by-stackid"
+                                                                  : "--filter-non-skb-funcs") +
+                       " needs a kprobe backend: use --backend auto, kprobe or kprobe-multi");
     const std::uint32_t ring = o.ring_buffer_bytes;
     if (ring < 4096 || (ring & (ring - 1)) != 0)
       throw UsageError("--ring-buffer-size " + std::to_string(ring) +

@@ -110,6 +110,8 @@ int run(const pwru::PwruOptions& o) {
   config.kmods = o.kmods;
   config.all_kmods = o.all_kmods;
   config.kprobe_batch = o.filter_kprobe_batch;
+  config.non_skb_funcs = o.filter_non_skb_funcs;
+  config.filter.track_skb_by_stack = o.filter_track_skb_by_stackid ? 1 : 0;
   config.pcap = o.pcap;
   pwru::TraceSession session(btf, config, sink);
 
@@ -148,6 +150,9 @@ int run(const pwru::PwruOptions& o) {
   if (stats.events_lost)
     std::fprintf(stderr, "pwru: %llu events lost (ring buffer full; raise --ring-buffer-size or filter more)\n",
                  static_cast<unsigned long long>(stats.events_lost));
+  if (stats.track_failures)
+    std::fprintf(stderr, "pwru: %llu skbs could not be tracked by stack (kernel refused a map update)\n",
+                 static_cast<unsigned long long>(stats.track_failures));
   if (stats.events_malformed)
     std::fprintf(stderr, "pwru: %llu malformed records skipped\n",
                  static_cast<unsigned long long>(stats.events_malformed));

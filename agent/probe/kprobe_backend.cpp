@@ -60,7 +60,8 @@ AttachReport KprobeBackend::attach(const std::function<bool()>& cancelled, const
   AttachReport report;
   const std::size_t total = functions_.size();
   if (kind_ == KprobeKind::kKprobeMulti) {
-    for (int arg = 0; arg < 5; ++arg) {
+    // -1: functions without an skb (--filter-non-skb-funcs).
+    for (int arg = -1; arg < 5; ++arg) {
       std::vector<std::size_t> idx;
       for (std::size_t i = 0; i < total; ++i)
         if (functions_[i].skb_arg == arg) idx.push_back(i);
@@ -84,7 +85,28 @@ AttachReport KprobeBackend::attach(const std::function<bool()>& cancelled, const
   }
   if (report.attached == 0 && total > 0 && !(cancelled && cancelled()))
     throw SystemError("could not attach a single kprobe (" + report.skipped.front() + ")", EPERM);
+  if (object_.skb_freed_program() && !(cancelled && cancelled())) attach_skb_freed();
   return report;
+}
+
+// Without it a freed skb would stay tracked until the LRU map evicts it and
+// later hooks on its stack would read freed memory: refuse to trace.
+void KprobeBackend::attach_skb_freed() {
+  constexpr const char* kFreeFunction = "kfree_skbmem";
+  struct bpf_link* link = nullptr;
+  if (kind_ == KprobeKind::kKprobeMulti) {
+    const char* syms[] = {kFreeFunction};
+    LIBBPF_OPTS(bpf_kprobe_multi_opts, opts, .syms = syms, .cnt = 1);
+    link = bpf_program__attach_kprobe_multi_opts(object_.skb_freed_program(), nullptr, &opts);
+  } else {
+    link = bpf_program__attach_kprobe(object_.skb_freed_program(), false, kFreeFunction);
+  }
+  if (!link)
+    throw SystemError(std::string("could not attach to ") + kFreeFunction +
+                          ", which tracking skbs by stack needs to forget freed skbs; "
+                          "run without --filter-track-skb-by-stackid and --filter-non-skb-funcs",
+                      errno);
+  links_.push_back(link);
 }
 
 namespace {

@@ -42,6 +42,7 @@ class KprobeBackend {
  private:
   void attach_multi_batch(int skb_arg, std::vector<std::size_t> idx, AttachReport& report,
                           const std::function<bool()>& cancelled);
+  void attach_skb_freed();
 
   KprobeKind kind_;
   std::vector<SkbFunction> functions_;

@@ -25,7 +25,7 @@ std::optional<std::unordered_set<std::string>> read_traceable_functions(const st
 
 KprobePlan plan_kprobes(const std::vector<SkbFunction>& candidates, const Ksyms& kallsyms,
                         const std::optional<std::unordered_set<std::string>>& traceable,
-                        const std::string& filter_func) {
+                        const std::string& filter_func, const std::vector<SkbFunction>& named) {
   std::optional<std::regex> pattern;
   if (!filter_func.empty()) {
     try {
@@ -37,21 +37,28 @@ KprobePlan plan_kprobes(const std::vector<SkbFunction>& candidates, const Ksyms&
   }
   KprobePlan plan;
   plan.traceable_list_read = traceable.has_value();
+  std::unordered_set<std::string> planned;
+  const auto consider = [&](const SkbFunction& fn) {
+    if (planned.count(fn.name)) return;
+    if (!kallsyms.has_function(fn.name)) {
+      ++plan.not_in_kallsyms;
+      return;
+    }
+    if (traceable && !traceable->count(fn.name)) {
+      ++plan.not_traceable;
+      return;
+    }
+    plan.functions.push_back(fn);
+    planned.insert(fn.name);
+  };
   for (const SkbFunction& fn : candidates) {
     if (pattern && !std::regex_search(fn.name, *pattern)) {
       ++plan.filtered_out;
       continue;
     }
-    if (!kallsyms.has_function(fn.name)) {
-      ++plan.not_in_kallsyms;
-      continue;
-    }
-    if (traceable && !traceable->count(fn.name)) {
-      ++plan.not_traceable;
-      continue;
-    }
-    plan.functions.push_back(fn);
+    consider(fn);
   }
+  for (const SkbFunction& fn : named) consider(fn);
   return plan;
 }
 

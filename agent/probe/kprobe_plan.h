@@ -27,10 +27,12 @@ struct KprobePlan {
 std::optional<std::unordered_set<std::string>> read_traceable_functions(
     const std::string& path = "/sys/kernel/tracing/available_filter_functions");
 
-// `filter_func` is an ECMAScript regex matched against the whole name; a
-// bad one is a UsageError.
+// `filter_func` is an ECMAScript regex searched in each candidate's name; a
+// bad one is a UsageError. `named` functions (--filter-non-skb-funcs) were
+// asked for by name: the regex does not apply to them, kallsyms and the
+// traceable list do.
 KprobePlan plan_kprobes(const std::vector<SkbFunction>& candidates, const Ksyms& kallsyms,
                         const std::optional<std::unordered_set<std::string>>& traceable,
-                        const std::string& filter_func);
+                        const std::string& filter_func, const std::vector<SkbFunction>& named = {});
 
 }  // namespace pwru

@@ -1,6 +1,7 @@
 #include "session/trace_session.h"
 
 #include "btf/kernel_btf.h"
+#include "common/error.h"
 #include "enrich/event_namer.h"
 #include "enrich/ksyms.h"
 #include "events/ring_reader.h"
@@ -20,7 +21,11 @@ constexpr int kPollMs = 100;
 constexpr const char* kProbeFunction = "consume_skb";
 
 std::string describe(const KprobePlan& plan) {
-  return std::to_string(plan.functions.size()) + " skb functions (" + std::to_string(plan.not_in_kallsyms) +
+  std::size_t without_skb = 0;
+  for (const SkbFunction& fn : plan.functions) without_skb += fn.skb_arg < 0 ? 1 : 0;
+  return std::to_string(plan.functions.size()) + " functions (" +
+         (without_skb ? std::to_string(without_skb) + " without an skb, tracked by stack; " : std::string()) +
+         std::to_string(plan.not_in_kallsyms) +
          " not in kallsyms, " +
          (plan.traceable_list_read ? std::to_string(plan.not_traceable) + " not traceable, "
                                    : std::string("available_filter_functions unreadable, ")) +
@@ -39,12 +44,23 @@ struct TraceSession::Impl {
 // vmlinux's skb functions plus those of the modules asked for, narrowed.
 KprobePlan TraceSession::plan_for(const KernelBtf& btf, const Ksyms& ksyms) const {
   std::vector<SkbFunction> candidates = btf.skb_functions();
+  std::vector<KernelBtf> module_btfs;
   const std::vector<std::string> modules = config_.all_kmods ? KernelBtf::modules_with_btf() : config_.kmods;
   for (const std::string& module : modules) {
-    const std::vector<SkbFunction> more = KernelBtf::load_module(module, btf).skb_functions();
+    module_btfs.push_back(KernelBtf::load_module(module, btf));
+    const std::vector<SkbFunction> more = module_btfs.back().skb_functions();
     candidates.insert(candidates.end(), more.begin(), more.end());
   }
-  return plan_kprobes(candidates, ksyms, read_traceable_functions(), config_.filter_func);
+  std::vector<SkbFunction> named;
+  for (const std::string& name : config_.non_skb_funcs) {
+    std::optional<SkbFunction> fn = btf.function(name);
+    for (std::size_t i = 0; !fn && i < module_btfs.size(); ++i) fn = module_btfs[i].function(name);
+    if (!fn)
+      throw UsageError("--filter-non-skb-funcs: the kernel's BTF has no function named '" + name +
+                       "' (a module's function needs --kmods MODULE)");
+    named.push_back(*fn);
+  }
+  return plan_kprobes(candidates, ksyms, read_traceable_functions(), config_.filter_func, named);
 }
 
 TraceSession::TraceSession(const KernelBtf& btf, TraceConfig config, LineSink& sink)
@@ -52,6 +68,9 @@ TraceSession::TraceSession(const KernelBtf& btf, TraceConfig config, LineSink& s
   const BackendChoice choice = choose_backend(config_.backend, kProbeFunction);
   backend_name_ = choice.name;
   backend_reason_ = choice.reason;
+  if (config_.filter.track_skb_by_stack && !choice.kprobe)
+    throw UsageError("--filter-track-skb-by-stackid and --filter-non-skb-funcs need a kprobe backend, and this "
+                     "kernel has none (" + choice.reason + "); run without them");
   const bool want_stack = config_.output.stack || config_.output.caller;
   config_.filter.want_stack = want_stack ? 1 : 0;
   // The skb tracepoints stay attached on every backend: kfree_skb carries
@@ -154,6 +173,7 @@ TraceStats TraceSession::finish() {
   const auto counters = read_counters(impl_->backend->counters_fd());
   stats_.events_lost = counters[PWRU_CNT_LOST];
   stats_.events_filtered = counters[PWRU_CNT_FILTERED];
+  stats_.track_failures = counters[PWRU_CNT_TRACK_FULL];
   stats_.events_malformed = impl_->reader->malformed();
   return stats_;
 }

@@ -30,6 +30,7 @@ struct TraceConfig {
   std::vector<std::string> kmods;            // modules whose skb functions are probed too
   bool all_kmods = false;                    // every module with BTF
   unsigned kprobe_batch = 10;                // threads that detach kprobes
+  std::vector<std::string> non_skb_funcs;    // probed by name; their skb is the one their stack carries
   std::shared_ptr<const CompiledPcap> pcap;  // null: no pcap filter
 };
 
@@ -38,6 +39,7 @@ struct TraceStats {
   std::uint64_t events_lost = 0;     // did not fit into the ring buffer
   std::uint64_t events_filtered = 0;
   std::uint64_t events_malformed = 0;
+  std::uint64_t track_failures = 0;  // skbs --filter-track-skb-by-stackid could not record
   bool limit_reached = false;
 };
 

@@ -138,6 +138,23 @@ $IP netns exec a ping -c 2 -i 0.2 10.241.0.2 >/dev/null || fail "ping"
 stop_pwru
 some_line '"func":"veth_xmit"' "veth_xmit (module veth)"
 
+echo "== --filter-non-skb-funcs: fib_table_lookup (no skb argument) reports the skb its stack carries"
+start_pwru nonskb --filter-non-skb-funcs fib_table_lookup --filter-func '^ip_rcv$' "icmp and host 10.241.0.2"
+$IP netns exec a ping -c 3 -i 0.2 10.241.0.2 >/dev/null || fail "ping"
+stop_pwru
+some_line '"func":"fib_table_lookup"' "route lookup on the receive path"
+grep -q "without an skb, tracked by stack" "$OUT.err" || fail "the plan does not count the non-skb function"
+# Only ip_rcv starts tracking, so every skb a route lookup reports was first
+# matched at ip_rcv on the same stack.
+for skb in $(grep '"func":"fib_table_lookup"' "$OUT" | grep -o '"skb":"0x[0-9a-f]*"' | sort -u); do
+	grep '"func":"ip_rcv"' "$OUT" | grep -q "$skb" || fail "fib_table_lookup reported $skb, which ip_rcv never matched"
+done
+OUT=""
+"$PWRU" --backend "$B" --filter-non-skb-funcs no_such_function_here --filter-func '^ip_rcv$' 2>/tmp/nonskb_bad.err
+status=$?
+[ "$status" -eq 2 ] || fail "unknown --filter-non-skb-funcs name: exit $status, want 2: $(cat /tmp/nonskb_bad.err)"
+grep -q "no function named 'no_such_function_here'" /tmp/nonskb_bad.err || fail "unclear error: $(cat /tmp/nonskb_bad.err)"
+
 echo "== --backend auto picks $B on this kernel"
 REQUEST=auto
 start_pwru auto --filter-func '^ip_rcv$'

@@ -101,6 +101,19 @@ TEST(KernelBtf, SkbFunctionsAmongTheFirstFiveParameters) {
   EXPECT_EQ(got, want);
 }
 
+TEST(KernelBtf, FunctionByNameWithOrWithoutAnSkb) {
+  SyntheticBtf b;
+  b.function("tcp_v4_do_rcv", {b.sock_ptr_, b.skb_ptr_});
+  b.function("fib_table_lookup", {b.void_ptr_, b.int_id_});
+  const KernelBtf btf = b.release();
+  ASSERT_TRUE(btf.function("tcp_v4_do_rcv"));
+  EXPECT_EQ(btf.function("tcp_v4_do_rcv")->skb_arg, 1);
+  ASSERT_TRUE(btf.function("fib_table_lookup"));
+  EXPECT_EQ(btf.function("fib_table_lookup")->skb_arg, -1);
+  EXPECT_FALSE(btf.function("no_such_function"));
+  EXPECT_FALSE(btf.function("sk_buff"));  // a struct, not a function
+}
+
 TEST(KernelBtf, ModuleSplitBtfSeesOnlyItsOwnFunctions) {
   SyntheticBtf base;
   base.function("ip_rcv", {base.skb_ptr_});

@@ -47,6 +47,18 @@ TEST(KprobePlan, TraceableListAndRegexNarrowIt) {
   EXPECT_THROW(plan_kprobes(kCandidates, kallsyms(), std::nullopt, "ip_(rcv"), UsageError);
 }
 
+TEST(KprobePlan, NamedFunctionsSkipTheRegexButNotKallsyms) {
+  const std::vector<SkbFunction> named = {{"fib_table_lookup", -1}, {"ip_rcv", 0}, {"not_a_symbol", -1}};
+  std::istringstream in(
+      "ffffffff81100000 t ip_rcv\n"
+      "ffffffff81400000 T fib_table_lookup\n");
+  const KprobePlan p = plan_kprobes(kCandidates, Ksyms::parse(in), std::nullopt, "^ip_rcv$", named);
+  // ip_rcv matched the regex and is named too: planned once.
+  EXPECT_EQ(names(p), (std::vector<std::string>{"ip_rcv", "fib_table_lookup"}));
+  EXPECT_EQ(p.functions[1].skb_arg, -1);
+  EXPECT_EQ(p.not_in_kallsyms, 1u);  // not_a_symbol
+}
+
 TEST(KprobePlan, UnreadableTracefsIsNotAnError) {
   EXPECT_FALSE(read_traceable_functions("/nonexistent/available_filter_functions").has_value());
 }

@@ -25,7 +25,9 @@ void expect_well_formed(const std::vector<bpf_insn>& code) {
       EXPECT_GT(target, static_cast<long>(i)) << "backward jump at " << i;
       EXPECT_LE(target, static_cast<long>(code.size())) << "jump past the join point at " << i;
     }
-    if (cls == BPF_JMP && BPF_OP(in.code) == BPF_CALL) EXPECT_EQ(in.imm, BPF_FUNC_probe_read_kernel);
+    if (cls == BPF_JMP && BPF_OP(in.code) == BPF_CALL) {
+      EXPECT_EQ(in.imm, BPF_FUNC_probe_read_kernel);
+    }
   }
 }
 

@@ -53,6 +53,13 @@ TEST(PwruOptions, FlagsAndValues) {
   ASSERT_TRUE(kmods.parsed.options) << kmods.err;
   EXPECT_EQ(kmods.parsed.options->kmods, (std::vector<std::string>{"veth", "bridge"}));
   EXPECT_EQ(kmods.parsed.options->filter_func, "^br_");
+  // Naming non-skb functions turns on tracking by stack, as in pwru.
+  const CliRun non_skb = parse({"--filter-non-skb-funcs", "fib_table_lookup,dst_release"});
+  ASSERT_TRUE(non_skb.parsed.options) << non_skb.err;
+  EXPECT_EQ(non_skb.parsed.options->filter_non_skb_funcs,
+            (std::vector<std::string>{"fib_table_lookup", "dst_release"}));
+  EXPECT_TRUE(non_skb.parsed.options->filter_track_skb_by_stackid);
+  EXPECT_FALSE(parse({}).parsed.options->filter_track_skb_by_stackid);
 }
 
 TEST(PwruOptions, BadInputsExitTwoWithAHint) {
@@ -66,7 +73,9 @@ TEST(PwruOptions, BadInputsExitTwoWithAHint) {
            {"--filter-kprobe-batch", "0"},
            {"--ring-buffer-size", "1000"},
            {"tcp", "and", "prot", "80"},
-           {"host", "999.1.1.1"}}) {
+           {"host", "999.1.1.1"},
+           {"--backend", "tracepoint", "--filter-track-skb-by-stackid"},
+           {"--backend", "tracepoint", "--filter-non-skb-funcs", "fib_table_lookup"}}) {
     const CliRun r = parse(bad);
     EXPECT_FALSE(r.parsed.options) << bad[0];
     EXPECT_EQ(r.parsed.exit_code, 2) << bad[0];
@@ -77,6 +86,8 @@ TEST(PwruOptions, BadInputsExitTwoWithAHint) {
   EXPECT_NE(bad_pcap.err.find("'tcp and prot 80'"), std::string::npos) << bad_pcap.err;
   EXPECT_NE(bad_pcap.err.find("syntax error"), std::string::npos) << bad_pcap.err;
   EXPECT_NE(parse({"--no-such-flag"}).err.find("pwru --help"), std::string::npos);
+  EXPECT_NE(parse({"--backend", "tracepoint", "--filter-non-skb-funcs", "x"}).err.find("needs a kprobe backend"),
+            std::string::npos);
 }
 
 TEST(PwruOptions, PcapExpressionIsCompiledInBothForms) {
