@@ -100,7 +100,25 @@ struct pwru_filter_cfg {
 	PWRU_U8 want_stack; /* capture a stack id for --output-stack / --output-caller */
 	PWRU_U8 has_pcap; /* run the injected pcap filter (bpf/pcap_stub.bpf.h) */
 	PWRU_U8 track_skb_by_stack; /* kprobe backends: --filter-track-skb-by-stackid */
-	PWRU_U8 pad;
+	PWRU_U8 count_only; /* pwru-agent: count drops and visits, make no events */
+};
+
+/* pwru-agent's always-on counters (count_only): per-CPU hash maps. */
+struct pwru_drop_key {
+	PWRU_U32 netns;
+	PWRU_U32 reason; /* enum skb_drop_reason */
+	PWRU_U64 location; /* kfree_skb's location: in the dropping function */
+};
+
+struct pwru_visit_key {
+	PWRU_U32 netns;
+	PWRU_U16 hook_id;
+	PWRU_U16 pad;
+};
+
+struct pwru_count {
+	PWRU_U64 packets;
+	PWRU_U64 bytes;
 };
 
 /* Indexes of the per-CPU counters map. */
@@ -110,12 +128,17 @@ enum pwru_counter {
 	PWRU_CNT_FILTERED = 2, /* skbs rejected by the filters */
 	PWRU_CNT_STACK_FAIL = 3, /* stack requested but the stack map refused it */
 	PWRU_CNT_TRACK_FULL = 4, /* skb-by-stack tracking could not record an entry */
-	PWRU_CNT_MAX = 5,
+	PWRU_CNT_DROPS_OVERFLOW = 5, /* drops not counted: drop_counts was full */
+	PWRU_CNT_VISITS_OVERFLOW = 6, /* visits not counted: visit_counts was full */
+	PWRU_CNT_MAX = 7,
 };
 
 PWRU_STATIC_ASSERT(sizeof(struct pwru_tuple) == 40, "pwru_tuple ABI size");
 PWRU_STATIC_ASSERT(sizeof(struct pwru_event) == 144, "pwru_event ABI size");
 PWRU_STATIC_ASSERT(sizeof(struct pwru_hook_cfg) == 8, "pwru_hook_cfg ABI size");
 PWRU_STATIC_ASSERT(sizeof(struct pwru_filter_cfg) == 20, "pwru_filter_cfg ABI size");
+PWRU_STATIC_ASSERT(sizeof(struct pwru_drop_key) == 16, "pwru_drop_key ABI size");
+PWRU_STATIC_ASSERT(sizeof(struct pwru_visit_key) == 8, "pwru_visit_key ABI size");
+PWRU_STATIC_ASSERT(sizeof(struct pwru_count) == 16, "pwru_count ABI size");
 
 #endif /* PWRU_ABI_H */

@@ -41,6 +41,28 @@ struct {
 	__uint(max_entries, 16384);
 } stacks SEC(".maps");
 
+/*
+ * pwru-agent's counters. Not preallocated: trace sessions never write them
+ * and keep max_entries at 1, and the agent's entries cost memory only once
+ * a (netns, hook) pair has been seen. Per-CPU values keep the hot path free
+ * of shared cache lines.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct pwru_drop_key);
+	__type(value, struct pwru_count);
+	__uint(max_entries, 1); /* user space sizes it before load */
+} drop_counts SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct pwru_visit_key);
+	__type(value, struct pwru_count);
+	__uint(max_entries, 1);
+} visit_counts SEC(".maps");
+
 const volatile struct pwru_filter_cfg filter_cfg = {};
 
 static __always_inline void count(__u32 which)
@@ -243,11 +265,51 @@ static __always_inline void emit_skb_event(void *ctx, struct sk_buff *skb, __u16
 	count(PWRU_CNT_EVENTS);
 }
 
-/* Filters, then reports. True when the skb passed the filters. */
+/* Adds one packet of `len` bytes to `key`'s entry, creating it; a full map
+ * is counted in `overflow`, never silently ignored. */
+static __always_inline void add_count(void *map, const void *key, __u32 len, __u32 overflow)
+{
+	struct pwru_count *c = bpf_map_lookup_elem(map, key);
+	if (!c) {
+		struct pwru_count first = {.packets = 1, .bytes = len};
+		if (bpf_map_update_elem(map, key, &first, BPF_NOEXIST) == 0)
+			return;
+		/* Another CPU may have created it meanwhile (-EEXIST). */
+		c = bpf_map_lookup_elem(map, key);
+		if (!c) {
+			count(overflow);
+			return;
+		}
+	}
+	c->packets += 1;
+	c->bytes += len;
+}
+
+static __always_inline void count_skb(struct sk_buff *skb, __u16 hook_id, bool has_reason, __u32 reason,
+				      __u64 location)
+{
+	__u32 netns = skb_netns(skb);
+	__u32 len = PWRU_SKB_READ(skb, len);
+	struct pwru_visit_key visit = {.netns = netns, .hook_id = hook_id};
+	add_count(&visit_counts, &visit, len, PWRU_CNT_VISITS_OVERFLOW);
+	if (has_reason) {
+		struct pwru_drop_key drop = {.netns = netns, .reason = reason, .location = location};
+		add_count(&drop_counts, &drop, len, PWRU_CNT_DROPS_OVERFLOW);
+	}
+}
+
+/* Filters, then reports (or, for the agent, counts). True when the skb
+ * passed the filters and was reported. */
 static __always_inline bool report_skb(void *ctx, struct sk_buff *skb, __u16 hook_id,
 				       bool has_reason, __u32 reason, __u64 location)
 {
-	if (!skb || !skb_passes_filters(skb))
+	if (!skb)
+		return false;
+	if (filter_cfg.count_only) {
+		count_skb(skb, hook_id, has_reason, reason, location);
+		return false;
+	}
+	if (!skb_passes_filters(skb))
 		return false;
 	emit_skb_event(ctx, skb, hook_id, has_reason, reason, location);
 	return true;

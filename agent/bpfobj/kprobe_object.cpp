@@ -57,6 +57,10 @@ void KprobeObject::load(KprobeKind kind, const pwru_filter_cfg& filter, std::sha
   if (int err = bpf_map__reuse_fd(skel_->maps.counters, maps.counters_fd))
     throw_libbpf("sharing the counters map", err);
   if (int err = bpf_map__reuse_fd(skel_->maps.stacks, maps.stacks_fd)) throw_libbpf("sharing the stack map", err);
+  if (int err = bpf_map__reuse_fd(skel_->maps.drop_counts, maps.drop_counts_fd))
+    throw_libbpf("sharing the drop counter map", err);
+  if (int err = bpf_map__reuse_fd(skel_->maps.visit_counts, maps.visit_counts_fd))
+    throw_libbpf("sharing the visit counter map", err);
   if (int err = pwru_kprobe__load(skel_)) {
     throw_if_injection_failed(programs);
     throw_libbpf(std::string("loading the ") + (multi ? "kprobe-multi" : "kprobe") +

@@ -22,6 +22,8 @@ struct SharedMaps {
   int events_fd = -1;
   int counters_fd = -1;
   int stacks_fd = -1;
+  int drop_counts_fd = -1;
+  int visit_counts_fd = -1;
 };
 
 class KprobeObject {

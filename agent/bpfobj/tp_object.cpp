@@ -69,6 +69,13 @@ void TpObject::configure(const std::vector<TpSlot>& slots, const pwru_filter_cfg
     throw_libbpf("sizing the ring buffer to " + std::to_string(ring_bytes) + " bytes", err);
 }
 
+void TpObject::size_counter_maps(std::uint32_t drop_entries, std::uint32_t visit_entries) {
+  if (int err = bpf_map__set_max_entries(skel_->maps.drop_counts, drop_entries))
+    throw_libbpf("sizing the drop counter map", err);
+  if (int err = bpf_map__set_max_entries(skel_->maps.visit_counts, visit_entries))
+    throw_libbpf("sizing the visit counter map", err);
+}
+
 void TpObject::load() {
   if (int err = pwru_tp__load(skel_)) {
     throw_if_injection_failed(by_slot_);
@@ -80,5 +87,7 @@ struct bpf_program* TpObject::program(std::size_t slot) const { return by_slot_.
 int TpObject::events_fd() const { return bpf_map__fd(skel_->maps.events); }
 int TpObject::counters_fd() const { return bpf_map__fd(skel_->maps.counters); }
 int TpObject::stacks_fd() const { return bpf_map__fd(skel_->maps.stacks); }
+int TpObject::drop_counts_fd() const { return bpf_map__fd(skel_->maps.drop_counts); }
+int TpObject::visit_counts_fd() const { return bpf_map__fd(skel_->maps.visit_counts); }
 
 }  // namespace pwru

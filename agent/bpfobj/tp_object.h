@@ -36,6 +36,9 @@ class TpObject {
   // `pcap` (may be null: match all) is written into every loaded program.
   void configure(const std::vector<TpSlot>& slots, const pwru_filter_cfg& filter,
                  std::uint32_t ring_bytes, std::shared_ptr<const CompiledPcap> pcap);
+  // Sizes pwru-agent's drop and visit counter maps (count_only); trace
+  // sessions leave them at one entry. Before load().
+  void size_counter_maps(std::uint32_t drop_entries, std::uint32_t visit_entries);
   // Verifies and loads every configured slot (one BTF parse for all).
   void load();
 
@@ -43,6 +46,8 @@ class TpObject {
   int events_fd() const;
   int counters_fd() const;
   int stacks_fd() const;
+  int drop_counts_fd() const;
+  int visit_counts_fd() const;
 
  private:
   struct pwru_tp* skel_ = nullptr;

@@ -20,8 +20,12 @@ struct BackendChoice {
 // else the kernel's reason.
 std::string try_kprobe_attach(KprobeKind kind, const std::string& function);
 
+// A function every kernel has and kprobes may attach to: what "auto" tries.
+inline constexpr const char* kBackendProbeFunction = "consume_skb";
+
 // requested: "auto", "kprobe-multi", "kprobe" or "tracepoint". An explicit
 // kprobe backend the kernel refuses is a SystemError naming the reason.
-BackendChoice choose_backend(const std::string& requested, const std::string& probe_function);
+BackendChoice choose_backend(const std::string& requested,
+                             const std::string& probe_function = kBackendProbeFunction);
 
 }  // namespace pwru

@@ -15,7 +15,8 @@ namespace {
 
 // One object, one slot per tracepoint, hook id = index in `tracepoints`.
 std::unique_ptr<TpObject> load_object(const std::vector<SkbTracepoint>& tracepoints, const pwru_filter_cfg& filter,
-                                      std::uint32_t ring_bytes, const std::shared_ptr<const CompiledPcap>& pcap) {
+                                      std::uint32_t ring_bytes, const std::shared_ptr<const CompiledPcap>& pcap,
+                                      CounterMapSizes counter_sizes) {
   std::vector<TpSlot> slots;
   for (std::size_t i = 0; i < tracepoints.size(); ++i) {
     TpSlot slot;
@@ -28,6 +29,7 @@ std::unique_ptr<TpObject> load_object(const std::vector<SkbTracepoint>& tracepoi
   }
   auto object = std::make_unique<TpObject>();
   object->configure(slots, filter, ring_bytes, pcap);
+  object->size_counter_maps(counter_sizes.drop_entries, counter_sizes.visit_entries);
   object->load();
   return object;
 }
@@ -36,13 +38,13 @@ std::unique_ptr<TpObject> load_object(const std::vector<SkbTracepoint>& tracepoi
 
 TracepointBackend::TracepointBackend(const std::vector<SkbTracepoint>& tracepoints,
                                      const pwru_filter_cfg& filter, std::uint32_t ring_bytes,
-                                     std::shared_ptr<const CompiledPcap> pcap) {
+                                     std::shared_ptr<const CompiledPcap> pcap, CounterMapSizes counter_sizes) {
   if (tracepoints.empty())
     throw SystemError("this kernel's BTF lists no tracepoint with a struct sk_buff * argument",
                       ENOENT);
   std::vector<SkbTracepoint> usable = tracepoints;
   try {
-    object_ = load_object(usable, filter, ring_bytes, pcap);
+    object_ = load_object(usable, filter, ring_bytes, pcap, counter_sizes);
   } catch (const SystemError&) {
     // One tracepoint this kernel's verifier refuses must not take the others
     // down: load each alone to find it, then all that passed together. The
@@ -51,14 +53,14 @@ TracepointBackend::TracepointBackend(const std::vector<SkbTracepoint>& tracepoin
     usable.clear();
     for (const SkbTracepoint& tp : tracepoints) {
       try {
-        load_object({tp}, filter, ring_bytes, pcap);
+        load_object({tp}, filter, ring_bytes, pcap, counter_sizes);
         usable.push_back(tp);
       } catch (const SystemError& e) {
         refused_.push_back(tp.name + ": the kernel refused its program (" + e.what() + ")");
       }
     }
     if (usable.empty()) throw;
-    object_ = load_object(usable, filter, ring_bytes, pcap);
+    object_ = load_object(usable, filter, ring_bytes, pcap, counter_sizes);
   }
   for (const SkbTracepoint& tp : usable)
     hooks_.push_back(Hook{static_cast<std::uint16_t>(hooks_.size()), tp.name, tp.reason_arg >= 0});
@@ -94,5 +96,10 @@ void TracepointBackend::detach() noexcept {
 int TracepointBackend::events_fd() const { return object_->events_fd(); }
 int TracepointBackend::counters_fd() const { return object_->counters_fd(); }
 int TracepointBackend::stacks_fd() const { return object_->stacks_fd(); }
+int TracepointBackend::drop_counts_fd() const { return object_->drop_counts_fd(); }
+int TracepointBackend::visit_counts_fd() const { return object_->visit_counts_fd(); }
+SharedMaps TracepointBackend::shared_maps() const {
+  return SharedMaps{events_fd(), counters_fd(), stacks_fd(), drop_counts_fd(), visit_counts_fd()};
+}
 
 }  // namespace pwru

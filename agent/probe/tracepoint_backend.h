@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "bpfobj/kprobe_object.h"
 #include "btf/kernel_btf.h"
 #include "filter/pcap_compiler.h"
 #include "pwru_abi.h"
@@ -25,6 +26,12 @@ struct Hook {
   bool reports_drops = false;
 };
 
+// pwru-agent's counter maps (count_only); trace sessions use the default.
+struct CounterMapSizes {
+  std::uint32_t drop_entries = 1;
+  std::uint32_t visit_entries = 1;
+};
+
 struct AttachReport {
   std::size_t attached = 0;
   std::vector<std::string> skipped;  // "name: reason"
@@ -36,7 +43,8 @@ class TracepointBackend {
   // the kernel refuses are left out and reported by attach() as skipped.
   // `pcap` may be null (no expression: everything matches).
   TracepointBackend(const std::vector<SkbTracepoint>& tracepoints, const pwru_filter_cfg& filter,
-                    std::uint32_t ring_bytes, std::shared_ptr<const CompiledPcap> pcap = nullptr);
+                    std::uint32_t ring_bytes, std::shared_ptr<const CompiledPcap> pcap = nullptr,
+                    CounterMapSizes counter_sizes = {});
   ~TracepointBackend();
   TracepointBackend(const TracepointBackend&) = delete;
   TracepointBackend& operator=(const TracepointBackend&) = delete;
@@ -51,6 +59,10 @@ class TracepointBackend {
   int events_fd() const;
   int counters_fd() const;
   int stacks_fd() const;
+  int drop_counts_fd() const;
+  int visit_counts_fd() const;
+  // The maps a kprobe object must share to write into the same ring and counters.
+  SharedMaps shared_maps() const;
 
  private:
   std::unique_ptr<TpObject> object_;

@@ -17,8 +17,6 @@ constexpr std::size_t kFlushBytes = 1 << 16;
 constexpr int kPollMs = 100;
 }  // namespace
 
-// A function every kernel has and kprobes may attach to: the backend probe.
-constexpr const char* kProbeFunction = "consume_skb";
 
 std::string describe(const KprobePlan& plan) {
   std::size_t without_skb = 0;
@@ -65,7 +63,7 @@ KprobePlan TraceSession::plan_for(const KernelBtf& btf, const Ksyms& ksyms) cons
 
 TraceSession::TraceSession(const KernelBtf& btf, TraceConfig config, LineSink& sink)
     : config_(std::move(config)), sink_(sink), impl_(std::make_unique<Impl>()) {
-  const BackendChoice choice = choose_backend(config_.backend, kProbeFunction);
+  const BackendChoice choice = choose_backend(config_.backend);
   backend_name_ = choice.name;
   backend_reason_ = choice.reason;
   if (config_.filter.track_skb_by_stack && !choice.kprobe)
@@ -81,7 +79,7 @@ TraceSession::TraceSession(const KernelBtf& btf, TraceConfig config, LineSink& s
   if (choice.kprobe) {
     const KprobePlan plan = plan_for(btf, impl_->ksyms);
     plan_summary_ = describe(plan);
-    const SharedMaps maps{impl_->backend->events_fd(), impl_->backend->counters_fd(), impl_->backend->stacks_fd()};
+    const SharedMaps maps = impl_->backend->shared_maps();
     impl_->kprobes = std::make_unique<KprobeBackend>(*choice.kprobe, plan.functions,
                                                      static_cast<std::uint16_t>(impl_->backend->hooks().size()),
                                                      config_.filter, config_.pcap, maps);

@@ -1,0 +1,145 @@
+#include "app/agent_app.h"
+
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/registry.h>
+#include <prometheus/text_serializer.h>
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <chrono>
+#include <thread>
+
+#include "btf/kernel_btf.h"
+#include "config/embedded.h"
+#include "config/name_list.h"
+#include "enrich/ksyms.h"
+#include "events/counter_maps.h"
+#include "events/ring_reader.h"
+#include "http/agent_http.h"
+#include "metrics/skb_counter_collector.h"
+#include "probe/counting_probes.h"
+
+namespace pwru {
+
+namespace {
+
+constexpr auto kStopPoll = std::chrono::milliseconds(200);
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+CountingSpec counting_spec(const AgentConfig& config) {
+  CountingSpec spec;
+  spec.backend = config.probe.backend;
+  spec.sizes = CounterMapSizes{config.counters.drops_max_entries, config.counters.visits_max_entries};
+  spec.all_tracepoints = config.counters.all_tracepoints;
+  spec.tracepoints = config.counters.visit_tracepoints;
+  switch (config.counters.functions) {
+    case AgentConfig::Counters::Functions::kCatalogue:
+      spec.functions = parse_name_list(skb_function_catalogue());
+      break;
+    case AgentConfig::Counters::Functions::kList:
+      spec.functions = config.counters.visit_functions;
+      break;
+    case AgentConfig::Counters::Functions::kNone:
+      break;
+  }
+  return spec;
+}
+
+// Straight from the kernel's cumulative count, so concurrent scrapes need
+// no shared state to stay monotonic.
+prometheus::MetricFamily events_lost_family(std::uint64_t lost) {
+  prometheus::ClientMetric metric;
+  metric.counter.value = static_cast<double>(lost);
+  return prometheus::MetricFamily{"pwru_events_lost_total",
+                                  "Events the kernel could not hand to user space because the ring buffer was full",
+                                  prometheus::MetricType::Counter, {metric}};
+}
+
+}  // namespace
+
+std::string agent_version() { return PWRU_VERSION; }
+
+int run_agent(const AgentConfig& config, const std::function<bool()>& stop_requested) {
+  spdlog::info("pwru-agent {} starting", agent_version());
+  std::atomic<bool> ready{false};
+  std::atomic<const char*> phase{"loading BPF programs"};
+  auto registry = std::make_shared<prometheus::Registry>();
+  std::shared_ptr<SkbCounterCollector> collector;  // set once attached; read under the ready flag
+  std::atomic<int> counters_fd{-1};
+
+  const auto metrics_text = [&]() {
+    std::vector<prometheus::MetricFamily> families;
+    if (ready.load()) {
+      families = collector->Collect();
+      families.push_back(events_lost_family(read_counters(counters_fd.load())[PWRU_CNT_LOST]));
+    }
+    const auto own = registry->Collect();
+    families.insert(families.end(), own.begin(), own.end());
+    return prometheus::TextSerializer().Serialize(families);
+  };
+  AgentHttpServer http(config.http.listen_address, config.http.listen_port,
+                       AgentHttpHandlers{metrics_text, [&] { return ready.load(); },
+                                         [&] { return std::string(phase.load()); }});
+  spdlog::info("serving http://{}:{}/metrics (/healthz, /readyz)", config.http.listen_address, http.port());
+
+  prometheus::BuildGauge()
+      .Name("pwru_build_info")
+      .Help("pwru-agent's version; always 1")
+      .Register(*registry)
+      .Add({{"version", agent_version()}})
+      .Set(1);
+
+  const auto load_start = std::chrono::steady_clock::now();
+  const KernelBtf btf = KernelBtf::load();
+  const Ksyms ksyms = Ksyms::load();
+  if (ksyms.empty()) spdlog::warn("/proc/kallsyms shows no addresses: drop functions will be hex addresses");
+  CountingProbes probes(btf, ksyms, counting_spec(config));
+  spdlog::info("backend {}: {}", probes.backend_name(), probes.backend_reason());
+  for (const std::string& skipped : probes.skipped_functions()) spdlog::info("not counting {}", skipped);
+  spdlog::info("loaded in {:.2f} s", seconds_since(load_start));
+
+  phase = "attaching hooks";
+  const auto attach_start = std::chrono::steady_clock::now();
+  const AttachReport report = probes.attach(stop_requested);
+  for (const std::string& skipped : report.skipped) spdlog::warn("hook not attached: {}", skipped);
+  if (stop_requested()) {
+    spdlog::info("stopped while attaching");
+    http.stop();
+    probes.detach();
+    return 0;
+  }
+  spdlog::info("attached {} hooks ({} skipped) in {:.2f} s", report.attached, report.skipped.size(),
+               seconds_since(attach_start));
+  prometheus::BuildGauge()
+      .Name("pwru_attached_hooks")
+      .Help("Kernel hooks the agent's counters are attached to, by backend")
+      .Register(*registry)
+      .Add({{"backend", probes.backend_name()}})
+      .Set(static_cast<double>(report.attached));
+
+  counters_fd = probes.counters_fd();
+  collector = std::make_shared<SkbCounterCollector>(
+      std::make_shared<BpfCounterSource>(
+          CounterMapFds{probes.drop_counts_fd(), probes.visit_counts_fd(), probes.counters_fd()}),
+      std::make_shared<NoPodResolver>(), [&ksyms](std::uint64_t addr) { return ksyms.nearest(addr); },
+      btf.enum_values("skb_drop_reason"), probes.hook_names(),
+      SkbCounterCollectorConfig{config.metrics.max_series});
+  ready = true;
+  spdlog::info("ready");
+
+  while (!stop_requested()) std::this_thread::sleep_for(kStopPoll);
+
+  spdlog::info("stopping: no more scrapes, detaching");
+  ready = false;
+  http.stop();
+  const auto detach_start = std::chrono::steady_clock::now();
+  probes.detach();
+  spdlog::info("detached in {:.2f} s; bye", seconds_since(detach_start));
+  return 0;
+}
+
+}  // namespace pwru

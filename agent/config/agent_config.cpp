@@ -1,0 +1,382 @@
+#include "config/agent_config.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <charconv>
+#include <functional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "common/error.h"
+#include "config/embedded.h"
+
+namespace pwru {
+namespace {
+
+constexpr const char* kEmbeddedSource = "embedded default";
+
+// Where a value sits: its dotted key path for the message and the mark that
+// gives the line. A null value's own mark points past the key (yaml-cpp
+// places it on the next token), so callers pass the key's mark for those.
+struct Location {
+  std::string path;
+  YAML::Mark mark;
+};
+
+std::string join(const std::vector<std::string>& words, std::string_view separator) {
+  std::string out;
+  for (const std::string& word : words) {
+    if (!out.empty()) out += separator;
+    out += word;
+  }
+  return out;
+}
+
+std::string describe(const YAML::Node& node) {
+  switch (node.Type()) {
+    case YAML::NodeType::Scalar:
+      return "'" + node.Scalar() + "'";
+    case YAML::NodeType::Sequence:
+      return "a list";
+    case YAML::NodeType::Map:
+      return "a map";
+    default:
+      return "nothing";
+  }
+}
+
+// Levenshtein distance, to turn "drop_max_entries" into a suggestion rather
+// than leaving the user to compare the allowed list by eye.
+std::size_t edit_distance(std::string_view a, std::string_view b) {
+  std::vector<std::size_t> row(b.size() + 1);
+  for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (std::size_t i = 1; i <= a.size(); ++i) {
+    std::size_t diagonal = row[0];
+    row[0] = i;
+    for (std::size_t j = 1; j <= b.size(); ++j) {
+      const std::size_t substitution = diagonal + (a[i - 1] == b[j - 1] ? 0 : 1);
+      diagonal = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, substitution});
+    }
+  }
+  return row[b.size()];
+}
+
+class ConfigReader {
+ public:
+  explicit ConfigReader(const std::string& source) : source_(source) {}
+
+  // Overlays the document in `text` onto `config`; a document with no keys
+  // (empty, or only comments) leaves `config` as it is.
+  void apply(std::string_view text, AgentConfig& config) {
+    const YAML::Node root = load(text);
+    read_map(root, Location{"", root.Mark()}, top_level_fields(config));
+  }
+
+ private:
+  using FieldReader = std::function<void(const YAML::Node& value, const Location& at)>;
+  struct Field {
+    std::string key;
+    FieldReader read;
+  };
+
+  [[noreturn]] void fail(const YAML::Mark& mark, const std::string& message) const {
+    std::string prefix = source_;
+    if (mark.line >= 0) prefix += ":" + std::to_string(mark.line + 1);
+    throw UsageError(prefix + ": " + message);
+  }
+
+  [[noreturn]] void fail(const Location& at, const std::string& problem) const {
+    fail(at.mark, (at.path.empty() ? std::string("top level") : at.path) + ": " + problem);
+  }
+
+  YAML::Node load(std::string_view text) const {
+    std::vector<YAML::Node> documents;
+    try {
+      documents = YAML::LoadAll(std::string(text));
+    } catch (const YAML::ParserException& e) {
+      fail(e.mark, "YAML syntax error: " + e.msg + syntax_hint(text, e.mark));
+    }
+    if (documents.size() > 1) {
+      fail(documents[1].Mark(), "holds " + std::to_string(documents.size()) +
+                                    " YAML documents; the configuration is a single document (remove '---')");
+    }
+    return documents.empty() ? YAML::Node() : documents.front();
+  }
+
+  // yaml-cpp's messages name the parser state, not the mistake; the two
+  // mistakes a hand-edited config most often makes get a hint. An unquoted
+  // "[::1]:9464" opens a flow sequence ("end of map not found"), and a tab
+  // in the indentation gives "illegal map value".
+  static std::string syntax_hint(std::string_view text, const YAML::Mark& mark) {
+    if (mark.line < 0) return "";
+    std::size_t begin = 0;
+    for (int line = 0; line < mark.line && begin != std::string_view::npos; ++line) {
+      begin = text.find('\n', begin);
+      if (begin != std::string_view::npos) ++begin;
+    }
+    if (begin == std::string_view::npos) return "";
+    const std::string_view line = text.substr(begin, text.find('\n', begin) - begin);
+    if (line.find(": [") != std::string_view::npos && line.find("]:") != std::string_view::npos) {
+      return " (a value starting with '[' must be quoted, e.g. listen: \"[::1]:9464\")";
+    }
+    if (line.find('\t') != std::string_view::npos) return " (indent with spaces: YAML does not allow tabs)";
+    return "";
+  }
+
+  std::vector<Field> top_level_fields(AgentConfig& config) {
+    return {
+        {"log", section(log_fields(config.log))},
+        {"http", section(http_fields(config.http))},
+        {"probe", section(probe_fields(config.probe))},
+        {"counters", section(counters_fields(config.counters))},
+        {"metrics", section(metrics_fields(config.metrics))},
+    };
+  }
+
+  FieldReader section(std::vector<Field> fields) {
+    return [this, fields = std::move(fields)](const YAML::Node& value, const Location& at) {
+      read_map(value, at, fields);
+    };
+  }
+
+  std::vector<Field> log_fields(AgentConfig::Log& log) {
+    return {
+        {"level",
+         [this, &log](const YAML::Node& v, const Location& at) {
+           log.level = read_choice(v, at, {"trace", "debug", "info", "warn", "error"});
+         }},
+        {"format",
+         [this, &log](const YAML::Node& v, const Location& at) {
+           log.format = read_choice(v, at, {"text", "json"});
+         }},
+    };
+  }
+
+  std::vector<Field> http_fields(AgentConfig::Http& http) {
+    return {
+        {"listen", [this, &http](const YAML::Node& v, const Location& at) { read_listen(v, at, http); }},
+    };
+  }
+
+  std::vector<Field> probe_fields(AgentConfig::Probe& probe) {
+    return {
+        {"backend",
+         [this, &probe](const YAML::Node& v, const Location& at) {
+           probe.backend = read_choice(v, at, {"auto", "kprobe-multi", "kprobe", "tracepoint"});
+         }},
+    };
+  }
+
+  std::vector<Field> counters_fields(AgentConfig::Counters& counters) {
+    constexpr std::uint64_t kMaxMapEntries = 1048576;
+    return {
+        {"drops_max_entries",
+         [this, &counters](const YAML::Node& v, const Location& at) {
+           counters.drops_max_entries = static_cast<std::uint32_t>(read_integer(v, at, 1, kMaxMapEntries));
+         }},
+        {"visits_max_entries",
+         [this, &counters](const YAML::Node& v, const Location& at) {
+           counters.visits_max_entries = static_cast<std::uint32_t>(read_integer(v, at, 1, kMaxMapEntries));
+         }},
+        {"visit_tracepoints",
+         [this, &counters](const YAML::Node& v, const Location& at) { read_visit_tracepoints(v, at, counters); }},
+        {"visit_functions",
+         [this, &counters](const YAML::Node& v, const Location& at) { read_visit_functions(v, at, counters); }},
+    };
+  }
+
+  std::vector<Field> metrics_fields(AgentConfig::Metrics& metrics) {
+    return {
+        {"max_series",
+         [this, &metrics](const YAML::Node& v, const Location& at) {
+           metrics.max_series = static_cast<std::size_t>(read_integer(v, at, 1, 1000000));
+         }},
+    };
+  }
+
+  void read_map(const YAML::Node& map, const Location& at, const std::vector<Field>& fields) {
+    std::vector<std::string> allowed;
+    for (const Field& field : fields) allowed.push_back(field.key);
+    // A section whose keys are all commented out is a null; reading it as
+    // "no changes" lets users keep the heading while trying things out.
+    if (map.IsNull()) return;
+    if (!map.IsMap()) {
+      fail(at, "must be a map with keys " + join(allowed, ", ") + "; got " + describe(map));
+    }
+    const std::string where = at.path.empty() ? "the top level" : at.path;
+    std::set<std::string> seen;
+    for (const auto& entry : map) {
+      const YAML::Node& key = entry.first;
+      const YAML::Node& value = entry.second;
+      if (!key.IsScalar()) {
+        fail(Location{at.path, key.Mark()}, "keys must be plain names; allowed here: " + join(allowed, ", "));
+      }
+      const std::string& name = key.Scalar();
+      const Location child{at.path.empty() ? name : at.path + "." + name, value.IsNull() ? key.Mark() : value.Mark()};
+      const auto field = std::find_if(fields.begin(), fields.end(), [&](const Field& f) { return f.key == name; });
+      if (field == fields.end()) {
+        Location key_at{child.path, key.Mark()};
+        fail(key_at, "unknown key" + suggestion(name, allowed) + "; " + where + " allows " + join(allowed, ", "));
+      }
+      // yaml-cpp keeps both copies of a repeated key; which one wins would
+      // be an accident of the reader, so make the user pick.
+      if (!seen.insert(name).second) fail(Location{child.path, key.Mark()}, "key given twice; keep one");
+      field->read(value, child);
+    }
+  }
+
+  static std::string suggestion(const std::string& name, const std::vector<std::string>& allowed) {
+    const std::string* best = nullptr;
+    std::size_t best_distance = 3;  // more edits than this is a different word, not a typo
+    for (const std::string& candidate : allowed) {
+      const std::size_t distance = edit_distance(name, candidate);
+      if (distance < best_distance) {
+        best_distance = distance;
+        best = &candidate;
+      }
+    }
+    return best ? " (did you mean " + *best + "?)" : "";
+  }
+
+  const std::string& read_scalar(const YAML::Node& value, const Location& at, const std::string& expected) {
+    if (!value.IsScalar()) fail(at, "must be " + expected + "; got " + describe(value));
+    return value.Scalar();
+  }
+
+  std::string read_choice(const YAML::Node& value, const Location& at, const std::vector<std::string>& choices) {
+    const std::string expected = "one of " + join(choices, ", ");
+    const std::string& text = read_scalar(value, at, expected);
+    if (std::find(choices.begin(), choices.end(), text) == choices.end()) {
+      fail(at, "must be " + expected + "; got '" + text + "'");
+    }
+    return text;
+  }
+
+  std::uint64_t read_integer(const YAML::Node& value, const Location& at, std::uint64_t min, std::uint64_t max) {
+    const std::string& text = read_scalar(value, at, integer_range(min, max));
+    return check_integer(text, at, "", min, max);
+  }
+
+  static std::string integer_range(std::uint64_t min, std::uint64_t max) {
+    return "an integer from " + std::to_string(min) + " to " + std::to_string(max);
+  }
+
+  // Decimal digits only: yaml-cpp's own conversion would take "0x10", "1e3"
+  // or " 5", and a size deserves one unambiguous spelling. `what` names the
+  // part of a larger value being checked ("the port in '...' "), if any.
+  std::uint64_t check_integer(const std::string& text, const Location& at, const std::string& what, std::uint64_t min,
+                              std::uint64_t max) {
+    const bool all_digits =
+        !text.empty() && std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; });
+    if (!all_digits) fail(at, what + "must be " + integer_range(min, max) + "; got '" + text + "'");
+    std::uint64_t number = 0;
+    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), number);
+    if (ec == std::errc::result_out_of_range || number > max) {
+      fail(at, what + "'" + text + "' is too large; must be " + integer_range(min, max));
+    }
+    if (number < min) fail(at, what + "'" + text + "' is too small; must be " + integer_range(min, max));
+    return number;
+  }
+
+  void read_listen(const YAML::Node& value, const Location& at, AgentConfig::Http& http) {
+    const std::string expected = "ADDRESS:PORT, e.g. 127.0.0.1:9464, 0.0.0.0:9464 or \"[::1]:9464\"";
+    const std::string& text = read_scalar(value, at, expected);
+    std::string address;
+    std::string port;
+    if (!text.empty() && text.front() == '[') {
+      const std::size_t close = text.find(']');
+      if (close == std::string::npos || close + 1 >= text.size() || text[close + 1] != ':') {
+        fail(at, "must be " + expected + "; got '" + text + "'");
+      }
+      address = text.substr(1, close - 1);
+      port = text.substr(close + 2);
+    } else {
+      const std::size_t colon = text.rfind(':');
+      if (colon == std::string::npos) fail(at, "must be " + expected + "; got '" + text + "' (no port)");
+      address = text.substr(0, colon);
+      port = text.substr(colon + 1);
+      if (address.find(':') != std::string::npos) {
+        fail(at, "IPv6 addresses go in brackets, e.g. \"[" + address + "]:" + port + "\"; got '" + text + "'");
+      }
+    }
+    if (address.empty()) {
+      fail(at, "the address in '" + text + "' is empty; use 0.0.0.0 for all IPv4 addresses or \"[::]:PORT\" for all");
+    }
+    if (address.find_first_of(" \t") != std::string::npos) {
+      fail(at, "the address in '" + text + "' contains a space; write ADDRESS:PORT with nothing in between");
+    }
+    http.listen_port = static_cast<std::uint16_t>(check_integer(port, at, "port ", 1, 65535));
+    http.listen_address = address;
+  }
+
+  std::vector<std::string> read_name_list(const YAML::Node& list, const Location& at, const std::string& kind) {
+    std::vector<std::string> names;
+    for (std::size_t i = 0; i < list.size(); ++i) {
+      const YAML::Node item = list[i];
+      const Location item_at{at.path + "[" + std::to_string(i) + "]", item.IsNull() ? at.mark : item.Mark()};
+      const std::string& name = read_scalar(item, item_at, "a " + kind + " name");
+      if (name.find_first_not_of(" \t") == std::string::npos)
+        fail(item_at, "must be a " + kind + " name; got an empty string");
+      names.push_back(name);
+    }
+    return names;
+  }
+
+  void read_visit_tracepoints(const YAML::Node& value, const Location& at, AgentConfig::Counters& counters) {
+    const std::string expected = "'all' or a list of tracepoint names";
+    if (value.IsSequence()) {
+      if (value.size() == 0) fail(at, "must be " + expected + "; got an empty list");
+      counters.visit_tracepoints = read_name_list(value, at, "tracepoint");
+      counters.all_tracepoints = false;
+      return;
+    }
+    const std::string& text = read_scalar(value, at, expected);
+    if (text != "all") {
+      fail(at, "must be " + expected + "; got '" + text + "' (write a single name as a list: [" + text + "])");
+    }
+    counters.all_tracepoints = true;
+    counters.visit_tracepoints.clear();
+  }
+
+  void read_visit_functions(const YAML::Node& value, const Location& at, AgentConfig::Counters& counters) {
+    using Functions = AgentConfig::Counters::Functions;
+    const std::string expected = "'catalogue', 'none' or a list of kernel function names";
+    if (value.IsSequence()) {
+      if (value.size() == 0)
+        fail(at, "must be " + expected + "; got an empty list (write 'none' to count no functions)");
+      counters.visit_functions = read_name_list(value, at, "kernel function");
+      counters.functions = Functions::kList;
+      return;
+    }
+    const std::string& text = read_scalar(value, at, expected);
+    if (text == "catalogue") {
+      counters.functions = Functions::kCatalogue;
+    } else if (text == "none") {
+      counters.functions = Functions::kNone;
+    } else {
+      fail(at, "must be " + expected + "; got '" + text + "' (write a single name as a list: [" + text + "])");
+    }
+    counters.visit_functions.clear();
+  }
+
+  std::string source_;
+};
+
+}  // namespace
+
+AgentConfig parse_agent_config(std::string_view yaml_text, const std::string& source) {
+  AgentConfig config = default_agent_config_parsed();
+  ConfigReader(source).apply(yaml_text, config);
+  return config;
+}
+
+AgentConfig default_agent_config_parsed() {
+  AgentConfig config;
+  ConfigReader(kEmbeddedSource).apply(default_agent_config(), config);
+  return config;
+}
+
+}  // namespace pwru

@@ -1,0 +1,48 @@
+// pwru-agent's configuration: YAML (config/pwru-agent.yaml is the embedded
+// default) into plain structs, validated strictly so a typo stops start-up
+// instead of being ignored.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace pwru {
+
+struct AgentConfig {
+  struct Log {
+    std::string level = "info";   // trace | debug | info | warn | error
+    std::string format = "text";  // text | json
+  } log;
+  struct Http {
+    std::string listen_address = "127.0.0.1";  // IPv4/IPv6 literal or host name
+    std::uint16_t listen_port = 9464;
+  } http;
+  struct Probe {
+    std::string backend = "auto";  // auto | kprobe-multi | kprobe | tracepoint
+  } probe;
+  struct Counters {
+    std::uint32_t drops_max_entries = 16384;
+    std::uint32_t visits_max_entries = 16384;
+    bool all_tracepoints = true;                  // visit_tracepoints: all
+    std::vector<std::string> visit_tracepoints;   // when not all
+    enum class Functions { kCatalogue, kNone, kList } functions = Functions::kCatalogue;
+    std::vector<std::string> visit_functions;     // when kList
+  } counters;
+  struct Metrics {
+    std::size_t max_series = 10000;
+  } metrics;
+};
+
+// Parses `yaml_text` over the embedded default: keys the text leaves out
+// keep the default's values. Throws UsageError naming the key path
+// ("counters.drops_max_entries") and what is allowed, for unknown keys,
+// wrong types and out-of-range values; `source` names the file in messages.
+AgentConfig parse_agent_config(std::string_view yaml_text, const std::string& source);
+
+// The embedded default alone.
+AgentConfig default_agent_config_parsed();
+
+}  // namespace pwru

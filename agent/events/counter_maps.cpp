@@ -1,0 +1,85 @@
+#include "events/counter_maps.h"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include <cerrno>
+#include <functional>
+#include <vector>
+
+#include "common/error.h"
+#include "events/ring_reader.h"
+#include "pwru_abi.h"
+
+namespace pwru {
+
+namespace {
+
+// Entries fetched per batch syscall: one scrape of 10k series is a few calls.
+constexpr std::uint32_t kBatch = 1024;
+
+// Every entry of a per-CPU hash map as (key, values of all CPUs), in
+// batches where the kernel has them (5.6+), key by key otherwise.
+template <typename Key>
+void for_each_entry(int fd, int ncpus, const std::function<void(const Key&, const pwru_count*)>& visit) {
+  const auto n = static_cast<std::size_t>(ncpus);
+  std::vector<Key> keys(kBatch);
+  std::vector<pwru_count> values(kBatch * n);
+  Key out_batch{};
+  bool first = true;
+  for (;;) {
+    std::uint32_t count = kBatch;
+    LIBBPF_OPTS(bpf_map_batch_opts, opts);
+    const int err = bpf_map_lookup_batch(fd, first ? nullptr : &out_batch, &out_batch, keys.data(), values.data(),
+                                         &count, &opts);
+    const int e = err ? errno : 0;
+    if (err && e != ENOENT) {
+      if (first && (e == EINVAL || e == ENOTSUP || e == EOPNOTSUPP)) break;  // no batch ops: fall through
+      throw SystemError("reading a counter map", e);
+    }
+    for (std::uint32_t i = 0; i < count; ++i) visit(keys[i], &values[i * n]);
+    if (e == ENOENT) return;  // that was the last batch
+    first = false;
+  }
+  Key key{}, next{};
+  const Key* cursor = nullptr;
+  std::vector<pwru_count> per_cpu(n);
+  while (bpf_map_get_next_key(fd, cursor, &next) == 0) {
+    if (bpf_map_lookup_elem(fd, &next, per_cpu.data()) == 0) visit(next, per_cpu.data());
+    key = next;
+    cursor = &key;
+  }
+}
+
+pwru_count sum(const pwru_count* per_cpu, int ncpus) {
+  pwru_count total{};
+  for (int c = 0; c < ncpus; ++c) {
+    total.packets += per_cpu[c].packets;
+    total.bytes += per_cpu[c].bytes;
+  }
+  return total;
+}
+
+}  // namespace
+
+BpfCounterSource::BpfCounterSource(CounterMapFds fds) : fds_(fds), ncpus_(libbpf_num_possible_cpus()) {
+  if (ncpus_ <= 0) throw SystemError("counting the possible CPUs", -ncpus_);
+}
+
+CounterSnapshot BpfCounterSource::read() const {
+  CounterSnapshot snapshot;
+  for_each_entry<pwru_drop_key>(fds_.drop_counts, ncpus_, [&](const pwru_drop_key& k, const pwru_count* v) {
+    const pwru_count total = sum(v, ncpus_);
+    snapshot.drops.push_back(DropCount{k.netns, k.reason, k.location, total.packets, total.bytes});
+  });
+  for_each_entry<pwru_visit_key>(fds_.visit_counts, ncpus_, [&](const pwru_visit_key& k, const pwru_count* v) {
+    const pwru_count total = sum(v, ncpus_);
+    snapshot.visits.push_back(VisitCount{k.netns, k.hook_id, total.packets, total.bytes});
+  });
+  const auto counters = read_counters(fds_.counters);
+  snapshot.drops_overflow_packets = counters[PWRU_CNT_DROPS_OVERFLOW];
+  snapshot.visits_overflow_packets = counters[PWRU_CNT_VISITS_OVERFLOW];
+  return snapshot;
+}
+
+}  // namespace pwru

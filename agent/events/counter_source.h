@@ -1,0 +1,63 @@
+// What the always-on kernel counters hold at one instant, as plain data:
+// the metrics collector reads it through CounterSource, which the BPF map
+// reader implements and unit tests fake.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace pwru {
+
+// Summed over CPUs. Kernel entries are never deleted, so each value only
+// grows between two reads.
+struct DropCount {
+  std::uint32_t netns = 0;     // inode of the skb's network namespace
+  std::uint32_t reason = 0;    // enum skb_drop_reason value
+  std::uint64_t location = 0;  // kfree_skb's location: an address in the dropping function
+  std::uint64_t packets = 0;
+  std::uint64_t bytes = 0;
+};
+
+struct VisitCount {
+  std::uint32_t netns = 0;
+  std::uint16_t hook_id = 0;  // index into the hook names the collector was given
+  std::uint64_t packets = 0;
+  std::uint64_t bytes = 0;
+};
+
+struct CounterSnapshot {
+  std::vector<DropCount> drops;
+  std::vector<VisitCount> visits;
+  // Packets the kernel could not count because its map was full.
+  std::uint64_t drops_overflow_packets = 0;
+  std::uint64_t visits_overflow_packets = 0;
+};
+
+class CounterSource {
+ public:
+  virtual ~CounterSource() = default;
+  virtual CounterSnapshot read() const = 0;
+};
+
+// Pod labels of a network namespace. Empty strings: not a pod (the host's
+// netns) or not known (yet).
+struct PodIdentity {
+  std::string namespace_name;
+  std::string pod;
+};
+
+class NetnsResolver {
+ public:
+  virtual ~NetnsResolver() = default;
+  virtual PodIdentity resolve(std::uint32_t netns_inode) const = 0;
+};
+
+// Knows no pods: every netns gets empty pod labels (until pod identity
+// resolution is wired in).
+class NoPodResolver final : public NetnsResolver {
+ public:
+  PodIdentity resolve(std::uint32_t) const override { return {}; }
+};
+
+}  // namespace pwru

@@ -1,0 +1,282 @@
+#include "metrics/skb_counter_collector.h"
+
+#include <array>
+#include <set>
+#include <stdexcept>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+
+#include <fmt/format.h>
+
+namespace pwru {
+namespace {
+
+constexpr const char* kDropsName = "pwru_skb_drops_total";
+constexpr const char* kDropBytesName = "pwru_skb_drop_bytes_total";
+constexpr const char* kVisitsName = "pwru_skb_function_visits_total";
+constexpr const char* kOverflowName = "pwru_skb_uncounted_packets_total";
+constexpr const char* kFoldedName = "pwru_metrics_folded_keys";
+constexpr const char* kOverflowLabel = "__overflow__";
+
+// Kernel addresses are never re-symbolized (kallsyms only changes on module
+// load/unload, and a stale name then is no worse than a scrape-old one); the
+// bound only guards against a kernel that keeps producing new locations.
+constexpr std::size_t kMaxCachedLocations = 65536;
+
+constexpr std::array<const char*, 5> kDropLabelNames = {"function", "reason", "namespace", "pod", "netns"};
+constexpr std::array<const char*, 4> kVisitLabelNames = {"function", "namespace", "pod", "netns"};
+
+template <std::size_t N>
+using LabelValues = std::array<std::string, N>;
+
+struct Sum {
+  std::uint64_t packets = 0;
+  std::uint64_t bytes = 0;
+  void add(std::uint64_t p, std::uint64_t b) {
+    packets += p;
+    bytes += b;
+  }
+};
+
+// Label sets in one family that own a series. A label set never moves between
+// its own series and the overflow series (in either direction): the counter
+// it left would lose its count and go down, which Prometheus reads as a reset.
+template <std::size_t N>
+struct StickyCap {
+  std::set<LabelValues<N>> owned;
+};
+
+template <std::size_t N>
+struct CappedSeries {
+  std::map<LabelValues<N>, Sum> own;
+  Sum overflow;
+  std::size_t folded = 0;  // distinct label sets summed into `overflow`
+};
+
+// `sums` is ordered, so when one scrape brings more new label sets than free
+// slots, which ones get them does not depend on the kernel map's hash order.
+template <std::size_t N>
+CappedSeries<N> apply_cap(std::map<LabelValues<N>, Sum> sums, StickyCap<N>& cap, std::size_t max_series) {
+  CappedSeries<N> out;
+  for (auto& [labels, sum] : sums) {
+    bool own = cap.owned.count(labels) != 0;
+    if (!own && cap.owned.size() < max_series) {
+      cap.owned.insert(labels);
+      own = true;
+    }
+    if (own) {
+      out.own.emplace(labels, sum);
+    } else {
+      out.overflow.add(sum.packets, sum.bytes);
+      ++out.folded;
+    }
+  }
+  return out;
+}
+
+template <std::size_t N>
+prometheus::ClientMetric make_metric(const std::array<const char*, N>& names, const LabelValues<N>& values) {
+  prometheus::ClientMetric m;
+  m.label.reserve(N);
+  for (std::size_t i = 0; i < N; ++i) m.label.push_back({names[i], values[i]});
+  return m;
+}
+
+template <std::size_t N>
+LabelValues<N> overflow_labels() {
+  LabelValues<N> v;
+  v.fill(kOverflowLabel);
+  return v;
+}
+
+// Appends one counter series per owned label set plus the overflow series
+// (only once something folded, so an uncapped agent shows no phantom series).
+template <std::size_t N, typename Value>
+void add_counters(prometheus::MetricFamily& family, const std::array<const char*, N>& names,
+                  const CappedSeries<N>& series, Value value) {
+  for (const auto& [labels, sum] : series.own) {
+    auto m = make_metric(names, labels);
+    m.counter.value = static_cast<double>(value(sum));
+    family.metric.push_back(std::move(m));
+  }
+  if (series.folded != 0) {
+    auto m = make_metric(names, overflow_labels<N>());
+    m.counter.value = static_cast<double>(value(series.overflow));
+    family.metric.push_back(std::move(m));
+  }
+}
+
+prometheus::MetricFamily family(const char* name, const char* help, prometheus::MetricType type) {
+  prometheus::MetricFamily f;
+  f.name = name;
+  f.help = help;
+  f.type = type;
+  return f;
+}
+
+std::string strip_module(std::string name) {
+  // Ksyms::nearest appends " [module]" for module symbols; the label keeps the
+  // bare function so a series survives the module being built in or not.
+  if (!name.empty() && name.back() == ']') {
+    const auto open = name.rfind(" [");
+    if (open != std::string::npos) name.erase(open);
+  }
+  return name;
+}
+
+}  // namespace
+
+struct SkbCounterCollector::Impl {
+  std::shared_ptr<const CounterSource> source;
+  std::shared_ptr<const NetnsResolver> resolver;
+  std::function<std::string(std::uint64_t)> function_of;
+  std::map<std::uint64_t, std::string> reason_names;  // prefix already stripped
+  std::vector<std::string> hook_names;
+  SkbCounterCollectorConfig config;
+
+  // Scrapes run on the HTTP server's threads, possibly several at once.
+  mutable std::mutex mu;
+  mutable std::unordered_map<std::uint64_t, std::string> function_cache;
+  mutable StickyCap<5> drop_cap;  // shared by drops and drop bytes: same label sets
+  mutable StickyCap<4> visit_cap;
+
+  // Caller holds mu.
+  const std::string& function_label(std::uint64_t location) const {
+    if (auto it = function_cache.find(location); it != function_cache.end()) return it->second;
+    if (function_cache.size() >= kMaxCachedLocations) function_cache.clear();
+    std::string name = function_of ? strip_module(function_of(location)) : std::string();
+    if (name.empty()) name = fmt::format("{:#x}", location);
+    return function_cache.emplace(location, std::move(name)).first->second;
+  }
+
+  std::string reason_label(std::uint32_t reason) const {
+    if (auto it = reason_names.find(reason); it != reason_names.end()) return it->second;
+    // A reason newer than the kernel BTF we read (or no BTF): the number still
+    // identifies it in `enum skb_drop_reason` of that kernel.
+    return std::to_string(reason);
+  }
+
+  std::string hook_label(std::uint16_t hook_id) const {
+    if (hook_id < hook_names.size()) return hook_names[hook_id];
+    return "hook_" + std::to_string(hook_id);
+  }
+};
+
+SkbCounterCollector::SkbCounterCollector(std::shared_ptr<const CounterSource> source,
+                                         std::shared_ptr<const NetnsResolver> resolver,
+                                         std::function<std::string(std::uint64_t)> function_of,
+                                         std::map<std::uint64_t, std::string> reason_names,
+                                         std::vector<std::string> hook_names, SkbCounterCollectorConfig config)
+    : impl_(std::make_unique<Impl>()) {
+  if (!source) throw std::invalid_argument("SkbCounterCollector: no counter source");
+  impl_->source = std::move(source);
+  impl_->resolver = resolver ? std::move(resolver) : std::make_shared<NoPodResolver>();
+  impl_->function_of = std::move(function_of);
+  constexpr std::string_view kPrefix = "SKB_DROP_REASON_";
+  for (auto& [value, name] : reason_names) {
+    if (std::string_view(name).substr(0, kPrefix.size()) == kPrefix) name.erase(0, kPrefix.size());
+    impl_->reason_names.emplace(value, std::move(name));
+  }
+  impl_->hook_names = std::move(hook_names);
+  impl_->config = config;
+}
+
+SkbCounterCollector::~SkbCounterCollector() = default;
+
+std::vector<prometheus::MetricFamily> SkbCounterCollector::Collect() const {
+  const Impl& impl = *impl_;
+  // Outside the lock: reading BPF maps and resolving pods may be slow, and
+  // neither touches the collector's state.
+  const CounterSnapshot snap = impl.source->read();
+
+  std::unordered_map<std::uint32_t, PodIdentity> pods;
+  auto pod_of = [&](std::uint32_t netns) -> const PodIdentity& {
+    auto it = pods.find(netns);
+    if (it == pods.end()) it = pods.emplace(netns, impl.resolver->resolve(netns)).first;
+    return it->second;
+  };
+  for (const auto& d : snap.drops) pod_of(d.netns);
+  for (const auto& v : snap.visits) pod_of(v.netns);
+
+  CappedSeries<5> drops;
+  CappedSeries<4> visits;
+  {
+    std::lock_guard lock(impl.mu);
+    // Several kernel keys (two locations in one function, a reason and the
+    // same reason under another name) land on one label set: their sum is the
+    // series, which stays monotonic because every addend is.
+    std::map<LabelValues<5>, Sum> drop_sums;
+    for (const auto& d : snap.drops) {
+      const PodIdentity& pod = pods.at(d.netns);
+      drop_sums[{impl.function_label(d.location), impl.reason_label(d.reason), pod.namespace_name, pod.pod,
+                 std::to_string(d.netns)}]
+          .add(d.packets, d.bytes);
+    }
+    std::map<LabelValues<4>, Sum> visit_sums;
+    for (const auto& v : snap.visits) {
+      const PodIdentity& pod = pods.at(v.netns);
+      visit_sums[{impl.hook_label(v.hook_id), pod.namespace_name, pod.pod, std::to_string(v.netns)}].add(v.packets,
+                                                                                                         v.bytes);
+    }
+    drops = apply_cap(std::move(drop_sums), impl.drop_cap, impl.config.max_series);
+    visits = apply_cap(std::move(visit_sums), impl.visit_cap, impl.config.max_series);
+  }
+
+  std::vector<prometheus::MetricFamily> out;
+  out.reserve(5);
+
+  auto& f_drops = out.emplace_back(family(
+      kDropsName,
+      "Packets the kernel dropped (kfree_skb with a drop reason). function: the kernel function that freed the skb "
+      "(from kfree_skb's location); reason: enum skb_drop_reason without SKB_DROP_REASON_; netns: inode of the "
+      "skb's network namespace, namespace/pod: its Kubernetes pod. Label sets beyond the series cap are summed "
+      "into the series whose labels are all __overflow__.",
+      prometheus::MetricType::Counter));
+  add_counters(f_drops, kDropLabelNames, drops, [](const Sum& s) { return s.packets; });
+
+  auto& f_bytes = out.emplace_back(family(
+      kDropBytesName,
+      "Bytes (skb->len) of the packets counted in pwru_skb_drops_total, with the same labels and the same "
+      "__overflow__ series.",
+      prometheus::MetricType::Counter));
+  add_counters(f_bytes, kDropLabelNames, drops, [](const Sum& s) { return s.bytes; });
+
+  auto& f_visits = out.emplace_back(family(
+      kVisitsName,
+      "Packets (skbs) that reached a traced kernel function. function: the traced function; netns: inode of the "
+      "skb's network namespace, namespace/pod: its Kubernetes pod. Label sets beyond the series cap are summed "
+      "into the series whose labels are all __overflow__.",
+      prometheus::MetricType::Counter));
+  add_counters(f_visits, kVisitLabelNames, visits, [](const Sum& s) { return s.packets; });
+
+  auto& f_overflow = out.emplace_back(family(
+      kOverflowName,
+      "Packets the kernel could not count because its counter map (map=drops or map=visits) was full: they are "
+      "missing from the pwru_skb_* counters. Raise the map size if this grows.",
+      prometheus::MetricType::Counter));
+  for (auto [map, value] : {std::pair{"drops", snap.drops_overflow_packets},
+                            std::pair{"visits", snap.visits_overflow_packets}}) {
+    prometheus::ClientMetric m;
+    m.label.push_back({"map", map});
+    m.counter.value = static_cast<double>(value);
+    f_overflow.metric.push_back(std::move(m));
+  }
+
+  auto& f_folded = out.emplace_back(family(
+      kFoldedName,
+      "Distinct label sets of a metric (in this scrape) that did not get their own series because the metric "
+      "reached its series cap (max_series), and were summed into its __overflow__ series.",
+      prometheus::MetricType::Gauge));
+  for (auto [metric, folded] :
+       {std::pair{kDropsName, drops.folded}, std::pair{kDropBytesName, drops.folded},
+        std::pair{kVisitsName, visits.folded}}) {
+    prometheus::ClientMetric m;
+    m.label.push_back({"metric", metric});
+    m.gauge.value = static_cast<double>(folded);
+    f_folded.metric.push_back(std::move(m));
+  }
+  return out;
+}
+
+}  // namespace pwru

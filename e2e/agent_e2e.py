@@ -1,0 +1,386 @@
+#!/usr/bin/env python3
+"""End-to-end tests of the installed pwru-agent.
+
+Usage (as root):  agent_e2e.py /path/to/bin/pwru-agent SCENARIO
+
+The agent runs as it would on a node, with a configuration file written by
+the test (loopback port, JSON logs). A real Prometheus server (Debian's
+`prometheus` package) scrapes it on loopback and the assertions go through
+Prometheus' HTTP API, as a dashboard's would. Traffic stays inside network
+namespaces the test creates. Missing root or tools is a failure, not a skip.
+Exit status: 0 pass, 1 fail.
+"""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+import pwru_e2e as base
+from pwru_e2e import Deadline, Failure, Topology, check, sh, wait_until
+
+SCENARIOS = ("prometheus", "endpoints", "bad_config")
+TOOLS = ("ip", "nc", "nft", "prometheus", "promtool")
+
+READY_TIMEOUT = 30.0
+STOP_TIMEOUT = 30.0     # Kubernetes' default grace period
+QUERY_TIMEOUT = 40.0    # traffic -> next scrape -> visible in a query
+DATAGRAMS = 5
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_get(url, timeout=5.0):
+    """(status, body); connection errors are status 0."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+    except (urllib.error.URLError, ConnectionError, socket.timeout) as e:
+        return 0, str(e)
+
+
+class Agent:
+    """One pwru-agent process with its own configuration file."""
+
+    def __init__(self, binary, workdir, extra_yaml="", port=None):
+        self.port = port or free_port()
+        self.config = os.path.join(workdir, "pwru-agent.yaml")
+        with open(self.config, "w") as f:
+            f.write(f"http:\n  listen: 127.0.0.1:{self.port}\nlog:\n  format: json\n  level: info\n{extra_yaml}")
+        self.err_path = os.path.join(workdir, "agent.stderr")
+        self.argv = [binary, "--config", self.config]
+        self.proc = None
+
+    def start(self):
+        with open(self.err_path, "wb") as err:
+            self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
+        return self
+
+    def url(self, path):
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def wait_ready(self):
+        end = time.monotonic() + base.remaining(READY_TIMEOUT)
+        while time.monotonic() < end:
+            if self.proc.poll() is not None:
+                raise Failure("pwru-agent start-up", "running and ready",
+                              f"exited with {self.proc.returncode}:\n{self.stderr()}")
+            if http_get(self.url("/readyz"))[0] == 200:
+                return self
+            time.sleep(0.1)
+        raise Failure("pwru-agent start-up", f"/readyz 200 within {READY_TIMEOUT}s", self.stderr())
+
+    def stop(self):
+        """SIGTERM; the agent must exit 0 inside the grace period. Returns seconds taken."""
+        start = time.monotonic()
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            rc = self.proc.wait(timeout=base.remaining(STOP_TIMEOUT))
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            raise Failure("pwru-agent exit after SIGTERM", f"within {STOP_TIMEOUT}s", "still running (killed)")
+        check(rc == 0, "pwru-agent exit status after SIGTERM", 0, f"{rc}\n{self.stderr()}")
+        return time.monotonic() - start
+
+    def stderr(self):
+        with open(self.err_path, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def kill(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=5)
+
+
+class Prometheus:
+    """Debian's Prometheus, scraping the agent every second, on loopback."""
+
+    def __init__(self, workdir, target_port):
+        self.port = free_port()
+        self.dir = os.path.join(workdir, "prometheus")
+        os.makedirs(self.dir)
+        self.config = os.path.join(self.dir, "prometheus.yml")
+        with open(self.config, "w") as f:
+            f.write("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
+                    "scrape_configs:\n  - job_name: pwru-agent\n"
+                    f"    static_configs:\n      - targets: ['127.0.0.1:{target_port}']\n")
+        self.log_path = os.path.join(self.dir, "prometheus.log")
+        self.proc = None
+
+    def start(self):
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(
+                ["prometheus", f"--config.file={self.config}", f"--storage.tsdb.path={self.dir}/data",
+                 f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=self.dir)
+        wait_until(lambda: http_get(f"http://127.0.0.1:{self.port}/-/ready")[0] == 200, 30,
+                   "Prometheus /-/ready")
+        return self
+
+    def query(self, promql):
+        """The instant vector of `promql` as [(labels, value)]."""
+        url = f"http://127.0.0.1:{self.port}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
+        status, body = http_get(url)
+        check(status == 200, f"Prometheus query {promql}", "HTTP 200", f"{status}: {body}")
+        data = json.loads(body)
+        check(data.get("status") == "success", f"Prometheus query {promql}", "status success", body)
+        return [(r["metric"], float(r["value"][1])) for r in data["data"]["result"]]
+
+    def wait_for(self, promql, pred, what):
+        last = []
+
+        def ok():
+            nonlocal last
+            last = self.query(promql)
+            return pred(last)
+
+        try:
+            wait_until(ok, QUERY_TIMEOUT, what)
+        except Failure:
+            raise Failure(what, f"{promql} satisfying the check within {QUERY_TIMEOUT}s",
+                          f"last answer: {last}\n--- prometheus log:\n{self.log()}")
+        return last
+
+    def target_health(self):
+        status, body = http_get(f"http://127.0.0.1:{self.port}/api/v1/targets")
+        return body if status == 200 else f"{status}: {body}"
+
+    def log(self):
+        with open(self.log_path, "rb") as f:
+            return f.read().decode(errors="replace")[-3000:]
+
+    def kill(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+def send_udp(topo, from_ns, dst, port, count):
+    for _ in range(count):
+        sh(topo.exec_args(from_ns, "nc", "-u", "-w0", dst, str(port)), input_bytes=b"pwru-agent e2e\n")
+
+
+def scenario_prometheus(ctx):
+    """Drops inside test namespaces show up in Prometheus with netns, reason and function."""
+    topo = ctx.topology()
+    # ns A drops UDP to port 7777 with a netfilter rule: NETFILTER_DROP there.
+    sh(topo.exec_args(topo.ns_a, "nft", "-f", "-"), input_bytes=(
+        "table inet pwru_agent_e2e {\n chain in {\n  type filter hook input priority 0; policy accept;\n"
+        "  udp dport 7777 counter drop\n }\n}\n").encode())
+    agent = ctx.track(Agent(ctx.binary, ctx.workdir).start()).wait_ready()
+    prom = ctx.track(Prometheus(ctx.workdir, agent.port).start())
+    prom.wait_for('up{job="pwru-agent"}', lambda r: r and r[0][1] == 1.0, "Prometheus scraping the agent")
+
+    send_udp(topo, topo.ns_a, topo.ip_b, 9999, DATAGRAMS)   # closed port in B: NO_SOCKET in B
+    send_udp(topo, topo.ns_b, topo.ip_a, 7777, DATAGRAMS)   # filtered in A: NETFILTER_DROP in A
+
+    no_socket = f'pwru_skb_drops_total{{reason="NO_SOCKET",netns="{topo.inode_b}"}}'
+    rows = prom.wait_for(no_socket, lambda r: sum(v for _, v in r) >= DATAGRAMS,
+                         f"{DATAGRAMS} NO_SOCKET drops in netns {topo.inode_b}")
+    check(sum(v for _, v in rows) == DATAGRAMS, "NO_SOCKET drops in the test netns", DATAGRAMS, rows)
+    for labels, _ in rows:
+        check(labels.get("function") == "__udp4_lib_rcv", "function label of the NO_SOCKET drop",
+              "__udp4_lib_rcv (UDP's receive, which finds no socket)", labels)
+        # Prometheus drops empty labels from query results: absent means "".
+        check(not labels.get("namespace") and not labels.get("pod"), "pod labels of a non-pod netns",
+              "empty", labels)
+
+    nf = f'pwru_skb_drops_total{{reason="NETFILTER_DROP",netns="{topo.inode_a}"}}'
+    rows = prom.wait_for(nf, lambda r: sum(v for _, v in r) >= DATAGRAMS,
+                         f"{DATAGRAMS} NETFILTER_DROP drops in netns {topo.inode_a}")
+    check(sum(v for _, v in rows) == DATAGRAMS, "NETFILTER_DROP drops in the filtering netns", DATAGRAMS, rows)
+    # Which netfilter function frees the skb depends on the kernel: nf_hook_slow
+    # on older ones, nft_do_chain where nftables sets the reason itself (6.18).
+    check(all(labels.get("function", "").startswith(("nf_", "nft_")) for labels, _ in rows),
+          "function label of the netfilter drop", "a netfilter function (nf_hook_slow, nft_do_chain)", rows)
+    # Nothing of the one netns leaks into the other.
+    check(not prom.query(f'pwru_skb_drops_total{{reason="NETFILTER_DROP",netns="{topo.inode_b}"}}'),
+          "NETFILTER_DROP in the netns without the rule", "no series", "some")
+
+    # Visits of the receive path in B, and bytes with the drops.
+    visits = prom.wait_for(f'pwru_skb_function_visits_total{{function="netif_receive_skb",netns="{topo.inode_b}"}}',
+                           lambda r: r and r[0][1] >= DATAGRAMS, "visits of netif_receive_skb in B")
+    check(visits[0][1] >= DATAGRAMS, "netif_receive_skb visits in B", f">= {DATAGRAMS}", visits)
+    drop_bytes = prom.query(f'sum(pwru_skb_drop_bytes_total{{reason="NO_SOCKET",netns="{topo.inode_b}"}})')
+    check(drop_bytes and drop_bytes[0][1] == DATAGRAMS * (len(b"pwru-agent e2e\n") + 8),
+          "bytes of the NO_SOCKET drops (UDP header + payload)", DATAGRAMS * (15 + 8), drop_bytes)
+    hooks = prom.query('pwru_attached_hooks')
+    check(hooks and hooks[0][1] >= 20 and hooks[0][0].get("backend") == "tracepoint", "pwru_attached_hooks",
+          "tracepoint backend, >= 20 hooks", hooks)
+    check(prom.query('pwru_build_info') != [], "pwru_build_info", "present", "absent")
+
+    # Counters only grow: more drops, higher value, never a reset.
+    before = sum(v for _, v in prom.query(no_socket))
+    send_udp(topo, topo.ns_a, topo.ip_b, 9999, 2)
+    prom.wait_for(no_socket, lambda r: sum(v for _, v in r) == before + 2, "two more NO_SOCKET drops")
+    resets = prom.query(f'resets(pwru_skb_drops_total{{netns="{topo.inode_b}"}}[5m])')
+    check(all(v == 0 for _, v in resets), "counter resets of the drop series", 0, resets)
+
+    took = agent.stop()
+    print(f"agent stopped {took:.2f}s after SIGTERM")
+
+
+def scenario_endpoints(ctx):
+    """The HTTP surface Kubernetes and Prometheus rely on, JSON logs, promtool, SIGTERM."""
+    topo = ctx.topology()
+    agent = ctx.track(Agent(ctx.binary, ctx.workdir)).start()
+    # /healthz answers before attach is done; /readyz then turns 200.
+    wait_until(lambda: http_get(agent.url("/healthz"))[0] == 200, READY_TIMEOUT, "/healthz 200")
+    agent.wait_ready()
+    send_udp(topo, topo.ns_a, topo.ip_b, 9999, 2)
+    status, text = http_get(agent.url("/metrics"))
+    check(status == 200, "GET /metrics", 200, status)
+    check(f'netns="{topo.inode_b}"' in text and 'reason="NO_SOCKET"' in text, "/metrics content",
+          "a NO_SOCKET drop series of the test netns", text[:3000])
+    p = subprocess.run(["promtool", "check", "metrics"], input=text.encode(), stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, timeout=base.remaining(20))
+    report = p.stdout.decode()
+    check(p.returncode == 0 and report.strip() == "", "promtool check metrics on a scrape",
+          "exit 0 and no findings", f"exit {p.returncode}: {report}")
+    check(http_get(agent.url("/nope"))[0] == 404, "unknown path", 404, http_get(agent.url("/nope")))
+
+    took = agent.stop()
+    check(took < STOP_TIMEOUT, "SIGTERM to exit", f"< {STOP_TIMEOUT}s", took)
+    check(http_get(agent.url("/healthz"))[0] == 0, "port after exit", "closed", "still answering")
+    lines = [l for l in agent.stderr().splitlines() if l.strip()]
+    check(lines, "agent log", "some lines", "none")
+    for line in lines:
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError:
+            raise Failure("log.format json", "one JSON object per line", line)
+        check({"time", "level", "msg"} <= set(obj), "JSON log fields", "time, level, msg", obj)
+    check(any("ready" == json.loads(l)["msg"] for l in lines), "log", "a 'ready' line", lines)
+    print(f"promtool clean; agent stopped {took:.2f}s after SIGTERM")
+
+
+def scenario_bad_config(ctx):
+    """A typo or a bad value stops start-up with the key's path; a busy port says so."""
+    cases = [
+        ("counters:\n  drop_max_entries: 10\n", "counters.drop_max_entries"),
+        ("counters:\n  drops_max_entries: -5\n", "counters.drops_max_entries"),
+        ("metrics:\n  max_series: lots\n", "metrics.max_series"),
+        ("probe:\n  backend: fentry\n", "probe.backend"),
+        ("counters:\n  visit_tracepoints: [no_such_tracepoint]\n", "no_such_tracepoint"),
+    ]
+    for n, (yaml_text, key) in enumerate(cases):
+        d = os.path.join(ctx.workdir, f"case{n}")
+        os.makedirs(d)
+        agent = ctx.track(Agent(ctx.binary, d, extra_yaml=yaml_text)).start()
+        try:
+            rc = agent.proc.wait(timeout=base.remaining(20))
+        except subprocess.TimeoutExpired:
+            raise Failure(f"pwru-agent with {yaml_text!r}", "exit 2", "still running")
+        err = agent.stderr()
+        check(rc == 2, f"exit status with {yaml_text!r}", 2, f"{rc}: {err}")
+        check(key in err, f"message for {yaml_text!r}", f"names {key}", err)
+    # The port is taken: exit 1 with the address in the message, nothing left attached.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        d = os.path.join(ctx.workdir, "busy")
+        os.makedirs(d)
+        agent = ctx.track(Agent(ctx.binary, d, port=busy.getsockname()[1])).start()
+        rc = agent.proc.wait(timeout=base.remaining(20))
+        err = agent.stderr()
+        check(rc == 1 and f"127.0.0.1:{agent.port}" in err, "pwru-agent on a busy port",
+              "exit 1 naming the address", f"{rc}: {err}")
+    p = subprocess.run([ctx.binary, "--config", "/nonexistent/pwru-agent.yaml"], stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, timeout=base.remaining(20))
+    check(p.returncode == 2 and b"/nonexistent/pwru-agent.yaml" in p.stderr, "missing --config file",
+          "exit 2 naming the file", p)
+
+
+class Context:
+    def __init__(self, binary, workdir):
+        self.binary = binary
+        self.workdir = workdir
+        self.topo = None
+        self.tracked = []
+
+    def topology(self):
+        self.topo = Topology(self.workdir)
+        self.topo.setup()
+        return self.topo
+
+    def track(self, thing):
+        self.tracked.append(thing)
+        return thing
+
+
+def preflight(binary):
+    problems = []
+    if os.geteuid() != 0:
+        problems.append("not running as root: the agent loads BPF programs and the tests create network "
+                        "namespaces; run ctest as root")
+    if not (os.path.isfile(binary) and os.access(binary, os.X_OK)):
+        problems.append(f"{binary} is not an executable file (did e2e.install run?)")
+    for tool in TOOLS:
+        if not shutil.which(tool):
+            problems.append(f"required tool '{tool}' not found in PATH (packages: iproute2, netcat-openbsd, "
+                            "nftables, prometheus; .ci/setup installs them)")
+    return problems
+
+
+def main(argv):
+    base.START = time.monotonic()
+    base.OVERALL_DEADLINE = 150.0
+    if len(argv) != 3 or argv[2] not in SCENARIOS:
+        print(f"usage: {argv[0]} /path/to/pwru-agent {{{','.join(SCENARIOS)}}}", file=sys.stderr)
+        return 1
+    binary, scenario = os.path.abspath(argv[1]), argv[2]
+    problems = preflight(binary)
+    if problems:
+        for p in problems:
+            print(f"FAIL [agent.{scenario}]: {p}", file=sys.stderr)
+        return 1
+
+    def on_signal(signum, _frame):
+        raise Deadline(f"interrupted by signal {signum}")
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    workdir = tempfile.mkdtemp(prefix=f"pwru-agent-e2e-{scenario}-")
+    ctx = Context(binary, workdir)
+    status = 1
+    try:
+        globals()[f"scenario_{scenario}"](ctx)
+        status = 0
+        print(f"PASS [agent.{scenario}]")
+    except Failure as f:
+        print(f"FAIL [agent.{scenario}]: {f.what}\n  expected: {f.expected}\n  seen:     {f.seen}", file=sys.stderr)
+        for thing in ctx.tracked:
+            if isinstance(thing, Agent):
+                print(f"--- agent stderr ({thing.config}):\n{thing.stderr()[-4000:]}", file=sys.stderr)
+    except Deadline as d:
+        print(f"FAIL [agent.{scenario}]: {d}", file=sys.stderr)
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        for thing in ctx.tracked:
+            thing.kill()
+        if ctx.topo is not None:
+            ctx.topo.teardown()
+        shutil.rmtree(workdir, ignore_errors=True)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

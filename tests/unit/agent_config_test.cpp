@@ -1,0 +1,287 @@
+#include "config/agent_config.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "common/error.h"
+#include "config/embedded.h"
+
+namespace pwru {
+namespace {
+
+using ::testing::AllOf;
+using ::testing::HasSubstr;
+using ::testing::StartsWith;
+using Functions = AgentConfig::Counters::Functions;
+
+constexpr const char* kSource = "/etc/pwru-agent.yaml";
+
+AgentConfig parse(const std::string& text) { return parse_agent_config(text, kSource); }
+
+// The UsageError message `text` raises; a test failure (and "") if it parses.
+std::string error_of(const std::string& text) {
+  try {
+    parse(text);
+  } catch (const UsageError& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "parsed without error:\n" << text;
+  return "";
+}
+
+TEST(AgentConfig, EmbeddedDefaultHasTheDocumentedValues) {
+  const AgentConfig config = default_agent_config_parsed();
+  EXPECT_EQ(config.log.level, "info");
+  EXPECT_EQ(config.log.format, "text");
+  EXPECT_EQ(config.http.listen_address, "127.0.0.1");
+  EXPECT_EQ(config.http.listen_port, 9464);
+  EXPECT_EQ(config.probe.backend, "auto");
+  EXPECT_EQ(config.counters.drops_max_entries, 16384u);
+  EXPECT_EQ(config.counters.visits_max_entries, 16384u);
+  EXPECT_TRUE(config.counters.all_tracepoints);
+  EXPECT_TRUE(config.counters.visit_tracepoints.empty());
+  EXPECT_EQ(config.counters.functions, Functions::kCatalogue);
+  EXPECT_TRUE(config.counters.visit_functions.empty());
+  EXPECT_EQ(config.metrics.max_series, 10000u);
+}
+
+TEST(AgentConfig, EmptyOrCommentOnlyTextGivesTheDefault) {
+  for (const std::string text : {"", "\n", "# nothing here\n  # indented comment\n"}) {
+    const AgentConfig config = parse(text);
+    EXPECT_EQ(config.log.level, "info") << text;
+    EXPECT_EQ(config.http.listen_port, 9464) << text;
+    EXPECT_EQ(config.counters.drops_max_entries, 16384u) << text;
+    EXPECT_EQ(config.metrics.max_series, 10000u) << text;
+  }
+}
+
+TEST(AgentConfig, EmbeddedTextParsedAsAFileGivesTheDefault) {
+  const AgentConfig config = parse(std::string(default_agent_config()));
+  EXPECT_EQ(config.http.listen_port, 9464);
+  EXPECT_EQ(config.counters.functions, Functions::kCatalogue);
+}
+
+TEST(AgentConfig, OverlayKeepsKeysTheTextLeavesOut) {
+  const AgentConfig config = parse(
+      "log:\n"
+      "  format: json\n"
+      "counters:\n"
+      "  visits_max_entries: 4096\n");
+  EXPECT_EQ(config.log.format, "json");
+  EXPECT_EQ(config.log.level, "info");
+  EXPECT_EQ(config.counters.visits_max_entries, 4096u);
+  EXPECT_EQ(config.counters.drops_max_entries, 16384u);
+  EXPECT_TRUE(config.counters.all_tracepoints);
+  EXPECT_EQ(config.http.listen_address, "127.0.0.1");
+  EXPECT_EQ(config.http.listen_port, 9464);
+  EXPECT_EQ(config.probe.backend, "auto");
+  EXPECT_EQ(config.metrics.max_series, 10000u);
+}
+
+TEST(AgentConfig, SectionWithEveryKeyCommentedOutKeepsTheDefault) {
+  const AgentConfig config = parse("log:\n  # level: debug\nmetrics:\n");
+  EXPECT_EQ(config.log.level, "info");
+  EXPECT_EQ(config.metrics.max_series, 10000u);
+}
+
+TEST(AgentConfig, EveryValueCanBeSet) {
+  const AgentConfig config = parse(
+      "log: {level: debug, format: json}\n"
+      "http: {listen: 0.0.0.0:8080}\n"
+      "probe: {backend: kprobe-multi}\n"
+      "counters:\n"
+      "  drops_max_entries: 1\n"
+      "  visits_max_entries: 1048576\n"
+      "metrics: {max_series: 1000000}\n");
+  EXPECT_EQ(config.log.level, "debug");
+  EXPECT_EQ(config.log.format, "json");
+  EXPECT_EQ(config.http.listen_address, "0.0.0.0");
+  EXPECT_EQ(config.http.listen_port, 8080);
+  EXPECT_EQ(config.probe.backend, "kprobe-multi");
+  EXPECT_EQ(config.counters.drops_max_entries, 1u);
+  EXPECT_EQ(config.counters.visits_max_entries, 1048576u);
+  EXPECT_EQ(config.metrics.max_series, 1000000u);
+  for (const std::string level : {"trace", "debug", "info", "warn", "error"}) {
+    EXPECT_EQ(parse("log:\n  level: " + level + "\n").log.level, level);
+  }
+  for (const std::string backend : {"auto", "kprobe-multi", "kprobe", "tracepoint"}) {
+    EXPECT_EQ(parse("probe:\n  backend: " + backend + "\n").probe.backend, backend);
+  }
+}
+
+TEST(AgentConfig, ListenTakesIpv6InBracketsAndHostNames) {
+  AgentConfig config = parse("http:\n  listen: \"[::1]:9464\"\n");
+  EXPECT_EQ(config.http.listen_address, "::1");
+  EXPECT_EQ(config.http.listen_port, 9464);
+  config = parse("http:\n  listen: '[::]:1'\n");
+  EXPECT_EQ(config.http.listen_address, "::");
+  EXPECT_EQ(config.http.listen_port, 1);
+  config = parse("http:\n  listen: metrics.example.internal:65535\n");
+  EXPECT_EQ(config.http.listen_address, "metrics.example.internal");
+  EXPECT_EQ(config.http.listen_port, 65535);
+}
+
+TEST(AgentConfig, VisitTracepointsTakesAllOrAList) {
+  AgentConfig config = parse("counters:\n  visit_tracepoints: [kfree_skb, net_dev_queue]\n");
+  EXPECT_FALSE(config.counters.all_tracepoints);
+  EXPECT_EQ(config.counters.visit_tracepoints, (std::vector<std::string>{"kfree_skb", "net_dev_queue"}));
+  config = parse("counters:\n  visit_tracepoints:\n    - netif_receive_skb\n");
+  EXPECT_FALSE(config.counters.all_tracepoints);
+  EXPECT_EQ(config.counters.visit_tracepoints, (std::vector<std::string>{"netif_receive_skb"}));
+  config = parse("counters:\n  visit_tracepoints: all\n");
+  EXPECT_TRUE(config.counters.all_tracepoints);
+  EXPECT_TRUE(config.counters.visit_tracepoints.empty());
+}
+
+TEST(AgentConfig, VisitFunctionsTakesCatalogueNoneOrAList) {
+  AgentConfig config = parse("counters:\n  visit_functions:\n    - ip_rcv\n    - tcp_v4_rcv\n");
+  EXPECT_EQ(config.counters.functions, Functions::kList);
+  EXPECT_EQ(config.counters.visit_functions, (std::vector<std::string>{"ip_rcv", "tcp_v4_rcv"}));
+  config = parse("counters:\n  visit_functions: none\n");
+  EXPECT_EQ(config.counters.functions, Functions::kNone);
+  EXPECT_TRUE(config.counters.visit_functions.empty());
+  config = parse("counters:\n  visit_functions: catalogue\n");
+  EXPECT_EQ(config.counters.functions, Functions::kCatalogue);
+}
+
+TEST(AgentConfig, UnknownKeysAreRejectedWithTheAllowedKeys) {
+  EXPECT_THAT(error_of("counters:\n  drop_max_entries: 10\n"),
+              AllOf(StartsWith("/etc/pwru-agent.yaml:2: "), HasSubstr("counters.drop_max_entries"),
+                    HasSubstr("unknown key"), HasSubstr("did you mean drops_max_entries?"),
+                    HasSubstr("drops_max_entries, visits_max_entries, visit_tracepoints, visit_functions")));
+  EXPECT_THAT(error_of("log:\n  level: info\nlogs:\n  level: info\n"),
+              AllOf(StartsWith("/etc/pwru-agent.yaml:3: "), HasSubstr("logs"),
+                    HasSubstr("log, http, probe, counters, metrics")));
+  EXPECT_THAT(error_of("http:\n\n  listen: 127.0.0.1:1\n  port: 80\n"),
+              AllOf(StartsWith("/etc/pwru-agent.yaml:4: "), HasSubstr("http.port"), HasSubstr("allows listen")));
+}
+
+TEST(AgentConfig, RepeatedKeysAreRejected) {
+  EXPECT_THAT(error_of("log:\n  level: info\n  level: debug\n"),
+              AllOf(StartsWith("/etc/pwru-agent.yaml:3: "), HasSubstr("log.level"), HasSubstr("twice")));
+}
+
+TEST(AgentConfig, SyntaxErrorsGiveTheLine) {
+  EXPECT_THAT(error_of("log:\n  level: info\n\tformat: json\n"),
+              AllOf(StartsWith("/etc/pwru-agent.yaml:3: "), HasSubstr("YAML syntax error"), HasSubstr("tabs")));
+  EXPECT_THAT(error_of("log: {level: info\n"), AllOf(StartsWith("/etc/pwru-agent.yaml:"), HasSubstr("YAML")));
+  // An unquoted bracketed address is YAML flow syntax; the hint says to quote.
+  EXPECT_THAT(error_of("http:\n  listen: [::1]:9464\n"),
+              AllOf(StartsWith("/etc/pwru-agent.yaml:2: "), HasSubstr("\"[::1]:9464\"")));
+}
+
+TEST(AgentConfig, SeveralDocumentsAreRejected) {
+  EXPECT_THAT(error_of("log: {level: info}\n---\nlog: {level: debug}\n"),
+              AllOf(StartsWith("/etc/pwru-agent.yaml:"), HasSubstr("single document")));
+}
+
+TEST(AgentConfig, TopLevelAndSectionsMustBeMaps) {
+  EXPECT_THAT(error_of("just a string\n"),
+              AllOf(StartsWith("/etc/pwru-agent.yaml:1: "), HasSubstr("top level"), HasSubstr("must be a map")));
+  EXPECT_THAT(error_of("- log\n- http\n"), AllOf(StartsWith("/etc/pwru-agent.yaml:1: "), HasSubstr("must be a map")));
+  EXPECT_THAT(error_of("metrics: 10\n"), AllOf(StartsWith("/etc/pwru-agent.yaml:1: "),
+                                               HasSubstr("metrics: must be a map"), HasSubstr("max_series")));
+  EXPECT_THAT(
+      error_of("log:\n  level: info\ncounters:\n  - drops_max_entries\n"),
+      AllOf(StartsWith("/etc/pwru-agent.yaml:4: "), HasSubstr("counters: must be a map"), HasSubstr("got a list")));
+}
+
+TEST(AgentConfig, LogLevelAndFormatAreChecked) {
+  EXPECT_THAT(error_of("log:\n  level: verbose\n"),
+              AllOf(StartsWith("/etc/pwru-agent.yaml:2: "), HasSubstr("log.level"),
+                    HasSubstr("trace, debug, info, warn, error"), HasSubstr("'verbose'")));
+  EXPECT_THAT(error_of("log:\n  level: warning\n"), HasSubstr("log.level"));
+  EXPECT_THAT(error_of("log:\n  level:\n"), AllOf(StartsWith("/etc/pwru-agent.yaml:2: "), HasSubstr("got nothing")));
+  EXPECT_THAT(error_of("log:\n  level: [info]\n"), AllOf(HasSubstr("log.level"), HasSubstr("got a list")));
+  EXPECT_THAT(error_of("log:\n  level: info\n  format: yaml\n"),
+              AllOf(StartsWith("/etc/pwru-agent.yaml:3: "), HasSubstr("log.format"), HasSubstr("text, json")));
+}
+
+TEST(AgentConfig, ListenIsChecked) {
+  const auto listen_error = [](const std::string& value) { return error_of("\nhttp:\n  listen: " + value + "\n"); };
+  for (const std::string bad :
+       {"127.0.0.1", "'127.0.0.1:'", ":9464", "127.0.0.1:0", "127.0.0.1:65536", "127.0.0.1:94x4", "127.0.0.1:-1",
+        "'127.0.0.1: 9464x'", "'[::1]9464'", "'[::1'", "'[]:9464'", "'127.0.0.1 :9464'", "::1:9464", "9464",
+        "127.0.0.1:99999999999999999999999"}) {
+    EXPECT_THAT(listen_error(bad), AllOf(StartsWith("/etc/pwru-agent.yaml:3: "), HasSubstr("http.listen"))) << bad;
+  }
+  EXPECT_THAT(listen_error("::1:9464"), HasSubstr("\"[::1]:9464\""));
+  EXPECT_THAT(listen_error("127.0.0.1:0"), HasSubstr("too small"));
+  EXPECT_THAT(listen_error("127.0.0.1:65536"), HasSubstr("too large; must be an integer from 1 to 65535"));
+  EXPECT_THAT(listen_error(":9464"), HasSubstr("address"));
+}
+
+TEST(AgentConfig, BackendIsChecked) {
+  EXPECT_THAT(error_of("probe:\n  backend: fentry\n"),
+              AllOf(StartsWith("/etc/pwru-agent.yaml:2: "), HasSubstr("probe.backend"),
+                    HasSubstr("auto, kprobe-multi, kprobe, tracepoint")));
+}
+
+TEST(AgentConfig, MapSizesMustBeIntegersInRange) {
+  for (const std::string key : {"drops_max_entries", "visits_max_entries"}) {
+    const auto size_error = [&](const std::string& value) {
+      return error_of("counters:\n  visit_functions: none\n  " + key + ": " + value + "\n");
+    };
+    for (const std::string bad :
+         {"0", "-1", "1.5", "1e3", "0x10", "many", "'16k'", "1048577", "99999999999999999999999999", "[1]", ""}) {
+      EXPECT_THAT(size_error(bad),
+                  AllOf(StartsWith("/etc/pwru-agent.yaml:3: "), HasSubstr("counters." + key), HasSubstr("1048576")))
+          << key << ": " << bad;
+    }
+    EXPECT_THAT(size_error("-1"), HasSubstr("an integer from 1 to 1048576; got '-1'"));
+    EXPECT_THAT(size_error("1048577"), HasSubstr("too large"));
+    EXPECT_THAT(size_error("99999999999999999999999999"), HasSubstr("too large"));
+    EXPECT_THAT(size_error("0"), HasSubstr("too small"));
+  }
+}
+
+TEST(AgentConfig, MaxSeriesMustBeAnIntegerInRange) {
+  for (const std::string bad : {"0", "-5", "2.5", "lots", "1000001"}) {
+    EXPECT_THAT(error_of("metrics:\n  max_series: " + bad + "\n"),
+                AllOf(StartsWith("/etc/pwru-agent.yaml:2: "), HasSubstr("metrics.max_series"), HasSubstr("1000000")))
+        << bad;
+  }
+}
+
+TEST(AgentConfig, VisitTracepointsRejectsOtherForms) {
+  const auto tracepoints_error = [](const std::string& value) {
+    return error_of("counters:\n  visit_tracepoints: " + value + "\n");
+  };
+  EXPECT_THAT(tracepoints_error("kfree_skb"),
+              AllOf(StartsWith("/etc/pwru-agent.yaml:2: "), HasSubstr("counters.visit_tracepoints"),
+                    HasSubstr("'all' or a list"), HasSubstr("[kfree_skb]")));
+  EXPECT_THAT(tracepoints_error("[]"), AllOf(StartsWith("/etc/pwru-agent.yaml:2: "), HasSubstr("empty list")));
+  EXPECT_THAT(tracepoints_error("{a: b}"), HasSubstr("counters.visit_tracepoints"));
+  EXPECT_THAT(
+      tracepoints_error("[kfree_skb, '']"),
+      AllOf(StartsWith("/etc/pwru-agent.yaml:2: "), HasSubstr("counters.visit_tracepoints[1]"), HasSubstr("empty")));
+  EXPECT_THAT(error_of("counters:\n  visit_tracepoints:\n    - kfree_skb\n    - [a]\n"),
+              AllOf(StartsWith("/etc/pwru-agent.yaml:4: "), HasSubstr("counters.visit_tracepoints[1]")));
+  EXPECT_THAT(error_of("counters:\n  visit_tracepoints:\n    - kfree_skb\n    -\n"),
+              HasSubstr("counters.visit_tracepoints[1]"));
+}
+
+TEST(AgentConfig, VisitFunctionsRejectsOtherForms) {
+  const auto functions_error = [](const std::string& value) {
+    return error_of("counters:\n  visit_functions: " + value + "\n");
+  };
+  EXPECT_THAT(functions_error("all"),
+              AllOf(StartsWith("/etc/pwru-agent.yaml:2: "), HasSubstr("counters.visit_functions"),
+                    HasSubstr("'catalogue', 'none' or a list")));
+  EXPECT_THAT(functions_error("[]"), AllOf(HasSubstr("counters.visit_functions"), HasSubstr("'none'")));
+  EXPECT_THAT(functions_error("[ip_rcv, \"\"]"), HasSubstr("counters.visit_functions[1]"));
+}
+
+TEST(AgentConfig, ErrorsNameTheSourceGiven) {
+  try {
+    parse_agent_config("log:\n  level: loud\n", "configmap pwru/agent.yaml");
+    FAIL() << "parsed a bad level";
+  } catch (const UsageError& e) {
+    EXPECT_THAT(e.what(), StartsWith("configmap pwru/agent.yaml:2: log.level"));
+  }
+}
+
+}  // namespace
+}  // namespace pwru
