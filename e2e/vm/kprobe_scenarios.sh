@@ -161,6 +161,33 @@ start_pwru auto --filter-func '^ip_rcv$'
 $IP netns exec a ping -c 1 10.241.0.2 >/dev/null || fail "ping"
 stop_pwru
 some_line '"func":"ip_rcv"' "auto-selected kprobes"
+echo "== pwru-agent: catalogue functions counted on $B"
+OUT=/tmp/agent.metrics
+printf 'probe:\n  backend: %s\nhttp:\n  listen: 127.0.0.1:9464\n' "$B" >/tmp/agent.yaml
+"$P/pwru-agent" --config /tmp/agent.yaml 2>"$OUT.err" &
+PID=$!
+i=0
+until wget -q -O /dev/null http://127.0.0.1:9464/readyz 2>/dev/null; do
+	kill -0 "$PID" 2>/dev/null || fail "pwru-agent exited before it was ready"
+	i=$((i + 1))
+	[ "$i" -le 1200 ] || fail "pwru-agent not ready within 120 s"
+	sleep 0.1
+done
+echo pwru | $IP netns exec a "$P/nc" -u -w1 10.241.0.2 9999
+$IP netns exec a ping -c 1 10.241.0.2 >/dev/null || fail "ping"
+wget -q -O "$OUT" http://127.0.0.1:9464/metrics || fail "scrape"
+some_line "pwru_attached_hooks{backend=\"$B\"}" "backend in the metrics"
+some_line "pwru_skb_function_visits_total{function=\"ip_rcv\",namespace=\"\",pod=\"\",netns=\"$INODE_B\"}" \
+	"ip_rcv visits (catalogue kprobe) in netns b"
+some_line "pwru_skb_function_visits_total{function=\"veth_xmit\",namespace=\"\",pod=\"\",netns=\"$INODE_A\"}" \
+	"veth_xmit visits (catalogue, module veth) in netns a"
+some_line "pwru_skb_drops_total{function=\"[a-z0-9_]*\",reason=\"NO_SOCKET\",namespace=\"\",pod=\"\",netns=\"$INODE_B\"}" \
+	"NO_SOCKET drop in netns b"
+grep 'function="ip_rcv"\|function="veth_xmit"\|NO_SOCKET\|attached_hooks' "$OUT"
+interrupt_pwru 60 "pwru-agent SIGINT"
+grep "attached\|detached\|not counting" "$OUT.err"
+nothing_attached "after pwru-agent exited"
+
 echo "== Ctrl-C while attaching every skb function"
 OUT=/tmp/int.out  # fail() shows $OUT.err: pwru's stderr
 : >"$OUT"
