@@ -42,13 +42,11 @@ NS_B=pwb-$$-b              # iperf3 server
 NS_IDLE=pwb-$$-idle        # idle netns the overhead run filters on
 ADDR_A=10.231.1.1
 ADDR_B=10.231.1.2
+NS_EXTRA=("$NS_IDLE")
 PORT=5201
 
-die() {
-    echo "bench: ERROR: $*" >&2
-    exit 1
-}
-log() { echo "bench: $*" >&2; }
+# shellcheck source=bench/lib.sh
+source "$SCRIPT_DIR/lib.sh"
 
 # ---------------------------------------------------------------- preflight
 [[ $(id -u) -eq 0 ]] || die "must run as root"
@@ -108,63 +106,6 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # ---------------------------------------------------------------- helpers
-pyjson() { # pyjson FILE EXPR  -> prints the python expression over the JSON `j`
-    python3 -c '
-import json, sys
-with open(sys.argv[1]) as f:
-    j = json.load(f)
-if "error" in j:
-    sys.exit("iperf3 error: " + j["error"])
-print(eval(sys.argv[2]))
-' "$1" "$2"
-}
-
-median() { # median N...
-    python3 -c 'import statistics, sys; print(statistics.median(float(x) for x in sys.argv[1:]))' "$@"
-}
-
-calc() { # calc PYTHON_EXPR
-    python3 -c "import math; print($1)"
-}
-
-now() { date +%s.%N; }
-
-setup_netns() {
-    local ns
-    for ns in "$NS_A" "$NS_B" "$NS_IDLE"; do
-        ip netns add "$ns" || die "cannot create netns $ns"
-        NS_CREATED+=("$ns")
-        ip -n "$ns" link set lo up || die "cannot bring up lo in $ns"
-    done
-    ip -n "$NS_A" link add veth-a type veth peer name veth-b netns "$NS_B" \
-        || die "cannot create veth pair"
-    ip -n "$NS_A" addr add "$ADDR_A/24" dev veth-a || die "cannot address veth-a"
-    ip -n "$NS_B" addr add "$ADDR_B/24" dev veth-b || die "cannot address veth-b"
-    ip -n "$NS_A" link set veth-a up || die "cannot bring up veth-a"
-    ip -n "$NS_B" link set veth-b up || die "cannot bring up veth-b"
-    for _ in $(seq 1 100); do
-        if ip -n "$NS_A" link show veth-a | grep -q LOWER_UP &&
-            ip -n "$NS_B" link show veth-b | grep -q LOWER_UP; then
-            return 0
-        fi
-        sleep 0.1
-    done
-    die "veth pair did not come up within 10 s"
-}
-
-start_server() {
-    ip netns exec "$NS_B" iperf3 -s -B "$ADDR_B" -p "$PORT" >"$TMP/server.log" 2>&1 &
-    SERVER_PID=$!
-    for _ in $(seq 1 100); do
-        kill -0 "$SERVER_PID" 2>/dev/null || { cat "$TMP/server.log" >&2; die "iperf3 server exited"; }
-        if ip netns exec "$NS_B" ss -Hltn "sport = :$PORT" 2>/dev/null | grep -q .; then
-            return 0
-        fi
-        sleep 0.1
-    done
-    die "iperf3 server did not start listening within 10 s"
-}
-
 netns_inode() {
     stat -L -c %i "/var/run/netns/$1" || die "cannot stat netns $1"
 }
@@ -227,18 +168,6 @@ pwru_lost() {
     local n
     n=$(sed -n 's/^pwru: \([0-9][0-9]*\) events lost.*$/\1/p' "$PWRU_LOG" | tail -n 1)
     echo "${n:-0}"
-}
-
-# run_client OUT ARGS... : iperf3 client in NS_A with JSON output
-run_client() {
-    local out=$1
-    shift
-    if ! timeout "$CLIENT_TIMEOUT" ip netns exec "$NS_A" \
-        iperf3 -c "$ADDR_B" -p "$PORT" -t "$DURATION" -J "$@" >"$out" 2>"$out.err"; then
-        cat "$out.err" >&2
-        python3 -c 'import json,sys; print("iperf3:", json.load(open(sys.argv[1])).get("error", "?"))' "$out" >&2 2>/dev/null || true
-        die "iperf3 client failed ($*)"
-    fi
 }
 
 # ---------------------------------------------------------------- setup

@@ -101,6 +101,7 @@ struct pwru_filter_cfg {
 	PWRU_U8 has_pcap; /* run the injected pcap filter (bpf/pcap_stub.bpf.h) */
 	PWRU_U8 track_skb_by_stack; /* kprobe backends: --filter-track-skb-by-stackid */
 	PWRU_U8 count_only; /* pwru-agent: count drops and visits, make no events */
+	PWRU_U32 visit_cache_slots; /* count_only: slots of visit_cache in use, a power of two; 0: none */
 };
 
 /* pwru-agent's always-on counters (count_only): per-CPU hash maps. */
@@ -121,6 +122,17 @@ struct pwru_count {
 	PWRU_U64 bytes;
 };
 
+/* Per-CPU direct-mapped slots in front of visit_counts: the first key to
+ * land on a slot keeps it for good, so a key lives on one CPU either in its
+ * slot or in the hash map, never moving, and every sum only grows. */
+#define PWRU_VISIT_CACHE_SLOTS 2048
+
+struct pwru_visit_slot {
+	struct pwru_visit_key key;
+	PWRU_U64 packets; /* 0: slot free */
+	PWRU_U64 bytes;
+};
+
 /* Indexes of the per-CPU counters map. */
 enum pwru_counter {
 	PWRU_CNT_EVENTS = 0, /* events written to the ring buffer */
@@ -136,9 +148,10 @@ enum pwru_counter {
 PWRU_STATIC_ASSERT(sizeof(struct pwru_tuple) == 40, "pwru_tuple ABI size");
 PWRU_STATIC_ASSERT(sizeof(struct pwru_event) == 144, "pwru_event ABI size");
 PWRU_STATIC_ASSERT(sizeof(struct pwru_hook_cfg) == 8, "pwru_hook_cfg ABI size");
-PWRU_STATIC_ASSERT(sizeof(struct pwru_filter_cfg) == 20, "pwru_filter_cfg ABI size");
+PWRU_STATIC_ASSERT(sizeof(struct pwru_filter_cfg) == 24, "pwru_filter_cfg ABI size");
 PWRU_STATIC_ASSERT(sizeof(struct pwru_drop_key) == 16, "pwru_drop_key ABI size");
 PWRU_STATIC_ASSERT(sizeof(struct pwru_visit_key) == 8, "pwru_visit_key ABI size");
 PWRU_STATIC_ASSERT(sizeof(struct pwru_count) == 16, "pwru_count ABI size");
+PWRU_STATIC_ASSERT(sizeof(struct pwru_visit_slot) == 24, "pwru_visit_slot ABI size");
 
 #endif /* PWRU_ABI_H */

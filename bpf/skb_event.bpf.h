@@ -63,6 +63,19 @@ struct {
 	__uint(max_entries, 1);
 } visit_counts SEC(".maps");
 
+/*
+ * visit_counts costs a hash lookup per packet per hook, which showed in TCP
+ * throughput; most packets hit a few hot (netns, hook) pairs, which this
+ * per-CPU array serves with an inlined array access instead. Trace sessions
+ * size it to one slot.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct pwru_visit_slot);
+	__uint(max_entries, PWRU_VISIT_CACHE_SLOTS);
+} visit_cache SEC(".maps");
+
 const volatile struct pwru_filter_cfg filter_cfg = {};
 
 static __always_inline void count(__u32 which)
@@ -285,13 +298,33 @@ static __always_inline void add_count(void *map, const void *key, __u32 len, __u
 	c->bytes += len;
 }
 
+static __always_inline void count_visit(__u32 netns, __u16 hook_id, __u32 len)
+{
+	/* Multiplicative hashing spreads consecutive netns inodes and hook ids. */
+	__u32 index = (netns * 0x9E3779B1u + (__u32)hook_id * 0x85EBCA77u) & (filter_cfg.visit_cache_slots - 1);
+	struct pwru_visit_slot *slot =
+		filter_cfg.visit_cache_slots ? bpf_map_lookup_elem(&visit_cache, &index) : NULL;
+	if (slot) {
+		if (slot->packets == 0) {
+			slot->key.netns = netns;
+			slot->key.hook_id = hook_id;
+		}
+		if (slot->key.netns == netns && slot->key.hook_id == hook_id) {
+			slot->packets += 1;
+			slot->bytes += len;
+			return;
+		}
+	}
+	struct pwru_visit_key key = {.netns = netns, .hook_id = hook_id};
+	add_count(&visit_counts, &key, len, PWRU_CNT_VISITS_OVERFLOW);
+}
+
 static __always_inline void count_skb(struct sk_buff *skb, __u16 hook_id, bool has_reason, __u32 reason,
 				      __u64 location)
 {
 	__u32 netns = skb_netns(skb);
 	__u32 len = PWRU_SKB_READ(skb, len);
-	struct pwru_visit_key visit = {.netns = netns, .hook_id = hook_id};
-	add_count(&visit_counts, &visit, len, PWRU_CNT_VISITS_OVERFLOW);
+	count_visit(netns, hook_id, len);
 	if (has_reason) {
 		struct pwru_drop_key drop = {.netns = netns, .reason = reason, .location = location};
 		add_count(&drop_counts, &drop, len, PWRU_CNT_DROPS_OVERFLOW);

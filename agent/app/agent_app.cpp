@@ -6,6 +6,8 @@
 #include <prometheus/text_serializer.h>
 #include <spdlog/spdlog.h>
 
+#include <malloc.h>
+
 #include <atomic>
 #include <chrono>
 #include <thread>
@@ -33,7 +35,8 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
 CountingSpec counting_spec(const AgentConfig& config) {
   CountingSpec spec;
   spec.backend = config.probe.backend;
-  spec.sizes = CounterMapSizes{config.counters.drops_max_entries, config.counters.visits_max_entries};
+  spec.sizes = CounterMapSizes{config.counters.drops_max_entries, config.counters.visits_max_entries,
+                               PWRU_VISIT_CACHE_SLOTS};
   spec.all_tracepoints = config.counters.all_tracepoints;
   spec.tracepoints = config.counters.visit_tracepoints;
   switch (config.counters.functions) {
@@ -94,10 +97,20 @@ int run_agent(const AgentConfig& config, const std::function<bool()>& stop_reque
       .Set(1);
 
   const auto load_start = std::chrono::steady_clock::now();
-  const KernelBtf btf = KernelBtf::load();
   const Ksyms ksyms = Ksyms::load();
   if (ksyms.empty()) spdlog::warn("/proc/kallsyms shows no addresses: drop functions will be hex addresses");
-  CountingProbes probes(btf, ksyms, counting_spec(config));
+  // The kernel's parsed BTF is tens of MiB: keep only what the scrapes need.
+  std::map<std::uint64_t, std::string> reason_names;
+  std::unique_ptr<CountingProbes> loaded;
+  {
+    const KernelBtf btf = KernelBtf::load();
+    reason_names = btf.enum_values("skb_drop_reason");
+    loaded = std::make_unique<CountingProbes>(btf, ksyms, counting_spec(config));
+  }
+  CountingProbes& probes = *loaded;
+  // Parsing the kernel's BTF peaks at tens of MiB, all freed by now: return
+  // it to the system rather than carry it for the agent's lifetime.
+  malloc_trim(0);
   spdlog::info("backend {}: {}", probes.backend_name(), probes.backend_reason());
   for (const std::string& skipped : probes.skipped_functions()) spdlog::info("not counting {}", skipped);
   spdlog::info("loaded in {:.2f} s", seconds_since(load_start));
@@ -124,9 +137,10 @@ int run_agent(const AgentConfig& config, const std::function<bool()>& stop_reque
   counters_fd = probes.counters_fd();
   collector = std::make_shared<SkbCounterCollector>(
       std::make_shared<BpfCounterSource>(
-          CounterMapFds{probes.drop_counts_fd(), probes.visit_counts_fd(), probes.counters_fd()}),
+          CounterMapFds{probes.drop_counts_fd(), probes.visit_counts_fd(), probes.visit_cache_fd(),
+                        probes.counters_fd()}),
       std::make_shared<NoPodResolver>(), [&ksyms](std::uint64_t addr) { return ksyms.nearest(addr); },
-      btf.enum_values("skb_drop_reason"), probes.hook_names(),
+      std::move(reason_names), probes.hook_names(),
       SkbCounterCollectorConfig{config.metrics.max_series});
   ready = true;
   spdlog::info("ready");

@@ -61,6 +61,8 @@ void KprobeObject::load(KprobeKind kind, const pwru_filter_cfg& filter, std::sha
     throw_libbpf("sharing the drop counter map", err);
   if (int err = bpf_map__reuse_fd(skel_->maps.visit_counts, maps.visit_counts_fd))
     throw_libbpf("sharing the visit counter map", err);
+  if (int err = bpf_map__reuse_fd(skel_->maps.visit_cache, maps.visit_cache_fd))
+    throw_libbpf("sharing the visit cache", err);
   if (int err = pwru_kprobe__load(skel_)) {
     throw_if_injection_failed(programs);
     throw_libbpf(std::string("loading the ") + (multi ? "kprobe-multi" : "kprobe") +

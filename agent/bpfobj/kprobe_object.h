@@ -24,6 +24,7 @@ struct SharedMaps {
   int stacks_fd = -1;
   int drop_counts_fd = -1;
   int visit_counts_fd = -1;
+  int visit_cache_fd = -1;
 };
 
 class KprobeObject {

@@ -2,6 +2,7 @@
 
 #include <bpf/libbpf.h>
 
+#include <algorithm>
 #include <cstring>
 #include <string>
 
@@ -69,11 +70,17 @@ void TpObject::configure(const std::vector<TpSlot>& slots, const pwru_filter_cfg
     throw_libbpf("sizing the ring buffer to " + std::to_string(ring_bytes) + " bytes", err);
 }
 
-void TpObject::size_counter_maps(std::uint32_t drop_entries, std::uint32_t visit_entries) {
+void TpObject::size_counter_maps(std::uint32_t drop_entries, std::uint32_t visit_entries,
+                                 std::uint32_t visit_cache_slots) {
   if (int err = bpf_map__set_max_entries(skel_->maps.drop_counts, drop_entries))
     throw_libbpf("sizing the drop counter map", err);
   if (int err = bpf_map__set_max_entries(skel_->maps.visit_counts, visit_entries))
     throw_libbpf("sizing the visit counter map", err);
+  if (visit_cache_slots > PWRU_VISIT_CACHE_SLOTS || (visit_cache_slots & (visit_cache_slots - 1)) != 0)
+    throw SystemError("visit cache slots must be a power of two up to " + std::to_string(PWRU_VISIT_CACHE_SLOTS),
+                      EINVAL);
+  if (int err = bpf_map__set_max_entries(skel_->maps.visit_cache, std::max(visit_cache_slots, 1u)))
+    throw_libbpf("sizing the visit cache", err);
 }
 
 void TpObject::load() {
@@ -89,5 +96,6 @@ int TpObject::counters_fd() const { return bpf_map__fd(skel_->maps.counters); }
 int TpObject::stacks_fd() const { return bpf_map__fd(skel_->maps.stacks); }
 int TpObject::drop_counts_fd() const { return bpf_map__fd(skel_->maps.drop_counts); }
 int TpObject::visit_counts_fd() const { return bpf_map__fd(skel_->maps.visit_counts); }
+int TpObject::visit_cache_fd() const { return bpf_map__fd(skel_->maps.visit_cache); }
 
 }  // namespace pwru

@@ -37,8 +37,9 @@ class TpObject {
   void configure(const std::vector<TpSlot>& slots, const pwru_filter_cfg& filter,
                  std::uint32_t ring_bytes, std::shared_ptr<const CompiledPcap> pcap);
   // Sizes pwru-agent's drop and visit counter maps (count_only); trace
-  // sessions leave them at one entry. Before load().
-  void size_counter_maps(std::uint32_t drop_entries, std::uint32_t visit_entries);
+  // sessions leave them at one entry and shrink the visit cache to one slot.
+  // Before load().
+  void size_counter_maps(std::uint32_t drop_entries, std::uint32_t visit_entries, std::uint32_t visit_cache_slots);
   // Verifies and loads every configured slot (one BTF parse for all).
   void load();
 
@@ -48,6 +49,7 @@ class TpObject {
   int stacks_fd() const;
   int drop_counts_fd() const;
   int visit_counts_fd() const;
+  int visit_cache_fd() const;
 
  private:
   struct pwru_tp* skel_ = nullptr;

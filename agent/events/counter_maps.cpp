@@ -5,6 +5,7 @@
 
 #include <cerrno>
 #include <functional>
+#include <map>
 #include <vector>
 
 #include "common/error.h"
@@ -72,10 +73,27 @@ CounterSnapshot BpfCounterSource::read() const {
     const pwru_count total = sum(v, ncpus_);
     snapshot.drops.push_back(DropCount{k.netns, k.reason, k.location, total.packets, total.bytes});
   });
+  // A key is counted on each CPU either in its cache slot or in the hash
+  // map, for good: the sum of both places is the key's total.
+  std::map<std::pair<std::uint32_t, std::uint16_t>, pwru_count> visits;
   for_each_entry<pwru_visit_key>(fds_.visit_counts, ncpus_, [&](const pwru_visit_key& k, const pwru_count* v) {
     const pwru_count total = sum(v, ncpus_);
-    snapshot.visits.push_back(VisitCount{k.netns, k.hook_id, total.packets, total.bytes});
+    pwru_count& into = visits[{k.netns, k.hook_id}];
+    into.packets += total.packets;
+    into.bytes += total.bytes;
   });
+  std::vector<pwru_visit_slot> slots(static_cast<std::size_t>(ncpus_));
+  for (std::uint32_t index = 0;; ++index) {
+    if (bpf_map_lookup_elem(fds_.visit_cache, &index, slots.data()) != 0) break;  // past the last slot
+    for (const pwru_visit_slot& slot : slots) {
+      if (slot.packets == 0) continue;
+      pwru_count& into = visits[{slot.key.netns, slot.key.hook_id}];
+      into.packets += slot.packets;
+      into.bytes += slot.bytes;
+    }
+  }
+  for (const auto& [key, total] : visits)
+    snapshot.visits.push_back(VisitCount{key.first, key.second, total.packets, total.bytes});
   const auto counters = read_counters(fds_.counters);
   snapshot.drops_overflow_packets = counters[PWRU_CNT_DROPS_OVERFLOW];
   snapshot.visits_overflow_packets = counters[PWRU_CNT_VISITS_OVERFLOW];

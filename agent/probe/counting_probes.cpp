@@ -71,6 +71,7 @@ CountingProbes::CountingProbes(const KernelBtf& btf, const Ksyms& ksyms, const C
   backend_reason_ = choice.reason;
   pwru_filter_cfg cfg{};
   cfg.count_only = 1;
+  cfg.visit_cache_slots = spec.sizes.visit_cache_slots;
   tracepoints_ = std::make_unique<TracepointBackend>(select_tracepoints(btf, spec), cfg, kUnusedRingBytes,
                                                      nullptr, spec.sizes);
   if (choice.kprobe && !spec.functions.empty()) {

@@ -19,7 +19,7 @@ namespace pwru {
 
 struct CountingSpec {
   std::string backend = "auto";  // auto | kprobe-multi | kprobe | tracepoint
-  CounterMapSizes sizes{16384, 16384};
+  CounterMapSizes sizes{16384, 16384, PWRU_VISIT_CACHE_SLOTS};
   bool all_tracepoints = true;
   std::vector<std::string> tracepoints;  // when !all_tracepoints; kfree_skb is always added
   std::vector<std::string> functions;    // kprobe backends: skb functions whose visits count
@@ -46,6 +46,7 @@ class CountingProbes {
 
   int drop_counts_fd() const { return tracepoints_->drop_counts_fd(); }
   int visit_counts_fd() const { return tracepoints_->visit_counts_fd(); }
+  int visit_cache_fd() const { return tracepoints_->visit_cache_fd(); }
   int counters_fd() const { return tracepoints_->counters_fd(); }
 
  private:

@@ -29,7 +29,8 @@ std::unique_ptr<TpObject> load_object(const std::vector<SkbTracepoint>& tracepoi
   }
   auto object = std::make_unique<TpObject>();
   object->configure(slots, filter, ring_bytes, pcap);
-  object->size_counter_maps(counter_sizes.drop_entries, counter_sizes.visit_entries);
+  object->size_counter_maps(counter_sizes.drop_entries, counter_sizes.visit_entries,
+                            counter_sizes.visit_cache_slots);
   object->load();
   return object;
 }
@@ -98,8 +99,9 @@ int TracepointBackend::counters_fd() const { return object_->counters_fd(); }
 int TracepointBackend::stacks_fd() const { return object_->stacks_fd(); }
 int TracepointBackend::drop_counts_fd() const { return object_->drop_counts_fd(); }
 int TracepointBackend::visit_counts_fd() const { return object_->visit_counts_fd(); }
+int TracepointBackend::visit_cache_fd() const { return object_->visit_cache_fd(); }
 SharedMaps TracepointBackend::shared_maps() const {
-  return SharedMaps{events_fd(), counters_fd(), stacks_fd(), drop_counts_fd(), visit_counts_fd()};
+  return SharedMaps{events_fd(), counters_fd(), stacks_fd(), drop_counts_fd(), visit_counts_fd(), visit_cache_fd()};
 }
 
 }  // namespace pwru

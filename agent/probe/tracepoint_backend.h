@@ -26,10 +26,12 @@ struct Hook {
   bool reports_drops = false;
 };
 
-// pwru-agent's counter maps (count_only); trace sessions use the default.
+// pwru-agent's counter maps (count_only); trace sessions use the default,
+// which costs no memory.
 struct CounterMapSizes {
   std::uint32_t drop_entries = 1;
   std::uint32_t visit_entries = 1;
+  std::uint32_t visit_cache_slots = 0;  // per CPU; a power of two up to PWRU_VISIT_CACHE_SLOTS, 0: none
 };
 
 struct AttachReport {
@@ -61,6 +63,7 @@ class TracepointBackend {
   int stacks_fd() const;
   int drop_counts_fd() const;
   int visit_counts_fd() const;
+  int visit_cache_fd() const;
   // The maps a kprobe object must share to write into the same ring and counters.
   SharedMaps shared_maps() const;
 

@@ -38,7 +38,7 @@ TEST(CountingProbes, UdpToAClosedPortCountsANoSocketDropInItsNetns) {
   ASSERT_EQ(report.attached, 3u);
 
   testing::NetnsPair pair(7);
-  const BpfCounterSource source(CounterMapFds{probes.drop_counts_fd(), probes.visit_counts_fd(), probes.counters_fd()});
+  const BpfCounterSource source(CounterMapFds{probes.drop_counts_fd(), probes.visit_counts_fd(), probes.visit_cache_fd(), probes.counters_fd()});
   constexpr int kDatagrams = 5;
   constexpr std::size_t kPayload = 100;
   for (int i = 0; i < kDatagrams; ++i) testing::send_udp(pair.path_a(), pair.ip_b, 9, kPayload);
@@ -79,7 +79,7 @@ TEST(CountingProbes, AFullMapCountsWhatItCouldNotKeep) {
   spec.backend = "tracepoint";
   spec.all_tracepoints = false;
   spec.tracepoints = {"net_dev_queue"};
-  spec.sizes = CounterMapSizes{1, 1};  // room for one key each
+  spec.sizes = CounterMapSizes{1, 1, 0};  // room for one key each, no cache in front
   CountingProbes probes(btf, Ksyms{}, spec);
   probes.attach(nullptr);
   testing::NetnsPair pair(8);
@@ -87,9 +87,38 @@ TEST(CountingProbes, AFullMapCountsWhatItCouldNotKeep) {
   testing::send_udp(pair.path_a(), pair.ip_b, 9);
   testing::send_udp(pair.path_b(), pair.ip_a, 9);
   const CounterSnapshot snap =
-      BpfCounterSource(CounterMapFds{probes.drop_counts_fd(), probes.visit_counts_fd(), probes.counters_fd()}).read();
+      BpfCounterSource(CounterMapFds{probes.drop_counts_fd(), probes.visit_counts_fd(), probes.visit_cache_fd(), probes.counters_fd()}).read();
   EXPECT_EQ(snap.visits.size(), 1u);
   EXPECT_GE(snap.visits_overflow_packets, 1u);
+}
+
+TEST(CountingProbes, KeysInTheCacheAndInTheHashMapAddUp) {
+  const KernelBtf btf = KernelBtf::load();
+  CountingSpec spec;
+  spec.backend = "tracepoint";
+  spec.all_tracepoints = false;
+  spec.tracepoints = {"net_dev_queue"};
+  spec.sizes = CounterMapSizes{64, 64, 1};  // one slot: the first key takes it, the rest go to the hash map
+  CountingProbes probes(btf, Ksyms{}, spec);
+  probes.attach(nullptr);
+  testing::NetnsPair pair(9);
+  const BpfCounterSource source(
+      CounterMapFds{probes.drop_counts_fd(), probes.visit_counts_fd(), probes.visit_cache_fd(), probes.counters_fd()});
+  const auto sent_from = [&](std::uint32_t netns) {
+    std::uint64_t n = 0;
+    for (const VisitCount& v : source.read().visits)
+      if (v.netns == netns && v.hook_id == 0) n += v.packets;
+    return n;
+  };
+  const std::uint64_t a0 = sent_from(pair.inode_a), b0 = sent_from(pair.inode_b);
+  for (int i = 0; i < 3; ++i) {
+    testing::send_udp(pair.path_a(), pair.ip_b, 9);
+    testing::send_udp(pair.path_b(), pair.ip_a, 9);
+  }
+  // The veth pair also carries neighbour discovery: at least what we sent.
+  EXPECT_GE(sent_from(pair.inode_a) - a0, 3u);
+  EXPECT_GE(sent_from(pair.inode_b) - b0, 3u);
+  EXPECT_EQ(source.read().visits_overflow_packets, 0u);
 }
 
 TEST(CountingProbes, UnknownTracepointIsAUsageErrorListingTheKnownOnes) {
