@@ -26,21 +26,33 @@ Ksyms Ksyms::parse(std::istream& in) {
     // fall between functions.
     if (type != "t" && type != "T" && type != "w" && type != "W") continue;
     const std::uint64_t addr = std::strtoull(addr_hex.c_str(), nullptr, 16);
-    if (addr == 0) continue;
-    k.names_.insert(name);
-    if (!module.empty()) name += " " + module;
-    k.syms_.push_back(Sym{addr, std::move(name)});
+    if (addr == 0 || name.size() > 0xffff - module.size() - 1) continue;
+    const std::string display = module.empty() ? name : name + " " + module;
+    k.syms_.push_back(Sym{addr, static_cast<std::uint32_t>(k.text_.size()), static_cast<std::uint16_t>(name.size()),
+                          static_cast<std::uint16_t>(display.size())});
+    k.text_ += display;
   }
-  std::sort(k.syms_.begin(), k.syms_.end(),
-            [](const Sym& a, const Sym& b) { return a.addr < b.addr; });
+  std::sort(k.syms_.begin(), k.syms_.end(), [](const Sym& a, const Sym& b) { return a.addr < b.addr; });
+  k.by_name_.resize(k.syms_.size());
+  for (std::uint32_t i = 0; i < k.by_name_.size(); ++i) k.by_name_[i] = i;
+  std::sort(k.by_name_.begin(), k.by_name_.end(),
+            [&k](std::uint32_t a, std::uint32_t b) { return k.name_of(k.syms_[a]) < k.name_of(k.syms_[b]); });
+  k.text_.shrink_to_fit();
   return k;
+}
+
+bool Ksyms::has_function(std::string_view name) const {
+  auto it = std::lower_bound(by_name_.begin(), by_name_.end(), name,
+                             [this](std::uint32_t i, std::string_view n) { return name_of(syms_[i]) < n; });
+  return it != by_name_.end() && name_of(syms_[*it]) == name;
 }
 
 std::string Ksyms::nearest(std::uint64_t addr) const {
   auto it = std::upper_bound(syms_.begin(), syms_.end(), addr,
                              [](std::uint64_t a, const Sym& s) { return a < s.addr; });
   if (it == syms_.begin()) return "";
-  return std::prev(it)->name;
+  const Sym& s = *std::prev(it);
+  return std::string(text_.data() + s.offset, s.display_len);
 }
 
 std::string Ksyms::name_or_hex(std::uint64_t addr) const {

@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <istream>
 #include <string>
-#include <unordered_set>
+#include <string_view>
 #include <vector>
 
 namespace pwru {
@@ -23,17 +23,24 @@ class Ksyms {
   // nearest(), or "0x..." when no symbol covers addr.
   std::string name_or_hex(std::uint64_t addr) const;
   // Whether a text symbol of this exact name exists (in vmlinux or a module).
-  bool has_function(const std::string& name) const { return names_.count(name) != 0; }
+  bool has_function(std::string_view name) const;
   bool empty() const { return syms_.empty(); }
   std::size_t size() const { return syms_.size(); }
 
  private:
+  // ~120k symbols live for the agent's lifetime: one string holds every
+  // "name" or "name [module]", symbols point into it (a string and a hash
+  // node per symbol cost three times as much).
   struct Sym {
     std::uint64_t addr;
-    std::string name;
+    std::uint32_t offset;     // of the display name in text_
+    std::uint16_t name_len;   // the bare name
+    std::uint16_t display_len;  // name plus " [module]"
   };
-  std::vector<Sym> syms_;
-  std::unordered_set<std::string> names_;
+  std::string_view name_of(const Sym& s) const { return {text_.data() + s.offset, s.name_len}; }
+  std::string text_;
+  std::vector<Sym> syms_;                 // by address
+  std::vector<std::uint32_t> by_name_;    // indexes into syms_, by bare name
 };
 
 }  // namespace pwru
