@@ -47,7 +47,7 @@ ADDR_B=10.231.2.2
 PORT=5202
 
 [[ $(id -u) -eq 0 ]] || die "must run as root"
-for tool in ip iperf3 python3 timeout curl ss; do
+for tool in ip iperf3 python3 timeout curl ss bpftool sysctl; do
     command -v "$tool" >/dev/null 2>&1 || die "required tool '$tool' not found"
 done
 [[ -x $AGENT ]] || die "pwru-agent '$AGENT' not found (build it, or pass its path as \$1)"
@@ -60,6 +60,7 @@ TMP=$(mktemp -d /tmp/pwru-agent-bench.XXXXXX)
 AGENT_PID=""
 SERVER_PID=""
 NS_CREATED=()
+BPF_STATS_BEFORE=$(sysctl -n kernel.bpf_stats_enabled 2>/dev/null || echo 0)
 
 cleanup() {
     local rc=$?
@@ -72,6 +73,7 @@ cleanup() {
         for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null; done
         ip netns del "$ns" 2>/dev/null
     done
+    sysctl -q -w kernel.bpf_stats_enabled="$BPF_STATS_BEFORE" 2>/dev/null
     rm -rf "$TMP"
     exit "$rc"
 }
@@ -137,9 +139,29 @@ for round in $(seq 1 "$ROUNDS"); do
 done
 base_med=$(median "${BASE[@]}")
 with_med=$(median "${WITH[@]}")
+# Each round's pair ran back to back: the median of their ratios is robust
+# to the machine's load drifting between rounds.
+PAIRED=()
+for i in "${!BASE[@]}"; do PAIRED+=("$(calc "${WITH[$i]} / ${BASE[$i]}")"); done
+paired=$(calc "round($(median "${PAIRED[@]}"), 3)")
 spread=$(calc "(max($(csv "${BASE[@]}")) - min($(csv "${BASE[@]}"))) / $base_med * 100")
 ratio=$(calc "round($with_med / $base_med, 3)")
-echo "agent_tcp_throughput without_gbps=$(calc "round($base_med, 2)") with_agent_gbps=$(calc "round($with_med, 2)") ratio=$ratio rounds=$ROUNDS baseline_spread_pct=$(calc "round($spread, 1)") load=$(cut -d' ' -f1 /proc/loadavg)"
+echo "agent_tcp_throughput without_gbps=$(calc "round($base_med, 2)") with_agent_gbps=$(calc "round($with_med, 2)") ratio=$ratio paired_ratio_median=$paired rounds=$ROUNDS baseline_spread_pct=$(calc "round($spread, 1)") load=$(cut -d' ' -f1 /proc/loadavg)"
+
+# Per-hit cost of the agent's programs, from the kernel's BPF statistics
+# (which add their own few ns per run), under the same TCP load.
+sysctl -q -w kernel.bpf_stats_enabled=1
+start_agent stats ""
+run_client "$TMP/stats.json"
+per_hit=$(bpftool prog show -j | python3 -c '
+import json, sys
+progs = [p for p in json.load(sys.stdin) if p.get("name", "").startswith("pwru_")]
+runs = sum(p.get("run_cnt", 0) for p in progs)
+ns = sum(p.get("run_time_ns", 0) for p in progs)
+print("hits=%d ns_per_hit=%.1f" % (runs, ns / max(runs, 1)))')
+stop_agent
+sysctl -q -w kernel.bpf_stats_enabled="$BPF_STATS_BEFORE"
+echo "agent_per_hit $per_hit duration_s=$DURATION"
 
 # ---------------------------------------------------------------- 2. scrape and memory
 start_agent scrape "counters:

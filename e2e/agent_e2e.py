@@ -18,14 +18,13 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 
 import pwru_e2e as base
-from pwru_e2e import Deadline, Failure, Topology, check, sh, wait_until
+from pwru_e2e import Failure, Topology, check, sh, wait_until
 
 SCENARIOS = ("prometheus", "endpoints", "bad_config")
 TOOLS = ("ip", "nc", "nft", "prometheus", "promtool")
@@ -234,7 +233,7 @@ def scenario_prometheus(ctx):
     check(all(v == 0 for _, v in resets), "counter resets of the drop series", 0, resets)
 
     took = agent.stop()
-    print(f"agent stopped {took:.2f}s after SIGTERM")
+    return f"agent stopped {took:.2f}s after SIGTERM"
 
 
 def scenario_endpoints(ctx):
@@ -268,7 +267,7 @@ def scenario_endpoints(ctx):
             raise Failure("log.format json", "one JSON object per line", line)
         check({"time", "level", "msg"} <= set(obj), "JSON log fields", "time, level, msg", obj)
     check(any("ready" == json.loads(l)["msg"] for l in lines), "log", "a 'ready' line", lines)
-    print(f"promtool clean; agent stopped {took:.2f}s after SIGTERM")
+    return f"promtool clean; agent stopped {took:.2f}s after SIGTERM"
 
 
 def scenario_bad_config(ctx):
@@ -339,47 +338,23 @@ def preflight(binary):
     return problems
 
 
+def show_agent_failure(ctx, _failure):
+    for thing in ctx.tracked:
+        if isinstance(thing, Agent):
+            print(f"--- agent stderr ({thing.config}):\n{thing.stderr()[-4000:]}", file=sys.stderr)
+
+
+def teardown_agent(ctx):
+    for thing in ctx.tracked:
+        thing.kill()
+    if ctx.topo is not None:
+        ctx.topo.teardown()
+
+
 def main(argv):
-    base.START = time.monotonic()
-    base.OVERALL_DEADLINE = 150.0
-    if len(argv) != 3 or argv[2] not in SCENARIOS:
-        print(f"usage: {argv[0]} /path/to/pwru-agent {{{','.join(SCENARIOS)}}}", file=sys.stderr)
-        return 1
-    binary, scenario = os.path.abspath(argv[1]), argv[2]
-    problems = preflight(binary)
-    if problems:
-        for p in problems:
-            print(f"FAIL [agent.{scenario}]: {p}", file=sys.stderr)
-        return 1
-
-    def on_signal(signum, _frame):
-        raise Deadline(f"interrupted by signal {signum}")
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    workdir = tempfile.mkdtemp(prefix=f"pwru-agent-e2e-{scenario}-")
-    ctx = Context(binary, workdir)
-    status = 1
-    try:
-        globals()[f"scenario_{scenario}"](ctx)
-        status = 0
-        print(f"PASS [agent.{scenario}]")
-    except Failure as f:
-        print(f"FAIL [agent.{scenario}]: {f.what}\n  expected: {f.expected}\n  seen:     {f.seen}", file=sys.stderr)
-        for thing in ctx.tracked:
-            if isinstance(thing, Agent):
-                print(f"--- agent stderr ({thing.config}):\n{thing.stderr()[-4000:]}", file=sys.stderr)
-    except Deadline as d:
-        print(f"FAIL [agent.{scenario}]: {d}", file=sys.stderr)
-    finally:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        for thing in ctx.tracked:
-            thing.kill()
-        if ctx.topo is not None:
-            ctx.topo.teardown()
-        shutil.rmtree(workdir, ignore_errors=True)
-    return status
+    scenarios = {name: globals()[f"scenario_{name}"] for name in SCENARIOS}
+    return base.scenario_main(argv, scenarios, preflight, Context, show_agent_failure, teardown_agent,
+                              deadline=150.0)
 
 
 if __name__ == "__main__":

@@ -23,14 +23,27 @@ std::uint32_t reason_value(const KernelBtf& btf, const std::string& name) {
   return 0;
 }
 
+// The tracepoint backend (this kernel has no kprobes; the guests test those)
+// on the tracepoints given, kfree_skb added by CountingProbes.
+CountingSpec tracepoint_spec(std::vector<std::string> tracepoints, CounterMapSizes sizes = {16384, 16384,
+                                                                                            PWRU_VISIT_CACHE_SLOTS}) {
+  CountingSpec spec;
+  spec.backend = "tracepoint";
+  spec.all_tracepoints = false;
+  spec.tracepoints = std::move(tracepoints);
+  spec.sizes = sizes;
+  return spec;
+}
+
+BpfCounterSource counter_source(const CountingProbes& probes) {
+  return BpfCounterSource(
+      CounterMapFds{probes.drop_counts_fd(), probes.visit_counts_fd(), probes.visit_cache_fd(), probes.counters_fd()});
+}
+
 TEST(CountingProbes, UdpToAClosedPortCountsANoSocketDropInItsNetns) {
   const KernelBtf btf = KernelBtf::load();
   const Ksyms ksyms = Ksyms::load();
-  CountingSpec spec;
-  spec.backend = "tracepoint";  // this kernel has no kprobes; the guests test those
-  spec.all_tracepoints = false;
-  spec.tracepoints = {"netif_receive_skb", "net_dev_queue"};
-  CountingProbes probes(btf, ksyms, spec);
+  CountingProbes probes(btf, ksyms, tracepoint_spec({"netif_receive_skb", "net_dev_queue"}));
   const std::vector<std::string> hooks = probes.hook_names();
   ASSERT_EQ(hooks.size(), 3u);  // kfree_skb added for drops
   EXPECT_NE(std::find(hooks.begin(), hooks.end(), "kfree_skb"), hooks.end());
@@ -38,7 +51,7 @@ TEST(CountingProbes, UdpToAClosedPortCountsANoSocketDropInItsNetns) {
   ASSERT_EQ(report.attached, 3u);
 
   testing::NetnsPair pair(7);
-  const BpfCounterSource source(CounterMapFds{probes.drop_counts_fd(), probes.visit_counts_fd(), probes.visit_cache_fd(), probes.counters_fd()});
+  const BpfCounterSource source = counter_source(probes);
   constexpr int kDatagrams = 5;
   constexpr std::size_t kPayload = 100;
   for (int i = 0; i < kDatagrams; ++i) testing::send_udp(pair.path_a(), pair.ip_b, 9, kPayload);
@@ -75,35 +88,25 @@ TEST(CountingProbes, UdpToAClosedPortCountsANoSocketDropInItsNetns) {
 
 TEST(CountingProbes, AFullMapCountsWhatItCouldNotKeep) {
   const KernelBtf btf = KernelBtf::load();
-  CountingSpec spec;
-  spec.backend = "tracepoint";
-  spec.all_tracepoints = false;
-  spec.tracepoints = {"net_dev_queue"};
-  spec.sizes = CounterMapSizes{1, 1, 0};  // room for one key each, no cache in front
-  CountingProbes probes(btf, Ksyms{}, spec);
+  // Room for one key each, no cache in front.
+  CountingProbes probes(btf, Ksyms{}, tracepoint_spec({"net_dev_queue"}, CounterMapSizes{1, 1, 0}));
   probes.attach(nullptr);
   testing::NetnsPair pair(8);
   // Two namespaces sending: two visit keys for a map of one.
   testing::send_udp(pair.path_a(), pair.ip_b, 9);
   testing::send_udp(pair.path_b(), pair.ip_a, 9);
-  const CounterSnapshot snap =
-      BpfCounterSource(CounterMapFds{probes.drop_counts_fd(), probes.visit_counts_fd(), probes.visit_cache_fd(), probes.counters_fd()}).read();
+  const CounterSnapshot snap = counter_source(probes).read();
   EXPECT_EQ(snap.visits.size(), 1u);
   EXPECT_GE(snap.visits_overflow_packets, 1u);
 }
 
 TEST(CountingProbes, KeysInTheCacheAndInTheHashMapAddUp) {
   const KernelBtf btf = KernelBtf::load();
-  CountingSpec spec;
-  spec.backend = "tracepoint";
-  spec.all_tracepoints = false;
-  spec.tracepoints = {"net_dev_queue"};
-  spec.sizes = CounterMapSizes{64, 64, 1};  // one slot: the first key takes it, the rest go to the hash map
-  CountingProbes probes(btf, Ksyms{}, spec);
+  // One slot: the first key takes it, the rest go to the hash map.
+  CountingProbes probes(btf, Ksyms{}, tracepoint_spec({"net_dev_queue"}, CounterMapSizes{64, 64, 1}));
   probes.attach(nullptr);
   testing::NetnsPair pair(9);
-  const BpfCounterSource source(
-      CounterMapFds{probes.drop_counts_fd(), probes.visit_counts_fd(), probes.visit_cache_fd(), probes.counters_fd()});
+  const BpfCounterSource source = counter_source(probes);
   const auto sent_from = [&](std::uint32_t netns) {
     std::uint64_t n = 0;
     for (const VisitCount& v : source.read().visits)
@@ -123,12 +126,8 @@ TEST(CountingProbes, KeysInTheCacheAndInTheHashMapAddUp) {
 
 TEST(CountingProbes, UnknownTracepointIsAUsageErrorListingTheKnownOnes) {
   const KernelBtf btf = KernelBtf::load();
-  CountingSpec spec;
-  spec.backend = "tracepoint";
-  spec.all_tracepoints = false;
-  spec.tracepoints = {"no_such_tracepoint"};
   try {
-    CountingProbes probes(btf, Ksyms{}, spec);
+    CountingProbes probes(btf, Ksyms{}, tracepoint_spec({"no_such_tracepoint"}));
     FAIL() << "accepted an unknown tracepoint";
   } catch (const UsageError& e) {
     EXPECT_NE(std::string(e.what()).find("no_such_tracepoint"), std::string::npos);
