@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <cerrno>
+#include <chrono>
 
 #include "common/error.h"
 
@@ -20,6 +21,13 @@ constexpr int kIoTimeoutSeconds = 10;
 
 AgentHttpServer::AgentHttpServer(const std::string& address, std::uint16_t port, AgentHttpHandlers handlers)
     : handlers_(std::move(handlers)), server_(std::make_unique<httplib::Server>()) {
+  // httplib's default adds SO_REUSEPORT, with which a second agent on the
+  // node would bind the same port and silently take half the scrapes.
+  // SO_REUSEADDR alone still lets a restarted agent bind at once.
+  server_->set_socket_options([](int sock) {
+    const int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+  });
   server_->set_read_timeout(kIoTimeoutSeconds, 0);
   server_->set_write_timeout(kIoTimeoutSeconds, 0);
   server_->Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
@@ -51,6 +59,10 @@ AgentHttpServer::AgentHttpServer(const std::string& address, std::uint16_t port,
                       EADDRNOTAVAIL);
   port_ = static_cast<std::uint16_t>(bound);
   thread_ = std::thread([this] { server_->listen_after_bind(); });
+  // httplib's stop() does nothing until the loop runs: a stop() right after
+  // construction would leave the thread serving and the join hanging.
+  for (int i = 0; i < 5000 && !server_->is_running(); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
 }
 
 AgentHttpServer::~AgentHttpServer() { stop(); }
