@@ -65,15 +65,14 @@ struct {
 
 /*
  * visit_counts costs a hash lookup per packet per hook, which showed in TCP
- * throughput; most packets hit a few hot (netns, hook) pairs, which this
- * per-CPU array serves with an inlined array access instead. Trace sessions
- * size it to one slot.
+ * throughput; most packets hit a few hot (netns, hook) pairs, which these
+ * per-CPU slots serve with plain memory accesses instead.
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__type(key, __u32);
-	__type(value, struct pwru_visit_slot);
-	__uint(max_entries, PWRU_VISIT_CACHE_SLOTS);
+	__type(value, struct pwru_visit_cache);
+	__uint(max_entries, 1);
 } visit_cache SEC(".maps");
 
 const volatile struct pwru_filter_cfg filter_cfg = {};
@@ -302,8 +301,9 @@ static __always_inline void count_visit(__u32 netns, __u16 hook_id, __u32 len)
 {
 	/* Multiplicative hashing spreads consecutive netns inodes and hook ids. */
 	__u32 index = (netns * 0x9E3779B1u + (__u32)hook_id * 0x85EBCA77u) & (filter_cfg.visit_cache_slots - 1);
-	struct pwru_visit_slot *slot =
-		filter_cfg.visit_cache_slots ? bpf_map_lookup_elem(&visit_cache, &index) : NULL;
+	__u32 zero = 0;
+	struct pwru_visit_cache *cache = filter_cfg.visit_cache_slots ? bpf_map_lookup_elem(&visit_cache, &zero) : NULL;
+	struct pwru_visit_slot *slot = cache ? &cache->slot[index & (PWRU_VISIT_CACHE_SLOTS - 1)] : NULL;
 	if (slot) {
 		if (slot->packets == 0) {
 			slot->key.netns = netns;

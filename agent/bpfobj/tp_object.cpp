@@ -79,8 +79,7 @@ void TpObject::size_counter_maps(std::uint32_t drop_entries, std::uint32_t visit
   if (visit_cache_slots > PWRU_VISIT_CACHE_SLOTS || (visit_cache_slots & (visit_cache_slots - 1)) != 0)
     throw SystemError("visit cache slots must be a power of two up to " + std::to_string(PWRU_VISIT_CACHE_SLOTS),
                       EINVAL);
-  if (int err = bpf_map__set_max_entries(skel_->maps.visit_cache, std::max(visit_cache_slots, 1u)))
-    throw_libbpf("sizing the visit cache", err);
+
 }
 
 void TpObject::load() {

@@ -82,10 +82,12 @@ CounterSnapshot BpfCounterSource::read() const {
     into.packets += total.packets;
     into.bytes += total.bytes;
   });
-  std::vector<pwru_visit_slot> slots(static_cast<std::size_t>(ncpus_));
-  for (std::uint32_t index = 0;; ++index) {
-    if (bpf_map_lookup_elem(fds_.visit_cache, &index, slots.data()) != 0) break;  // past the last slot
-    for (const pwru_visit_slot& slot : slots) {
+  std::vector<pwru_visit_cache> caches(static_cast<std::size_t>(ncpus_));
+  const std::uint32_t zero = 0;
+  if (bpf_map_lookup_elem(fds_.visit_cache, &zero, caches.data()) != 0)
+    throw SystemError("reading the visit cache", errno);
+  for (const pwru_visit_cache& cache : caches) {
+    for (const pwru_visit_slot& slot : cache.slot) {
       if (slot.packets == 0) continue;
       pwru_count& into = visits[{slot.key.netns, slot.key.hook_id}];
       into.packets += slot.packets;

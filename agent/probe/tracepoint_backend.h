@@ -27,7 +27,7 @@ struct Hook {
 };
 
 // pwru-agent's counter maps (count_only); trace sessions use the default,
-// which costs no memory.
+// which costs no memory beyond the visit cache's fixed 24 KiB per CPU.
 struct CounterMapSizes {
   std::uint32_t drop_entries = 1;
   std::uint32_t visit_entries = 1;
