@@ -1,0 +1,77 @@
+// Keeps a PodCache of this node's pods current from the Kubernetes API:
+// LIST, then WATCH from the list's resourceVersion with bookmarks; a 410
+// Gone relists; any other failure reconnects after a jittered backoff. Runs
+// on a thread of its own, so an API server that is down or slow never
+// blocks metrics or traces: labels catch up when it returns.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+
+#include "k8s/pod_cache.h"
+
+namespace pwru {
+
+struct KubeApiConfig {
+  std::string host;        // API server host name or address
+  int port = 443;
+  std::string token_file;  // bearer token, re-read before every request (it rotates)
+  std::string ca_file;     // CA bundle that signed the API server's certificate
+  std::string node_name;   // only pods scheduled here are listed and watched
+
+  // The in-cluster configuration (KUBERNETES_SERVICE_HOST/_PORT, the
+  // service account's token and CA, NODE_NAME), or nullopt when not in a
+  // cluster. `env` looks up environment variables (tests inject their own).
+  static std::optional<KubeApiConfig> in_cluster(const std::function<std::optional<std::string>(const char*)>& env);
+};
+
+struct PodWatcherStats {
+  std::uint64_t lists = 0;
+  std::uint64_t watch_events = 0;
+  std::uint64_t relists_after_gone = 0;
+  std::uint64_t failures = 0;
+  std::string last_error;
+};
+
+class PodWatcher {
+ public:
+  PodWatcher(KubeApiConfig config, PodCache& cache);
+  ~PodWatcher();
+  PodWatcher(const PodWatcher&) = delete;
+  PodWatcher& operator=(const PodWatcher&) = delete;
+
+  void start();
+  // Ends the watch (also a stream in progress) and joins the thread.
+  void stop() noexcept;
+  // True once a LIST succeeded: the cache reflects the node.
+  bool synced() const { return synced_.load(); }
+  PodWatcherStats stats() const;
+
+  static constexpr std::chrono::milliseconds kInitialBackoff{500};
+  static constexpr std::chrono::milliseconds kMaxBackoff{30000};
+
+ private:
+  void run();
+  bool list();   // false on failure (backoff)
+  enum class WatchEnd { kResume, kRelist, kReconnect, kStopped };
+  WatchEnd watch();
+  void fail(const std::string& why);
+  void sleep_for(std::chrono::milliseconds d);
+
+  KubeApiConfig config_;
+  PodCache& cache_;
+  std::atomic<bool> stopping_{false};
+  std::atomic<bool> synced_{false};
+  std::thread thread_;
+  mutable std::mutex mutex_;
+  std::condition_variable wake_;
+  PodWatcherStats stats_;
+};
+
+}  // namespace pwru

@@ -1,0 +1,178 @@
+#!/usr/bin/env python3
+"""A fake Kubernetes API server for pwru-agent's tests: TLS, bearer-token
+auth, and the real LIST/WATCH protocol for pods (fieldSelector on the node,
+paging with limit/continue, chunked watch streams of JSON lines, BOOKMARK
+events, 410 Gone for a compacted resourceVersion or on demand mid-stream,
+connections dropped on demand).
+
+Usage: fake_kube_apiserver.py CERT KEY TOKEN_FILE
+Prints "PORT <n>" once listening on 127.0.0.1. The token file is re-read for
+every request, so a test rotates the token by rewriting it. Test control
+(no auth): POST /__control/{add,delete,gone,drop,compact} with a JSON body,
+GET /__control/stats.
+"""
+
+import http.server
+import json
+import ssl
+import sys
+import threading
+import time
+import urllib.parse
+
+LOCK = threading.Condition()
+STATE = {"rv": 100, "pods": {}, "log": [], "min_rv": 0, "epoch": 0, "drop_epoch": 0,
+         "stats": {"lists": 0, "watches": 0, "unauthorized": 0, "gone_sent": 0}}
+
+
+def pod_object(pod, rv):
+    return {"kind": "Pod", "apiVersion": "v1",
+            "metadata": {"uid": pod["uid"], "namespace": pod["namespace"], "name": pod["name"],
+                         "resourceVersion": str(rv)},
+            "spec": {"nodeName": pod.get("node", "n1"), "hostNetwork": bool(pod.get("hostNetwork"))}}
+
+
+def record(kind, pod):
+    STATE["rv"] += 1
+    STATE["log"].append((STATE["rv"], kind, pod))
+    LOCK.notify_all()
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def send_json(self, code, obj):
+        body = json.dumps(obj).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def status(self, code, reason, message):
+        return {"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": message, "reason": reason,
+                "code": code}
+
+    def do_POST(self):
+        url = urllib.parse.urlparse(self.path)
+        length = int(self.headers.get("Content-Length", "0"))
+        body = json.loads(self.rfile.read(length) or b"{}")
+        with LOCK:
+            if url.path == "/__control/add":
+                STATE["pods"][body["uid"]] = body
+                record("ADDED", body)
+            elif url.path == "/__control/delete":
+                pod = STATE["pods"].pop(body["uid"])
+                record("DELETED", pod)
+            elif url.path == "/__control/compact":
+                STATE["min_rv"] = STATE["rv"] + 1
+            elif url.path == "/__control/gone":
+                STATE["min_rv"] = STATE["rv"] + 1
+                STATE["epoch"] += 1
+                LOCK.notify_all()
+            elif url.path == "/__control/drop":
+                STATE["drop_epoch"] += 1
+                LOCK.notify_all()
+            else:
+                return self.send_json(404, {})
+        self.send_json(200, {"rv": STATE["rv"]})
+
+    def do_GET(self):
+        url = urllib.parse.urlparse(self.path)
+        if url.path == "/__control/stats":
+            with LOCK:
+                return self.send_json(200, STATE["stats"])
+        with open(TOKEN_FILE) as f:
+            token = f.read().strip()
+        if self.headers.get("Authorization") != f"Bearer {token}":
+            with LOCK:
+                STATE["stats"]["unauthorized"] += 1
+            return self.send_json(401, self.status(401, "Unauthorized", "Unauthorized"))
+        if url.path != "/api/v1/pods":
+            return self.send_json(404, self.status(404, "NotFound", "not found"))
+        q = urllib.parse.parse_qs(url.query)
+        selector = q.get("fieldSelector", [""])[0]
+        node = selector.split("=", 1)[1] if selector.startswith("spec.nodeName=") else None
+        if q.get("watch", ["0"])[0] in ("1", "true"):
+            return self.watch(q, node)
+        with LOCK:
+            STATE["stats"]["lists"] += 1
+            pods = sorted((p for p in STATE["pods"].values() if node is None or p.get("node", "n1") == node),
+                          key=lambda p: p["uid"])
+            rv = STATE["rv"]
+        limit = int(q.get("limit", ["0"])[0] or 0)
+        start = int(q.get("continue", ["0"])[0] or 0)
+        page = pods[start:start + limit] if limit else pods[start:]
+        more = limit and start + limit < len(pods)
+        self.send_json(200, {"kind": "PodList", "apiVersion": "v1",
+                             "metadata": {"resourceVersion": str(rv), "continue": str(start + limit) if more else ""},
+                             "items": [pod_object(p, rv) for p in page]})
+
+    def chunk(self, obj):
+        data = (json.dumps(obj) + "\n").encode()
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+        self.wfile.flush()
+
+    def watch(self, q, node):
+        since = int(q.get("resourceVersion", ["0"])[0] or 0)
+        deadline = time.monotonic() + int(q.get("timeoutSeconds", ["300"])[0])
+        bookmarks = q.get("allowWatchBookmarks", ["false"])[0] == "true"
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        with LOCK:
+            STATE["stats"]["watches"] += 1
+            epoch, drop_epoch = STATE["epoch"], STATE["drop_epoch"]
+            too_old = since < STATE["min_rv"]
+        if too_old:
+            return self.gone(since)
+        last_bookmark = time.monotonic()
+        while time.monotonic() < deadline:
+            with LOCK:
+                LOCK.wait(timeout=0.2)
+                if STATE["drop_epoch"] != drop_epoch:
+                    self.close_connection = True
+                    self.connection.shutdown(2)  # no final chunk: a dropped connection
+                    return
+                if STATE["epoch"] != epoch:
+                    return self.gone(since)
+                events = [(rv, kind, pod) for rv, kind, pod in STATE["log"] if rv > since]
+            for rv, kind, pod in events:
+                if node is None or pod.get("node", "n1") == node:
+                    self.chunk({"type": kind, "object": pod_object(pod, rv)})
+                since = rv
+            if bookmarks and time.monotonic() - last_bookmark > 1.0:
+                self.chunk({"type": "BOOKMARK", "object": {"kind": "Pod", "apiVersion": "v1",
+                                                           "metadata": {"resourceVersion": str(since)}}})
+                last_bookmark = time.monotonic()
+        self.wfile.write(b"0\r\n\r\n")
+
+    def gone(self, since):
+        with LOCK:
+            STATE["stats"]["gone_sent"] += 1
+        self.chunk({"type": "ERROR", "object": self.status(
+            410, "Expired", f"too old resource version: {since} ({STATE['rv']})")})
+        self.wfile.write(b"0\r\n\r\n")
+
+
+class Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        # Clients hanging up mid-stream (a watcher stopping) are normal here.
+        if not isinstance(sys.exc_info()[1], (ConnectionError, ssl.SSLError, OSError)):
+            super().handle_error(request, client_address)
+
+
+if __name__ == "__main__":
+    cert, key, TOKEN_FILE = sys.argv[1:4]
+    server = Server(("127.0.0.1", 0), Handler)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    print(f"PORT {server.server_address[1]}", flush=True)
+    server.serve_forever()
