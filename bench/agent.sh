@@ -68,11 +68,7 @@ cleanup() {
     trap - EXIT INT TERM
     [[ -n $AGENT_PID ]] && kill -KILL "$AGENT_PID" 2>/dev/null && wait "$AGENT_PID" 2>/dev/null
     [[ -n $SERVER_PID ]] && kill -TERM "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null
-    local ns pid
-    for ns in "${NS_CREATED[@]}"; do
-        for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null; done
-        ip netns del "$ns" 2>/dev/null
-    done
+    cleanup_netns
     sysctl -q -w kernel.bpf_stats_enabled="$BPF_STATS_BEFORE" 2>/dev/null
     rm -rf "$TMP"
     exit "$rc"

@@ -78,3 +78,15 @@ run_client() {
     fi
 }
 
+
+# Kills what still runs inside the namespaces we created (we started it),
+# then deletes them. For the caller's EXIT trap.
+cleanup_netns() {
+    local ns pid
+    for ns in "${NS_CREATED[@]}"; do
+        for pid in $(ip netns pids "$ns" 2>/dev/null); do
+            kill -KILL "$pid" 2>/dev/null
+        done
+        ip netns del "$ns" 2>/dev/null
+    done
+}

@@ -89,14 +89,7 @@ cleanup() {
         kill -TERM "$SERVER_PID" 2>/dev/null
         wait "$SERVER_PID" 2>/dev/null
     fi
-    local ns pid
-    for ns in "${NS_CREATED[@]}"; do
-        # Anything still running inside our own namespaces was started by us.
-        for pid in $(ip netns pids "$ns" 2>/dev/null); do
-            kill -KILL "$pid" 2>/dev/null
-        done
-        ip netns del "$ns" 2>/dev/null
-    done
+    cleanup_netns
     sysctl -q -w kernel.bpf_stats_enabled="$BPF_STATS_BEFORE" 2>/dev/null
     rm -rf "$TMP"
     exit "$rc"

@@ -13,7 +13,6 @@ Exit status: 0 pass, 1 fail.
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -325,17 +324,7 @@ class Context:
 
 
 def preflight(binary):
-    problems = []
-    if os.geteuid() != 0:
-        problems.append("not running as root: the agent loads BPF programs and the tests create network "
-                        "namespaces; run ctest as root")
-    if not (os.path.isfile(binary) and os.access(binary, os.X_OK)):
-        problems.append(f"{binary} is not an executable file (did e2e.install run?)")
-    for tool in TOOLS:
-        if not shutil.which(tool):
-            problems.append(f"required tool '{tool}' not found in PATH (packages: iproute2, netcat-openbsd, "
-                            "nftables, prometheus; .ci/setup installs them)")
-    return problems
+    return base.missing_prerequisites(binary, TOOLS, "iproute2, netcat-openbsd, nftables, prometheus")
 
 
 def show_agent_failure(ctx, _failure):

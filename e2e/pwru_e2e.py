@@ -750,18 +750,23 @@ def scenario_pcap(ctx):
           len(events), run)
 
 
-def preflight(pwru):
+def missing_prerequisites(binary, tools, packages):
+    """What stops the scenarios from running at all: each a failure, never a skip."""
     problems = []
     if os.geteuid() != 0:
-        problems.append("not running as root: pwru needs CAP_BPF/CAP_PERFMON/CAP_NET_ADMIN and the tests "
+        problems.append(f"not running as root: {os.path.basename(binary)} loads BPF programs and the tests "
                         "create network namespaces; run ctest as root")
-    if not (os.path.isfile(pwru) and os.access(pwru, os.X_OK)):
-        problems.append(f"{pwru} is not an executable file (did e2e.install run?)")
-    for tool in TOOLS:
+    if not (os.path.isfile(binary) and os.access(binary, os.X_OK)):
+        problems.append(f"{binary} is not an executable file (did e2e.install run?)")
+    for tool in tools:
         if not shutil.which(tool):
-            problems.append(f"required tool '{tool}' not found in PATH "
-                            f"(packages: iproute2, iputils-ping, netcat-openbsd, nftables)")
+            problems.append(f"required tool '{tool}' not found in PATH (packages: {packages}; .ci/setup "
+                            "installs them)")
     return problems
+
+
+def preflight(pwru):
+    return missing_prerequisites(pwru, TOOLS, "iproute2, iputils-ping, netcat-openbsd, nftables")
 
 
 def scenario_main(argv, scenarios, preflight, make_context, show_failure, teardown, deadline=100.0):
