@@ -99,15 +99,18 @@ void PodWatcher::sleep_for(std::chrono::milliseconds d) {
 void PodWatcher::run() {
   std::mt19937 random(std::random_device{}());
   auto backoff = kInitialBackoff;
+  // Jitter keeps a node's agents from hitting a recovering API server in step.
+  const auto back_off = [&] {
+    std::uniform_real_distribution<double> jitter(0.8, 1.2);
+    sleep_for(std::chrono::milliseconds(static_cast<long>(backoff.count() * jitter(random))));
+    backoff = std::min(backoff * 2, kMaxBackoff);
+  };
   bool need_list = true;
   while (!stopping_) {
     if (need_list) {
       if (!list()) {
-        // Jitter keeps a node's agents from hitting a recovering API server in step.
-        std::uniform_real_distribution<double> jitter(0.8, 1.2);
-        spdlog::warn("kubernetes: {}; retrying in {} ms", stats().last_error, backoff.count());
-        sleep_for(std::chrono::milliseconds(static_cast<long>(backoff.count() * jitter(random))));
-        backoff = std::min(backoff * 2, kMaxBackoff);
+        spdlog::warn("kubernetes: {}; retrying in about {} ms", stats().last_error, backoff.count());
+        back_off();
         continue;
       }
       need_list = false;
@@ -122,12 +125,9 @@ void PodWatcher::run() {
       case WatchEnd::kRelist:
         need_list = true;
         break;
-      case WatchEnd::kReconnect: {
-        std::uniform_real_distribution<double> jitter(0.8, 1.2);
-        sleep_for(std::chrono::milliseconds(static_cast<long>(backoff.count() * jitter(random))));
-        backoff = std::min(backoff * 2, kMaxBackoff);
+      case WatchEnd::kReconnect:
+        back_off();
         break;
-      }
     }
   }
 }
