@@ -17,7 +17,6 @@
 #include "config/name_list.h"
 #include "enrich/ksyms.h"
 #include "events/counter_maps.h"
-#include "events/ring_reader.h"
 #include "http/agent_http.h"
 #include "metrics/skb_counter_collector.h"
 #include "probe/counting_probes.h"
@@ -52,16 +51,6 @@ CountingSpec counting_spec(const AgentConfig& config) {
   return spec;
 }
 
-// Straight from the kernel's cumulative count, so concurrent scrapes need
-// no shared state to stay monotonic.
-prometheus::MetricFamily events_lost_family(std::uint64_t lost) {
-  prometheus::ClientMetric metric;
-  metric.counter.value = static_cast<double>(lost);
-  return prometheus::MetricFamily{"pwru_events_lost_total",
-                                  "Events the kernel could not hand to user space because the ring buffer was full",
-                                  prometheus::MetricType::Counter, {metric}};
-}
-
 }  // namespace
 
 std::string agent_version() { return PWRU_VERSION; }
@@ -72,14 +61,10 @@ int run_agent(const AgentConfig& config, const std::function<bool()>& stop_reque
   std::atomic<const char*> phase{"loading BPF programs"};
   auto registry = std::make_shared<prometheus::Registry>();
   std::shared_ptr<SkbCounterCollector> collector;  // set once attached; read under the ready flag
-  std::atomic<int> counters_fd{-1};
 
   const auto metrics_text = [&]() {
     std::vector<prometheus::MetricFamily> families;
-    if (ready.load()) {
-      families = collector->Collect();
-      families.push_back(events_lost_family(read_counters(counters_fd.load())[PWRU_CNT_LOST]));
-    }
+    if (ready.load()) families = collector->Collect();
     const auto own = registry->Collect();
     families.insert(families.end(), own.begin(), own.end());
     return prometheus::TextSerializer().Serialize(families);
@@ -134,7 +119,6 @@ int run_agent(const AgentConfig& config, const std::function<bool()>& stop_reque
       .Add({{"backend", probes.backend_name()}})
       .Set(static_cast<double>(report.attached));
 
-  counters_fd = probes.counters_fd();
   collector = std::make_shared<SkbCounterCollector>(
       std::make_shared<BpfCounterSource>(
           CounterMapFds{probes.drop_counts_fd(), probes.visit_counts_fd(), probes.visit_cache_fd(),

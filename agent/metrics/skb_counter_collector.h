@@ -40,6 +40,7 @@ class SkbCounterCollector final : public prometheus::Collectable {
   //   pwru_skb_function_visits_total{function,namespace,pod,netns}    counter (packets)
   //   pwru_skb_uncounted_packets_total{map="drops"|"visits"}      counter
   //   pwru_metrics_folded_keys{metric}                                gauge
+  //   pwru_events_lost_total                                          counter
   std::vector<prometheus::MetricFamily> Collect() const override;
 
  private:
