@@ -2,7 +2,6 @@
 
 #include <bpf/libbpf.h>
 
-#include <algorithm>
 #include <cstring>
 #include <string>
 

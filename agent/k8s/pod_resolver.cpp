@@ -18,10 +18,10 @@ bool PodResolver::refresh(Clock::time_point now) {
   if (generation == scanned_generation_ && now - last_scan_ < rescan_every_) return false;
   const ProcScanResult scan = scan_();
   std::map<std::uint32_t, PodIdentity> by_netns;
-  for (const auto& [uid, netns] : scan.pod_netns) {
-    if (netns == scan.host_netns && scan.host_netns != 0) continue;
+  // hostNetwork pods are not in pod_netns (the scanner keeps them apart):
+  // their traffic stays host traffic.
+  for (const auto& [uid, netns] : scan.pod_netns)
     if (auto pod = cache_.by_uid(uid)) by_netns[netns] = PodIdentity{pod->namespace_name, pod->name};
-  }
   {
     std::lock_guard<std::mutex> lock(mutex_);
     by_netns_ = std::move(by_netns);
