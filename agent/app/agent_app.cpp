@@ -1,5 +1,6 @@
 #include "app/agent_app.h"
 
+#include <prometheus/counter.h>
 #include <prometheus/family.h>
 #include <prometheus/gauge.h>
 #include <prometheus/registry.h>
@@ -9,6 +10,7 @@
 #include <malloc.h>
 
 #include <atomic>
+#include <optional>
 #include <chrono>
 #include <thread>
 
@@ -18,6 +20,7 @@
 #include "enrich/ksyms.h"
 #include "events/counter_maps.h"
 #include "http/agent_http.h"
+#include "k8s/node_pods.h"
 #include "metrics/skb_counter_collector.h"
 #include "probe/counting_probes.h"
 
@@ -51,6 +54,73 @@ CountingSpec counting_spec(const AgentConfig& config) {
   return spec;
 }
 
+// Pod identity from the Kubernetes API, or nullptr (with the one log line
+// saying why) when it is off. Configuration mistakes throw UsageError.
+std::unique_ptr<NodePods> make_node_pods(const AgentConfig::Kubernetes& config) {
+  KubeApiChoice choice = choose_kube_api(config, process_environment());
+  if (!choice.api) {
+    spdlog::info("kubernetes: off ({}); series carry netns inodes, not pod labels", choice.off_reason);
+    return nullptr;
+  }
+  spdlog::info("kubernetes: pods of node {} from {}, their netns from {}", choice.api->node_name, choice.api->url(),
+               config.proc_root);
+  return std::make_unique<NodePods>(
+      std::move(*choice.api), config.proc_root,
+      PodResolverTimes{std::chrono::seconds(config.rescan_interval_seconds),
+                       std::chrono::seconds(config.deleted_pod_grace_seconds)});
+}
+
+// The agent's own view of the API watch and the /proc scan, for alerts on
+// missing pod labels. Updated from the main loop.
+class NodePodsMetrics {
+ public:
+  explicit NodePodsMetrics(prometheus::Registry& registry)
+      : synced_(prometheus::BuildGauge()
+                    .Name("pwru_kubernetes_synced")
+                    .Help("1 once the agent has listed this node's pods from the API server")
+                    .Register(registry)
+                    .Add({})),
+        pods_(prometheus::BuildGauge()
+                  .Name("pwru_kubernetes_pods")
+                  .Help("Pods of this node the agent knows from the API server")
+                  .Register(registry)
+                  .Add({})),
+        pod_netns_(prometheus::BuildGauge()
+                       .Name("pwru_kubernetes_pod_netns")
+                       .Help("Network namespaces named by a pod (running, or deleted and within the grace period)")
+                       .Register(registry)
+                       .Add({})),
+        api_failures_(prometheus::BuildCounter()
+                          .Name("pwru_kubernetes_api_failures_total")
+                          .Help("Failed LISTs and broken WATCHes of pods; each is retried with back-off")
+                          .Register(registry)
+                          .Add({})),
+        erased_(prometheus::BuildCounter()
+                    .Name("pwru_kubernetes_gone_netns_total")
+                    .Help("Network namespaces of deleted pods whose series were dropped after the grace period")
+                    .Register(registry)
+                    .Add({})) {}
+
+  void update(const NodePodsStatus& status, std::size_t newly_gone) {
+    synced_.Set(status.synced ? 1 : 0);
+    pods_.Set(static_cast<double>(status.pods));
+    pod_netns_.Set(static_cast<double>(status.resolve.pod_netns + status.resolve.departed_netns));
+    if (status.watch.failures > failures_seen_) {
+      api_failures_.Increment(static_cast<double>(status.watch.failures - failures_seen_));
+      failures_seen_ = status.watch.failures;
+    }
+    erased_.Increment(static_cast<double>(newly_gone));
+  }
+
+ private:
+  prometheus::Gauge& synced_;
+  prometheus::Gauge& pods_;
+  prometheus::Gauge& pod_netns_;
+  prometheus::Counter& api_failures_;
+  prometheus::Counter& erased_;
+  std::uint64_t failures_seen_ = 0;
+};
+
 }  // namespace
 
 std::string agent_version() { return PWRU_VERSION; }
@@ -60,6 +130,9 @@ int run_agent(const AgentConfig& config, const std::function<bool()>& stop_reque
   std::atomic<bool> ready{false};
   std::atomic<const char*> phase{"loading BPF programs"};
   auto registry = std::make_shared<prometheus::Registry>();
+  // Before the HTTP server: scrapes resolve pods through it until the
+  // server is gone.
+  std::unique_ptr<NodePods> node_pods = make_node_pods(config.kubernetes);
   std::shared_ptr<SkbCounterCollector> collector;  // set once attached; read under the ready flag
 
   const auto metrics_text = [&]() {
@@ -73,6 +146,12 @@ int run_agent(const AgentConfig& config, const std::function<bool()>& stop_reque
                        AgentHttpHandlers{metrics_text, [&] { return ready.load(); },
                                          [&] { return std::string(phase.load()); }});
   spdlog::info("serving http://{}:{}/metrics (/healthz, /readyz)", config.http.listen_address, http.port());
+
+  std::optional<NodePodsMetrics> node_pods_metrics;
+  if (node_pods) {
+    node_pods_metrics.emplace(*registry);
+    node_pods->start();  // labels arrive while the probes load and attach
+  }
 
   prometheus::BuildGauge()
       .Name("pwru_build_info")
@@ -119,21 +198,37 @@ int run_agent(const AgentConfig& config, const std::function<bool()>& stop_reque
       .Add({{"backend", probes.backend_name()}})
       .Set(static_cast<double>(report.attached));
 
+  const auto counter_source = std::make_shared<BpfCounterSource>(CounterMapFds{
+      probes.drop_counts_fd(), probes.visit_counts_fd(), probes.visit_cache_fd(), probes.counters_fd()});
   collector = std::make_shared<SkbCounterCollector>(
-      std::make_shared<BpfCounterSource>(
-          CounterMapFds{probes.drop_counts_fd(), probes.visit_counts_fd(), probes.visit_cache_fd(),
-                        probes.counters_fd()}),
-      std::make_shared<NoPodResolver>(), [&ksyms](std::uint64_t addr) { return ksyms.nearest(addr); },
+      counter_source, node_pods ? node_pods->resolver() : std::make_shared<NoPodResolver>(),
+      [&ksyms](std::uint64_t addr) { return ksyms.nearest(addr); },
       std::move(reason_names), probes.hook_names(),
       SkbCounterCollectorConfig{config.metrics.max_series});
   ready = true;
   spdlog::info("ready");
 
-  while (!stop_requested()) std::this_thread::sleep_for(kStopPoll);
+  while (!stop_requested()) {
+    if (node_pods) {
+      const std::vector<std::uint32_t> gone = node_pods->refresh();
+      if (!gone.empty()) {
+        try {
+          spdlog::debug("kubernetes: {} netns of deleted pods gone; {} kernel counter entries erased", gone.size(),
+                        counter_source->erase_netns(gone));
+        } catch (const std::exception& e) {
+          // Their series are hidden anyway; the entries only take up room.
+          spdlog::warn("kubernetes: erasing counters of deleted pods' netns: {}", e.what());
+        }
+      }
+      node_pods_metrics->update(node_pods->status(), gone.size());
+    }
+    std::this_thread::sleep_for(kStopPoll);
+  }
 
   spdlog::info("stopping: no more scrapes, detaching");
   ready = false;
   http.stop();
+  if (node_pods) node_pods->stop();
   const auto detach_start = std::chrono::steady_clock::now();
   probes.detach();
   spdlog::info("detached in {:.2f} s; bye", seconds_since(detach_start));

@@ -133,6 +133,7 @@ class ConfigReader {
         {"probe", section(probe_fields(config.probe))},
         {"counters", section(counters_fields(config.counters))},
         {"metrics", section(metrics_fields(config.metrics))},
+        {"kubernetes", section(kubernetes_fields(config.kubernetes))},
     };
   }
 
@@ -197,6 +198,90 @@ class ConfigReader {
     };
   }
 
+  std::vector<Field> kubernetes_fields(AgentConfig::Kubernetes& kube) {
+    using Enabled = AgentConfig::Kubernetes::Enabled;
+    return {
+        {"enabled",
+         [this, &kube](const YAML::Node& v, const Location& at) {
+           // YAML users write booleans for switches: take them as on/off.
+           std::string choice = v.IsScalar() && v.Scalar() == "true"    ? "on"
+                                : v.IsScalar() && v.Scalar() == "false" ? "off"
+                                                                        : read_choice(v, at, {"auto", "on", "off"});
+           kube.enabled = choice == "on" ? Enabled::kOn : choice == "off" ? Enabled::kOff : Enabled::kAuto;
+         }},
+        {"api_server", [this, &kube](const YAML::Node& v, const Location& at) { read_api_server(v, at, kube); }},
+        {"token_file",
+         [this, &kube](const YAML::Node& v, const Location& at) { kube.token_file = read_path(v, at, "token"); }},
+        {"ca_file",
+         [this, &kube](const YAML::Node& v, const Location& at) { kube.ca_file = read_path(v, at, "CA bundle"); }},
+        {"node_name",
+         [this, &kube](const YAML::Node& v, const Location& at) {
+           kube.node_name = v.IsNull() ? std::string() : read_scalar(v, at, "a node name, or \"\" for $NODE_NAME");
+           if (kube.node_name.find_first_of(" \t/") != std::string::npos)
+             fail(at, "must be a Kubernetes node name (no spaces or '/'); got '" + kube.node_name + "'");
+         }},
+        {"proc_root",
+         [this, &kube](const YAML::Node& v, const Location& at) { kube.proc_root = read_path(v, at, "proc"); }},
+        {"rescan_interval_seconds",
+         [this, &kube](const YAML::Node& v, const Location& at) {
+           kube.rescan_interval_seconds = static_cast<std::uint32_t>(read_integer(v, at, 1, 3600));
+         }},
+        {"deleted_pod_grace_seconds",
+         [this, &kube](const YAML::Node& v, const Location& at) {
+           kube.deleted_pod_grace_seconds = static_cast<std::uint32_t>(read_integer(v, at, 0, 3600));
+         }},
+    };
+  }
+
+  // An absolute path: the agent runs from / in a container, so a relative
+  // one would resolve somewhere nobody meant.
+  std::string read_path(const YAML::Node& value, const Location& at, const std::string& what) {
+    const std::string& text = read_scalar(value, at, "an absolute path to the " + what + " file");
+    if (text.empty() || text.front() != '/') fail(at, "must be an absolute path; got '" + text + "'");
+    return text;
+  }
+
+  // "https://HOST[:PORT]" as in a kubeconfig's cluster.server; "" for the
+  // in-cluster service.
+  void read_api_server(const YAML::Node& value, const Location& at, AgentConfig::Kubernetes& kube) {
+    const std::string expected = "https://HOST[:PORT] (e.g. https://10.0.0.1:6443), or \"\" for in-cluster";
+    const std::string text = value.IsNull() ? std::string() : read_scalar(value, at, expected);
+    if (text.empty()) {
+      kube.api_server_host.clear();
+      kube.api_server_port = 443;
+      return;
+    }
+    constexpr std::string_view kScheme = "https://";
+    if (text.rfind("http://", 0) == 0)
+      fail(at, "the API server speaks TLS: write https://, not http:// ('" + text + "')");
+    if (text.rfind(kScheme, 0) != 0) fail(at, "must be " + expected + "; got '" + text + "'");
+    std::string rest = text.substr(kScheme.size());
+    if (!rest.empty() && rest.back() == '/') rest.pop_back();
+    if (rest.find('/') != std::string::npos)
+      fail(at, "must be " + expected + " with no path; got '" + text + "'");
+    std::string host = rest;
+    std::string port;
+    if (!rest.empty() && rest.front() == '[') {
+      const std::size_t close = rest.find(']');
+      if (close == std::string::npos) fail(at, "unclosed '[' in '" + text + "'");
+      host = rest.substr(1, close - 1);
+      if (close + 1 < rest.size()) {
+        if (rest[close + 1] != ':') fail(at, "must be " + expected + "; got '" + text + "'");
+        port = rest.substr(close + 2);
+      }
+    } else if (const std::size_t colon = rest.rfind(':'); colon != std::string::npos) {
+      host = rest.substr(0, colon);
+      port = rest.substr(colon + 1);
+      if (host.find(':') != std::string::npos)
+        fail(at, "IPv6 addresses go in brackets, e.g. https://[" + host + "]:" + port + "; got '" + text + "'");
+    }
+    if (host.empty() || host.find_first_of(" \t@") != std::string::npos)
+      fail(at, "the host in '" + text + "' is empty or not a host name");
+    kube.api_server_port =
+        port.empty() ? 443 : static_cast<std::uint16_t>(check_integer(port, at, "port ", 1, 65535));
+    kube.api_server_host = host;
+  }
+
   void read_map(const YAML::Node& map, const Location& at, const std::vector<Field>& fields) {
     std::vector<std::string> allowed;
     for (const Field& field : fields) allowed.push_back(field.key);
@@ -231,6 +316,10 @@ class ConfigReader {
   static std::string suggestion(const std::string& name, const std::vector<std::string>& allowed) {
     const std::string* best = nullptr;
     std::size_t best_distance = 3;  // more edits than this is a different word, not a typo
+    for (const std::string& candidate : allowed) {
+      // "deleted_pod_grace" for "deleted_pod_grace_seconds": the unit left out.
+      if (candidate.rfind(name + "_", 0) == 0) return " (did you mean " + candidate + "?)";
+    }
     for (const std::string& candidate : allowed) {
       const std::size_t distance = edit_distance(name, candidate);
       if (distance < best_distance) {

@@ -34,6 +34,19 @@ struct AgentConfig {
   struct Metrics {
     std::size_t max_series = 10000;
   } metrics;
+  struct Kubernetes {
+    // auto: on in a cluster (KUBERNETES_SERVICE_HOST set) or with api_server;
+    // on: start-up fails when neither says where the API server is.
+    enum class Enabled { kAuto, kOn, kOff } enabled = Enabled::kAuto;
+    std::string api_server_host;  // from api_server "https://HOST[:PORT]"; "" = in-cluster
+    std::uint16_t api_server_port = 443;
+    std::string token_file = "/var/run/secrets/kubernetes.io/serviceaccount/token";
+    std::string ca_file = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt";
+    std::string node_name;  // "" = $NODE_NAME
+    std::string proc_root = "/proc";
+    std::uint32_t rescan_interval_seconds = 30;
+    std::uint32_t deleted_pod_grace_seconds = 60;
+  } kubernetes;
 };
 
 // Parses `yaml_text` over the embedded default: keys the text leaves out

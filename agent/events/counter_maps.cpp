@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <functional>
 #include <map>
+#include <set>
 #include <vector>
 
 #include "common/error.h"
@@ -101,6 +102,32 @@ CounterSnapshot BpfCounterSource::read() const {
   snapshot.visits_overflow_packets = counters[PWRU_CNT_VISITS_OVERFLOW];
   snapshot.events_lost = counters[PWRU_CNT_LOST];
   return snapshot;
+}
+
+namespace {
+
+template <typename Key>
+std::size_t erase_keys_of(int fd, int ncpus, const std::set<std::uint32_t>& netns) {
+  std::vector<Key> doomed;
+  for_each_entry<Key>(fd, ncpus, [&](const Key& k, const pwru_count*) {
+    if (netns.count(k.netns)) doomed.push_back(k);
+  });
+  std::size_t erased = 0;
+  for (const Key& k : doomed) {
+    // ENOENT: another erase got there first; anything else leaves a dead
+    // entry behind, which costs a slot, not a count.
+    if (bpf_map_delete_elem(fd, &k) == 0) ++erased;
+  }
+  return erased;
+}
+
+}  // namespace
+
+std::size_t BpfCounterSource::erase_netns(const std::vector<std::uint32_t>& netns) const {
+  if (netns.empty()) return 0;
+  const std::set<std::uint32_t> doomed(netns.begin(), netns.end());
+  return erase_keys_of<pwru_drop_key>(fds_.drop_counts, ncpus_, doomed) +
+         erase_keys_of<pwru_visit_key>(fds_.visit_counts, ncpus_, doomed);
 }
 
 }  // namespace pwru

@@ -2,6 +2,10 @@
 // into a CounterSnapshot, summing the CPUs.
 #pragma once
 
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
 #include "events/counter_source.h"
 
 namespace pwru {
@@ -18,6 +22,12 @@ class BpfCounterSource final : public CounterSource {
   // The maps must outlive this reader (the probes that own them do).
   explicit BpfCounterSource(CounterMapFds fds);
   CounterSnapshot read() const override;
+
+  // Deletes the hash-map entries of these netns (their pods are gone), so
+  // pod churn does not fill the maps with the dead. Cache slots cannot be
+  // freed from here without racing the CPUs that own them: they stay, and
+  // the resolver keeps naming their netns gone. Returns entries deleted.
+  std::size_t erase_netns(const std::vector<std::uint32_t>& netns) const;
 
  private:
   CounterMapFds fds_;

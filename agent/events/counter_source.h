@@ -42,10 +42,15 @@ class CounterSource {
   virtual CounterSnapshot read() const = 0;
 };
 
-// Pod labels of a network namespace. Empty strings: not a pod (the host's
-// netns) or not known (yet).
+// Who a network namespace belongs to, as far as the resolver knows.
 struct PodIdentity {
-  std::string namespace_name;
+  enum class Kind {
+    kUnknown,  // no resolver, or no known pod lives there (yet)
+    kHost,     // the host's netns (hostNetwork pods included)
+    kPod,      // namespace_name/pod; also a deleted pod's, during its grace
+    kGone,     // a deleted pod's, past its grace: its series are dropped
+  } kind = Kind::kUnknown;
+  std::string namespace_name;  // set for kPod
   std::string pod;
 };
 
@@ -55,8 +60,7 @@ class NetnsResolver {
   virtual PodIdentity resolve(std::uint32_t netns_inode) const = 0;
 };
 
-// Knows no pods: every netns gets empty pod labels (until pod identity
-// resolution is wired in).
+// Knows no pods (pod identity is off): every netns is kUnknown.
 class NoPodResolver final : public NetnsResolver {
  public:
   PodIdentity resolve(std::uint32_t) const override { return {}; }

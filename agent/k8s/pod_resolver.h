@@ -2,6 +2,11 @@
 // server lists on this node (PodCache) and the /proc scan that finds each
 // pod's netns (ProcScanner). Refreshed from outside (the agent's main loop)
 // so a scrape never waits for a /proc walk.
+//
+// A netns whose pod is deleted (or whose processes are gone) keeps its pod
+// labels for a grace period, so the last scrapes see the final counts; then
+// it is "gone": its series are dropped and its kernel counters can be
+// erased (take_gone()).
 #pragma once
 
 #include <chrono>
@@ -9,6 +14,9 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <set>
+#include <string>
+#include <vector>
 
 #include "events/counter_source.h"
 #include "k8s/pod_cache.h"
@@ -16,31 +24,78 @@
 
 namespace pwru {
 
+struct PodResolverTimes {
+  std::chrono::seconds rescan_every{30};
+  std::chrono::seconds deleted_pod_grace{60};
+};
+
+// Where a pod named in a request lives.
+struct PodNetns {
+  std::uint32_t netns = 0;    // 0 exactly when `error` is set
+  bool host_network = false;  // netns is the host's: the pod's traffic is not separable from the node's
+  std::string pod_uid;
+  std::string error;          // what is wrong, for the requester
+};
+
+struct PodResolverStats {
+  std::size_t pod_netns = 0;       // netns labelled with a running pod
+  std::size_t departed_netns = 0;  // in their grace period
+  std::size_t gone_netns = 0;      // remembered as gone
+  std::uint64_t scans = 0;
+  std::uint64_t scan_failures = 0;
+};
+
 class PodResolver final : public NetnsResolver {
  public:
   using Scan = std::function<ProcScanResult()>;
   using Clock = std::chrono::steady_clock;
 
-  PodResolver(const PodCache& cache, Scan scan, std::chrono::seconds rescan_every);
+  PodResolver(const PodCache& cache, Scan scan, PodResolverTimes times);
 
-  // Pod labels of a netns; empty for the host's netns (hostNetwork pods are
-  // host traffic, not one arbitrary pod) and for netns no known pod owns.
   PodIdentity resolve(std::uint32_t netns_inode) const override;
 
   // Rescans when the pod set changed since the last scan or `rescan_every`
-  // has passed; returns whether it did. `now` is injectable for tests.
+  // has passed, and ages departed netns into gone ones; returns whether it
+  // scanned. A scan that throws is counted and retried at the next call.
+  // `now` is injectable for tests.
   bool refresh(Clock::time_point now = Clock::now());
 
-  std::size_t resolved_netns() const;
+  // Netns that turned gone since the last call.
+  std::vector<std::uint32_t> take_gone();
+
+  // The netns of pod `namespace_name`/`name`, or why there is none.
+  PodNetns netns_of_pod(const std::string& namespace_name, const std::string& name) const;
+
+  PodResolverStats stats() const;
+
+  // Gone netns remembered (oldest forgotten first): a forgotten one whose
+  // counters come back shows up as an unresolved netns again.
+  static constexpr std::size_t kMaxGoneRemembered = 65536;
 
  private:
+  struct Departed {
+    PodIdentity identity;
+    Clock::time_point since;
+  };
+  void age(Clock::time_point now);  // caller holds mutex_
+
   const PodCache& cache_;
   Scan scan_;
-  std::chrono::seconds rescan_every_;
+  PodResolverTimes times_;
   std::uint64_t scanned_generation_ = ~std::uint64_t{0};
   Clock::time_point last_scan_{};
+  bool scanned_once_ = false;
+
   mutable std::mutex mutex_;
-  std::map<std::uint32_t, PodIdentity> by_netns_;
+  std::map<std::uint32_t, PodIdentity> live_;
+  std::map<std::uint32_t, Departed> departed_;
+  std::map<std::uint32_t, Clock::time_point> gone_;
+  std::vector<std::uint32_t> newly_gone_;
+  std::uint32_t host_netns_ = 0;
+  std::map<std::string, std::uint32_t> netns_by_uid_;  // last scan's
+  std::uint64_t scans_ = 0;
+  std::uint64_t scan_failures_ = 0;
+  bool scan_failing_ = false;
 };
 
 }  // namespace pwru

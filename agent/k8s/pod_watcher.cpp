@@ -51,20 +51,6 @@ std::string describe(const httplib::Result& res) {
 
 }  // namespace
 
-std::optional<KubeApiConfig> KubeApiConfig::in_cluster(
-    const std::function<std::optional<std::string>(const char*)>& env) {
-  const auto host = env("KUBERNETES_SERVICE_HOST");
-  if (!host || host->empty()) return std::nullopt;
-  KubeApiConfig config;
-  config.host = *host;
-  const auto port = env("KUBERNETES_SERVICE_PORT");
-  config.port = port && !port->empty() ? std::stoi(*port) : 443;
-  config.token_file = "/var/run/secrets/kubernetes.io/serviceaccount/token";
-  config.ca_file = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt";
-  config.node_name = env("NODE_NAME").value_or("");
-  return config;
-}
-
 PodWatcher::PodWatcher(KubeApiConfig config, PodCache& cache) : config_(std::move(config)), cache_(cache) {}
 
 PodWatcher::~PodWatcher() { stop(); }

@@ -14,22 +14,10 @@
 #include <string>
 #include <thread>
 
+#include "k8s/kube_api_config.h"
 #include "k8s/pod_cache.h"
 
 namespace pwru {
-
-struct KubeApiConfig {
-  std::string host;        // API server host name or address
-  int port = 443;
-  std::string token_file;  // bearer token, re-read before every request (it rotates)
-  std::string ca_file;     // CA bundle that signed the API server's certificate
-  std::string node_name;   // only pods scheduled here are listed and watched
-
-  // The in-cluster configuration (KUBERNETES_SERVICE_HOST/_PORT, the
-  // service account's token and CA, NODE_NAME), or nullopt when not in a
-  // cluster. `env` looks up environment variables (tests inject their own).
-  static std::optional<KubeApiConfig> in_cluster(const std::function<std::optional<std::string>(const char*)>& env);
-};
 
 struct PodWatcherStats {
   std::uint64_t lists = 0;
@@ -52,9 +40,12 @@ class PodWatcher {
   // True once a LIST succeeded: the cache reflects the node.
   bool synced() const { return synced_.load(); }
   PodWatcherStats stats() const;
+  const KubeApiConfig& config() const { return config_; }
 
   static constexpr std::chrono::milliseconds kInitialBackoff{500};
-  static constexpr std::chrono::milliseconds kMaxBackoff{30000};
+  // With jitter at most 18 s: labels are back well within 30 s of an API
+  // server's return, and a node's agents still spread their retries.
+  static constexpr std::chrono::milliseconds kMaxBackoff{15000};
 
  private:
   void run();

@@ -43,26 +43,43 @@ struct Sum {
 // Label sets in one family that own a series. A label set never moves between
 // its own series and the overflow series (in either direction): the counter
 // it left would lose its count and go down, which Prometheus reads as a reset.
+// A label set the kernel no longer reports (its pod is gone and its counters
+// erased) frees its slot; what it had added to the overflow series stays
+// there, so that series only grows.
 template <std::size_t N>
 struct StickyCap {
   std::set<LabelValues<N>> owned;
+  std::map<LabelValues<N>, Sum> folded_last;  // bounded by the kernel maps' sizes
+  Sum folded_retired;                         // last counts of folded label sets that went away
 };
 
 template <std::size_t N>
 struct CappedSeries {
   std::map<LabelValues<N>, Sum> own;
   Sum overflow;
-  std::size_t folded = 0;  // distinct label sets summed into `overflow`
+  std::size_t folded = 0;  // distinct label sets summed into `overflow` now
+  bool has_overflow = false;
 };
 
 // `sums` is ordered, so when one scrape brings more new label sets than free
 // slots, which ones get them does not depend on the kernel map's hash order.
 template <std::size_t N>
 CappedSeries<N> apply_cap(std::map<LabelValues<N>, Sum> sums, StickyCap<N>& cap, std::size_t max_series) {
+  for (auto it = cap.owned.begin(); it != cap.owned.end();)
+    it = sums.count(*it) ? std::next(it) : cap.owned.erase(it);
+  for (auto it = cap.folded_last.begin(); it != cap.folded_last.end();) {
+    if (sums.count(it->first)) {
+      ++it;
+      continue;
+    }
+    cap.folded_retired.add(it->second.packets, it->second.bytes);
+    it = cap.folded_last.erase(it);
+  }
   CappedSeries<N> out;
+  out.overflow = cap.folded_retired;
   for (auto& [labels, sum] : sums) {
     bool own = cap.owned.count(labels) != 0;
-    if (!own && cap.owned.size() < max_series) {
+    if (!own && cap.folded_last.count(labels) == 0 && cap.owned.size() < max_series) {
       cap.owned.insert(labels);
       own = true;
     }
@@ -70,9 +87,11 @@ CappedSeries<N> apply_cap(std::map<LabelValues<N>, Sum> sums, StickyCap<N>& cap,
       out.own.emplace(labels, sum);
     } else {
       out.overflow.add(sum.packets, sum.bytes);
+      cap.folded_last[labels] = sum;
       ++out.folded;
     }
   }
+  out.has_overflow = out.folded != 0 || cap.folded_retired.packets != 0 || cap.folded_retired.bytes != 0;
   return out;
 }
 
@@ -92,7 +111,8 @@ LabelValues<N> overflow_labels() {
 }
 
 // Appends one counter series per owned label set plus the overflow series
-// (only once something folded, so an uncapped agent shows no phantom series).
+// (only once something folded, so an uncapped agent shows no phantom series;
+// then for good, so it never vanishes mid-life).
 template <std::size_t N, typename Value>
 void add_counters(prometheus::MetricFamily& family, const std::array<const char*, N>& names,
                   const CappedSeries<N>& series, Value value) {
@@ -101,7 +121,7 @@ void add_counters(prometheus::MetricFamily& family, const std::array<const char*
     m.counter.value = static_cast<double>(value(sum));
     family.metric.push_back(std::move(m));
   }
-  if (series.folded != 0) {
+  if (series.has_overflow) {
     auto m = make_metric(names, overflow_labels<N>());
     m.counter.value = static_cast<double>(value(series.overflow));
     family.metric.push_back(std::move(m));
@@ -124,6 +144,13 @@ std::string strip_module(std::string name) {
     if (open != std::string::npos) name.erase(open);
   }
   return name;
+}
+
+// A pod's series are named by namespace/pod alone, so they survive the pod
+// being recreated in a new netns (a StatefulSet's web-0); the host's carry
+// no netns either. Only a netns nobody could name keeps its inode.
+std::string netns_label(const PodIdentity& pod, std::uint32_t netns) {
+  return pod.kind == PodIdentity::Kind::kUnknown ? std::to_string(netns) : std::string();
 }
 
 }  // namespace
@@ -210,15 +237,17 @@ std::vector<prometheus::MetricFamily> SkbCounterCollector::Collect() const {
     std::map<LabelValues<5>, Sum> drop_sums;
     for (const auto& d : snap.drops) {
       const PodIdentity& pod = pods.at(d.netns);
+      if (pod.kind == PodIdentity::Kind::kGone) continue;
       drop_sums[{impl.function_label(d.location), impl.reason_label(d.reason), pod.namespace_name, pod.pod,
-                 std::to_string(d.netns)}]
+                 netns_label(pod, d.netns)}]
           .add(d.packets, d.bytes);
     }
     std::map<LabelValues<4>, Sum> visit_sums;
     for (const auto& v : snap.visits) {
       const PodIdentity& pod = pods.at(v.netns);
-      visit_sums[{impl.hook_label(v.hook_id), pod.namespace_name, pod.pod, std::to_string(v.netns)}].add(v.packets,
-                                                                                                         v.bytes);
+      if (pod.kind == PodIdentity::Kind::kGone) continue;
+      visit_sums[{impl.hook_label(v.hook_id), pod.namespace_name, pod.pod, netns_label(pod, v.netns)}].add(
+          v.packets, v.bytes);
     }
     drops = apply_cap(std::move(drop_sums), impl.drop_cap, impl.config.max_series);
     visits = apply_cap(std::move(visit_sums), impl.visit_cap, impl.config.max_series);
@@ -230,9 +259,10 @@ std::vector<prometheus::MetricFamily> SkbCounterCollector::Collect() const {
   auto& f_drops = out.emplace_back(family(
       kDropsName,
       "Packets the kernel dropped (kfree_skb with a drop reason). function: the kernel function that freed the skb "
-      "(from kfree_skb's location); reason: enum skb_drop_reason without SKB_DROP_REASON_; netns: inode of the "
-      "skb's network namespace, namespace/pod: its Kubernetes pod. Label sets beyond the series cap are summed "
-      "into the series whose labels are all __overflow__.",
+      "(from kfree_skb's location); reason: enum skb_drop_reason without SKB_DROP_REASON_; namespace/pod: the "
+      "Kubernetes pod whose network namespace the skb was in; netns: that namespace's inode when no pod (and not "
+      "the host) could be named, else empty. All three empty: the host. Label sets beyond the series cap are "
+      "summed into the series whose labels are all __overflow__.",
       prometheus::MetricType::Counter));
   add_counters(f_drops, kDropLabelNames, drops, [](const Sum& s) { return s.packets; });
 
@@ -245,9 +275,9 @@ std::vector<prometheus::MetricFamily> SkbCounterCollector::Collect() const {
 
   auto& f_visits = out.emplace_back(family(
       kVisitsName,
-      "Packets (skbs) that reached a traced kernel function. function: the traced function; netns: inode of the "
-      "skb's network namespace, namespace/pod: its Kubernetes pod. Label sets beyond the series cap are summed "
-      "into the series whose labels are all __overflow__.",
+      "Packets (skbs) that reached a traced kernel function. function: the traced function; namespace, pod, "
+      "netns: as in pwru_skb_drops_total. Label sets beyond the series cap are summed into the series whose "
+      "labels are all __overflow__.",
       prometheus::MetricType::Counter));
   add_counters(f_visits, kVisitLabelNames, visits, [](const Sum& s) { return s.packets; });
 

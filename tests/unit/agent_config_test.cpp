@@ -153,7 +153,7 @@ TEST(AgentConfig, UnknownKeysAreRejectedWithTheAllowedKeys) {
                     HasSubstr("drops_max_entries, visits_max_entries, visit_tracepoints, visit_functions")));
   EXPECT_THAT(error_of("log:\n  level: info\nlogs:\n  level: info\n"),
               AllOf(StartsWith("/etc/pwru-agent.yaml:3: "), HasSubstr("logs"),
-                    HasSubstr("log, http, probe, counters, metrics")));
+                    HasSubstr("log, http, probe, counters, metrics, kubernetes")));
   EXPECT_THAT(error_of("http:\n\n  listen: 127.0.0.1:1\n  port: 80\n"),
               AllOf(StartsWith("/etc/pwru-agent.yaml:4: "), HasSubstr("http.port"), HasSubstr("allows listen")));
 }
@@ -281,6 +281,66 @@ TEST(AgentConfig, ErrorsNameTheSourceGiven) {
   } catch (const UsageError& e) {
     EXPECT_THAT(e.what(), StartsWith("configmap pwru/agent.yaml:2: log.level"));
   }
+}
+
+using Enabled = AgentConfig::Kubernetes::Enabled;
+
+TEST(AgentConfig, KubernetesDefaultsAreInClusterAndAuto) {
+  const AgentConfig::Kubernetes k = default_agent_config_parsed().kubernetes;
+  EXPECT_EQ(k.enabled, Enabled::kAuto);
+  EXPECT_EQ(k.api_server_host, "");
+  EXPECT_EQ(k.token_file, "/var/run/secrets/kubernetes.io/serviceaccount/token");
+  EXPECT_EQ(k.ca_file, "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt");
+  EXPECT_EQ(k.node_name, "");
+  EXPECT_EQ(k.proc_root, "/proc");
+  EXPECT_EQ(k.rescan_interval_seconds, 30u);
+  EXPECT_EQ(k.deleted_pod_grace_seconds, 60u);
+}
+
+TEST(AgentConfig, KubernetesEveryValueCanBeSet) {
+  const AgentConfig::Kubernetes k = parse(
+      "kubernetes:\n  enabled: on\n  api_server: https://10.0.0.1:6443\n  token_file: /run/token\n"
+      "  ca_file: /run/ca.crt\n  node_name: worker-1\n  proc_root: /host/proc\n"
+      "  rescan_interval_seconds: 5\n  deleted_pod_grace_seconds: 0\n").kubernetes;
+  EXPECT_EQ(k.enabled, Enabled::kOn);
+  EXPECT_EQ(k.api_server_host, "10.0.0.1");
+  EXPECT_EQ(k.api_server_port, 6443);
+  EXPECT_EQ(k.token_file, "/run/token");
+  EXPECT_EQ(k.ca_file, "/run/ca.crt");
+  EXPECT_EQ(k.node_name, "worker-1");
+  EXPECT_EQ(k.proc_root, "/host/proc");
+  EXPECT_EQ(k.rescan_interval_seconds, 5u);
+  EXPECT_EQ(k.deleted_pod_grace_seconds, 0u);
+
+  EXPECT_EQ(parse("kubernetes:\n  enabled: off\n").kubernetes.enabled, Enabled::kOff);
+  EXPECT_EQ(parse("kubernetes:\n  enabled: false\n").kubernetes.enabled, Enabled::kOff);
+  EXPECT_EQ(parse("kubernetes:\n  enabled: true\n").kubernetes.enabled, Enabled::kOn);
+  const AgentConfig::Kubernetes v6 = parse("kubernetes:\n  api_server: https://[fd00::1]/\n").kubernetes;
+  EXPECT_EQ(v6.api_server_host, "fd00::1");
+  EXPECT_EQ(v6.api_server_port, 443);
+  EXPECT_EQ(parse("kubernetes:\n  api_server: https://kube.example:8443\n").kubernetes.api_server_host,
+            "kube.example");
+}
+
+TEST(AgentConfig, KubernetesValuesAreChecked) {
+  EXPECT_THAT(error_of("kubernetes:\n  enabled: maybe\n"),
+              AllOf(StartsWith("/etc/pwru-agent.yaml:2: kubernetes.enabled"), HasSubstr("auto, on, off")));
+  EXPECT_THAT(error_of("kubernetes:\n  api_server: http://10.0.0.1:6443\n"),
+              AllOf(HasSubstr("kubernetes.api_server"), HasSubstr("write https://")));
+  EXPECT_THAT(error_of("kubernetes:\n  api_server: 10.0.0.1:6443\n"),
+              AllOf(HasSubstr("kubernetes.api_server"), HasSubstr("https://HOST[:PORT]")));
+  EXPECT_THAT(error_of("kubernetes:\n  api_server: https://10.0.0.1:99999\n"),
+              AllOf(HasSubstr("kubernetes.api_server"), HasSubstr("port '99999' is too large")));
+  EXPECT_THAT(error_of("kubernetes:\n  api_server: https://10.0.0.1/api\n"), HasSubstr("no path"));
+  EXPECT_THAT(error_of("kubernetes:\n  api_server: https://fd00::1:6443\n"), HasSubstr("in brackets"));
+  EXPECT_THAT(error_of("kubernetes:\n  token_file: token\n"),
+              AllOf(HasSubstr("kubernetes.token_file"), HasSubstr("absolute path")));
+  EXPECT_THAT(error_of("kubernetes:\n  proc_root: [a]\n"), HasSubstr("kubernetes.proc_root"));
+  EXPECT_THAT(error_of("kubernetes:\n  node_name: a b\n"), HasSubstr("kubernetes.node_name"));
+  EXPECT_THAT(error_of("kubernetes:\n  rescan_interval_seconds: 0\n"),
+              AllOf(HasSubstr("kubernetes.rescan_interval_seconds"), HasSubstr("from 1 to 3600")));
+  EXPECT_THAT(error_of("kubernetes:\n  deleted_pod_grace: 60\n"),
+              HasSubstr("did you mean deleted_pod_grace_seconds?"));
 }
 
 }  // namespace

@@ -41,19 +41,33 @@ class FakeSource final : public CounterSource {
   CounterSnapshot snap_;
 };
 
+// Two pods; every other netns unknown (as with no Kubernetes), unless a
+// test names it.
 class FakeResolver final : public NetnsResolver {
  public:
   PodIdentity resolve(std::uint32_t inode) const override {
-    if (inode == kPodNetns) return {"shop", "web-1"};
-    if (inode == kOtherPodNetns) return {"shop", "db-0"};
-    return {};
+    std::lock_guard lock(mu_);
+    auto it = known_.find(inode);
+    return it == known_.end() ? PodIdentity{} : it->second;
   }
+  void set(std::uint32_t inode, PodIdentity identity) {
+    std::lock_guard lock(mu_);
+    known_[inode] = std::move(identity);
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::map<std::uint32_t, PodIdentity> known_ = {
+      {kPodNetns, {PodIdentity::Kind::kPod, "shop", "web-1"}},
+      {kOtherPodNetns, {PodIdentity::Kind::kPod, "shop", "db-0"}},
+  };
 };
 
 using Labels = std::map<std::string, std::string>;
 
 struct Fixture {
   std::shared_ptr<FakeSource> source = std::make_shared<FakeSource>();
+  std::shared_ptr<FakeResolver> resolver = std::make_shared<FakeResolver>();
   std::shared_ptr<std::map<std::uint64_t, int>> lookups = std::make_shared<std::map<std::uint64_t, int>>();
   std::unique_ptr<SkbCounterCollector> collector;
 
@@ -67,7 +81,7 @@ struct Fixture {
     };
     std::map<std::uint64_t, std::string> reasons = {
         {2, "SKB_DROP_REASON_NO_SOCKET"}, {6, "SKB_DROP_REASON_NETFILTER_DROP"}, {7, "OTHERHOST"}};
-    collector = std::make_unique<SkbCounterCollector>(source, std::make_shared<FakeResolver>(), function_of, reasons,
+    collector = std::make_unique<SkbCounterCollector>(source, resolver, function_of, reasons,
                                                       std::vector<std::string>{"ip_rcv", "__netif_receive_skb_core"},
                                                       SkbCounterCollectorConfig{max_series});
   }
@@ -107,13 +121,19 @@ std::map<Labels, double> series(const std::vector<prometheus::MetricFamily>& fs,
   return out;
 }
 
+// A pod's series carry no netns label; an unknown netns's carry its inode.
+std::string netns_label(const std::string& pod, std::uint32_t netns) {
+  return pod.empty() ? std::to_string(netns) : std::string();
+}
+
 Labels drop(const std::string& function, const std::string& reason, const std::string& ns, const std::string& pod,
             std::uint32_t netns) {
-  return {{"function", function}, {"reason", reason}, {"namespace", ns}, {"pod", pod}, {"netns", std::to_string(netns)}};
+  return {{"function", function}, {"reason", reason}, {"namespace", ns}, {"pod", pod},
+          {"netns", netns_label(pod, netns)}};
 }
 
 Labels visit(const std::string& function, const std::string& ns, const std::string& pod, std::uint32_t netns) {
-  return {{"function", function}, {"namespace", ns}, {"pod", pod}, {"netns", std::to_string(netns)}};
+  return {{"function", function}, {"namespace", ns}, {"pod", pod}, {"netns", netns_label(pod, netns)}};
 }
 
 const Labels kDropOverflow = {{"function", "__overflow__"},
@@ -255,11 +275,54 @@ TEST(SkbCounterCollector, SeriesAssignmentIsSticky) {
             (std::map<Labels, double>{{c, 2}, {a, 3}, {kDropOverflow, 100}}));
   EXPECT_EQ(value(fs, "pwru_skb_drops_total", b), std::nullopt);
 
-  // An owned label set absent from one snapshot keeps its slot.
+  // The kernel stops reporting c (its netns's counters were erased): its
+  // slot is free, but b, folded once, stays folded.
   s.drops = {{kHostNetns, 2, kUdpRcv, 101, 101}, {kHostNetns, 6, kUdpRcv, 3, 3}};
   fx.source->set(s);
   fs = fx.collector->Collect();
   EXPECT_EQ(series(fs, "pwru_skb_drops_total"), (std::map<Labels, double>{{a, 3}, {kDropOverflow, 101}}));
+
+  // A new label set takes the freed slot.
+  const Labels d = drop("0x1234", "123", "", "", kHostNetns);
+  s.drops.push_back({kHostNetns, 123, 0x1234, 1, 1});
+  fx.source->set(s);
+  fs = fx.collector->Collect();
+  EXPECT_EQ(series(fs, "pwru_skb_drops_total"), (std::map<Labels, double>{{a, 3}, {d, 1}, {kDropOverflow, 101}}));
+
+  // b goes too: the overflow series keeps its count (it must not go down).
+  s.drops = {{kHostNetns, 6, kUdpRcv, 3, 3}, {kHostNetns, 123, 0x1234, 1, 1}};
+  fx.source->set(s);
+  fs = fx.collector->Collect();
+  EXPECT_EQ(series(fs, "pwru_skb_drops_total"), (std::map<Labels, double>{{a, 3}, {d, 1}, {kDropOverflow, 101}}));
+  EXPECT_EQ(folded(fs, "pwru_skb_drops_total"), 0);
+}
+
+TEST(SkbCounterCollector, HostTrafficHasNoNetnsLabelAndGonePodsNoSeries) {
+  Fixture fx;
+  fx.resolver->set(kHostNetns, {PodIdentity::Kind::kHost, "", ""});
+  CounterSnapshot s;
+  s.drops = {{kHostNetns, 2, kUdpRcv, 1, 10}, {kPodNetns, 2, kUdpRcv, 2, 20}, {4026539999u, 2, kUdpRcv, 3, 30}};
+  s.visits = {{kHostNetns, 0, 4, 40}, {kPodNetns, 0, 5, 50}};
+  fx.source->set(s);
+  auto fs = fx.collector->Collect();
+  const Labels host = {{"function", "udp_queue_rcv_one_skb"}, {"reason", "NO_SOCKET"}, {"namespace", ""},
+                       {"pod", ""}, {"netns", ""}};
+  EXPECT_EQ(series(fs, "pwru_skb_drops_total"),
+            (std::map<Labels, double>{{host, 1},
+                                      {drop("udp_queue_rcv_one_skb", "NO_SOCKET", "shop", "web-1", kPodNetns), 2},
+                                      {drop("udp_queue_rcv_one_skb", "NO_SOCKET", "", "", 4026539999u), 3}}));
+  EXPECT_EQ(value(fs, "pwru_skb_function_visits_total",
+                  {{"function", "ip_rcv"}, {"namespace", ""}, {"pod", ""}, {"netns", ""}}),
+            4);
+
+  // web-1 is deleted and its grace is over: its series go, nothing folds.
+  fx.resolver->set(kPodNetns, {PodIdentity::Kind::kGone, "", ""});
+  fs = fx.collector->Collect();
+  EXPECT_EQ(series(fs, "pwru_skb_drops_total").size(), 2u);
+  EXPECT_EQ(value(fs, "pwru_skb_drops_total", drop("udp_queue_rcv_one_skb", "NO_SOCKET", "shop", "web-1", kPodNetns)),
+            std::nullopt);
+  EXPECT_EQ(series(fs, "pwru_skb_function_visits_total").size(), 1u);
+  EXPECT_EQ(folded(fs, "pwru_skb_drops_total"), 0);
 }
 
 TEST(SkbCounterCollector, EverySeriesIsMonotonicAcrossScrapes) {
@@ -377,7 +440,7 @@ TEST(SkbCounterCollector, RendersAsPrometheusText) {
            "pwru_skb_drop_bytes_total{function=\"udp_queue_rcv_one_skb\",reason=\"NO_SOCKET\",namespace=\"\","
            "pod=\"\",netns=\"4026531840\"} 180\n",
            "pwru_skb_function_visits_total{function=\"ip_rcv\",namespace=\"shop\",pod=\"web-1\","
-           "netns=\"4026532000\"} 5\n",
+           "netns=\"\"} 5\n",
            "pwru_skb_uncounted_packets_total{map=\"drops\"} 0\n",
            "pwru_skb_uncounted_packets_total{map=\"visits\"} 9\n",
            "# TYPE pwru_metrics_folded_keys gauge\n",
