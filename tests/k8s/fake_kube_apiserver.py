@@ -5,8 +5,8 @@ paging with limit/continue, chunked watch streams of JSON lines, BOOKMARK
 events, 410 Gone for a compacted resourceVersion or on demand mid-stream,
 connections dropped on demand).
 
-Usage: fake_kube_apiserver.py CERT KEY TOKEN_FILE
-Prints "PORT <n>" once listening on 127.0.0.1. The token file is re-read for
+Usage: fake_kube_apiserver.py CERT KEY TOKEN_FILE [PORT]
+Prints "PORT <n>" once listening on 127.0.0.1 (PORT, or any free port). The token file is re-read for
 every request, so a test rotates the token by rewriting it. Test control
 (no auth): POST /__control/{add,delete,gone,drop,compact} with a JSON body,
 GET /__control/stats.
@@ -170,7 +170,9 @@ class Server(http.server.ThreadingHTTPServer):
 
 if __name__ == "__main__":
     cert, key, TOKEN_FILE = sys.argv[1:4]
-    server = Server(("127.0.0.1", 0), Handler)
+    port = int(sys.argv[4]) if len(sys.argv) > 4 else 0
+    Server.allow_reuse_address = True  # restarted on the same port by tests
+    server = Server(("127.0.0.1", port), Handler)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(cert, key)
     server.socket = ctx.wrap_socket(server.socket, server_side=True)
