@@ -13,6 +13,8 @@ Exit status: 0 pass, 1 fail.
 
 import json
 import os
+import re
+import secrets
 import signal
 import socket
 import subprocess
@@ -25,8 +27,11 @@ import urllib.request
 import pwru_e2e as base
 from pwru_e2e import Failure, Topology, check, sh, wait_until
 
-SCENARIOS = ("prometheus", "endpoints", "bad_config")
-TOOLS = ("ip", "nc", "nft", "prometheus", "promtool")
+SCENARIOS = ("prometheus", "endpoints", "bad_config", "pods", "api_down")
+TOOLS = ("ip", "nc", "nft", "prometheus", "promtool", "openssl")
+FAKE_APISERVER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "k8s",
+                              "fake_kube_apiserver.py")
+LABELS_AFTER_API_TIMEOUT = 30.0  # the issue's bound: labels within 30 s of the API server's return
 
 READY_TIMEOUT = 30.0
 STOP_TIMEOUT = 30.0     # Kubernetes' default grace period
@@ -170,6 +175,133 @@ class Prometheus:
                 self.proc.kill()
 
 
+def scrape_series(text, name):
+    """{frozenset(labels.items()): value} of one metric in a /metrics text."""
+    out = {}
+    for line in text.splitlines():
+        if not line.startswith(name + "{") and not line.startswith(name + " "):
+            continue
+        head, value = line.rsplit(" ", 1)
+        labels = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', head))
+        out[frozenset(labels.items())] = float(value)
+    return out
+
+
+def cgroup2_mount():
+    """Where cgroup v2 is mounted: /sys/fs/cgroup, or /sys/fs/cgroup/unified on hybrid hosts."""
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split(" - ")
+            if len(fields) == 2 and fields[1].split()[0] == "cgroup2":
+                return fields[0].split()[4]
+    raise Failure("cgroup v2 hierarchy", "mounted (needed to place a process as the kubelet would)",
+                  "none in /proc/self/mountinfo; mount -t cgroup2 none /sys/fs/cgroup/unified")
+
+
+class FakeApiServer:
+    """tests/k8s/fake_kube_apiserver.py with a CA and certificate made here."""
+
+    def __init__(self, workdir, port=None):
+        self.dir = os.path.join(workdir, "apiserver")
+        os.makedirs(self.dir, exist_ok=True)
+        self.port = port or free_port()
+        self.ca = os.path.join(self.dir, "ca.crt")
+        self.token = os.path.join(self.dir, "token")
+        d = self.dir
+        sh(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=pwru-e2e-ca",
+            "-keyout", f"{d}/ca.key", "-out", self.ca])
+        sh(["openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout",
+            f"{d}/server.key", "-out", f"{d}/server.csr"])
+        with open(f"{d}/san.ext", "w") as f:
+            f.write("subjectAltName=IP:127.0.0.1\n")
+        sh(["openssl", "x509", "-req", "-in", f"{d}/server.csr", "-CA", self.ca, "-CAkey", f"{d}/ca.key",
+            "-CAcreateserial", "-days", "1", "-extfile", f"{d}/san.ext", "-out", f"{d}/server.crt"])
+        with open(self.token, "w") as f:
+            f.write("e2e-token\n")
+        self.proc = None
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            ["/usr/bin/python3", FAKE_APISERVER, f"{self.dir}/server.crt", f"{self.dir}/server.key", self.token,
+             str(self.port)], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        line = self.proc.stdout.readline().decode()
+        check(line.strip() == f"PORT {self.port}", "fake API server start", f"PORT {self.port}", line)
+        return self
+
+    def control(self, what, body):
+        import ssl
+        ctx = ssl.create_default_context(cafile=self.ca)
+        req = urllib.request.Request(f"https://127.0.0.1:{self.port}/__control/{what}",
+                                     data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=5, context=ctx) as r:
+            check(r.status == 200, f"fake API server {what}", 200, r.status)
+
+    def agent_yaml(self, grace=3):
+        return (f"kubernetes:\n  api_server: https://127.0.0.1:{self.port}\n  token_file: {self.token}\n"
+                f"  ca_file: {self.ca}\n  node_name: n1\n  rescan_interval_seconds: 2\n"
+                f"  deleted_pod_grace_seconds: {grace}\n")
+
+    def kill(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=5)
+
+
+class PodProcess:
+    """A process placed as a container runtime places a pod's container: in the
+    pod's netns and in a cgroup named as the kubelet's systemd driver names it."""
+
+    def __init__(self, workdir, ns):
+        self.uid = "-".join(secrets.token_hex(n) for n in (4, 2, 2, 2, 6))
+        root = os.path.join(cgroup2_mount(), f"pwru-e2e-{os.getpid()}")
+        self.cgroup = os.path.join(
+            root, "kubepods.slice", "kubepods-besteffort.slice",
+            f"kubepods-besteffort-pod{self.uid.replace('-', '_')}.slice",
+            f"cri-containerd-{secrets.token_hex(32)}.scope")
+        self.made = []
+        path = "/"
+        for part in self.cgroup.strip("/").split("/"):
+            path = os.path.join(path, part)
+            if not os.path.isdir(path):
+                os.mkdir(path)
+                self.made.append(path)
+        # Joins the cgroup first, then the netns: the scan never sees it half placed.
+        self.proc = subprocess.Popen(
+            ["sh", "-c", f'echo $$ > "{self.cgroup}/cgroup.procs" && exec ip netns exec {ns} sleep 300'],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=5)
+        for path in reversed(self.made):
+            for _ in range(100):
+                try:
+                    os.rmdir(path)
+                    break
+                except OSError:
+                    time.sleep(0.02)
+
+
+def pod_drop_series(agent, ns, pod):
+    """Value of the NO_SOCKET drop series of pod ns/pod in a fresh scrape (None: absent)."""
+    status, text = http_get(agent.url("/metrics"))
+    check(status == 200, "GET /metrics", 200, status)
+    for labels, value in scrape_series(text, "pwru_skb_drops_total").items():
+        labels = dict(labels)
+        if labels.get("namespace") == ns and labels.get("pod") == pod and labels.get("reason") == "NO_SOCKET":
+            check(labels.get("netns") == "", "netns label of a pod's series", "empty", labels)
+            return value
+    return None
+
+
+def metric_value(agent, name):
+    status, text = http_get(agent.url("/metrics"))
+    values = scrape_series(text, name)
+    return next(iter(values.values())) if values else None
+
+
 def send_udp(topo, from_ns, dst, port, count):
     for _ in range(count):
         sh(topo.exec_args(from_ns, "nc", "-u", "-w0", dst, str(port)), input_bytes=b"pwru-agent e2e\n")
@@ -304,6 +436,84 @@ def scenario_bad_config(ctx):
                        stderr=subprocess.PIPE, timeout=base.remaining(20))
     check(p.returncode == 2 and b"/nonexistent/pwru-agent.yaml" in p.stderr, "missing --config file",
           "exit 2 naming the file", p)
+
+
+def scenario_pods(ctx):
+    """Drops in a test pod's netns carry namespace/pod from the (fake) API server; deleted, its series go."""
+    topo = ctx.topology()
+    api = ctx.track(FakeApiServer(ctx.workdir).start())
+    pod = ctx.track(PodProcess(ctx.workdir, topo.ns_b))
+    api.control("add", {"uid": pod.uid, "namespace": "shop", "name": "web-0", "node": "n1"})
+    api.control("add", {"uid": "0000-other-node", "namespace": "shop", "name": "web-1", "node": "n2"})
+    agent = ctx.track(Agent(ctx.binary, ctx.workdir, extra_yaml=api.agent_yaml(grace=3))).start().wait_ready()
+
+    send_udp(topo, topo.ns_a, topo.ip_b, 9999, DATAGRAMS)   # closed port in the pod: NO_SOCKET there
+    wait_until(lambda: (pod_drop_series(agent, "shop", "web-0") or 0) >= DATAGRAMS, QUERY_TIMEOUT,
+               'pwru_skb_drops_total{namespace="shop",pod="web-0",reason="NO_SOCKET"}')
+    check(pod_drop_series(agent, "shop", "web-0") == DATAGRAMS, "NO_SOCKET drops of shop/web-0", DATAGRAMS,
+          pod_drop_series(agent, "shop", "web-0"))
+    status, text = http_get(agent.url("/metrics"))
+    check(f'netns="{topo.inode_b}"' not in text, "series of the pod's netns", "labelled by pod only",
+          [l for l in text.splitlines() if str(topo.inode_b) in l][:5])
+    check(metric_value(agent, "pwru_kubernetes_synced") == 1.0, "pwru_kubernetes_synced", 1,
+          metric_value(agent, "pwru_kubernetes_synced"))
+    check(metric_value(agent, "pwru_kubernetes_pods") == 1.0, "pwru_kubernetes_pods (this node's only)", 1,
+          metric_value(agent, "pwru_kubernetes_pods"))
+    p = subprocess.run(["promtool", "check", "metrics"], input=text.encode(), stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, timeout=base.remaining(20))
+    check(p.returncode == 0 and not p.stdout.strip(), "promtool check metrics with pod labels", "clean",
+          p.stdout.decode())
+
+    # Deleted through the watch: the series stays for the grace, then goes.
+    deleted_at = time.monotonic()
+    api.control("delete", {"uid": pod.uid})
+    wait_until(lambda: pod_drop_series(agent, "shop", "web-0") is None, QUERY_TIMEOUT,
+               "the deleted pod's series to disappear")
+    gone_after = time.monotonic() - deleted_at
+    check(gone_after >= 2.5, "time the deleted pod's series stayed", ">= the 3 s grace (less scrape jitter)",
+          f"{gone_after:.1f}s")
+    status, text = http_get(agent.url("/metrics"))
+    check(f'netns="{topo.inode_b}"' not in text, "series of the deleted pod's netns", "none (not unlabelled)",
+          [l for l in text.splitlines() if str(topo.inode_b) in l][:5])
+    took = agent.stop()
+    return f"labelled, gone {gone_after:.1f}s after delete (grace 3s); stopped {took:.2f}s after SIGTERM"
+
+
+def scenario_api_down(ctx):
+    """The API server is down when the agent starts: metrics at once, pod labels soon after it comes up."""
+    topo = ctx.topology()
+    api = ctx.track(FakeApiServer(ctx.workdir))  # certificates made, not started
+    pod = ctx.track(PodProcess(ctx.workdir, topo.ns_b))
+    started = time.monotonic()
+    agent = ctx.track(Agent(ctx.binary, ctx.workdir, extra_yaml=api.agent_yaml())).start().wait_ready()
+    ready_after = time.monotonic() - started
+    send_udp(topo, topo.ns_a, topo.ip_b, 9999, DATAGRAMS)
+    unlabelled = None
+
+    def unlabelled_series():
+        nonlocal unlabelled
+        status, text = http_get(agent.url("/metrics"))
+        unlabelled = [l for l in text.splitlines()
+                      if l.startswith("pwru_skb_drops_total{") and f'netns="{topo.inode_b}"' in l]
+        return status == 200 and unlabelled
+
+    wait_until(unlabelled_series, QUERY_TIMEOUT, "drops in the netns, by inode, while the API server is down")
+    check(metric_value(agent, "pwru_kubernetes_synced") == 0.0, "pwru_kubernetes_synced with no API server", 0,
+          metric_value(agent, "pwru_kubernetes_synced"))
+    # Let the agent's back-off grow for a while before the API server comes up.
+    time.sleep(8)
+    check((metric_value(agent, "pwru_kubernetes_api_failures_total") or 0) >= 2,
+          "pwru_kubernetes_api_failures_total while down", ">= 2", metric_value(agent, "pwru_kubernetes_api_failures_total"))
+
+    api.start()
+    up = time.monotonic()
+    api.control("add", {"uid": pod.uid, "namespace": "shop", "name": "web-0", "node": "n1"})
+    wait_until(lambda: pod_drop_series(agent, "shop", "web-0") == DATAGRAMS, LABELS_AFTER_API_TIMEOUT,
+               f"shop/web-0 labels within {LABELS_AFTER_API_TIMEOUT}s of the API server starting")
+    labelled_after = time.monotonic() - up
+    took = agent.stop()
+    return (f"ready {ready_after:.1f}s after start with the API down; labels {labelled_after:.1f}s after it "
+            f"came up; stopped {took:.2f}s after SIGTERM")
 
 
 class Context:
