@@ -23,6 +23,8 @@
 #include "k8s/node_pods.h"
 #include "metrics/skb_counter_collector.h"
 #include "probe/counting_probes.h"
+#include "traces/trace_auth.h"
+#include "traces/trace_service.h"
 
 namespace pwru {
 
@@ -133,6 +135,20 @@ int run_agent(const AgentConfig& config, const std::function<bool()>& stop_reque
   // Before the HTTP server: scrapes resolve pods through it until the
   // server is gone.
   std::unique_ptr<NodePods> node_pods = make_node_pods(config.kubernetes);
+  TraceService traces(TraceServiceConfig{config.traces, config.probe.backend},
+                      node_pods ? PodNetnsLookup([&node_pods](const std::string& ns, const std::string& pod) {
+                        return node_pods->netns_of_pod(ns, pod);
+                      })
+                                : PodNetnsLookup());
+  auto& trace_answers = prometheus::BuildCounter()
+                            .Name("pwru_trace_requests_total")
+                            .Help("Answers to /v1/traces requests, by HTTP status code")
+                            .Register(*registry);
+  auto& traces_running = prometheus::BuildGauge()
+                             .Name("pwru_traces_running")
+                             .Help("Traces streaming now")
+                             .Register(*registry)
+                             .Add({});
   std::shared_ptr<SkbCounterCollector> collector;  // set once attached; read under the ready flag
 
   const auto metrics_text = [&]() {
@@ -142,9 +158,26 @@ int run_agent(const AgentConfig& config, const std::function<bool()>& stop_reque
     families.insert(families.end(), own.begin(), own.end());
     return prometheus::TextSerializer().Serialize(families);
   };
-  AgentHttpServer http(config.http.listen_address, config.http.listen_port,
-                       AgentHttpHandlers{metrics_text, [&] { return ready.load(); },
-                                         [&] { return std::string(phase.load()); }});
+  AgentHttpHandlers handlers{metrics_text, [&] { return ready.load(); }, [&] { return std::string(phase.load()); }};
+  if (config.traces.enabled) {
+    TraceRoutes routes;
+    routes.start = [&traces, &traces_running](const std::string& body, const std::string& remote) {
+      std::shared_ptr<RunningTrace> trace = traces.start(body, remote);
+      return TraceRoutes::Stream([trace, &traces, &traces_running](LineSink& out) {
+        traces_running.Increment();
+        trace->stream(out);
+        traces_running.Decrement();
+      });
+    };
+    routes.list = [&traces] { return traces.list_json(); };
+    routes.cancel = [&traces](const std::string& id) { return traces.cancel(id); };
+    routes.authorize = make_trace_authorizer(config.traces);
+    routes.answered = [&trace_answers](int status) { trace_answers.Add({{"code", std::to_string(status)}}).Increment(); };
+    routes.max_body_bytes = config.traces.max_body_bytes;
+    routes.max_streams = config.traces.max_concurrent;
+    handlers.traces = std::move(routes);
+  }
+  AgentHttpServer http(config.http.listen_address, config.http.listen_port, std::move(handlers));
   spdlog::info("serving http://{}:{}/metrics (/healthz, /readyz)", config.http.listen_address, http.port());
 
   std::optional<NodePodsMetrics> node_pods_metrics;
@@ -185,6 +218,7 @@ int run_agent(const AgentConfig& config, const std::function<bool()>& stop_reque
   for (const std::string& skipped : report.skipped) spdlog::warn("hook not attached: {}", skipped);
   if (stop_requested()) {
     spdlog::info("stopped while attaching");
+    traces.stop_all();
     http.stop();
     probes.detach();
     return 0;
@@ -225,8 +259,9 @@ int run_agent(const AgentConfig& config, const std::function<bool()>& stop_reque
     std::this_thread::sleep_for(kStopPoll);
   }
 
-  spdlog::info("stopping: no more scrapes, detaching");
+  spdlog::info("stopping: no more scrapes, ending traces, detaching");
   ready = false;
+  traces.stop_all();  // streams end within a poll round, so http.stop() does not wait on them
   http.stop();
   if (node_pods) node_pods->stop();
   const auto detach_start = std::chrono::steady_clock::now();

@@ -97,7 +97,7 @@ pwru_filter_cfg resolve_filters(const pwru::PwruOptions& o) {
 
 int run(const pwru::PwruOptions& o) {
   const pwru_filter_cfg filter = resolve_filters(o);
-  pwru::LineSink sink(o.output_file);
+  pwru::FileSink sink(o.output_file);
   const pwru::KernelBtf btf = pwru::KernelBtf::load(o.kernel_btf);
 
   pwru::TraceConfig config;
@@ -141,7 +141,7 @@ int run(const pwru::PwruOptions& o) {
     if (!ready) throw pwru::UsageError("--ready-file " + o.ready_file + ": cannot create it");
   }
   std::fprintf(stderr, "pwru: listening for events...\n");
-  session.run(g_stop);
+  session.run([] { return g_stop.load(); });
   const auto detach_start = std::chrono::steady_clock::now();
   const pwru::TraceStats stats = session.finish();
   std::fprintf(stderr, "pwru: detached in %.2f s\n", seconds_since(detach_start));

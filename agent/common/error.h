@@ -14,6 +14,17 @@ class UsageError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// A request to the agent's HTTP API that cannot be served as asked: the
+// HTTP status to answer with and a message that says what to fix.
+class RequestError : public std::runtime_error {
+ public:
+  RequestError(int status, const std::string& message) : std::runtime_error(message), status_(status) {}
+  int status() const noexcept { return status_; }
+
+ private:
+  int status_;
+};
+
 // A failure of the system underneath (kernel refused, file unreadable).
 class SystemError : public std::runtime_error {
  public:

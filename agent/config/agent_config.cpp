@@ -134,6 +134,7 @@ class ConfigReader {
         {"counters", section(counters_fields(config.counters))},
         {"metrics", section(metrics_fields(config.metrics))},
         {"kubernetes", section(kubernetes_fields(config.kubernetes))},
+        {"traces", section(traces_fields(config.traces))},
     };
   }
 
@@ -229,6 +230,43 @@ class ConfigReader {
         {"deleted_pod_grace_seconds",
          [this, &kube](const YAML::Node& v, const Location& at) {
            kube.deleted_pod_grace_seconds = static_cast<std::uint32_t>(read_integer(v, at, 0, 3600));
+         }},
+    };
+  }
+
+  std::vector<Field> traces_fields(AgentConfig::Traces& traces) {
+    using Auth = AgentConfig::Traces::Auth;
+    const auto u32 = [this](std::uint32_t& into, std::uint64_t min, std::uint64_t max) {
+      return [this, &into, min, max](const YAML::Node& v, const Location& at) {
+        into = static_cast<std::uint32_t>(read_integer(v, at, min, max));
+      };
+    };
+    return {
+        {"enabled", [this, &traces](const YAML::Node& v, const Location& at) {
+           traces.enabled = read_choice(v, at, {"true", "false"}) == "true";
+         }},
+        {"auth", [this, &traces](const YAML::Node& v, const Location& at) {
+           traces.auth = read_choice(v, at, {"none", "token"}) == "token" ? Auth::kToken : Auth::kNone;
+         }},
+        {"token_file", [this, &traces](const YAML::Node& v, const Location& at) {
+           traces.token_file = v.IsNull() ? std::string() : read_scalar(v, at, "an absolute path, or \"\"");
+           if (!traces.token_file.empty()) traces.token_file = read_path(v, at, "token");
+         }},
+        {"max_concurrent", u32(traces.max_concurrent, 1, 64)},
+        {"default_duration_seconds", u32(traces.default_duration_seconds, 1, 86400)},
+        {"max_duration_seconds", u32(traces.max_duration_seconds, 1, 86400)},
+        {"default_max_events", [this, &traces](const YAML::Node& v, const Location& at) {
+           traces.default_max_events = read_integer(v, at, 1, 1000000000);
+         }},
+        {"max_events", [this, &traces](const YAML::Node& v, const Location& at) {
+           traces.max_events = read_integer(v, at, 1, 1000000000);
+         }},
+        {"max_body_bytes", u32(traces.max_body_bytes, 256, 1048576)},
+        {"ring_buffer_bytes", [this, &traces](const YAML::Node& v, const Location& at) {
+           const std::uint64_t bytes = read_integer(v, at, 4096, 1u << 30);
+           if ((bytes & (bytes - 1)) != 0) fail(at, "must be a power of two (the kernel's ring buffers are); got " +
+                                                        std::to_string(bytes));
+           traces.ring_buffer_bytes = static_cast<std::uint32_t>(bytes);
          }},
     };
   }
@@ -454,11 +492,38 @@ class ConfigReader {
   std::string source_;
 };
 
+bool is_loopback(const std::string& address) {
+  return address == "localhost" || address == "::1" || address.rfind("127.", 0) == 0;
+}
+
+// Rules across keys, checked once the whole document is read.
+void check_combinations(const AgentConfig& config, const std::string& source) {
+  const AgentConfig::Traces& traces = config.traces;
+  const auto fail = [&](const std::string& message) { throw UsageError(source + ": " + message); };
+  if (traces.default_duration_seconds > traces.max_duration_seconds)
+    fail("traces.default_duration_seconds (" + std::to_string(traces.default_duration_seconds) +
+         ") is over traces.max_duration_seconds (" + std::to_string(traces.max_duration_seconds) + ")");
+  if (traces.default_max_events > traces.max_events)
+    fail("traces.default_max_events (" + std::to_string(traces.default_max_events) + ") is over traces.max_events (" +
+         std::to_string(traces.max_events) + ")");
+  if (!traces.enabled) return;
+  if (traces.auth == AgentConfig::Traces::Auth::kToken && traces.token_file.empty())
+    fail("traces.auth is token but traces.token_file is empty; name the file that holds the bearer token");
+  // Traces load kernel programs and show every packet of the node: without
+  // auth, only someone already on the node may ask for one.
+  if (traces.auth == AgentConfig::Traces::Auth::kNone && !is_loopback(config.http.listen_address))
+    fail("http.listen is " + config.http.listen_address +
+         ", beyond loopback, and traces.auth is none: anyone who reaches the port could trace this node's "
+         "packets. Set traces.auth: token (with traces.token_file), listen on 127.0.0.1, or set "
+         "traces.enabled: false");
+}
+
 }  // namespace
 
 AgentConfig parse_agent_config(std::string_view yaml_text, const std::string& source) {
   AgentConfig config = default_agent_config_parsed();
   ConfigReader(source).apply(yaml_text, config);
+  check_combinations(config, source);
   return config;
 }
 

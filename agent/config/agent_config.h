@@ -47,6 +47,20 @@ struct AgentConfig {
     std::uint32_t rescan_interval_seconds = 30;
     std::uint32_t deleted_pod_grace_seconds = 60;
   } kubernetes;
+  struct Traces {
+    bool enabled = true;
+    // none: anyone who reaches the port (loopback only); token: a static
+    // bearer token read from token_file.
+    enum class Auth { kNone, kToken } auth = Auth::kNone;
+    std::string token_file;
+    std::uint32_t max_concurrent = 4;
+    std::uint32_t default_duration_seconds = 30;
+    std::uint32_t max_duration_seconds = 600;
+    std::uint64_t default_max_events = 10000;
+    std::uint64_t max_events = 1000000;
+    std::uint32_t max_body_bytes = 16384;
+    std::uint32_t ring_buffer_bytes = 4u << 20;
+  } traces;
 };
 
 // Parses `yaml_text` over the embedded default: keys the text leaves out

@@ -1,13 +1,17 @@
-// pwru-agent's one HTTP port: /metrics, /healthz, /readyz. What the routes
-// answer comes from callbacks, so this module knows nothing of BPF or of
-// Prometheus' data model and is testable on its own.
+// pwru-agent's one HTTP port: /metrics, /healthz, /readyz and the trace
+// API under /v1/traces. What the routes answer comes from callbacks, so
+// this module knows nothing of BPF or of Prometheus' data model and is
+// testable on its own.
 #pragma once
 
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
+
+#include "output/sink.h"
 
 namespace httplib {
 class Server;
@@ -15,10 +19,28 @@ class Server;
 
 namespace pwru {
 
+// POST /v1/traces, GET /v1/traces, DELETE /v1/traces/{id}. Callbacks throw
+// RequestError for answers other than success; the server turns those into
+// {"error": "..."} with the status.
+struct TraceRoutes {
+  // Checks and loads a trace from the request body; the returned function
+  // streams it into the response (and returns when it ended).
+  using Stream = std::function<void(LineSink& out)>;
+  std::function<Stream(const std::string& body, const std::string& remote)> start;
+  std::function<std::string()> list;                  // JSON
+  std::function<bool(const std::string& id)> cancel;  // false: no such trace
+  // The Authorization header ("" when absent); throws RequestError 401/403.
+  std::function<void(const std::string& authorization)> authorize;
+  std::function<void(int status)> answered;  // every /v1/traces answer's status, for metrics
+  std::size_t max_body_bytes = 16384;
+  std::size_t max_streams = 4;  // worker threads kept free of streams for /metrics
+};
+
 struct AgentHttpHandlers {
   std::function<std::string()> metrics_text;  // Prometheus text exposition format
   std::function<bool()> ready;                // /readyz: 200 once true, 503 before
   std::function<std::string()> not_ready_reason = [] { return std::string("starting"); };
+  std::optional<TraceRoutes> traces;  // none: no /v1/traces
 };
 
 class AgentHttpServer {
@@ -36,6 +58,8 @@ class AgentHttpServer {
   void stop() noexcept;
 
  private:
+  void add_trace_routes(const TraceRoutes& routes);
+
   AgentHttpHandlers handlers_;
   std::unique_ptr<httplib::Server> server_;
   std::thread thread_;

@@ -7,7 +7,7 @@
 
 namespace pwru {
 
-LineSink::LineSink(const std::string& path) : path_(path.empty() ? "stdout" : path) {
+FileSink::FileSink(const std::string& path) : path_(path.empty() ? "stdout" : path) {
   if (path.empty()) {
     file_ = stdout;
     return;
@@ -17,13 +17,13 @@ LineSink::LineSink(const std::string& path) : path_(path.empty() ? "stdout" : pa
   owned_ = true;
 }
 
-LineSink::~LineSink() {
+FileSink::~FileSink() {
   if (!file_) return;
   if (!closed_) std::fflush(file_);
   if (owned_) std::fclose(file_);
 }
 
-void LineSink::write(std::string_view text) {
+void FileSink::write(std::string_view text) {
   if (text.empty() || closed_) return;
   if (std::fwrite(text.data(), 1, text.size(), file_) == text.size()) return;
   if (errno == EPIPE) {
@@ -33,7 +33,7 @@ void LineSink::write(std::string_view text) {
   throw SystemError("writing trace output to " + path_, errno ? errno : EIO);
 }
 
-void LineSink::flush() {
+void FileSink::flush() {
   if (closed_ || std::fflush(file_) == 0) return;
   if (errno == EPIPE) {
     closed_ = true;

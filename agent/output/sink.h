@@ -1,5 +1,6 @@
-// Where formatted lines go: stdout or --output-file. Buffered; flushed on
-// every poll round so a slow trace still shows lines as they happen.
+// Where formatted lines go: a file or stdout for `pwru`, an HTTP response
+// for the agent's traces. Buffered; flushed on every poll round so a slow
+// trace still shows lines as they happen.
 #pragma once
 
 #include <cstdio>
@@ -10,17 +11,26 @@ namespace pwru {
 
 class LineSink {
  public:
-  // Empty path: stdout. Otherwise the file is created or truncated.
-  explicit LineSink(const std::string& path);
-  ~LineSink();
-  LineSink(const LineSink&) = delete;
-  LineSink& operator=(const LineSink&) = delete;
+  virtual ~LineSink() = default;
+  virtual void write(std::string_view text) = 0;
+  virtual void flush() = 0;
+  // The reader went away (EPIPE, `pwru | head`; an HTTP client that hung
+  // up): writes are dropped from then on and the trace should end as if
+  // the user had stopped it.
+  virtual bool closed() const = 0;
+};
 
-  void write(std::string_view text);
-  void flush();
-  // The reader went away (EPIPE, e.g. `pwru | head`): writes are dropped
-  // from then on and the trace should end as if the user had stopped it.
-  bool closed() const { return closed_; }
+class FileSink final : public LineSink {
+ public:
+  // Empty path: stdout. Otherwise the file is created or truncated.
+  explicit FileSink(const std::string& path);
+  ~FileSink() override;
+  FileSink(const FileSink&) = delete;
+  FileSink& operator=(const FileSink&) = delete;
+
+  void write(std::string_view text) override;
+  void flush() override;
+  bool closed() const override { return closed_; }
 
  private:
   std::FILE* file_ = nullptr;

@@ -147,8 +147,8 @@ bool TraceSession::handle(const pwru_event& event) {
   return true;
 }
 
-void TraceSession::run(const std::atomic<bool>& stop) {
-  while (!stop.load(std::memory_order_relaxed)) {
+void TraceSession::run(const std::function<bool()>& stop) {
+  while (!stop()) {
     const bool more = impl_->reader->poll(kPollMs);
     sink_.write(buffer_);
     buffer_.clear();

@@ -2,7 +2,6 @@
 // detach. `pwru` runs one; the agent will run one per trace request.
 #pragma once
 
-#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -58,8 +57,9 @@ class TraceSession {
   // Tracepoints first, then kprobes, reporting (done, total) as it goes.
   AttachReport attach(const std::function<bool()>& cancelled,
                       const std::function<void(std::size_t, std::size_t)>& progress = nullptr);
-  // Reads and prints events until `stop` becomes true or the limit is hit.
-  void run(const std::atomic<bool>& stop);
+  // Reads and prints events until `stop()` says so (asked about every
+  // poll round, 100 ms), the limit is hit or the sink closes.
+  void run(const std::function<bool()>& stop);
   // Detaches every link, prints what is still in the ring, flushes.
   TraceStats finish();
 

@@ -1,0 +1,42 @@
+// The JSON body of POST /v1/traces, checked field by field: what to trace
+// (a pod, a netns inode, or the whole node), the pcap filter, limits and
+// output options. Every mistake is a RequestError(400) naming the field.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "output/event_formatter.h"
+
+namespace pwru {
+
+struct TraceRequestLimits {
+  std::chrono::milliseconds default_duration{30000};
+  std::chrono::milliseconds max_duration{600000};
+  std::uint64_t default_max_events = 10000;
+  std::uint64_t max_events = 1000000;
+};
+
+struct TraceRequest {
+  std::string namespace_name;  // with pod: trace that pod's netns
+  std::string pod;
+  std::optional<std::uint32_t> netns;  // the inode, as pwru --output-json prints it
+  std::string filter;                  // pcap expression; "" = every packet
+  std::string functions;               // regex over kprobe function names; "" = all
+  std::chrono::milliseconds duration{0};
+  std::uint64_t max_events = 0;
+  OutputOptions output;                // json unless "format": "text"
+
+  bool names_pod() const { return !pod.empty(); }
+};
+
+TraceRequest parse_trace_request(std::string_view body, const TraceRequestLimits& limits);
+
+// "30s", "1m30s", "500ms", "2h", "1.5s": Go's time.ParseDuration units from
+// ms to h. Throws RequestError(400) naming `field`.
+std::chrono::milliseconds parse_duration(std::string_view text, const std::string& field);
+
+}  // namespace pwru

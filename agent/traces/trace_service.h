@@ -1,0 +1,99 @@
+// The agent's pod-scoped traces: POST /v1/traces becomes a RunningTrace
+// with BPF programs of its own (the same TraceSession `pwru` runs, with the
+// pod's netns as filter), so concurrent traces never see each other's
+// events and the always-on counters are untouched. Knows nothing of HTTP:
+// errors are RequestErrors with a status, output goes to a LineSink.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+
+#include "config/agent_config.h"
+#include "k8s/pod_resolver.h"
+#include "traces/trace_request.h"
+
+namespace pwru {
+
+class LineSink;
+class RunningTrace;
+class TraceSession;
+
+struct TraceServiceConfig {
+  AgentConfig::Traces traces;
+  std::string backend = "auto";  // probe.backend
+};
+
+// Pod -> netns for requests naming a pod; null when pod identity is off.
+using PodNetnsLookup = std::function<PodNetns(const std::string& namespace_name, const std::string& pod)>;
+
+class TraceService {
+ public:
+  TraceService(TraceServiceConfig config, PodNetnsLookup pods);
+  ~TraceService();
+  TraceService(const TraceService&) = delete;
+  TraceService& operator=(const TraceService&) = delete;
+
+  // Checks the request, takes a slot, resolves the pod, compiles the
+  // filter and loads the programs (nothing attached yet). Throws
+  // RequestError: 400, 404 (no such pod here), 429 (all slots taken),
+  // 503 (stopping), 500 (the kernel refused).
+  std::shared_ptr<RunningTrace> start(std::string_view body, const std::string& remote);
+
+  // {"traces":[{"id","target","filter","remote","started","duration_s","events_sent"}]}
+  std::string list_json() const;
+  // False when no running trace has this id.
+  bool cancel(const std::string& id);
+  // Ends every trace (agent shutdown) and refuses new ones.
+  void stop_all();
+  std::size_t running() const;
+
+ private:
+  friend class RunningTrace;
+  void release(const std::string& id);
+
+  TraceServiceConfig config_;
+  PodNetnsLookup pods_;
+  mutable std::mutex mutex_;
+  std::map<std::string, RunningTrace*> traces_;
+  std::size_t reserved_ = 0;  // slots of traces still loading
+  bool stopping_ = false;
+};
+
+class RunningTrace {
+ public:
+  ~RunningTrace();  // detaches (if stream() never ran) and frees the slot
+  RunningTrace(const RunningTrace&) = delete;
+  RunningTrace& operator=(const RunningTrace&) = delete;
+
+  const std::string& id() const { return id_; }
+  // Attaches, writes events into `out` as they come, detaches, and ends
+  // with one {"summary": ...} line. Returns when the duration is over,
+  // max_events were sent, the trace was cancelled or `out` closed.
+  void stream(LineSink& out);
+  void cancel(const char* why);
+
+ private:
+  friend class TraceService;
+  class ForwardingSink;
+  RunningTrace(TraceService& service, std::string id, TraceRequest request, std::string target, std::string remote);
+
+  TraceService& service_;
+  std::string id_;
+  TraceRequest request_;
+  std::string target_;  // "pod shop/web-0 (netns 4026532...)", "netns ...", "node"
+  std::string remote_;
+  std::chrono::system_clock::time_point started_;
+  std::unique_ptr<ForwardingSink> sink_;
+  std::unique_ptr<TraceSession> session_;
+  std::atomic<const char*> stop_reason_{nullptr};
+  std::atomic<std::uint64_t> events_sent_{0};
+};
+
+}  // namespace pwru
