@@ -94,7 +94,8 @@ TEST(AgentConfig, EveryValueCanBeSet) {
       "counters:\n"
       "  drops_max_entries: 1\n"
       "  visits_max_entries: 1048576\n"
-      "metrics: {max_series: 1000000}\n");
+      "metrics: {max_series: 1000000}\n"
+      "traces: {auth: token, token_file: /run/pwru/token}\n");
   EXPECT_EQ(config.log.level, "debug");
   EXPECT_EQ(config.log.format, "json");
   EXPECT_EQ(config.http.listen_address, "0.0.0.0");
@@ -114,11 +115,14 @@ TEST(AgentConfig, EveryValueCanBeSet) {
 TEST(AgentConfig, ListenTakesIpv6InBracketsAndHostNames) {
   AgentConfig config = parse("http:\n  listen: \"[::1]:9464\"\n");
   EXPECT_EQ(config.http.listen_address, "::1");
+  // Beyond loopback, traces need auth (or to be off).
+  const std::string no_traces = "traces:\n  enabled: false\n";
+  EXPECT_EQ(config.http.listen_address, "::1");
   EXPECT_EQ(config.http.listen_port, 9464);
-  config = parse("http:\n  listen: '[::]:1'\n");
+  config = parse("http:\n  listen: '[::]:1'\n" + no_traces);
   EXPECT_EQ(config.http.listen_address, "::");
   EXPECT_EQ(config.http.listen_port, 1);
-  config = parse("http:\n  listen: metrics.example.internal:65535\n");
+  config = parse("http:\n  listen: metrics.example.internal:65535\n" + no_traces);
   EXPECT_EQ(config.http.listen_address, "metrics.example.internal");
   EXPECT_EQ(config.http.listen_port, 65535);
 }
@@ -341,6 +345,26 @@ TEST(AgentConfig, KubernetesValuesAreChecked) {
               AllOf(HasSubstr("kubernetes.rescan_interval_seconds"), HasSubstr("from 1 to 3600")));
   EXPECT_THAT(error_of("kubernetes:\n  deleted_pod_grace: 60\n"),
               HasSubstr("did you mean deleted_pod_grace_seconds?"));
+}
+
+TEST(AgentConfig, TracesValuesAndTheirCombinationsAreChecked) {
+  const AgentConfig::Traces t = parse(
+      "traces:\n  enabled: true\n  auth: token\n  token_file: /run/t\n  max_concurrent: 2\n"
+      "  default_duration_seconds: 10\n  max_duration_seconds: 20\n  default_max_events: 5\n  max_events: 6\n"
+      "  max_body_bytes: 1024\n  ring_buffer_bytes: 65536\n").traces;
+  EXPECT_EQ(t.auth, AgentConfig::Traces::Auth::kToken);
+  EXPECT_EQ(t.max_concurrent, 2u);
+  EXPECT_EQ(t.max_duration_seconds, 20u);
+  EXPECT_EQ(t.ring_buffer_bytes, 65536u);
+  EXPECT_THAT(error_of("http:\n  listen: 0.0.0.0:9464\n"),
+              AllOf(HasSubstr("http.listen is 0.0.0.0"), HasSubstr("traces.auth is none"),
+                    HasSubstr("traces.auth: token")));
+  EXPECT_THAT(error_of("traces:\n  auth: token\n"), HasSubstr("traces.token_file is empty"));
+  EXPECT_THAT(error_of("traces:\n  default_duration_seconds: 700\n"),
+              HasSubstr("is over traces.max_duration_seconds (600)"));
+  EXPECT_THAT(error_of("traces:\n  ring_buffer_bytes: 5000\n"), HasSubstr("power of two"));
+  EXPECT_THAT(error_of("traces:\n  auth: kubernetes\n"), AllOf(HasSubstr("traces.auth"), HasSubstr("none, token")));
+  EXPECT_EQ(parse("http:\n  listen: 127.0.0.2:1\n").http.listen_port, 1) << "loopback needs no auth";
 }
 
 }  // namespace

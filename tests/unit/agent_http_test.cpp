@@ -2,8 +2,15 @@
 // Kubernetes probes and Prometheus see.
 #include <gtest/gtest.h>
 #include <httplib.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
+#include <chrono>
+#include <mutex>
+#include <thread>
+#include <vector>
 #include <stdexcept>
 
 #include "common/error.h"
@@ -74,6 +81,139 @@ TEST(AgentHttp, StopRightAfterStartReturns) {
     AgentHttpServer server("127.0.0.1", 0, AgentHttpHandlers{[] { return std::string(); }, [] { return false; }});
     server.stop();
   }
+}
+
+}  // namespace
+}  // namespace pwru
+
+namespace pwru {
+namespace {
+
+// The trace routes over fake callbacks: status codes, JSON errors, the
+// stream, and what a hung-up client does to it.
+struct FakeTraces {
+  std::atomic<int> streams_ended{0};
+  std::atomic<bool> saw_closed{false};
+  std::atomic<int> lines_before_close{0};
+  std::vector<int> answers;
+  std::mutex mu;
+
+  TraceRoutes routes(bool endless = false) {
+    TraceRoutes r;
+    r.start = [this, endless](const std::string& body, const std::string&) -> TraceRoutes::Stream {
+      if (body == "busy") throw RequestError(429, "too many");
+      if (body == "nope") throw RequestError(404, "no such pod");
+      return [this, endless](LineSink& out) {
+        // Endless: two lines, then silence (a quiet trace), so only the
+        // connection check can tell that the client left.
+        for (int i = 0; i < (endless ? 600 : 3) && !out.closed(); ++i) {
+          if (i < 3) {
+            out.write("{\"n\":" + std::to_string(i) + "}\n");
+            out.flush();
+            ++lines_before_close;
+          }
+          if (endless) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        }
+        saw_closed = out.closed();
+        if (!out.closed()) out.write("{\"summary\":{}}\n");
+        ++streams_ended;
+      };
+    };
+    r.list = [] { return std::string("{\"traces\":[]}\n"); };
+    r.cancel = [](const std::string& id) { return id == "tr-1"; };
+    r.authorize = [](const std::string& header) {
+      if (header.empty()) throw RequestError(401, "send a token");
+      if (header != "Bearer good") throw RequestError(403, "wrong token");
+    };
+    r.answered = [this](int status) {
+      std::lock_guard lock(mu);
+      answers.push_back(status);
+    };
+    r.max_body_bytes = 64;
+    return r;
+  }
+};
+
+AgentHttpHandlers handlers_with(TraceRoutes routes, std::atomic<bool>& ready) {
+  AgentHttpHandlers h{[] { return std::string(); }, [&ready] { return ready.load(); }};
+  h.traces = std::move(routes);
+  return h;
+}
+
+TEST(AgentHttpTraces, StatusCodesAndJsonErrors) {
+  FakeTraces fake;
+  std::atomic<bool> ready{false};
+  AgentHttpServer server("127.0.0.1", 0, handlers_with(fake.routes(), ready));
+  httplib::Client client("127.0.0.1", server.port());
+  const httplib::Headers good = {{"Authorization", "Bearer good"}};
+
+  struct Case {
+    std::string body;
+    httplib::Headers headers;
+    int status;
+    std::string message;
+  };
+  auto check = [&](const Case& c) {
+    auto res = client.Post("/v1/traces", c.headers, c.body, "application/json");
+    ASSERT_TRUE(res) << c.body;
+    EXPECT_EQ(res->status, c.status) << c.body;
+    EXPECT_EQ(res->get_header_value("Content-Type"), "application/json") << c.body;
+    EXPECT_NE(res->body.find("{\"error\":"), std::string::npos) << res->body;
+    EXPECT_NE(res->body.find(c.message), std::string::npos) << res->body;
+    EXPECT_EQ(client.Get("/healthz")->status, 200) << "after " << c.body;
+  };
+  check({"{}", {}, 401, "send a token"});
+  check({"{}", {{"Authorization", "Bearer bad"}}, 403, "wrong token"});
+  check({"{}", good, 503, "not ready"});
+  ready = true;
+  check({"busy", good, 429, "too many"});
+  check({"nope", good, 404, "no such pod"});
+  check({std::string(200, 'x'), good, 413, "over 64 bytes"});
+  EXPECT_EQ(client.Get("/v1/traces", good)->body, "{\"traces\":[]}\n");
+  EXPECT_EQ(client.Get("/v1/traces")->status, 401);
+  EXPECT_EQ(client.Delete("/v1/traces/tr-1", good)->status, 200);
+  auto missing = client.Delete("/v1/traces/tr-2", good);
+  EXPECT_EQ(missing->status, 404);
+  EXPECT_NE(missing->body.find("no running trace tr-2"), std::string::npos);
+
+  auto ok = client.Post("/v1/traces", good, "{}", "application/json");
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(ok->status, 200);
+  EXPECT_EQ(ok->get_header_value("Content-Type"), "application/x-ndjson");
+  EXPECT_EQ(ok->body, "{\"n\":0}\n{\"n\":1}\n{\"n\":2}\n{\"summary\":{}}\n");
+  std::lock_guard lock(fake.mu);
+  EXPECT_EQ(fake.answers, (std::vector<int>{401, 403, 503, 429, 404, 413, 401, 404, 200}));
+}
+
+TEST(AgentHttpTraces, AClientThatHangsUpEndsItsStreamWithinAPollRound) {
+  FakeTraces fake;
+  std::atomic<bool> ready{true};
+  AgentHttpServer server("127.0.0.1", 0, handlers_with(fake.routes(/*endless=*/true), ready));
+  {
+    // A client that reads the start of the stream, then closes its socket.
+    const int sock = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(server.port());
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(::connect(sock, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    const std::string request =
+        "POST /v1/traces HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer good\r\nContent-Length: 2\r\n\r\n{}";
+    ASSERT_EQ(::write(sock, request.data(), request.size()), static_cast<ssize_t>(request.size()));
+    std::string seen;
+    char buf[512];
+    while (seen.find("{\"n\":1}") == std::string::npos) {
+      const ssize_t n = ::read(sock, buf, sizeof buf);
+      ASSERT_GT(n, 0);
+      seen.append(buf, static_cast<std::size_t>(n));
+    }
+    ::close(sock);
+  }
+  // The stream writes every 50 ms: it must notice within a few rounds.
+  for (int i = 0; i < 40 && fake.streams_ended == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(fake.streams_ended, 1);
+  EXPECT_TRUE(fake.saw_closed);
+  EXPECT_LE(fake.lines_before_close, 3);
 }
 
 }  // namespace
