@@ -6,6 +6,7 @@
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
 
@@ -28,7 +29,8 @@ constexpr int kIoTimeoutSeconds = 10;
 
 constexpr const char* kJson = "application/json";
 
-std::string error_body(const std::string& message) { return nlohmann::json{{"error", message}}.dump() + "\n"; }
+std::string error_body(const std::string& message) { // Messages quote what the client sent, which need not be valid UTF-8.
+  return nlohmann::json{{"error", message}}.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n"; }
 
 // "10.0.0.1" or "::1" and the port of a socket address.
 bool address_of(const sockaddr_storage& sa, std::string& address, int& port) {
@@ -168,6 +170,10 @@ AgentHttpServer::AgentHttpServer(const std::string& address, std::uint16_t port,
   server_->set_socket_options([](int sock) {
     const int yes = 1;
     setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+    // httplib writes a response's headers and body separately: with Nagle
+    // the body waits for the client's delayed ACK, 40 ms per answer. Set
+    // on the listening socket, accepted connections inherit it.
+    setsockopt(sock, IPPROTO_TCP, TCP_NODELAY, &yes, sizeof(yes));
   });
   server_->set_read_timeout(kIoTimeoutSeconds, 0);
   server_->set_write_timeout(kIoTimeoutSeconds, 0);

@@ -29,9 +29,16 @@ std::string allowed_fields() {
 
 [[noreturn]] void bad(const std::string& message) { throw RequestError(400, message); }
 
+// A value the client sent, quoted back to it: short, and valid UTF-8.
+std::string shown(const json& v) {
+  std::string text = v.dump(-1, ' ', false, json::error_handler_t::replace);
+  if (text.size() > 80) text = text.substr(0, 77) + "...";
+  return text;
+}
+
 std::string string_field(const json& body, const char* field, std::size_t max_len = 4096) {
   const json& v = body.at(field);
-  if (!v.is_string()) bad(std::string("\"") + field + "\" must be a string; got " + v.dump());
+  if (!v.is_string()) bad(std::string("\"") + field + "\" must be a string; got " + shown(v));
   std::string s = v.get<std::string>();
   if (s.size() > max_len) bad(std::string("\"") + field + "\" is longer than " + std::to_string(max_len) + " bytes");
   return s;
@@ -39,7 +46,7 @@ std::string string_field(const json& body, const char* field, std::size_t max_le
 
 bool bool_field(const json& body, const char* field) {
   const json& v = body.at(field);
-  if (!v.is_boolean()) bad(std::string("\"") + field + "\" must be true or false; got " + v.dump());
+  if (!v.is_boolean()) bad(std::string("\"") + field + "\" must be true or false; got " + shown(v));
   return v.get<bool>();
 }
 
@@ -120,7 +127,7 @@ TraceRequest parse_trace_request(std::string_view text, const TraceRequestLimits
     if (has_pod) bad("give either {\"namespace\",\"pod\"} or \"netns\", not both");
     const json& v = body.at("netns");
     if (!v.is_number_unsigned() || v.get<std::uint64_t>() == 0 || v.get<std::uint64_t>() > 0xffffffffu)
-      bad("\"netns\" must be a network namespace inode number (as pwru --output-json prints it); got " + v.dump());
+      bad("\"netns\" must be a network namespace inode number (as pwru --output-json prints it); got " + shown(v));
     r.netns = static_cast<std::uint32_t>(v.get<std::uint64_t>());
   }
   if (body.contains("filter")) r.filter = string_field(body, "filter");
@@ -142,7 +149,7 @@ TraceRequest parse_trace_request(std::string_view text, const TraceRequestLimits
     } else if (v.is_number() && v.get<double>() > 0 && v.get<double>() < 1e9) {
       r.duration = std::chrono::milliseconds(static_cast<std::int64_t>(std::llround(v.get<double>() * 1000)));
     } else {
-      bad("\"duration\" must be a duration such as \"30s\" (or a number of seconds); got " + v.dump());
+      bad("\"duration\" must be a duration such as \"30s\" (or a number of seconds); got " + shown(v));
     }
     if (r.duration.count() <= 0) bad("\"duration\" must be longer than 0");
     if (r.duration > limits.max_duration)
@@ -152,7 +159,7 @@ TraceRequest parse_trace_request(std::string_view text, const TraceRequestLimits
   if (body.contains("max_events")) {
     const json& v = body.at("max_events");
     if (!v.is_number_unsigned() || v.get<std::uint64_t>() == 0)
-      bad("\"max_events\" must be a positive integer; got " + v.dump());
+      bad("\"max_events\" must be a positive integer; got " + shown(v));
     r.max_events = v.get<std::uint64_t>();
     if (r.max_events > limits.max_events)
       bad("\"max_events\" " + std::to_string(r.max_events) + " is over this agent's cap of " +

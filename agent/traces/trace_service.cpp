@@ -3,6 +3,8 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include <malloc.h>
+
 #include <random>
 
 #include "btf/kernel_btf.h"
@@ -121,8 +123,13 @@ std::shared_ptr<RunningTrace> TraceService::start(std::string_view body, const s
   auto running = std::shared_ptr<RunningTrace>(
       new RunningTrace(*this, new_trace_id(), std::move(request), std::move(target), remote));
   try {
-    const KernelBtf btf = KernelBtf::load();
-    running->session_ = std::make_unique<TraceSession>(btf, trace, *running->sink_);
+    {
+      const KernelBtf btf = KernelBtf::load();
+      running->session_ = std::make_unique<TraceSession>(btf, trace, *running->sink_);
+    }
+    // The parsed BTF was tens of MiB: give it back now, or every trace
+    // would leave the agent that much bigger.
+    malloc_trim(0);
   } catch (const UsageError& e) {
     throw RequestError(400, e.what());
   } catch (const std::exception& e) {
@@ -159,7 +166,7 @@ std::string TraceService::list_json() const {
                     {"max_events", t->request_.max_events},
                     {"events_sent", t->events_sent_.load()}});
   }
-  return nlohmann::json{{"traces", list}}.dump() + "\n";
+  return nlohmann::json{{"traces", list}}.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
 }
 
 bool TraceService::cancel(const std::string& id) {
@@ -226,7 +233,7 @@ void RunningTrace::stream(LineSink& out) {
                                     {"backend", session_->backend_name()},
                                     {"hooks_attached", report.attached},
                                     {"hooks_skipped", report.skipped.size()}}}};
-  out.write(summary.dump() + "\n");
+  out.write(summary.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
   out.flush();
   sink_->attach(nullptr);
 }
