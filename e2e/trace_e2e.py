@@ -24,7 +24,7 @@ import pwru_e2e as base
 from agent_e2e import Agent, FakeApiServer, PodProcess, http_get
 from pwru_e2e import Failure, check, sh, wait_until
 
-SCENARIOS = ("pod_trace", "concurrent", "errors", "disconnect", "fuzz")
+SCENARIOS = ("pod_trace", "concurrent", "errors", "disconnect", "fuzz", "kube_auth")
 TOKEN = "e2e-trace-token"
 FUZZ_REQUESTS = 10000
 FUZZ_SECONDS = 240.0
@@ -73,16 +73,21 @@ def bpf_link_count(pid):
     return count
 
 
-def pod_agent(ctx, extra=""):
-    """Topology, fake API server, shop/web-0 in ns B, and an agent with trace token auth."""
+def pod_agent(ctx, extra="", auth="token"):
+    """Topology, fake API server, shop/web-0 in ns B, and an agent with trace auth
+    `token` (TOKEN) or `kubernetes` (the fake API server's reviews)."""
     topo = ctx.topology()
     api = ctx.track(FakeApiServer(ctx.workdir).start())
+    ctx.api = api
     pod = ctx.track(PodProcess(ctx.workdir, topo.ns_b))
     api.control("add", {"uid": pod.uid, "namespace": "shop", "name": "web-0", "node": "n1"})
     token_file = os.path.join(ctx.workdir, "trace-token")
     with open(token_file, "w") as f:
         f.write(TOKEN + "\n")
-    yaml_text = api.agent_yaml() + f"traces:\n  auth: token\n  token_file: {token_file}\n{extra}"
+    if auth == "token":
+        yaml_text = api.agent_yaml() + f"traces:\n  auth: token\n  token_file: {token_file}\n{extra}"
+    else:
+        yaml_text = api.agent_yaml() + f"traces:\n  auth: kubernetes\n{extra}"
     agent = ctx.track(Agent(ctx.binary, ctx.workdir, extra_yaml=yaml_text)).start().wait_ready()
     # Trace requests naming the pod need its netns found first.
     wait_until(lambda: (agent_lib.metric_value(agent, "pwru_kubernetes_pod_netns") or 0) >= 1, 30,
@@ -123,7 +128,8 @@ def scenario_pod_trace(ctx):
     check(not foreign, "events of other netns in the pod's trace", "none", foreign[:3])
     check(all(e["tuple"]["proto"] == 1 for e in events), "protocol of the events", "ICMP only (filter icmp)",
           [e["tuple"] for e in events[:5]])
-    for field in ("skb", "cpu", "process", "func", "netns", "iface", "len", "tuple"):
+    # pwru's JSON leaves zero values out (omitempty): cpu 0 has no "cpu".
+    for field in ("skb", "process", "func", "netns", "iface", "len", "tuple"):
         check(field in events[0], f"pwru JSON field {field}", "present", events[0])
     check(summary["ended"] == "duration" and summary["events_sent"] == len(events) and summary["events_lost"] == 0,
           "summary", f"ended by duration, {len(events)} events sent, none lost", summary)
@@ -353,8 +359,53 @@ def scenario_fuzz(ctx):
             f"RSS {rss_after_warmup} -> {rss_end} KiB, links back to {baseline}")
 
 
+def scenario_kube_auth(ctx):
+    """traces.auth kubernetes: TokenReview says who, SubjectAccessReview says what they may trace."""
+    _, api, _, agent = pod_agent(ctx, auth="kubernetes")
+    for token, user in (("alice-token", "alice"), ("bob-token", "bob"), ("ops-token", "ops")):
+        api.control("user", {"token": token, "username": user, "groups": ["system:authenticated"]})
+    api.control("allow", {"username": "alice", "verb": "create", "resource": "pods", "subresource": "trace",
+                          "namespace": "shop", "name": "web-0"})
+    api.control("allow", {"username": "ops", "verb": "*", "resource": "nodes", "subresource": "trace", "name": "n1"})
+    pod_body = json.dumps({"namespace": "shop", "pod": "web-0", "filter": "icmp", "duration": "1s"})
+    node_body = json.dumps({"filter": "host 192.0.2.1", "duration": "1s"})
+    cases = [
+        ("no token", pod_body, None, 401, "Authorization: Bearer"),
+        ("a token the API server does not know", pod_body, "mallory-token", 401, "did not accept the bearer token"),
+        ("bob, with no rule", pod_body, "bob-token", 403,
+         "bob may not create pods/trace in namespace shop (pod web-0)"),
+        ("alice, for the whole node", node_body, "alice-token", 403, "alice may not create nodes/trace (node n1)"),
+    ]
+    for what, body, token, status, message in cases:
+        got, lines = post(agent, body, token=token)
+        check(got == status and message in lines[0].get("error", ""), f"trace request by {what}",
+              f"{status} with '{message}'", (got, lines))
+    for what, body, token in (("alice, her pod", pod_body, "alice-token"), ("ops, the node", node_body, "ops-token")):
+        got, lines = post(agent, body, token=token)
+        check(got == 200, f"trace request by {what}", 200, (got, lines[:2]))
+        split_summary(lines, what)
+    # Listing running traces is a node-level right.
+    for token, status in (("alice-token", 403), ("ops-token", 200)):
+        conn = http.client.HTTPConnection("127.0.0.1", agent.port, timeout=10)
+        conn.request("GET", "/v1/traces", headers={"Authorization": f"Bearer {token}"})
+        res = conn.getresponse()
+        res.read()
+        conn.close()
+        check(res.status == status, f"GET /v1/traces with {token}", status, res.status)
+    # The API server goes away: a token it has not vouched for yet cannot be checked.
+    api.control("user", {"token": "carol-token", "username": "carol"})
+    api.kill()
+    got, lines = post(agent, pod_body, token="carol-token")
+    check(got == 503 and "cannot check the caller's token" in lines[0].get("error", ""),
+          "a trace request while the API server is down", "503 saying the token cannot be checked", (got, lines))
+    check(http_get(agent.url("/metrics"))[0] == 200, "/metrics with the API server down", 200, "not answering")
+    return "401 x2, 403 x2, 200 for alice's pod and ops' node, 503 with the API server down"
+
+
 class Context(agent_lib.Context):
-    pass
+    def __init__(self, binary, workdir):
+        super().__init__(binary, workdir)
+        self.api = None
 
 
 def preflight(binary):

@@ -139,7 +139,9 @@ int run_agent(const AgentConfig& config, const std::function<bool()>& stop_reque
                       node_pods ? PodNetnsLookup([&node_pods](const std::string& ns, const std::string& pod) {
                         return node_pods->netns_of_pod(ns, pod);
                       })
-                                : PodNetnsLookup());
+                                : PodNetnsLookup(),
+                      make_trace_auth(config.traces, node_pods ? std::optional<KubeApiConfig>(node_pods->api())
+                                                               : std::nullopt));
   auto& trace_answers = prometheus::BuildCounter()
                             .Name("pwru_trace_requests_total")
                             .Help("Answers to /v1/traces requests, by HTTP status code")
@@ -161,17 +163,19 @@ int run_agent(const AgentConfig& config, const std::function<bool()>& stop_reque
   AgentHttpHandlers handlers{metrics_text, [&] { return ready.load(); }, [&] { return std::string(phase.load()); }};
   if (config.traces.enabled) {
     TraceRoutes routes;
-    routes.start = [&traces, &traces_running](const std::string& body, const std::string& remote) {
-      std::shared_ptr<RunningTrace> trace = traces.start(body, remote);
+    routes.start = [&traces, &traces_running](const std::string& body, const std::string& remote,
+                                              const std::string& authorization) {
+      std::shared_ptr<RunningTrace> trace = traces.start(body, remote, authorization);
       return TraceRoutes::Stream([trace, &traces, &traces_running](LineSink& out) {
         traces_running.Increment();
         trace->stream(out);
         traces_running.Decrement();
       });
     };
-    routes.list = [&traces] { return traces.list_json(); };
-    routes.cancel = [&traces](const std::string& id) { return traces.cancel(id); };
-    routes.authorize = make_trace_authorizer(config.traces);
+    routes.list = [&traces](const std::string& authorization) { return traces.list_json(authorization); };
+    routes.cancel = [&traces](const std::string& id, const std::string& authorization) {
+      return traces.cancel(id, authorization);
+    };
     routes.answered = [&trace_answers](int status) { trace_answers.Add({{"code", std::to_string(status)}}).Increment(); };
     routes.max_body_bytes = config.traces.max_body_bytes;
     routes.max_streams = config.traces.max_concurrent;

@@ -246,7 +246,8 @@ class ConfigReader {
            traces.enabled = read_choice(v, at, {"true", "false"}) == "true";
          }},
         {"auth", [this, &traces](const YAML::Node& v, const Location& at) {
-           traces.auth = read_choice(v, at, {"none", "token"}) == "token" ? Auth::kToken : Auth::kNone;
+           const std::string auth = read_choice(v, at, {"none", "token", "kubernetes"});
+           traces.auth = auth == "token" ? Auth::kToken : auth == "kubernetes" ? Auth::kKubernetes : Auth::kNone;
          }},
         {"token_file", [this, &traces](const YAML::Node& v, const Location& at) {
            traces.token_file = v.IsNull() ? std::string() : read_scalar(v, at, "an absolute path, or \"\"");

@@ -50,8 +50,9 @@ struct AgentConfig {
   struct Traces {
     bool enabled = true;
     // none: anyone who reaches the port (loopback only); token: a static
-    // bearer token read from token_file.
-    enum class Auth { kNone, kToken } auth = Auth::kNone;
+    // bearer token read from token_file; kubernetes: TokenReview and
+    // SubjectAccessReview through the API server.
+    enum class Auth { kNone, kToken, kKubernetes } auth = Auth::kNone;
     std::string token_file;
     std::uint32_t max_concurrent = 4;
     std::uint32_t default_duration_seconds = 30;

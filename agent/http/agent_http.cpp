@@ -123,9 +123,9 @@ void AgentHttpServer::add_trace_routes(const TraceRoutes& routes) {
   }));
   server_->Post("/v1/traces", [this, routes, answer_error](const httplib::Request& req, httplib::Response& res) {
     try {
-      routes.authorize(req.get_header_value("Authorization"));
       if (!handlers_.ready()) throw RequestError(503, "not ready: " + handlers_.not_ready_reason() + "; retry soon");
-      TraceRoutes::Stream stream = routes.start(req.body, req.remote_addr + ":" + std::to_string(req.remote_port));
+      TraceRoutes::Stream stream = routes.start(req.body, req.remote_addr + ":" + std::to_string(req.remote_port),
+                                                req.get_header_value("Authorization"));
       const int fd = connection_fd(req);
       if (routes.answered) routes.answered(200);
       res.set_chunked_content_provider(
@@ -143,8 +143,7 @@ void AgentHttpServer::add_trace_routes(const TraceRoutes& routes) {
   });
   server_->Get("/v1/traces", [routes, answer_error](const httplib::Request& req, httplib::Response& res) {
     try {
-      routes.authorize(req.get_header_value("Authorization"));
-      res.set_content(routes.list(), kJson);
+      res.set_content(routes.list(req.get_header_value("Authorization")), kJson);
     } catch (const RequestError& e) {
       answer_error(res, e.status(), e.what());
     }
@@ -152,9 +151,8 @@ void AgentHttpServer::add_trace_routes(const TraceRoutes& routes) {
   server_->Delete(R"(/v1/traces/([A-Za-z0-9-]+))", [routes, answer_error](const httplib::Request& req,
                                                                           httplib::Response& res) {
     try {
-      routes.authorize(req.get_header_value("Authorization"));
       const std::string id = req.matches[1];
-      if (!routes.cancel(id)) throw RequestError(404, "no running trace " + id + " (GET /v1/traces lists them)");
+      if (!routes.cancel(id, req.get_header_value("Authorization"))) throw RequestError(404, "no running trace " + id + " (GET /v1/traces lists them)");
       res.set_content(nlohmann::json{{"cancelled", id}}.dump() + "\n", kJson);
     } catch (const RequestError& e) {
       answer_error(res, e.status(), e.what());

@@ -25,12 +25,13 @@ namespace pwru {
 struct TraceRoutes {
   // Checks and loads a trace from the request body; the returned function
   // streams it into the response (and returns when it ended).
+  // `authorization`: the request's Authorization header ("" when absent),
+  // for the callbacks to check (RequestError 401/403).
   using Stream = std::function<void(LineSink& out)>;
-  std::function<Stream(const std::string& body, const std::string& remote)> start;
-  std::function<std::string()> list;                  // JSON
-  std::function<bool(const std::string& id)> cancel;  // false: no such trace
-  // The Authorization header ("" when absent); throws RequestError 401/403.
-  std::function<void(const std::string& authorization)> authorize;
+  std::function<Stream(const std::string& body, const std::string& remote, const std::string& authorization)> start;
+  std::function<std::string(const std::string& authorization)> list;  // JSON
+  // False: no such trace.
+  std::function<bool(const std::string& id, const std::string& authorization)> cancel;
   std::function<void(int status)> answered;  // every /v1/traces answer's status, for metrics
   std::size_t max_body_bytes = 16384;
   std::size_t max_streams = 4;  // worker threads kept free of streams for /metrics

@@ -3,9 +3,9 @@
 #include <httplib.h>
 #include <spdlog/spdlog.h>
 
-#include <fstream>
 #include <random>
-#include <sstream>
+
+#include "k8s/kube_client.h"
 
 namespace pwru {
 
@@ -15,38 +15,12 @@ constexpr int kListPageSize = 500;
 // The API server ends a watch after this; we then resume from the last
 // resourceVersion (not a failure).
 constexpr int kWatchTimeoutSeconds = 300;
-constexpr int kConnectTimeoutSeconds = 5;
 // Bookmarks arrive about once a minute: silence longer than this is a dead
 // connection.
 constexpr int kReadTimeoutSeconds = 90;
 
-std::string read_file(const std::string& path) {
-  std::ifstream in(path);
-  std::ostringstream text;
-  text << in.rdbuf();
-  std::string s = text.str();
-  while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) s.pop_back();
-  return s;
-}
-
 std::string pods_path(const KubeApiConfig& config) {
   return "/api/v1/pods?fieldSelector=" + httplib::detail::encode_query_param("spec.nodeName=" + config.node_name);
-}
-
-std::unique_ptr<httplib::SSLClient> make_client(const KubeApiConfig& config) {
-  auto client = std::make_unique<httplib::SSLClient>(config.host, config.port);
-  client->set_ca_cert_path(config.ca_file.c_str());
-  client->enable_server_certificate_verification(true);
-  client->set_connection_timeout(kConnectTimeoutSeconds, 0);
-  client->set_read_timeout(kReadTimeoutSeconds, 0);
-  // Re-read every time: kubelet rotates projected service-account tokens.
-  client->set_bearer_token_auth(read_file(config.token_file).c_str());
-  return client;
-}
-
-std::string describe(const httplib::Result& res) {
-  if (!res) return "no answer (" + httplib::to_string(res.error()) + ")";
-  return "HTTP " + std::to_string(res->status) + ": " + res->body.substr(0, 300);
 }
 
 }  // namespace
@@ -120,7 +94,7 @@ void PodWatcher::run() {
 
 bool PodWatcher::list() {
   try {
-    auto client = make_client(config_);
+    auto client = make_kube_client(config_, kReadTimeoutSeconds);
     std::vector<PodInfo> pods;
     std::string continue_token, resource_version;
     do {
@@ -128,7 +102,7 @@ bool PodWatcher::list() {
       if (!continue_token.empty()) path += "&continue=" + httplib::detail::encode_query_param(continue_token);
       auto res = client->Get(path);
       if (!res || res->status != 200) {
-        fail("listing pods: " + describe(res));
+        fail("listing pods: " + describe_kube_result(res));
         return false;
       }
       PodListPage page = parse_pod_list(res->body);
@@ -150,7 +124,7 @@ bool PodWatcher::list() {
 }
 
 PodWatcher::WatchEnd PodWatcher::watch() {
-  auto client = make_client(config_);
+  auto client = make_kube_client(config_, kReadTimeoutSeconds);
   const std::string path = pods_path(config_) + "&watch=1&allowWatchBookmarks=true&timeoutSeconds=" +
                            std::to_string(kWatchTimeoutSeconds) +
                            "&resourceVersion=" + httplib::detail::encode_query_param(cache_.resource_version());
@@ -183,7 +157,7 @@ PodWatcher::WatchEnd PodWatcher::watch() {
     return WatchEnd::kRelist;
   }
   if (res && res->status == 200) return WatchEnd::kResume;
-  fail("watching pods: " + describe(res));
+  fail("watching pods: " + describe_kube_result(res));
   spdlog::warn("kubernetes: {}", stats().last_error);
   return WatchEnd::kReconnect;
 }

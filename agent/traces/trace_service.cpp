@@ -61,17 +61,22 @@ class RunningTrace::ForwardingSink final : public LineSink {
   LineSink* to_ = nullptr;
 };
 
-TraceService::TraceService(TraceServiceConfig config, PodNetnsLookup pods)
-    : config_(std::move(config)), pods_(std::move(pods)) {}
+TraceService::TraceService(TraceServiceConfig config, PodNetnsLookup pods, std::shared_ptr<const TraceAuth> auth)
+    : config_(std::move(config)), pods_(std::move(pods)), auth_(std::move(auth)) {}
 
 TraceService::~TraceService() { stop_all(); }
 
-std::shared_ptr<RunningTrace> TraceService::start(std::string_view body, const std::string& remote) {
+std::shared_ptr<RunningTrace> TraceService::start(std::string_view body, const std::string& remote,
+                                                  const std::string& authorization) {
   const AgentConfig::Traces& limits = config_.traces;
+  // Who asks comes first: strangers learn nothing, not even what their
+  // request got wrong.
+  const TraceCaller caller = auth_->authenticate(authorization);
   TraceRequest request = parse_trace_request(
       body, TraceRequestLimits{std::chrono::seconds(limits.default_duration_seconds),
                                std::chrono::seconds(limits.max_duration_seconds), limits.default_max_events,
                                limits.max_events});
+  auth_->authorize(caller, TraceAction{"create", request.namespace_name, request.pod});
   {
     std::lock_guard<std::mutex> lock(mutex_);
     if (stopping_) throw RequestError(503, "the agent is shutting down; try another agent or later");
@@ -121,7 +126,7 @@ std::shared_ptr<RunningTrace> TraceService::start(std::string_view body, const s
   trace.filter_func = request.functions;
 
   auto running = std::shared_ptr<RunningTrace>(
-      new RunningTrace(*this, new_trace_id(), std::move(request), std::move(target), remote));
+      new RunningTrace(*this, new_trace_id(), std::move(request), std::move(target), remote, caller.user));
   try {
     {
       const KernelBtf btf = KernelBtf::load();
@@ -143,7 +148,8 @@ std::shared_ptr<RunningTrace> TraceService::start(std::string_view body, const s
     if (stopping_) throw RequestError(503, "the agent is shutting down; try another agent or later");
     traces_[running->id_] = running.get();
   }
-  spdlog::info("trace {}: {} for {}, filter '{}', up to {} ms / {} events", running->id_, running->target_, remote,
+  spdlog::info("trace {}: {} for {}{}, filter '{}', up to {} ms / {} events", running->id_, running->target_, remote,
+               caller.user.empty() ? "" : " (" + caller.user + ")",
                running->request_.filter, running->request_.duration.count(), running->request_.max_events);
   return running;
 }
@@ -153,7 +159,8 @@ void TraceService::release(const std::string& id) {
   traces_.erase(id);
 }
 
-std::string TraceService::list_json() const {
+std::string TraceService::list_json(const std::string& authorization) const {
+  auth_->authorize(auth_->authenticate(authorization), TraceAction{"list", "", ""});
   nlohmann::json list = nlohmann::json::array();
   std::lock_guard<std::mutex> lock(mutex_);
   for (const auto& [id, t] : traces_) {
@@ -161,6 +168,7 @@ std::string TraceService::list_json() const {
                     {"target", t->target_},
                     {"filter", t->request_.filter},
                     {"remote", t->remote_},
+                    {"user", t->user_},
                     {"started", iso_time(t->started_)},
                     {"duration_s", t->request_.duration.count() / 1000.0},
                     {"max_events", t->request_.max_events},
@@ -169,7 +177,8 @@ std::string TraceService::list_json() const {
   return nlohmann::json{{"traces", list}}.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
 }
 
-bool TraceService::cancel(const std::string& id) {
+bool TraceService::cancel(const std::string& id, const std::string& authorization) {
+  auth_->authorize(auth_->authenticate(authorization), TraceAction{"delete", "", ""});
   std::lock_guard<std::mutex> lock(mutex_);
   auto it = traces_.find(id);
   if (it == traces_.end()) return false;
@@ -189,12 +198,13 @@ std::size_t TraceService::running() const {
 }
 
 RunningTrace::RunningTrace(TraceService& service, std::string id, TraceRequest request, std::string target,
-                           std::string remote)
+                           std::string remote, std::string user)
     : service_(service),
       id_(std::move(id)),
       request_(std::move(request)),
       target_(std::move(target)),
       remote_(std::move(remote)),
+      user_(std::move(user)),
       started_(std::chrono::system_clock::now()),
       sink_(std::make_unique<ForwardingSink>(events_sent_)) {}
 

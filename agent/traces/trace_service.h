@@ -17,6 +17,7 @@
 
 #include "config/agent_config.h"
 #include "k8s/pod_resolver.h"
+#include "traces/trace_auth.h"
 #include "traces/trace_request.h"
 
 namespace pwru {
@@ -35,21 +36,23 @@ using PodNetnsLookup = std::function<PodNetns(const std::string& namespace_name,
 
 class TraceService {
  public:
-  TraceService(TraceServiceConfig config, PodNetnsLookup pods);
+  TraceService(TraceServiceConfig config, PodNetnsLookup pods, std::shared_ptr<const TraceAuth> auth);
   ~TraceService();
   TraceService(const TraceService&) = delete;
   TraceService& operator=(const TraceService&) = delete;
 
-  // Checks the request, takes a slot, resolves the pod, compiles the
-  // filter and loads the programs (nothing attached yet). Throws
-  // RequestError: 400, 404 (no such pod here), 429 (all slots taken),
-  // 503 (stopping), 500 (the kernel refused).
-  std::shared_ptr<RunningTrace> start(std::string_view body, const std::string& remote);
+  // Authenticates the caller, checks the request and the caller's right to
+  // it, takes a slot, resolves the pod, compiles the filter and loads the
+  // programs (nothing attached yet). Throws RequestError: 401/403, 400,
+  // 404 (no such pod here), 429 (all slots taken), 503 (stopping, or the
+  // API server could not be asked), 500 (the kernel refused).
+  std::shared_ptr<RunningTrace> start(std::string_view body, const std::string& remote,
+                                      const std::string& authorization);
 
-  // {"traces":[{"id","target","filter","remote","started","duration_s","events_sent"}]}
-  std::string list_json() const;
+  // {"traces":[{"id","target","filter","remote","user","started","duration_s","events_sent"}]}
+  std::string list_json(const std::string& authorization) const;
   // False when no running trace has this id.
-  bool cancel(const std::string& id);
+  bool cancel(const std::string& id, const std::string& authorization);
   // Ends every trace (agent shutdown) and refuses new ones.
   void stop_all();
   std::size_t running() const;
@@ -60,6 +63,7 @@ class TraceService {
 
   TraceServiceConfig config_;
   PodNetnsLookup pods_;
+  std::shared_ptr<const TraceAuth> auth_;
   mutable std::mutex mutex_;
   std::map<std::string, RunningTrace*> traces_;
   std::size_t reserved_ = 0;  // slots of traces still loading
@@ -82,13 +86,15 @@ class RunningTrace {
  private:
   friend class TraceService;
   class ForwardingSink;
-  RunningTrace(TraceService& service, std::string id, TraceRequest request, std::string target, std::string remote);
+  RunningTrace(TraceService& service, std::string id, TraceRequest request, std::string target, std::string remote,
+               std::string user);
 
   TraceService& service_;
   std::string id_;
   TraceRequest request_;
   std::string target_;  // "pod shop/web-0 (netns 4026532...)", "netns ...", "node"
   std::string remote_;
+  std::string user_;  // the Kubernetes user who asked, if auth is kubernetes
   std::chrono::system_clock::time_point started_;
   std::unique_ptr<ForwardingSink> sink_;
   std::unique_ptr<TraceSession> session_;

@@ -9,7 +9,10 @@ Usage: fake_kube_apiserver.py CERT KEY TOKEN_FILE [PORT]
 Prints "PORT <n>" once listening on 127.0.0.1 (PORT, or any free port). The token file is re-read for
 every request, so a test rotates the token by rewriting it. Test control
 (no auth): POST /__control/{add,delete,gone,drop,compact} with a JSON body,
-GET /__control/stats.
+GET /__control/stats; POST /__control/user {"token","username","groups"} makes
+a token that TokenReview accepts, POST /__control/allow {"username","verb",
+"resource","subresource","namespace","name"} a rule SubjectAccessReview
+grants ("*" or absent matches anything).
 """
 
 import http.server
@@ -21,8 +24,9 @@ import time
 import urllib.parse
 
 LOCK = threading.Condition()
-STATE = {"rv": 100, "pods": {}, "log": [], "min_rv": 0, "epoch": 0, "drop_epoch": 0,
-         "stats": {"lists": 0, "watches": 0, "unauthorized": 0, "gone_sent": 0}}
+STATE = {"rv": 100, "pods": {}, "log": [], "min_rv": 0, "epoch": 0, "drop_epoch": 0, "users": {}, "rules": [],
+         "stats": {"lists": 0, "watches": 0, "unauthorized": 0, "gone_sent": 0, "token_reviews": 0,
+                   "access_reviews": 0}}
 
 
 def pod_object(pod, rv):
@@ -56,12 +60,56 @@ class Handler(http.server.BaseHTTPRequestHandler):
         return {"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": message, "reason": reason,
                 "code": code}
 
+    def authorized(self):
+        with open(TOKEN_FILE) as f:
+            token = f.read().strip()
+        if self.headers.get("Authorization") == f"Bearer {token}":
+            return True
+        with LOCK:
+            STATE["stats"]["unauthorized"] += 1
+        self.send_json(401, self.status(401, "Unauthorized", "Unauthorized"))
+        return False
+
+    def token_review(self, review):
+        with LOCK:
+            STATE["stats"]["token_reviews"] += 1
+            user = STATE["users"].get(review.get("spec", {}).get("token"))
+        status = ({"authenticated": True, "user": {"username": user["username"], "uid": "uid-" + user["username"],
+                                                    "groups": user.get("groups", ["system:authenticated"])}}
+                  if user else {"authenticated": False, "error": "invalid bearer token"})
+        self.send_json(201, {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "status": status})
+
+    def access_review(self, review):
+        spec = review.get("spec", {})
+        attrs = spec.get("resourceAttributes", {})
+
+        def matches(rule):
+            if rule["username"] != spec.get("user"):
+                return False
+            return all(rule.get(k, "*") in ("*", attrs.get(k, "")) for k in
+                       ("verb", "resource", "subresource", "namespace", "name"))
+
+        with LOCK:
+            STATE["stats"]["access_reviews"] += 1
+            allowed = any(matches(r) for r in STATE["rules"])
+        self.send_json(201, {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+                             "status": {"allowed": allowed,
+                                        "reason": "" if allowed else "no RBAC rule allows it"}})
+
     def do_POST(self):
         url = urllib.parse.urlparse(self.path)
         length = int(self.headers.get("Content-Length", "0"))
         body = json.loads(self.rfile.read(length) or b"{}")
+        if url.path == "/apis/authentication.k8s.io/v1/tokenreviews":
+            return self.authorized() and self.token_review(body)
+        if url.path == "/apis/authorization.k8s.io/v1/subjectaccessreviews":
+            return self.authorized() and self.access_review(body)
         with LOCK:
-            if url.path == "/__control/add":
+            if url.path == "/__control/user":
+                STATE["users"][body["token"]] = body
+            elif url.path == "/__control/allow":
+                STATE["rules"].append(body)
+            elif url.path == "/__control/add":
                 STATE["pods"][body["uid"]] = body
                 record("ADDED", body)
             elif url.path == "/__control/delete":
@@ -85,12 +133,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if url.path == "/__control/stats":
             with LOCK:
                 return self.send_json(200, STATE["stats"])
-        with open(TOKEN_FILE) as f:
-            token = f.read().strip()
-        if self.headers.get("Authorization") != f"Bearer {token}":
-            with LOCK:
-                STATE["stats"]["unauthorized"] += 1
-            return self.send_json(401, self.status(401, "Unauthorized", "Unauthorized"))
+        if not self.authorized():
+            return
         if url.path != "/api/v1/pods":
             return self.send_json(404, self.status(404, "NotFound", "not found"))
         q = urllib.parse.parse_qs(url.query)

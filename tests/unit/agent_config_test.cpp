@@ -363,7 +363,8 @@ TEST(AgentConfig, TracesValuesAndTheirCombinationsAreChecked) {
   EXPECT_THAT(error_of("traces:\n  default_duration_seconds: 700\n"),
               HasSubstr("is over traces.max_duration_seconds (600)"));
   EXPECT_THAT(error_of("traces:\n  ring_buffer_bytes: 5000\n"), HasSubstr("power of two"));
-  EXPECT_THAT(error_of("traces:\n  auth: kubernetes\n"), AllOf(HasSubstr("traces.auth"), HasSubstr("none, token")));
+  EXPECT_THAT(error_of("traces:\n  auth: oauth\n"),
+              AllOf(HasSubstr("traces.auth"), HasSubstr("none, token, kubernetes")));
   EXPECT_EQ(parse("http:\n  listen: 127.0.0.2:1\n").http.listen_port, 1) << "loopback needs no auth";
 }
 

@@ -92,6 +92,11 @@ namespace {
 // The trace routes over fake callbacks: status codes, JSON errors, the
 // stream, and what a hung-up client does to it.
 struct FakeTraces {
+  static void check_auth(const std::string& header) {
+    if (header.empty()) throw RequestError(401, "send a token");
+    if (header != "Bearer good") throw RequestError(403, "wrong token");
+  }
+
   std::atomic<int> streams_ended{0};
   std::atomic<bool> saw_closed{false};
   std::atomic<int> lines_before_close{0};
@@ -100,7 +105,9 @@ struct FakeTraces {
 
   TraceRoutes routes(bool endless = false) {
     TraceRoutes r;
-    r.start = [this, endless](const std::string& body, const std::string&) -> TraceRoutes::Stream {
+    r.start = [this, endless](const std::string& body, const std::string&,
+                              const std::string& authorization) -> TraceRoutes::Stream {
+      check_auth(authorization);
       if (body == "busy") throw RequestError(429, "too many");
       if (body == "nope") throw RequestError(404, "no such pod");
       return [this, endless](LineSink& out) {
@@ -119,11 +126,13 @@ struct FakeTraces {
         ++streams_ended;
       };
     };
-    r.list = [] { return std::string("{\"traces\":[]}\n"); };
-    r.cancel = [](const std::string& id) { return id == "tr-1"; };
-    r.authorize = [](const std::string& header) {
-      if (header.empty()) throw RequestError(401, "send a token");
-      if (header != "Bearer good") throw RequestError(403, "wrong token");
+    r.list = [](const std::string& authorization) {
+      check_auth(authorization);
+      return std::string("{\"traces\":[]}\n");
+    };
+    r.cancel = [](const std::string& id, const std::string& authorization) {
+      check_auth(authorization);
+      return id == "tr-1";
     };
     r.answered = [this](int status) {
       std::lock_guard lock(mu);
@@ -162,10 +171,10 @@ TEST(AgentHttpTraces, StatusCodesAndJsonErrors) {
     EXPECT_NE(res->body.find(c.message), std::string::npos) << res->body;
     EXPECT_EQ(client.Get("/healthz")->status, 200) << "after " << c.body;
   };
-  check({"{}", {}, 401, "send a token"});
-  check({"{}", {{"Authorization", "Bearer bad"}}, 403, "wrong token"});
   check({"{}", good, 503, "not ready"});
   ready = true;
+  check({"{}", {}, 401, "send a token"});
+  check({"{}", {{"Authorization", "Bearer bad"}}, 403, "wrong token"});
   check({"busy", good, 429, "too many"});
   check({"nope", good, 404, "no such pod"});
   check({std::string(200, 'x'), good, 413, "over 64 bytes"});
@@ -182,7 +191,7 @@ TEST(AgentHttpTraces, StatusCodesAndJsonErrors) {
   EXPECT_EQ(ok->get_header_value("Content-Type"), "application/x-ndjson");
   EXPECT_EQ(ok->body, "{\"n\":0}\n{\"n\":1}\n{\"n\":2}\n{\"summary\":{}}\n");
   std::lock_guard lock(fake.mu);
-  EXPECT_EQ(fake.answers, (std::vector<int>{401, 403, 503, 429, 404, 413, 401, 404, 200}));
+  EXPECT_EQ(fake.answers, (std::vector<int>{503, 401, 403, 429, 404, 413, 401, 404, 200}));
 }
 
 TEST(AgentHttpTraces, AClientThatHangsUpEndsItsStreamWithinAPollRound) {

@@ -1,0 +1,20 @@
+// One HTTPS client to the Kubernetes API server, made the same way for the
+// pod watch and for token/access reviews: the CA that signed the server,
+// and the service account's bearer token, re-read for every client.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include <httplib.h>
+
+#include "k8s/kube_api_config.h"
+
+namespace pwru {
+
+std::unique_ptr<httplib::SSLClient> make_kube_client(const KubeApiConfig& config, int read_timeout_seconds);
+
+// "HTTP 403: <body...>" or "no answer (<error>)", for logs and messages.
+std::string describe_kube_result(const httplib::Result& res);
+
+}  // namespace pwru
