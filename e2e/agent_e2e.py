@@ -237,9 +237,9 @@ class FakeApiServer:
         with urllib.request.urlopen(req, timeout=5, context=ctx) as r:
             check(r.status == 200, f"fake API server {what}", 200, r.status)
 
-    def agent_yaml(self, grace=3):
+    def agent_yaml(self, grace=3, node="n1"):
         return (f"kubernetes:\n  api_server: https://127.0.0.1:{self.port}\n  token_file: {self.token}\n"
-                f"  ca_file: {self.ca}\n  node_name: n1\n  rescan_interval_seconds: 2\n"
+                f"  ca_file: {self.ca}\n  node_name: {node}\n  rescan_interval_seconds: 2\n"
                 f"  deleted_pod_grace_seconds: {grace}\n")
 
     def kill(self):

@@ -24,7 +24,7 @@ import pwru_e2e as base
 from agent_e2e import Agent, FakeApiServer, PodProcess, http_get
 from pwru_e2e import Failure, check, sh, wait_until
 
-SCENARIOS = ("pod_trace", "concurrent", "errors", "disconnect", "fuzz", "kube_auth")
+SCENARIOS = ("pod_trace", "concurrent", "errors", "disconnect", "fuzz", "kube_auth", "forward")
 TOKEN = "e2e-trace-token"
 FUZZ_REQUESTS = 10000
 FUZZ_SECONDS = 240.0
@@ -400,6 +400,62 @@ def scenario_kube_auth(ctx):
           "a trace request while the API server is down", "503 saying the token cannot be checked", (got, lines))
     check(http_get(agent.url("/metrics"))[0] == 200, "/metrics with the API server down", 200, "not answering")
     return "401 x2, 403 x2, 200 for alice's pod and ops' node, 503 with the API server down"
+
+
+def scenario_forward(ctx):
+    """A request to one node's agent for a pod on another node is relayed to the agent there."""
+    topo, api, _, agent_n1 = pod_agent(ctx, extra="  peer_namespace: pwru\n")
+    db = ctx.track(PodProcess(ctx.workdir, topo.ns_a))
+    api.control("add", {"uid": db.uid, "namespace": "shop", "name": "db-0", "node": "n2"})
+    api.control("add", {"uid": "lonely-uid", "namespace": "shop", "name": "lonely", "node": "n3"})
+    n2_dir = os.path.join(ctx.workdir, "n2")
+    os.makedirs(n2_dir)
+    token_file = os.path.join(ctx.workdir, "trace-token")
+    agent_n2 = ctx.track(Agent(ctx.binary, n2_dir, extra_yaml=api.agent_yaml(node="n2") +
+                               f"traces:\n  auth: token\n  token_file: {token_file}\n  peer_namespace: pwru\n"))
+    agent_n2.start().wait_ready()
+    for node, agent in (("n1", agent_n1), ("n2", agent_n2)):
+        api.control("add", {"uid": f"agent-{node}", "namespace": "pwru", "name": f"pwru-agent-{node}", "node": node,
+                            "labels": {"app.kubernetes.io/name": "pwru-agent"}, "podIP": "127.0.0.1",
+                            "ports": {"http": agent.port}})
+    wait_until(lambda: (agent_lib.metric_value(agent_n2, "pwru_kubernetes_pod_netns") or 0) >= 1, 30,
+               "the n2 agent to find shop/db-0's netns")
+
+    traffic = ctx.track(Traffic())
+    traffic.start(topo.exec_args(topo.ns_b, "ping", "-q", "-c", "40", "-i", "0.25", topo.ip_a))
+    status, lines = post(agent_n1, json.dumps({"namespace": "shop", "pod": "db-0", "filter": "icmp",
+                                               "duration": "3s"}))
+    check(status == 200, "trace of shop/db-0 (node n2) asked of the n1 agent", 200, (status, lines[:2]))
+    events, summary = split_summary(lines, "relayed trace")
+    check(len(events) >= 4, "events relayed from the n2 agent", ">= 4", len(events))
+    foreign = [e for e in events if e.get("netns") != topo.inode_a]
+    check(not foreign, "events outside db-0's netns", "none", foreign[:3])
+    check("shop/db-0" in summary.get("target", "") and summary.get("ended") == "duration",
+          "summary of the relayed trace", "the n2 agent's, ended by duration", summary)
+    check("relayed to the agent on node n2" in agent_n1.stderr(), "n1 agent log", "the relay", "no such line")
+
+    cases = [
+        ({"namespace": "shop", "pod": "nope"}, 404, "no pod shop/nope in the cluster"),
+        ({"namespace": "shop", "pod": "lonely"}, 502, "runs on node n3, where no pwru-agent"),
+        ({"namespace": "shop", "pod": "db-0", "filter": "tcp port eighty"}, 400,
+         "the pwru-agent on node n2 answered: \"filter\""),
+    ]
+    for body, want, message in cases:
+        got, lines = post(agent_n1, json.dumps(body))
+        check(got == want and message in lines[0].get("error", ""), f"n1 agent asked for {body}",
+              f"{want} with '{message}'", (got, lines))
+
+    # Hanging up on the relaying agent ends the trace on the other node too.
+    baseline = bpf_link_count(agent_n2.proc.pid)
+    sock = open_trace(agent_n1, {"namespace": "shop", "pod": "db-0", "filter": "host 192.0.2.1", "duration": "60s"})
+    wait_until(lambda: bpf_link_count(agent_n2.proc.pid) >= baseline + 20, 20, "the n2 agent to attach the trace")
+    sock.close()
+    closed_at = time.monotonic()
+    wait_until(lambda: bpf_link_count(agent_n2.proc.pid) == baseline, 10, "the n2 agent to detach")
+    took = time.monotonic() - closed_at
+    check(took <= 2 * LINKS_GONE_WITHIN, "n2 links detached after the client hung up on n1",
+          f"within {2 * LINKS_GONE_WITHIN}s (two hops)", f"{took:.2f}s")
+    return f"{len(events)} events relayed from n2; 404/502/400 relayed; n2 detached {took:.2f}s after hang-up"
 
 
 class Context(agent_lib.Context):

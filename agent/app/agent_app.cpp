@@ -21,9 +21,11 @@
 #include "events/counter_maps.h"
 #include "http/agent_http.h"
 #include "k8s/node_pods.h"
+#include "k8s/peer_locator.h"
 #include "metrics/skb_counter_collector.h"
 #include "probe/counting_probes.h"
 #include "traces/trace_auth.h"
+#include "traces/trace_forward.h"
 #include "traces/trace_service.h"
 
 namespace pwru {
@@ -70,6 +72,25 @@ std::unique_ptr<NodePods> make_node_pods(const AgentConfig::Kubernetes& config) 
       std::move(*choice.api), config.proc_root,
       PodResolverTimes{std::chrono::seconds(config.rescan_interval_seconds),
                        std::chrono::seconds(config.deleted_pod_grace_seconds)});
+}
+
+// Who relays trace requests for pods on other nodes, or nullptr (with the
+// log line saying why) when requests for those get a 404.
+std::shared_ptr<const PeerLocator> make_peer_locator(const AgentConfig& config, const NodePods* node_pods) {
+  if (!config.traces.enabled || !node_pods) return nullptr;
+  if (!config.traces.forward) {
+    spdlog::info("traces: requests for pods on other nodes are not relayed (traces.forward is false)");
+    return nullptr;
+  }
+  std::string agent_namespace = config.traces.peer_namespace;
+  if (agent_namespace.empty()) agent_namespace = own_pod_namespace(process_environment());
+  if (agent_namespace.empty()) {
+    spdlog::warn("traces: requests for pods on other nodes are not relayed: the agents' namespace is unknown "
+                 "(set traces.peer_namespace, or POD_NAMESPACE)");
+    return nullptr;
+  }
+  return std::make_shared<PeerLocator>(node_pods->api(), agent_namespace, config.traces.peer_selector,
+                                       config.http.listen_port);
 }
 
 // The agent's own view of the API watch and the /proc scan, for alerts on
@@ -135,7 +156,7 @@ int run_agent(const AgentConfig& config, const std::function<bool()>& stop_reque
   // Before the HTTP server: scrapes resolve pods through it until the
   // server is gone.
   std::unique_ptr<NodePods> node_pods = make_node_pods(config.kubernetes);
-  TraceService traces(TraceServiceConfig{config.traces, config.probe.backend},
+  TraceService traces(TraceServiceConfig{config.traces, config.probe.backend, make_peer_locator(config, node_pods.get())},
                       node_pods ? PodNetnsLookup([&node_pods](const std::string& ns, const std::string& pod) {
                         return node_pods->netns_of_pod(ns, pod);
                       })
@@ -164,11 +185,11 @@ int run_agent(const AgentConfig& config, const std::function<bool()>& stop_reque
   if (config.traces.enabled) {
     TraceRoutes routes;
     routes.start = [&traces, &traces_running](const std::string& body, const std::string& remote,
-                                              const std::string& authorization) {
-      std::shared_ptr<RunningTrace> trace = traces.start(body, remote, authorization);
-      return TraceRoutes::Stream([trace, &traces, &traces_running](LineSink& out) {
+                                              const TraceRoutes::HeaderLookup& header) {
+      TraceStream trace = traces.start(body, remote, header("Authorization"), header(kForwardedByHeader));
+      return TraceRoutes::Stream([trace = std::move(trace), &traces_running](LineSink& out) {
         traces_running.Increment();
-        trace->stream(out);
+        trace(out);
         traces_running.Decrement();
       });
     };

@@ -263,6 +263,20 @@ class ConfigReader {
            traces.max_events = read_integer(v, at, 1, 1000000000);
          }},
         {"max_body_bytes", u32(traces.max_body_bytes, 256, 1048576)},
+        {"forward", [this, &traces](const YAML::Node& v, const Location& at) {
+           traces.forward = read_choice(v, at, {"true", "false"}) == "true";
+         }},
+        {"peer_selector", [this, &traces](const YAML::Node& v, const Location& at) {
+           traces.peer_selector = read_scalar(v, at, "a label selector such as app.kubernetes.io/name=pwru-agent");
+           if (traces.peer_selector.empty() || traces.peer_selector.find_first_of(" \t") != std::string::npos)
+             fail(at, "must be a label selector such as app.kubernetes.io/name=pwru-agent (no spaces); got '" +
+                          traces.peer_selector + "'");
+         }},
+        {"peer_namespace", [this, &traces](const YAML::Node& v, const Location& at) {
+           traces.peer_namespace = v.IsNull() ? std::string() : read_scalar(v, at, "a namespace name");
+           if (traces.peer_namespace.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-") != std::string::npos)
+             fail(at, "must be a Kubernetes namespace name; got '" + traces.peer_namespace + "'");
+         }},
         {"ring_buffer_bytes", [this, &traces](const YAML::Node& v, const Location& at) {
            const std::uint64_t bytes = read_integer(v, at, 4096, 1u << 30);
            if ((bytes & (bytes - 1)) != 0) fail(at, "must be a power of two (the kernel's ring buffers are); got " +

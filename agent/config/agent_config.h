@@ -61,6 +61,11 @@ struct AgentConfig {
     std::uint64_t max_events = 1000000;
     std::uint32_t max_body_bytes = 16384;
     std::uint32_t ring_buffer_bytes = 4u << 20;
+    // Requests for pods on other nodes go to the agent there: the pods
+    // matching peer_selector in peer_namespace ("" = the agent's own).
+    bool forward = true;
+    std::string peer_selector = "app.kubernetes.io/name=pwru-agent";
+    std::string peer_namespace;
   } traces;
 };
 

@@ -124,8 +124,9 @@ void AgentHttpServer::add_trace_routes(const TraceRoutes& routes) {
   server_->Post("/v1/traces", [this, routes, answer_error](const httplib::Request& req, httplib::Response& res) {
     try {
       if (!handlers_.ready()) throw RequestError(503, "not ready: " + handlers_.not_ready_reason() + "; retry soon");
-      TraceRoutes::Stream stream = routes.start(req.body, req.remote_addr + ":" + std::to_string(req.remote_port),
-                                                req.get_header_value("Authorization"));
+      TraceRoutes::Stream stream =
+          routes.start(req.body, req.remote_addr + ":" + std::to_string(req.remote_port),
+                       [&req](const char* name) { return req.get_header_value(name); });
       const int fd = connection_fd(req);
       if (routes.answered) routes.answered(200);
       res.set_chunked_content_provider(

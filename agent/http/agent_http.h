@@ -28,7 +28,9 @@ struct TraceRoutes {
   // `authorization`: the request's Authorization header ("" when absent),
   // for the callbacks to check (RequestError 401/403).
   using Stream = std::function<void(LineSink& out)>;
-  std::function<Stream(const std::string& body, const std::string& remote, const std::string& authorization)> start;
+  // A request header's value ("" when absent), by name.
+  using HeaderLookup = std::function<std::string(const char* name)>;
+  std::function<Stream(const std::string& body, const std::string& remote, const HeaderLookup& header)> start;
   std::function<std::string(const std::string& authorization)> list;  // JSON
   // False: no such trace.
   std::function<bool(const std::string& id, const std::string& authorization)> cancel;

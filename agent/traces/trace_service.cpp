@@ -12,6 +12,7 @@
 #include "filter/pcap_compiler.h"
 #include "output/sink.h"
 #include "session/trace_session.h"
+#include "traces/trace_forward.h"
 
 namespace pwru {
 
@@ -66,8 +67,8 @@ TraceService::TraceService(TraceServiceConfig config, PodNetnsLookup pods, std::
 
 TraceService::~TraceService() { stop_all(); }
 
-std::shared_ptr<RunningTrace> TraceService::start(std::string_view body, const std::string& remote,
-                                                  const std::string& authorization) {
+TraceStream TraceService::start(std::string_view body, const std::string& remote, const std::string& authorization,
+                                const std::string& forwarded_by) {
   const AgentConfig::Traces& limits = config_.traces;
   // Who asks comes first: strangers learn nothing, not even what their
   // request got wrong.
@@ -80,7 +81,7 @@ std::shared_ptr<RunningTrace> TraceService::start(std::string_view body, const s
   {
     std::lock_guard<std::mutex> lock(mutex_);
     if (stopping_) throw RequestError(503, "the agent is shutting down; try another agent or later");
-    if (traces_.size() + reserved_ >= limits.max_concurrent)
+    if (traces_.size() + reserved_ + relays_ >= limits.max_concurrent)
       throw RequestError(429, std::to_string(limits.max_concurrent) +
                                   " traces are running, this agent's cap (traces.max_concurrent); wait for one to "
                                   "end or cancel one (GET /v1/traces, DELETE /v1/traces/ID)");
@@ -102,7 +103,15 @@ std::shared_ptr<RunningTrace> TraceService::start(std::string_view body, const s
       throw RequestError(404, "this agent does not know pods (Kubernetes is off: see its log); trace by "
                               "\"netns\" instead");
     const PodNetns pod = pods_(request.namespace_name, request.pod);
-    if (!pod.error.empty()) throw RequestError(404, pod.error);
+    if (!pod.error.empty()) {
+      if (!forwarded_by.empty())
+        throw RequestError(404, pod.error + " (the agent on node " + forwarded_by + " sent the request here)");
+      if (!config_.peers) throw RequestError(404, pod.error);
+      const PeerAgent peer = config_.peers->locate(request.namespace_name, request.pod);
+      // The API server places it here, but its processes are not up yet.
+      if (peer.node == config_.peers->node_name()) throw RequestError(404, pod.error);
+      return relay(peer, body, authorization, request);
+    }
     if (pod.host_network)
       throw RequestError(400, "pod " + who + " uses the host's network: its packets cannot be told apart from "
                               "the node's. Trace the node (leave out namespace/pod) with a filter for its ports");
@@ -151,7 +160,47 @@ std::shared_ptr<RunningTrace> TraceService::start(std::string_view body, const s
   spdlog::info("trace {}: {} for {}{}, filter '{}', up to {} ms / {} events", running->id_, running->target_, remote,
                caller.user.empty() ? "" : " (" + caller.user + ")",
                running->request_.filter, running->request_.duration.count(), running->request_.max_events);
-  return running;
+  return [running](LineSink& out) { running->stream(out); };
+}
+
+TraceStream TraceService::relay(const PeerAgent& peer, std::string_view body, const std::string& authorization,
+                                const TraceRequest& request) {
+  auto answer = std::make_shared<PeerTrace>(peer, body, authorization, config_.peers->node_name());
+  if (answer->status() != 200) {
+    const std::string text = answer->read_body();
+    std::string message = text;
+    try {
+      message = nlohmann::json::parse(text).at("error").get<std::string>();
+    } catch (const nlohmann::json::exception&) {
+    }
+    throw RequestError(answer->status(), "the pwru-agent on node " + peer.node + " answered: " + message);
+  }
+  // Holds a slot for as long as the relay runs (or until the response is
+  // dropped unsent), like a local trace.
+  struct RelaySlot {
+    TraceService& service;
+    explicit RelaySlot(TraceService& s) : service(s) {
+      std::lock_guard<std::mutex> lock(service.mutex_);
+      ++service.relays_;
+    }
+    ~RelaySlot() {
+      std::lock_guard<std::mutex> lock(service.mutex_);
+      --service.relays_;
+    }
+  };
+  auto slot = std::make_shared<RelaySlot>(*this);
+  spdlog::info("trace of pod {}/{} relayed to the agent on node {} ({}:{})", request.namespace_name, request.pod,
+               peer.node, peer.host, peer.port);
+  return [answer, slot, node = peer.node](LineSink& out) {
+    if (answer->relay(out) || out.closed()) return;
+    // The peer died or the network broke: the caller still gets a last
+    // line saying so, not a stream that just stops.
+    spdlog::warn("trace relayed to the agent on node {}: its stream broke off", node);
+    const nlohmann::json summary = {
+        {"summary", {{"ended", "the pwru-agent on node " + node + " stopped answering"}, {"node", node}}}};
+    out.write(summary.dump() + "\n");
+    out.flush();
+  };
 }
 
 void TraceService::release(const std::string& id) {

@@ -16,6 +16,7 @@
 #include <string_view>
 
 #include "config/agent_config.h"
+#include "k8s/peer_locator.h"
 #include "k8s/pod_resolver.h"
 #include "traces/trace_auth.h"
 #include "traces/trace_request.h"
@@ -29,7 +30,12 @@ class TraceSession;
 struct TraceServiceConfig {
   AgentConfig::Traces traces;
   std::string backend = "auto";  // probe.backend
+  // Relays requests for pods on other nodes; null: answer 404 for those.
+  std::shared_ptr<const PeerLocator> peers;
 };
+
+// Streams one trace into a response, returning when it ended.
+using TraceStream = std::function<void(LineSink& out)>;
 
 // Pod -> netns for requests naming a pod; null when pod identity is off.
 using PodNetnsLookup = std::function<PodNetns(const std::string& namespace_name, const std::string& pod)>;
@@ -46,8 +52,12 @@ class TraceService {
   // programs (nothing attached yet). Throws RequestError: 401/403, 400,
   // 404 (no such pod here), 429 (all slots taken), 503 (stopping, or the
   // API server could not be asked), 500 (the kernel refused).
-  std::shared_ptr<RunningTrace> start(std::string_view body, const std::string& remote,
-                                      const std::string& authorization);
+  //
+  // A pod on another node: the request goes to the agent there (unless it
+  // was relayed here already: `forwarded_by` names the relaying node) and
+  // its answer comes back, errors with the peer's status.
+  TraceStream start(std::string_view body, const std::string& remote, const std::string& authorization,
+                    const std::string& forwarded_by = "");
 
   // {"traces":[{"id","target","filter","remote","user","started","duration_s","events_sent"}]}
   std::string list_json(const std::string& authorization) const;
@@ -60,6 +70,8 @@ class TraceService {
  private:
   friend class RunningTrace;
   void release(const std::string& id);
+  TraceStream relay(const PeerAgent& peer, std::string_view body, const std::string& authorization,
+                    const TraceRequest& request);
 
   TraceServiceConfig config_;
   PodNetnsLookup pods_;
@@ -67,6 +79,7 @@ class TraceService {
   mutable std::mutex mutex_;
   std::map<std::string, RunningTrace*> traces_;
   std::size_t reserved_ = 0;  // slots of traces still loading
+  std::size_t relays_ = 0;    // slots of requests relayed to other nodes' agents
   bool stopping_ = false;
 };
 

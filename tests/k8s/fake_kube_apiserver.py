@@ -30,10 +30,24 @@ STATE = {"rv": 100, "pods": {}, "log": [], "min_rv": 0, "epoch": 0, "drop_epoch"
 
 
 def pod_object(pod, rv):
+    """A pod as the API server shows it. Control bodies may add "labels",
+    "podIP" and "ports" ({name: containerPort}) to the basics."""
+    ports = [{"name": name, "containerPort": port, "protocol": "TCP"} for name, port in pod.get("ports", {}).items()]
     return {"kind": "Pod", "apiVersion": "v1",
             "metadata": {"uid": pod["uid"], "namespace": pod["namespace"], "name": pod["name"],
-                         "resourceVersion": str(rv)},
-            "spec": {"nodeName": pod.get("node", "n1"), "hostNetwork": bool(pod.get("hostNetwork"))}}
+                         "labels": pod.get("labels", {}), "resourceVersion": str(rv)},
+            "spec": {"nodeName": pod.get("node", "n1"), "hostNetwork": bool(pod.get("hostNetwork")),
+                     "containers": [{"name": "main", "ports": ports}]},
+            "status": {"phase": "Running", "podIP": pod.get("podIP", "")}}
+
+
+def label_selected(pod, selector):
+    """Equality-based label selectors ("a=b,c=d"), as kubectl -l writes them."""
+    for term in filter(None, selector.split(",")):
+        key, _, value = term.partition("=")
+        if pod.get("labels", {}).get(key) != value:
+            return False
+    return True
 
 
 def record(kind, pod):
@@ -135,16 +149,31 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 return self.send_json(200, STATE["stats"])
         if not self.authorized():
             return
-        if url.path != "/api/v1/pods":
+        parts = url.path.split("/")
+        # /api/v1/namespaces/NS/pods/NAME: one pod, any node.
+        if len(parts) == 7 and parts[1:4] == ["api", "v1", "namespaces"] and parts[5] == "pods":
+            with LOCK:
+                found = [p for p in STATE["pods"].values() if p["namespace"] == parts[4] and p["name"] == parts[6]]
+                rv = STATE["rv"]
+            if not found:
+                return self.send_json(404, self.status(404, "NotFound", f'pods "{parts[6]}" not found'))
+            return self.send_json(200, pod_object(found[0], rv))
+        namespace = None
+        if len(parts) == 6 and parts[1:4] == ["api", "v1", "namespaces"] and parts[5] == "pods":
+            namespace = parts[4]
+        elif url.path != "/api/v1/pods":
             return self.send_json(404, self.status(404, "NotFound", "not found"))
         q = urllib.parse.parse_qs(url.query)
+        labels = q.get("labelSelector", [""])[0]
         selector = q.get("fieldSelector", [""])[0]
         node = selector.split("=", 1)[1] if selector.startswith("spec.nodeName=") else None
         if q.get("watch", ["0"])[0] in ("1", "true"):
             return self.watch(q, node)
         with LOCK:
             STATE["stats"]["lists"] += 1
-            pods = sorted((p for p in STATE["pods"].values() if node is None or p.get("node", "n1") == node),
+            pods = sorted((p for p in STATE["pods"].values()
+                           if (node is None or p.get("node", "n1") == node) and label_selected(p, labels)
+                           and (namespace is None or p["namespace"] == namespace)),
                           key=lambda p: p["uid"])
             rv = STATE["rv"]
         limit = int(q.get("limit", ["0"])[0] or 0)

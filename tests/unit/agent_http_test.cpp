@@ -106,8 +106,8 @@ struct FakeTraces {
   TraceRoutes routes(bool endless = false) {
     TraceRoutes r;
     r.start = [this, endless](const std::string& body, const std::string&,
-                              const std::string& authorization) -> TraceRoutes::Stream {
-      check_auth(authorization);
+                              const TraceRoutes::HeaderLookup& header) -> TraceRoutes::Stream {
+      check_auth(header("Authorization"));
       if (body == "busy") throw RequestError(429, "too many");
       if (body == "nope") throw RequestError(404, "no such pod");
       return [this, endless](LineSink& out) {
