@@ -299,8 +299,15 @@ static __always_inline void add_count(void *map, const void *key, __u32 len, __u
 
 static __always_inline void count_visit(__u32 netns, __u16 hook_id, __u32 len)
 {
-	/* Multiplicative hashing spreads consecutive netns inodes and hook ids. */
-	__u32 index = (netns * 0x9E3779B1u + (__u32)hook_id * 0x85EBCA77u) & (filter_cfg.visit_cache_slots - 1);
+	/*
+	 * Multiplicative hashing spreads consecutive netns inodes; a netns's
+	 * hooks then take consecutive slots (hook ids are dense), so the slots
+	 * one netns's packets touch share a dozen cache lines instead of one
+	 * line each. The data copies of a busy flow evict the slots between
+	 * hits: scattered slots cost a cache miss per hit, clustered ones mostly
+	 * do not (bpf stats, TCP over veth: ~15 ns less of ~90 ns per hit).
+	 */
+	__u32 index = (netns * 0x9E3779B1u + (__u32)hook_id) & (filter_cfg.visit_cache_slots - 1);
 	__u32 zero = 0;
 	struct pwru_visit_cache *cache = filter_cfg.visit_cache_slots ? bpf_map_lookup_elem(&visit_cache, &zero) : NULL;
 	struct pwru_visit_slot *slot = cache ? &cache->slot[index & (PWRU_VISIT_CACHE_SLOTS - 1)] : NULL;
