@@ -184,6 +184,22 @@ some_line "pwru_skb_function_visits_total{function=\"veth_xmit\",namespace=\"\",
 some_line "pwru_skb_drops_total{function=\"[a-z0-9_]*\",reason=\"NO_SOCKET\",namespace=\"\",pod=\"\",netns=\"$INODE_B\"}" \
 	"NO_SOCKET drop in netns b"
 grep 'function="ip_rcv"\|function="veth_xmit"\|NO_SOCKET\|attached_hooks' "$OUT"
+echo "== pwru-agent: a trace over HTTP with \"functions\" on $B"
+# Loading a trace takes seconds under TCG: ping until the trace is over
+# (bounded: 120 pings).
+$IP netns exec a ping -c 120 -i 0.25 10.241.0.2 >/dev/null &
+PING=$!
+wget -q -O /tmp/agent.trace --header 'Content-Type: application/json' \
+	--post-data "{\"netns\":$INODE_B,\"functions\":\"^(ip_rcv|icmp_rcv)\$\",\"filter\":\"icmp\",\"duration\":\"4s\"}" \
+	http://127.0.0.1:9464/v1/traces || fail "POST /v1/traces with functions"
+kill "$PING" 2>/dev/null
+wait "$PING"
+grep -q '"func":"icmp_rcv"' /tmp/agent.trace || fail "no icmp_rcv (kprobe) event in the trace: $(head -c 600 /tmp/agent.trace)"
+grep -q '"func":"ip_rcv"' /tmp/agent.trace || fail "no ip_rcv (kprobe) event in the trace"
+grep -v '"summary"' /tmp/agent.trace | grep -qv "\"netns\":$INODE_B," && fail "trace events outside netns b"
+tail -n 1 /tmp/agent.trace | grep -q "\"summary\".*\"backend\":\"$B\".*\"ended\":\"duration\"" ||
+	fail "summary line: $(tail -n 1 /tmp/agent.trace)"
+tail -n 1 /tmp/agent.trace
 interrupt_pwru 60 "pwru-agent SIGINT"
 grep "attached\|detached\|not counting" "$OUT.err"
 nothing_attached "after pwru-agent exited"

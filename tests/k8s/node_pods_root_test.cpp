@@ -16,7 +16,9 @@
 #include <string>
 #include <thread>
 
+#include "eventually.h"
 #include "fake_apiserver.h"
+#include "fake_counter_source.h"
 #include "k8s/node_pods.h"
 #include "metrics/skb_counter_collector.h"
 #include "netns_fixture.h"
@@ -27,30 +29,7 @@ namespace {
 
 using Labels = std::map<std::string, std::string>;
 
-bool eventually(const std::function<bool()>& condition, std::chrono::seconds limit = std::chrono::seconds(20)) {
-  const auto end = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < end) {
-    if (condition()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  return condition();
-}
-
-class FixedSource final : public CounterSource {
- public:
-  CounterSnapshot read() const override {
-    std::lock_guard lock(mu_);
-    return snap_;
-  }
-  void set(CounterSnapshot s) {
-    std::lock_guard lock(mu_);
-    snap_ = std::move(s);
-  }
-
- private:
-  mutable std::mutex mu_;
-  CounterSnapshot snap_;
-};
+using testing::eventually;
 
 // The drop series of one scrape, keyed by label set.
 std::map<Labels, double> drop_series(const SkbCounterCollector& collector) {
@@ -99,7 +78,7 @@ TEST(NodePodsRoot, RealProcessesAreLabelledWithTheirPodsAndADeletedPodLosesItsSe
 
   NodePods pods(api.config(), "/proc", PodResolverTimes{std::chrono::seconds(1), std::chrono::seconds(2)});
   pods.start();
-  auto source = std::make_shared<FixedSource>();
+  auto source = std::make_shared<testing::FakeCounterSource>();
   CounterSnapshot counts;
   counts.drops = {{net.inode_a, 2, 1, 5, 500}, {net.inode_b, 2, 1, 7, 700}};
   source->set(counts);

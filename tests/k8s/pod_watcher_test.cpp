@@ -9,6 +9,7 @@
 #include <string>
 #include <thread>
 
+#include "eventually.h"
 #include "fake_apiserver.h"
 #include "k8s/pod_watcher.h"
 
@@ -19,12 +20,7 @@ namespace fs = std::filesystem;
 using testing::write_file;
 
 bool eventually(const std::function<bool()>& condition, std::chrono::seconds limit = std::chrono::seconds(15)) {
-  const auto end = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < end) {
-    if (condition()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  return condition();
+  return testing::eventually(condition, limit);
 }
 
 class FakeApiServer : public ::testing::Test {

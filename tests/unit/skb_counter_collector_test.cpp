@@ -12,6 +12,7 @@
 #include <prometheus/metric_family.h>
 #include <prometheus/text_serializer.h>
 
+#include "fake_counter_source.h"
 #include "metrics/skb_counter_collector.h"
 
 namespace pwru {
@@ -25,21 +26,7 @@ constexpr std::uint32_t kOtherPodNetns = 4026532111;
 constexpr std::uint64_t kUdpRcv = 0xffffffff81a00000;  // udp_queue_rcv_one_skb, 0x100 long
 constexpr std::uint64_t kVethXmit = 0xffffffffc0a01000;  // veth_xmit [veth], 0x100 long
 
-class FakeSource final : public CounterSource {
- public:
-  CounterSnapshot read() const override {
-    std::lock_guard lock(mu_);
-    return snap_;
-  }
-  void set(CounterSnapshot s) {
-    std::lock_guard lock(mu_);
-    snap_ = std::move(s);
-  }
-
- private:
-  mutable std::mutex mu_;
-  CounterSnapshot snap_;
-};
+using FakeSource = testing::FakeCounterSource;
 
 // Two pods; every other netns unknown (as with no Kubernetes), unless a
 // test names it.
