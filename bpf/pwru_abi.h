@@ -86,7 +86,7 @@ struct pwru_hook_cfg {
 	PWRU_S8 skb_arg; /* position of struct sk_buff * among the tracepoint args */
 	PWRU_S8 reason_arg; /* position of enum skb_drop_reason, or PWRU_ARG_NONE */
 	PWRU_S8 location_arg; /* position of the drop location, or PWRU_ARG_NONE */
-	PWRU_U8 pad;
+	PWRU_U8 frees_skb; /* the skb is freed here (kfree_skb, consume_skb): --filter-track-skb forgets it */
 	PWRU_U16 hook_id;
 	PWRU_U16 pad2;
 };
@@ -102,6 +102,8 @@ struct pwru_filter_cfg {
 	PWRU_U8 track_skb_by_stack; /* kprobe backends: --filter-track-skb-by-stackid */
 	PWRU_U8 count_only; /* pwru-agent: count drops and visits, make no events */
 	PWRU_U32 visit_cache_slots; /* count_only: slots of visit_cache in use, a power of two; 0: none */
+	PWRU_U8 track_skb; /* --filter-track-skb: a matched skb is reported until freed, filters or not */
+	PWRU_U8 pad[3];
 };
 
 /* pwru-agent's always-on counters (count_only): per-CPU hash maps. */
@@ -155,7 +157,7 @@ enum pwru_counter {
 PWRU_STATIC_ASSERT(sizeof(struct pwru_tuple) == 40, "pwru_tuple ABI size");
 PWRU_STATIC_ASSERT(sizeof(struct pwru_event) == 144, "pwru_event ABI size");
 PWRU_STATIC_ASSERT(sizeof(struct pwru_hook_cfg) == 8, "pwru_hook_cfg ABI size");
-PWRU_STATIC_ASSERT(sizeof(struct pwru_filter_cfg) == 24, "pwru_filter_cfg ABI size");
+PWRU_STATIC_ASSERT(sizeof(struct pwru_filter_cfg) == 28, "pwru_filter_cfg ABI size");
 PWRU_STATIC_ASSERT(sizeof(struct pwru_drop_key) == 16, "pwru_drop_key ABI size");
 PWRU_STATIC_ASSERT(sizeof(struct pwru_visit_key) == 8, "pwru_visit_key ABI size");
 PWRU_STATIC_ASSERT(sizeof(struct pwru_count) == 16, "pwru_count ABI size");

@@ -85,11 +85,13 @@ static __always_inline void handle_non_skb(struct pt_regs *ctx)
 		emit_skb_event(ctx, (struct sk_buff *)*skb, (__u16)bpf_get_attach_cookie(ctx), false, 0, 0);
 }
 
-/* Attached to kfree_skbmem while tracking: a freed skb leaves its stack, so
- * the next skb on it is filtered afresh and nothing reads freed memory. */
+/* Attached to kfree_skbmem while tracking: a freed skb leaves its stack
+ * and the tracked set, so the next skb at its address is filtered afresh
+ * and nothing reads freed memory. */
 static __always_inline void handle_skb_freed(struct sk_buff *skb)
 {
 	__u64 addr = (__u64)skb;
+	forget_tracked_skb(skb);
 	__u64 *key = bpf_map_lookup_elem(&skb_stack, &addr);
 	if (!key)
 		return;

@@ -60,6 +60,8 @@ static __always_inline int handle_tp(__u64 *ctx, const int slot)
 	__u32 reason = has_reason ? (__u32)tp_arg(ctx, cfg.reason_arg) : 0;
 	__u64 location = cfg.location_arg != PWRU_ARG_NONE ? tp_arg(ctx, cfg.location_arg) : 0;
 	report_skb(ctx, skb, cfg.hook_id, has_reason, reason, location);
+	if (cfg.frees_skb)
+		forget_tracked_skb(skb);
 	return 0;
 }
 

@@ -75,6 +75,19 @@ struct {
 	__uint(max_entries, 1);
 } visit_cache SEC(".maps");
 
+/*
+ * --filter-track-skb: addresses of skbs that matched the filters once, so
+ * that their later events are reported even when the filters no longer
+ * match (NAT or decapsulation changed the headers). Forgotten where the skb
+ * is freed; LRU, so an address whose free no hook saw cannot fill the map.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, __u64);
+	__type(value, __u8);
+	__uint(max_entries, 16384);
+} tracked_skbs SEC(".maps");
+
 const volatile struct pwru_filter_cfg filter_cfg = {};
 
 static __always_inline void count(__u32 which)
@@ -349,10 +362,26 @@ static __always_inline bool report_skb(void *ctx, struct sk_buff *skb, __u16 hoo
 		count_skb(skb, hook_id, has_reason, reason, location);
 		return false;
 	}
-	if (!skb_passes_filters(skb))
-		return false;
+	__u64 addr = (__u64)skb;
+	bool tracked = filter_cfg.track_skb && bpf_map_lookup_elem(&tracked_skbs, &addr);
+	if (!tracked) {
+		if (!skb_passes_filters(skb))
+			return false;
+		__u8 one = 1;
+		if (filter_cfg.track_skb && bpf_map_update_elem(&tracked_skbs, &addr, &one, BPF_ANY))
+			count(PWRU_CNT_TRACK_FULL);
+	}
 	emit_skb_event(ctx, skb, hook_id, has_reason, reason, location);
 	return true;
+}
+
+/* The skb at `addr` is being freed: a later skb at the same address is
+ * another packet, which must match the filters on its own. */
+static __always_inline void forget_tracked_skb(struct sk_buff *skb)
+{
+	__u64 addr = (__u64)skb;
+	if (filter_cfg.track_skb)
+		bpf_map_delete_elem(&tracked_skbs, &addr);
 }
 
 #endif /* PWRU_SKB_EVENT_BPF_H */

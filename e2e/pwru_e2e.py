@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 
-SCENARIOS = ("text", "json", "limit_file", "bad_usage", "tcp_mark", "pcap")
+SCENARIOS = ("text", "json", "limit_file", "bad_usage", "tcp_mark", "pcap", "track_skb")
 TOOLS = ("ip", "ping", "nc", "nft", "ss")
 
 READY_TIMEOUT = 30.0   # pwru attach: BTF parse + ~30 tp_btf programs
@@ -748,6 +748,38 @@ def scenario_pcap(ctx):
           len(events), run)
     check(sum(e["tuple"] == rep for e in events) >= 3, "echo replies printed", f"3+ lines with {rep}",
           len(events), run)
+
+
+def scenario_track_skb(ctx):
+    """--filter-track-skb keeps reporting an skb after DNAT changed the port the filter matched."""
+    topo = ctx.topology()
+    # In B, UDP to 7777 is rewritten to 8888, where nothing listens: the
+    # NO_SOCKET drop happens after the rewrite, with port 8888.
+    sh(topo.exec_args(topo.ns_b, "nft", "-f", "-"), input_bytes=(
+        "table ip pwru_track {\n chain pre {\n  type nat hook prerouting priority -100; policy accept;\n"
+        "  udp dport 7777 dnat to :8888\n }\n}\n").encode())
+    expression = f"udp and dst port 7777 and host {topo.ip_b}"
+    results = {}
+    for track in (False, True):
+        args = ["--output-json", "--filter-netns", f"inode:{topo.inode_b}", expression]
+        if track:
+            args.insert(0, "--filter-track-skb")
+        run = PwruRun(ctx, args).start().wait_ready()
+        sh(topo.exec_args(topo.ns_a, "nc", "-u", "-w0", topo.ip_b, "7777"), input_bytes=b"track me\n")
+        time.sleep(0.5)
+        run.stop()
+        results[track] = (parse_json_lines(run.stdout(), run), run)
+    plain, plain_run = results[False]
+    tracked, tracked_run = results[True]
+    rewritten = lambda evs: [e for e in evs if e.get("tuple", {}).get("dport") == 8888]
+    check(plain and not rewritten(plain), "events without --filter-track-skb",
+          "only the skb before DNAT (dport 7777)", [e.get("func") for e in plain], plain_run)
+    drops = [e for e in rewritten(tracked) if e["func"].startswith("kfree_skb(")]
+    check(drops and "NO_SOCKET" in drops[0]["func"], "events with --filter-track-skb",
+          "the same skb after DNAT (dport 8888), dropped with NO_SOCKET", [(e["func"], e.get("tuple")) for e in tracked],
+          tracked_run)
+    check(len({e["skb"] for e in tracked}) == 1, "skbs reported with --filter-track-skb", "the one datagram's",
+          {e["skb"] for e in tracked}, tracked_run)
 
 
 def missing_prerequisites(binary, tools, packages):

@@ -181,7 +181,8 @@ int run_agent(const AgentConfig& config, const std::function<bool()>& stop_reque
     families.insert(families.end(), own.begin(), own.end());
     return prometheus::TextSerializer().Serialize(families);
   };
-  AgentHttpHandlers handlers{metrics_text, [&] { return ready.load(); }, [&] { return std::string(phase.load()); }};
+  AgentHttpHandlers handlers{metrics_text, [&] { return ready.load(); }, [&] { return std::string(phase.load()); },
+                             std::nullopt};
   if (config.traces.enabled) {
     TraceRoutes routes;
     routes.start = [&traces, &traces_running](const std::string& body, const std::string& remote,

@@ -45,8 +45,12 @@ void KprobeObject::load(KprobeKind kind, const pwru_filter_cfg& filter, std::sha
   std::vector<struct bpf_program*> loaded = programs;
   if (filter.track_skb_by_stack) {
     no_skb_ = multi ? p.pwru_kmulti_no_skb : p.pwru_kprobe_no_skb;
-    skb_freed_ = multi ? p.pwru_kmulti_skb_freed : p.pwru_kprobe_skb_freed;
     loaded.push_back(no_skb_);
+  }
+  // Both kinds of tracking end where the skb's memory is freed (the
+  // tracepoints see kfree_skb and consume_skb, not every free).
+  if (filter.track_skb_by_stack || filter.track_skb) {
+    skb_freed_ = multi ? p.pwru_kmulti_skb_freed : p.pwru_kprobe_skb_freed;
     loaded.push_back(skb_freed_);
   }
   only_autoload(loaded);
@@ -63,6 +67,8 @@ void KprobeObject::load(KprobeKind kind, const pwru_filter_cfg& filter, std::sha
     throw_libbpf("sharing the visit counter map", err);
   if (int err = bpf_map__reuse_fd(skel_->maps.visit_cache, maps.visit_cache_fd))
     throw_libbpf("sharing the visit cache", err);
+  if (int err = bpf_map__reuse_fd(skel_->maps.tracked_skbs, maps.tracked_skbs_fd))
+    throw_libbpf("sharing the tracked skb map", err);
   if (int err = pwru_kprobe__load(skel_)) {
     throw_if_injection_failed(programs);
     throw_libbpf(std::string("loading the ") + (multi ? "kprobe-multi" : "kprobe") +

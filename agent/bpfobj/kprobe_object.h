@@ -25,6 +25,7 @@ struct SharedMaps {
   int drop_counts_fd = -1;
   int visit_counts_fd = -1;
   int visit_cache_fd = -1;
+  int tracked_skbs_fd = -1;
 };
 
 class KprobeObject {

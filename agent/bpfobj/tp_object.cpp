@@ -95,5 +95,6 @@ int TpObject::stacks_fd() const { return bpf_map__fd(skel_->maps.stacks); }
 int TpObject::drop_counts_fd() const { return bpf_map__fd(skel_->maps.drop_counts); }
 int TpObject::visit_counts_fd() const { return bpf_map__fd(skel_->maps.visit_counts); }
 int TpObject::visit_cache_fd() const { return bpf_map__fd(skel_->maps.visit_cache); }
+int TpObject::tracked_skbs_fd() const { return bpf_map__fd(skel_->maps.tracked_skbs); }
 
 }  // namespace pwru

@@ -50,6 +50,7 @@ class TpObject {
   int drop_counts_fd() const;
   int visit_counts_fd() const;
   int visit_cache_fd() const;
+  int tracked_skbs_fd() const;
 
  private:
   struct pwru_tp* skel_ = nullptr;

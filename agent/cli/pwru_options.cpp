@@ -114,6 +114,8 @@ ParsedArgs parse_pwru_args(int argc, const char* const* argv, std::ostream& out,
   app.add_option("--filter-non-skb-funcs", o.filter_non_skb_funcs,
                  "filter non-skb kernel functions to be probed (--filter-track-skb-by-stackid will be enabled)")
       ->delimiter(',');
+  app.add_flag("--filter-track-skb", o.filter_track_skb,
+               "trace a packet even if it does not match given filters (e.g., after NAT or tunnel decapsulation)");
   app.add_flag("--filter-track-skb-by-stackid", o.filter_track_skb_by_stackid,
                "trace a packet even if it does not match given filters (e.g., after NAT or tunnel "
                "decapsulation; kprobe backends)");

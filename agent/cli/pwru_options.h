@@ -33,6 +33,7 @@ struct PwruOptions {
   std::vector<std::string> kmods;      // --kmods a,b: modules probed too
   bool all_kmods = false;
   unsigned filter_kprobe_batch = 10;   // threads that detach kprobes
+  bool filter_track_skb = false;
   bool filter_track_skb_by_stackid = false;
   std::vector<std::string> filter_non_skb_funcs;  // implies filter_track_skb_by_stackid
   std::string kernel_btf;

@@ -112,6 +112,7 @@ int run(const pwru::PwruOptions& o) {
   config.kprobe_batch = o.filter_kprobe_batch;
   config.non_skb_funcs = o.filter_non_skb_funcs;
   config.filter.track_skb_by_stack = o.filter_track_skb_by_stackid ? 1 : 0;
+  config.filter.track_skb = o.filter_track_skb ? 1 : 0;
   config.pcap = o.pcap;
   pwru::TraceSession session(btf, config, sink);
 

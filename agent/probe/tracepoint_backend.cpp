@@ -25,6 +25,8 @@ std::unique_ptr<TpObject> load_object(const std::vector<SkbTracepoint>& tracepoi
     slot.cfg.reason_arg = static_cast<std::int8_t>(tracepoints[i].reason_arg);
     slot.cfg.location_arg = static_cast<std::int8_t>(tracepoints[i].location_arg);
     slot.cfg.hook_id = static_cast<std::uint16_t>(i);
+    // Where the kernel frees skbs: --filter-track-skb forgets them there.
+    slot.cfg.frees_skb = tracepoints[i].name == "kfree_skb" || tracepoints[i].name == "consume_skb";
     slots.push_back(slot);
   }
   auto object = std::make_unique<TpObject>();
@@ -100,8 +102,10 @@ int TracepointBackend::stacks_fd() const { return object_->stacks_fd(); }
 int TracepointBackend::drop_counts_fd() const { return object_->drop_counts_fd(); }
 int TracepointBackend::visit_counts_fd() const { return object_->visit_counts_fd(); }
 int TracepointBackend::visit_cache_fd() const { return object_->visit_cache_fd(); }
+int TracepointBackend::tracked_skbs_fd() const { return object_->tracked_skbs_fd(); }
 SharedMaps TracepointBackend::shared_maps() const {
-  return SharedMaps{events_fd(), counters_fd(), stacks_fd(), drop_counts_fd(), visit_counts_fd(), visit_cache_fd()};
+  return SharedMaps{events_fd(),       counters_fd(),       stacks_fd(),          drop_counts_fd(),
+                    visit_counts_fd(), visit_cache_fd(), tracked_skbs_fd()};
 }
 
 }  // namespace pwru

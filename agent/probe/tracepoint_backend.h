@@ -64,6 +64,7 @@ class TracepointBackend {
   int drop_counts_fd() const;
   int visit_counts_fd() const;
   int visit_cache_fd() const;
+  int tracked_skbs_fd() const;
   // The maps a kprobe object must share to write into the same ring and counters.
   SharedMaps shared_maps() const;
 

@@ -139,9 +139,7 @@ TraceRequest parse_trace_request(std::string_view text, const TraceRequestLimits
       bad("\"functions\": '" + r.functions + "' is not a valid regular expression (" + e.what() + ")");
     }
   }
-  if (body.contains("track_skb") && bool_field(body, "track_skb"))
-    bad("\"track_skb\": following an skb across its clones and namespaces is not supported by this agent yet; "
-        "leave it out");
+  if (body.contains("track_skb")) r.track_skb = bool_field(body, "track_skb");
   if (body.contains("duration")) {
     const json& v = body.at("duration");
     if (v.is_string()) {

@@ -26,6 +26,7 @@ struct TraceRequest {
   std::optional<std::uint32_t> netns;  // the inode, as pwru --output-json prints it
   std::string filter;                  // pcap expression; "" = every packet
   std::string functions;               // regex over kprobe function names; "" = all
+  bool track_skb = false;              // pwru's --filter-track-skb
   std::chrono::milliseconds duration{0};
   std::uint64_t max_events = 0;
   OutputOptions output;                // json unless "format": "text"

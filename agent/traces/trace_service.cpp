@@ -133,6 +133,7 @@ TraceStream TraceService::start(std::string_view body, const std::string& remote
   trace.ring_bytes = limits.ring_buffer_bytes;
   trace.backend = config_.backend;
   trace.filter_func = request.functions;
+  trace.filter.track_skb = request.track_skb ? 1 : 0;
 
   auto running = std::shared_ptr<RunningTrace>(
       new RunningTrace(*this, new_trace_id(), std::move(request), std::move(target), remote, caller.user));

@@ -25,6 +25,8 @@ WatchEvent event(WatchEvent::Type type, PodInfo pod) {
 
 // A scan whose result the test edits between refreshes.
 struct FakeScan {
+  explicit FakeScan(std::map<std::string, std::uint32_t> pods, std::set<std::string> host_network_pods = {})
+      : netns(std::move(pods)), host_network(std::move(host_network_pods)) {}
   std::map<std::string, std::uint32_t> netns;
   std::set<std::string> host_network;
   int scans = 0;
@@ -46,7 +48,7 @@ TEST(PodResolver, PodsOfThisNodeGetTheirLabelsHostNetworkAndStrangersDoNot) {
   PodCache cache;
   cache.replace({PodInfo{"u-web", "shop", "web-0", false}, PodInfo{"u-proxy", "kube-system", "kube-proxy", true}},
                 "10");
-  FakeScan scan{{{"u-web", kWebNetns}, {"u-unknown", 4026532400u}}, {"u-proxy"}};
+  FakeScan scan({{"u-web", kWebNetns}, {"u-unknown", 4026532400u}}, {"u-proxy"});
   PodResolver resolver(cache, scan.fn(), PodResolverTimes{seconds(30), seconds(60)});
   EXPECT_EQ(resolver.resolve(kWebNetns).kind, Kind::kUnknown);  // nothing before the first refresh
   ASSERT_TRUE(resolver.refresh());
@@ -64,7 +66,7 @@ TEST(PodResolver, PodsOfThisNodeGetTheirLabelsHostNetworkAndStrangersDoNot) {
 TEST(PodResolver, RescansWhenPodsChangeOrTimePasses) {
   PodCache cache;
   cache.replace({PodInfo{"u1", "shop", "web-0", false}}, "10");
-  FakeScan scan{{{"u1", kWebNetns}}};
+  FakeScan scan({{"u1", kWebNetns}});
   PodResolver resolver(cache, scan.fn(), PodResolverTimes{seconds(30), seconds(60)});
   const auto t0 = PodResolver::Clock::now();
   ASSERT_TRUE(resolver.refresh(t0));
@@ -85,7 +87,7 @@ TEST(PodResolver, RescansWhenPodsChangeOrTimePasses) {
 TEST(PodResolver, ADeletedPodKeepsItsLabelsForTheGraceThenIsGoneOnce) {
   PodCache cache;
   cache.replace({PodInfo{"u1", "shop", "web-0", false}}, "10");
-  FakeScan scan{{{"u1", kWebNetns}}};
+  FakeScan scan({{"u1", kWebNetns}});
   PodResolver resolver(cache, scan.fn(), PodResolverTimes{seconds(30), seconds(60)});
   const auto t0 = PodResolver::Clock::now();
   ASSERT_TRUE(resolver.refresh(t0));
@@ -116,7 +118,7 @@ TEST(PodResolver, ADeletedPodKeepsItsLabelsForTheGraceThenIsGoneOnce) {
 TEST(PodResolver, APodSeenAgainWithinTheGraceIsNotGone) {
   PodCache cache;
   cache.replace({PodInfo{"u1", "shop", "web-0", false}}, "10");
-  FakeScan scan{{{"u1", kWebNetns}}};
+  FakeScan scan({{"u1", kWebNetns}});
   PodResolver resolver(cache, scan.fn(), PodResolverTimes{seconds(10), seconds(60)});
   const auto t0 = PodResolver::Clock::now();
   ASSERT_TRUE(resolver.refresh(t0));
@@ -132,7 +134,7 @@ TEST(PodResolver, APodSeenAgainWithinTheGraceIsNotGone) {
 TEST(PodResolver, ZeroGraceIsGoneAtTheNextScan) {
   PodCache cache;
   cache.replace({PodInfo{"u1", "shop", "web-0", false}}, "10");
-  FakeScan scan{{{"u1", kWebNetns}}};
+  FakeScan scan({{"u1", kWebNetns}});
   PodResolver resolver(cache, scan.fn(), PodResolverTimes{seconds(30), seconds(0)});
   ASSERT_TRUE(resolver.refresh());
   cache.apply(event(WatchEvent::Type::kDeleted, PodInfo{"u1", "shop", "web-0", false}));
@@ -143,7 +145,7 @@ TEST(PodResolver, ZeroGraceIsGoneAtTheNextScan) {
 TEST(PodResolver, AFailingScanKeepsWhatWasKnownAndIsRetriedLater) {
   PodCache cache;
   cache.replace({PodInfo{"u1", "shop", "web-0", false}}, "10");
-  FakeScan scan{{{"u1", kWebNetns}}};
+  FakeScan scan({{"u1", kWebNetns}});
   PodResolver resolver(cache, scan.fn(), PodResolverTimes{seconds(30), seconds(60)});
   const auto t0 = PodResolver::Clock::now();
   ASSERT_TRUE(resolver.refresh(t0));
@@ -162,7 +164,7 @@ TEST(PodResolver, NamesThePodsNetnsForTraceRequestsOrSaysWhyNot) {
   cache.replace({PodInfo{"u-web", "shop", "web-0", false}, PodInfo{"u-new", "shop", "web-1", false},
                  PodInfo{"u-proxy", "kube-system", "kube-proxy", true}},
                 "10");
-  FakeScan scan{{{"u-web", kWebNetns}}, {"u-proxy"}};
+  FakeScan scan({{"u-web", kWebNetns}}, {"u-proxy"});
   PodResolver resolver(cache, scan.fn(), PodResolverTimes{seconds(30), seconds(60)});
   ASSERT_TRUE(resolver.refresh());
 

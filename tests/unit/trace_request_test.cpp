@@ -41,6 +41,8 @@ TEST(TraceRequest, EveryFieldIsRead) {
   EXPECT_TRUE(r.output.stack && r.output.caller && r.output.tcp_flags);
   EXPECT_FALSE(r.output.meta || r.output.tuple);
   EXPECT_EQ(r.output.timestamp, TimestampMode::Relative);
+  EXPECT_FALSE(r.track_skb);
+  EXPECT_TRUE(parse_trace_request(R"({"track_skb":true})", kLimits).track_skb);
   EXPECT_EQ(*parse_trace_request(R"({"netns":4026532301})", kLimits).netns, 4026532301u);
   EXPECT_EQ(parse_trace_request(R"({"duration":2.5})", kLimits).duration, milliseconds(2500));
 }
@@ -79,7 +81,6 @@ TEST(TraceRequest, EveryMistakeIsA400ThatSaysWhatToFix) {
       {R"({"netns":4294967296})", "inode number"},
       {R"({"filter":["icmp"]})", "\"filter\" must be a string"},
       {R"({"functions":"ip_(rcv"})", "not a valid regular expression"},
-      {R"({"track_skb":true})", "not supported"},
       {R"({"track_skb":"yes"})", "must be true or false"},
       {R"({"duration":"forever"})", "\"duration\""},
       {R"({"duration":"0s"})", "longer than 0"},
