@@ -28,7 +28,7 @@ TEST(AgentHttp, ProbesAndMetrics) {
                                              return std::string("pwru_build_info{version=\"x\"} 1\n");
                                            },
                                            [&] { return ready.load(); },
-                                           [] { return std::string("attaching hooks"); }});
+                                           [] { return std::string("attaching hooks"); }, std::nullopt});
   ASSERT_NE(server.port(), 0);
   httplib::Client client("127.0.0.1", server.port());
 
@@ -57,7 +57,7 @@ TEST(AgentHttp, ProbesAndMetrics) {
 TEST(AgentHttp, AFailedScrapeIsA500NotAnEmptyPage) {
   AgentHttpServer server("127.0.0.1", 0,
                          AgentHttpHandlers{[]() -> std::string { throw std::runtime_error("map read failed"); },
-                                           [] { return true; }});
+                                           [] { return true; }, [] { return std::string(); }, std::nullopt});
   httplib::Client client("127.0.0.1", server.port());
   auto res = client.Get("/metrics");
   ASSERT_TRUE(res);
@@ -66,9 +66,9 @@ TEST(AgentHttp, AFailedScrapeIsA500NotAnEmptyPage) {
 }
 
 TEST(AgentHttp, APortInUseNamesTheAddress) {
-  AgentHttpServer first("127.0.0.1", 0, AgentHttpHandlers{[] { return std::string(); }, [] { return true; }});
+  AgentHttpServer first("127.0.0.1", 0, AgentHttpHandlers{[] { return std::string(); }, [] { return true; }, [] { return std::string(); }, std::nullopt});
   try {
-    AgentHttpServer second("127.0.0.1", first.port(), AgentHttpHandlers{[] { return std::string(); }, [] { return true; }});
+    AgentHttpServer second("127.0.0.1", first.port(), AgentHttpHandlers{[] { return std::string(); }, [] { return true; }, [] { return std::string(); }, std::nullopt});
     FAIL() << "bound a port already in use";
   } catch (const SystemError& e) {
     EXPECT_NE(std::string(e.what()).find("127.0.0.1:" + std::to_string(first.port())), std::string::npos) << e.what();
@@ -78,7 +78,7 @@ TEST(AgentHttp, APortInUseNamesTheAddress) {
 TEST(AgentHttp, StopRightAfterStartReturns) {
   // An agent told to stop while still starting must not hang in stop().
   for (int i = 0; i < 20; ++i) {
-    AgentHttpServer server("127.0.0.1", 0, AgentHttpHandlers{[] { return std::string(); }, [] { return false; }});
+    AgentHttpServer server("127.0.0.1", 0, AgentHttpHandlers{[] { return std::string(); }, [] { return false; }, [] { return std::string(); }, std::nullopt});
     server.stop();
   }
 }
@@ -144,7 +144,8 @@ struct FakeTraces {
 };
 
 AgentHttpHandlers handlers_with(TraceRoutes routes, std::atomic<bool>& ready) {
-  AgentHttpHandlers h{[] { return std::string(); }, [&ready] { return ready.load(); }};
+  AgentHttpHandlers h{[] { return std::string(); }, [&ready] { return ready.load(); }, [] { return std::string("starting"); },
+                      std::nullopt};
   h.traces = std::move(routes);
   return h;
 }
