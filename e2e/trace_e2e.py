@@ -24,7 +24,7 @@ import pwru_e2e as base
 from agent_e2e import Agent, FakeApiServer, PodProcess, http_get
 from pwru_e2e import Failure, check, sh, wait_until
 
-SCENARIOS = ("pod_trace", "concurrent", "errors", "disconnect", "fuzz", "kube_auth", "forward")
+SCENARIOS = ("pod_trace", "concurrent", "errors", "disconnect", "fuzz", "kube_auth", "forward", "track_skb")
 TOKEN = "e2e-trace-token"
 FUZZ_REQUESTS = 10000
 FUZZ_SECONDS = 240.0
@@ -456,6 +456,30 @@ def scenario_forward(ctx):
     check(took <= 2 * LINKS_GONE_WITHIN, "n2 links detached after the client hung up on n1",
           f"within {2 * LINKS_GONE_WITHIN}s (two hops)", f"{took:.2f}s")
     return f"{len(events)} events relayed from n2; 404/502/400 relayed; n2 detached {took:.2f}s after hang-up"
+
+
+def scenario_track_skb(ctx):
+    """"track_skb": the pod's datagram is still reported after DNAT changed the port the filter matched."""
+    topo, _, _, agent = pod_agent(ctx)
+    sh(topo.exec_args(topo.ns_b, "nft", "-f", "-"), input_bytes=(
+        "table ip pwru_track {\n chain pre {\n  type nat hook prerouting priority -100; policy accept;\n"
+        "  udp dport 7777 dnat to :8888\n }\n}\n").encode())
+    traffic = ctx.track(Traffic())
+    traffic.start(["sh", "-c", f"for i in $(seq 40); do echo x | ip netns exec {topo.ns_a} nc -u -w0 {topo.ip_b} "
+                               f"7777; sleep 0.25; done"])
+    found = {}
+    for track in (False, True):
+        status, lines = post(agent, json.dumps({"namespace": "shop", "pod": "web-0", "filter": "udp dst port 7777",
+                                                "track_skb": track, "duration": "2s"}))
+        check(status == 200, f"trace with track_skb {track}", 200, (status, lines[:2]))
+        events, _ = split_summary(lines, f"track_skb {track}")
+        found[track] = [e for e in events if e["tuple"].get("dport") == 8888]
+        check(events, f"events with track_skb {track}", "the datagrams before DNAT", events)
+    check(not found[False], "events after DNAT without track_skb", "none (the filter no longer matches)",
+          found[False][:2])
+    check(any("NO_SOCKET" in e["func"] for e in found[True]), "events after DNAT with track_skb",
+          "the NO_SOCKET drop at port 8888", [(e["func"], e["tuple"]) for e in found[True]][:5])
+    return f"{len(found[True])} events after DNAT with track_skb, none without"
 
 
 class Context(agent_lib.Context):
