@@ -95,6 +95,22 @@ def pod_agent(ctx, extra="", auth="token"):
     return topo, api, pod, agent
 
 
+def pod_icmp_trace(agent, pod, netns, what, seconds=3):
+    """Traces pod shop/POD's ICMP for `seconds` through `agent`; checks every
+    event is in `netns` and ICMP, and returns (events, summary)."""
+    status, lines = post(agent, json.dumps({"namespace": "shop", "pod": pod, "filter": "icmp",
+                                            "duration": f"{seconds}s"}))
+    check(status == 200, f"POST /v1/traces for shop/{pod} ({what})", 200, (status, lines[:3]))
+    events, summary = split_summary(lines, what)
+    check(len(events) >= 4, f"events of shop/{pod}'s ICMP in {seconds} s ({what})", ">= 4 (a ping every 250 ms)",
+          len(events))
+    foreign = [e for e in events if e.get("netns") != netns]
+    check(not foreign, f"events outside shop/{pod}'s netns {netns} ({what})", "none", foreign[:3])
+    check(all(e["tuple"]["proto"] == 1 for e in events), f"protocol of the events ({what})",
+          "ICMP only (filter icmp)", [e["tuple"] for e in events[:5]])
+    return events, summary
+
+
 class Traffic:
     """Bounded background commands (pings, UDP), stopped at teardown."""
 
@@ -119,15 +135,7 @@ def scenario_pod_trace(ctx):
     # ICMP A -> B (through the pod's netns) and A -> A (never in it), 10 s at most.
     traffic.start(topo.exec_args(topo.ns_a, "ping", "-q", "-c", "40", "-i", "0.25", topo.ip_b))
     traffic.start(topo.exec_args(topo.ns_a, "ping", "-q", "-c", "40", "-i", "0.25", topo.ip_a))
-    status, lines = post(agent, json.dumps({"namespace": "shop", "pod": "web-0", "filter": "icmp",
-                                            "duration": "3s"}))
-    check(status == 200, "POST /v1/traces for shop/web-0", 200, (status, lines[:3]))
-    events, summary = split_summary(lines, "pod trace")
-    check(len(events) >= 4, "events of the pod's ICMP in 3 s", ">= 4 (a ping every 250 ms)", len(events))
-    foreign = [e for e in events if e.get("netns") != topo.inode_b]
-    check(not foreign, "events of other netns in the pod's trace", "none", foreign[:3])
-    check(all(e["tuple"]["proto"] == 1 for e in events), "protocol of the events", "ICMP only (filter icmp)",
-          [e["tuple"] for e in events[:5]])
+    events, summary = pod_icmp_trace(agent, "web-0", topo.inode_b, "pod trace")
     # pwru's JSON leaves zero values out (omitempty): cpu 0 has no "cpu".
     for field in ("skb", "process", "func", "netns", "iface", "len", "tuple"):
         check(field in events[0], f"pwru JSON field {field}", "present", events[0])
@@ -423,13 +431,8 @@ def scenario_forward(ctx):
 
     traffic = ctx.track(Traffic())
     traffic.start(topo.exec_args(topo.ns_b, "ping", "-q", "-c", "40", "-i", "0.25", topo.ip_a))
-    status, lines = post(agent_n1, json.dumps({"namespace": "shop", "pod": "db-0", "filter": "icmp",
-                                               "duration": "3s"}))
-    check(status == 200, "trace of shop/db-0 (node n2) asked of the n1 agent", 200, (status, lines[:2]))
-    events, summary = split_summary(lines, "relayed trace")
-    check(len(events) >= 4, "events relayed from the n2 agent", ">= 4", len(events))
-    foreign = [e for e in events if e.get("netns") != topo.inode_a]
-    check(not foreign, "events outside db-0's netns", "none", foreign[:3])
+    # Asked of the n1 agent; db-0 runs on n2.
+    events, summary = pod_icmp_trace(agent_n1, "db-0", topo.inode_a, "relayed from n2")
     check("shop/db-0" in summary.get("target", "") and summary.get("ended") == "duration",
           "summary of the relayed trace", "the n2 agent's, ended by duration", summary)
     check("relayed to the agent on node n2" in agent_n1.stderr(), "n1 agent log", "the relay", "no such line")
