@@ -27,7 +27,7 @@ import urllib.request
 import pwru_e2e as base
 from pwru_e2e import Failure, Topology, check, sh, wait_until
 
-SCENARIOS = ("prometheus", "endpoints", "bad_config", "pods", "api_down")
+SCENARIOS = ("prometheus", "endpoints", "bad_config", "pods", "api_down", "dashboard")
 TOOLS = ("ip", "nc", "nft", "prometheus", "promtool", "openssl")
 FAKE_APISERVER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "k8s",
                               "fake_kube_apiserver.py")
@@ -112,7 +112,7 @@ class Agent:
 class Prometheus:
     """Debian's Prometheus, scraping the agent every second, on loopback."""
 
-    def __init__(self, workdir, target_port):
+    def __init__(self, workdir, target_port, target_labels=None):
         self.port = free_port()
         self.dir = os.path.join(workdir, "prometheus")
         os.makedirs(self.dir)
@@ -121,6 +121,8 @@ class Prometheus:
             f.write("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
                     "scrape_configs:\n  - job_name: pwru-agent\n"
                     f"    static_configs:\n      - targets: ['127.0.0.1:{target_port}']\n")
+            if target_labels:
+                f.write("        labels:\n" + "".join(f"          {k}: '{v}'\n" for k, v in target_labels.items()))
         self.log_path = os.path.join(self.dir, "prometheus.log")
         self.proc = None
 
@@ -514,6 +516,79 @@ def scenario_api_down(ctx):
     took = agent.stop()
     return (f"ready {ready_after:.1f}s after start with the API down; labels {labelled_after:.1f}s after it "
             f"came up; stopped {took:.2f}s after SIGTERM")
+
+
+DASHBOARD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "charts", "pwru-agent", "dashboards",
+                         "pwru-agent.json")
+# What Grafana puts in for its variables when "All" is selected, and for its
+# interval macros: every expression must run as Prometheus gets it.
+DASHBOARD_SUBSTITUTIONS = {"$__rate_interval": "1m", "$__range": "5m", "$__interval": "15s", "$node": ".*",
+                           "$namespace": ".*", "$pod": ".*"}
+
+
+def dashboard_queries():
+    """(where, PromQL) of every panel target and variable of the dashboard."""
+    with open(DASHBOARD) as f:
+        board = json.load(f)
+    queries = []
+    for panel in board["panels"]:
+        for target in panel.get("targets", []):
+            queries.append((f'panel "{panel["title"]}" {target["refId"]}', target["expr"]))
+    for var in board["templating"]["list"]:
+        if var["type"] != "query":
+            continue
+        m = re.fullmatch(r"label_values\((.*), *(\w+)\)", var["query"]["query"])
+        check(m, f"variable {var['name']}", "label_values(SELECTOR, LABEL)", var["query"]["query"])
+        queries.append((f"variable {var['name']}", f"count by ({m.group(2)}) ({m.group(1)})"))
+    out = []
+    for where, expr in queries:
+        for k, v in DASHBOARD_SUBSTITUTIONS.items():
+            expr = expr.replace(k, v)
+        check("$" not in expr, f"{where}", "only the variables the test knows", expr)
+        out.append((where, expr))
+    return out
+
+
+def scenario_dashboard(ctx):
+    """Every query of the Grafana dashboard runs against Prometheus scraping a live agent, on metrics it exports."""
+    topo = ctx.topology()
+    api = ctx.track(FakeApiServer(ctx.workdir).start())
+    pod = ctx.track(PodProcess(ctx.workdir, topo.ns_b))
+    api.control("add", {"uid": pod.uid, "namespace": "shop", "name": "web-0", "node": "n1"})
+    agent = ctx.track(Agent(ctx.binary, ctx.workdir, extra_yaml=api.agent_yaml())).start().wait_ready()
+    prom = ctx.track(Prometheus(ctx.workdir, agent.port, target_labels={"node": "n1"}).start())
+    wait_until(lambda: (metric_value(agent, "pwru_kubernetes_pod_netns") or 0) >= 1, 30, "shop/web-0's netns")
+    send_udp(topo, topo.ns_a, topo.ip_b, 9999, DATAGRAMS)
+    http_get(agent.url("/v1/traces"))  # a GET lists traces: pwru_trace_requests_total stays as it is
+    status, _ = http_get(agent.url("/metrics"))
+    check(status == 200, "/metrics", 200, status)
+    # One refused trace request, so that pwru_trace_requests_total has a series.
+    req = urllib.request.Request(agent.url("/v1/traces"), data=b"{\"bogus\": 1}", method="POST")
+    try:
+        urllib.request.urlopen(req, timeout=5)
+    except urllib.error.HTTPError as e:
+        check(e.code == 400, "a bad trace request", 400, e.code)
+    drops = 'sum(pwru_skb_drops_total{namespace="shop",pod="web-0",node="n1"})'
+    prom.wait_for(drops, lambda r: r and r[0][1] >= DATAGRAMS, "shop/web-0's drops in Prometheus")
+    time.sleep(3)  # a few more scrapes, so rate() has samples
+
+    _, text = http_get(agent.url("/metrics"))
+    exported = set(re.findall(r"^# TYPE (\w+) ", text, re.M))
+    queries = dashboard_queries()
+    empty = []
+    for where, expr in queries:
+        for name in set(re.findall(r"\bpwru_\w+", expr)):
+            check(name in exported, f"metric {name} in {where}", "exported by the agent", sorted(exported))
+        rows = prom.query(expr)  # fails the test on any Prometheus error
+        if not rows:
+            empty.append(where)
+    # The panels that must show this test's traffic.
+    for must in ("Drops per second by function and reason", "Drops per second by pod", "Visits per second by hook",
+                 "variable node", "variable namespace", "variable pod"):
+        check(not [w for w in empty if must in w], f"data for {must}", "some", f"empty: {empty}")
+    by_pod = prom.query('sum by (namespace, pod) (rate(pwru_skb_drops_total{node=~".*"}[1m]))')
+    check(any(r[0].get("pod") == "web-0" for r in by_pod), "drops by pod", "a shop/web-0 row", by_pod)
+    return f"{len(queries)} dashboard queries ran; {len(queries) - len(empty)} with data (empty: {empty})"
 
 
 class Context:
