@@ -64,9 +64,13 @@ int main(int argc, char** argv) {
   CLI::App app{"pwru-agent: per-kernel-function skb drop and visit counters for Prometheus", "pwru-agent"};
   std::string config_path;
   bool version = false;
+  bool check_config = false;
   app.add_option("--config", config_path,
                  "YAML configuration; keys it leaves out keep the embedded default (config/pwru-agent.yaml)");
   app.add_flag("--version", version, "print the version and exit");
+  app.add_flag("--check-config", check_config,
+               "check the configuration (the file's keys and values, and how they combine) and exit: 0 if the "
+               "agent would start with it, 2 with the reason if not");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -78,6 +82,10 @@ int main(int argc, char** argv) {
   }
   try {
     const pwru::AgentConfig config = load_config(config_path);
+    if (check_config) {
+      std::cout << "pwru-agent: " << (config_path.empty() ? "the embedded default" : config_path) << " is valid\n";
+      return 0;
+    }
     pwru::setup_logging(config.log.level, config.log.format);
     libbpf_set_print(libbpf_to_spdlog);
     install_stop_signals();

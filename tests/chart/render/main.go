@@ -1,0 +1,193 @@
+// render: renders a Helm chart the way `helm template` does, for tests on
+// machines without Helm (Debian does not package it). Go's text/template
+// with sprig's functions, as Helm uses them, plus the Helm functions and
+// objects the pwru-agent chart uses: include, tpl, required, toYaml,
+// .Values (values.yaml, then each -f file merged over it), .Release, .Chart,
+// .Files.Get and .Capabilities.APIVersions.Has.
+//
+// Usage: render [-f VALUES.yaml]... [-api-versions a/v1,b/v1] CHART_DIR
+// Prints the manifests as YAML documents, each after "# Source: NAME".
+package main
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"text/template"
+
+	"github.com/Masterminds/sprig"
+	"gopkg.in/yaml.v3"
+)
+
+type valueFiles []string
+
+func (v *valueFiles) String() string     { return strings.Join(*v, ",") }
+func (v *valueFiles) Set(s string) error { *v = append(*v, s); return nil }
+
+type apiVersions []string
+
+// Has is .Capabilities.APIVersions.Has.
+func (a apiVersions) Has(v string) bool {
+	for _, x := range a {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+type chartFiles string
+
+// Get is .Files.Get: a file of the chart by its path in the chart.
+func (c chartFiles) Get(name string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(string(c), name))
+	return string(b), err
+}
+
+func readYAML(path string) (map[string]interface{}, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]interface{}{}
+	if err := yaml.Unmarshal(b, &out); err != nil {
+		return nil, fmt.Errorf("%s: %v", path, err)
+	}
+	return out, nil
+}
+
+// merge puts over into base: maps merge key by key, anything else replaces.
+func merge(base, over map[string]interface{}) map[string]interface{} {
+	for k, v := range over {
+		if vm, ok := v.(map[string]interface{}); ok {
+			if bm, ok := base[k].(map[string]interface{}); ok {
+				base[k] = merge(bm, vm)
+				continue
+			}
+		}
+		base[k] = v
+	}
+	return base
+}
+
+func toYAML(v interface{}) (string, error) {
+	var buf bytes.Buffer
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2)
+	if err := enc.Encode(v); err != nil {
+		return "", err
+	}
+	return strings.TrimSuffix(buf.String(), "\n"), nil
+}
+
+func main() {
+	var files valueFiles
+	flag.Var(&files, "f", "values file merged over values.yaml (repeatable)")
+	apis := flag.String("api-versions", "", "comma-separated API versions the cluster serves")
+	flag.Parse()
+	if flag.NArg() != 1 {
+		fmt.Fprintln(os.Stderr, "usage: render [-f VALUES.yaml]... [-api-versions a/v1,b/v1] CHART_DIR")
+		os.Exit(2)
+	}
+	dir := flag.Arg(0)
+	if err := render(dir, files, *apis); err != nil {
+		fmt.Fprintln(os.Stderr, "render:", err)
+		os.Exit(1)
+	}
+}
+
+func render(dir string, files []string, apis string) error {
+	chart, err := readYAML(filepath.Join(dir, "Chart.yaml"))
+	if err != nil {
+		return err
+	}
+	values, err := readYAML(filepath.Join(dir, "values.yaml"))
+	if err != nil {
+		return err
+	}
+	for _, f := range files {
+		over, err := readYAML(f)
+		if err != nil {
+			return err
+		}
+		values = merge(values, over)
+	}
+	var versions apiVersions
+	if apis != "" {
+		versions = strings.Split(apis, ",")
+	}
+	data := map[string]interface{}{
+		"Values":       values,
+		"Release":      map[string]interface{}{"Name": "pwru-agent", "Namespace": "pwru", "Service": "Helm"},
+		"Chart":        map[string]interface{}{"Name": chart["name"], "Version": chart["version"], "AppVersion": chart["appVersion"]},
+		"Capabilities": map[string]interface{}{"APIVersions": versions},
+		"Files":        chartFiles(dir),
+	}
+
+	root := template.New("chart")
+	funcs := sprig.TxtFuncMap()
+	funcs["include"] = func(name string, v interface{}) (string, error) {
+		var buf bytes.Buffer
+		err := root.ExecuteTemplate(&buf, name, v)
+		return buf.String(), err
+	}
+	funcs["tpl"] = func(text string, v interface{}) (string, error) {
+		t, err := root.Clone()
+		if err != nil {
+			return "", err
+		}
+		t, err = t.New("tpl").Parse(text)
+		if err != nil {
+			return "", err
+		}
+		var buf bytes.Buffer
+		err = t.Execute(&buf, v)
+		return buf.String(), err
+	}
+	funcs["required"] = func(message string, v interface{}) (interface{}, error) {
+		if v == nil || v == "" {
+			return nil, errors.New(message)
+		}
+		return v, nil
+	}
+	funcs["toYaml"] = toYAML
+	root.Funcs(funcs).Option("missingkey=zero")
+
+	paths, err := filepath.Glob(filepath.Join(dir, "templates", "*"))
+	if err != nil {
+		return err
+	}
+	sort.Strings(paths)
+	var manifests []string
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		name := "pwru-agent/templates/" + filepath.Base(p)
+		if _, err := root.New(name).Parse(string(b)); err != nil {
+			return err
+		}
+		if !strings.HasPrefix(filepath.Base(p), "_") && strings.HasSuffix(p, ".yaml") {
+			manifests = append(manifests, name)
+		}
+	}
+	for _, name := range manifests {
+		var buf bytes.Buffer
+		if err := root.ExecuteTemplate(&buf, name, data); err != nil {
+			return err
+		}
+		for _, doc := range strings.Split(buf.String(), "\n---\n") {
+			if strings.TrimSpace(doc) == "" {
+				continue
+			}
+			fmt.Printf("---\n# Source: %s\n%s\n", name, strings.Trim(doc, "\n"))
+		}
+	}
+	return nil
+}
