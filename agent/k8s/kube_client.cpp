@@ -9,7 +9,9 @@ namespace {
 
 constexpr int kConnectTimeoutSeconds = 5;
 
-std::string read_token(const std::string& path) {
+}  // namespace
+
+std::string read_bearer_token(const std::string& path) {
   std::ifstream in(path);
   std::ostringstream text;
   text << in.rdbuf();
@@ -18,8 +20,6 @@ std::string read_token(const std::string& path) {
   return s;
 }
 
-}  // namespace
-
 std::unique_ptr<httplib::SSLClient> make_kube_client(const KubeApiConfig& config, int read_timeout_seconds) {
   auto client = std::make_unique<httplib::SSLClient>(config.host, config.port);
   client->set_ca_cert_path(config.ca_file.c_str());
@@ -27,7 +27,7 @@ std::unique_ptr<httplib::SSLClient> make_kube_client(const KubeApiConfig& config
   client->set_connection_timeout(kConnectTimeoutSeconds, 0);
   client->set_read_timeout(read_timeout_seconds, 0);
   // Re-read every time: kubelet rotates projected service-account tokens.
-  client->set_bearer_token_auth(read_token(config.token_file).c_str());
+  client->set_bearer_token_auth(read_bearer_token(config.token_file).c_str());
   return client;
 }
 

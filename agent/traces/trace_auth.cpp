@@ -3,10 +3,8 @@
 #include <nlohmann/json.hpp>
 
 #include <chrono>
-#include <fstream>
 #include <map>
 #include <mutex>
-#include <sstream>
 
 #include "common/error.h"
 #include "k8s/kube_client.h"
@@ -22,16 +20,6 @@ constexpr int kReviewTimeoutSeconds = 5;
 // again (the API server's own webhook token cache defaults to 2 minutes).
 constexpr auto kTokenCacheFor = std::chrono::seconds(10);
 constexpr std::size_t kTokenCacheMax = 1024;
-
-std::string read_token(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return "";
-  std::ostringstream text;
-  text << in.rdbuf();
-  std::string token = text.str();
-  while (!token.empty() && (token.back() == '\n' || token.back() == '\r' || token.back() == ' ')) token.pop_back();
-  return token;
-}
 
 std::string bearer_of(const std::string& authorization, const std::string& how) {
   if (authorization.rfind(kBearer, 0) != 0 || authorization.size() == kBearer.size())
@@ -56,13 +44,13 @@ class NoAuth final : public TraceAuth {
 class StaticTokenAuth final : public TraceAuth {
  public:
   explicit StaticTokenAuth(std::string path) : path_(std::move(path)) {
-    if (read_token(path_).empty())
+    if (read_bearer_token(path_).empty())
       throw UsageError("traces.token_file " + path_ + " is missing, unreadable or empty; put the bearer token there");
   }
   TraceCaller authenticate(const std::string& authorization) const override {
     const std::string given = bearer_of(authorization, "the agent's trace token");
     // Read at every request, so rotating the file needs no restart.
-    const std::string token = read_token(path_);
+    const std::string token = read_bearer_token(path_);
     if (token.empty()) throw RequestError(503, "the agent's token file is unreadable; tell its operator");
     if (!same_secret(given, token)) throw RequestError(403, "the bearer token is not this agent's trace token");
     return {};
