@@ -28,7 +28,7 @@ PodNetns NodePods::netns_of_pod(const std::string& namespace_name, const std::st
 }
 
 NodePodsStatus NodePods::status() const {
-  return NodePodsStatus{watcher_.synced(), cache_.pods().size(), watcher_.stats(), resolver_->stats()};
+  return NodePodsStatus{watcher_.synced(), cache_.size(), watcher_.stats(), resolver_->stats()};
 }
 
 }  // namespace pwru

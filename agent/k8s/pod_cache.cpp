@@ -137,6 +137,11 @@ std::optional<PodInfo> PodCache::by_uid(const std::string& uid) const {
   return it->second;
 }
 
+std::size_t PodCache::size() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return by_uid_.size();
+}
+
 std::vector<PodInfo> PodCache::pods() const {
   std::lock_guard<std::mutex> lock(mutex_);
   std::vector<PodInfo> out;

@@ -48,6 +48,7 @@ class PodCache {
 
   std::optional<PodInfo> by_uid(const std::string& uid) const;
   std::vector<PodInfo> pods() const;
+  std::size_t size() const;
   std::string resource_version() const;
   // Bumped on every change of the pod set: resolvers rescan when it moves.
   std::uint64_t generation() const;
