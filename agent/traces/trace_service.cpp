@@ -37,6 +37,12 @@ std::string iso_time(std::chrono::system_clock::time_point t) {
   return text;
 }
 
+// One NDJSON line. Strings may quote what a client sent (filters, pod
+// names), which need not be valid UTF-8: replaced, never a throw mid-stream.
+std::string json_line(const nlohmann::json& value) {
+  return value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+}
+
 }  // namespace
 
 // Counts the lines (events) a trace sends and passes them on to the
@@ -199,7 +205,7 @@ TraceStream TraceService::relay(const PeerAgent& peer, std::string_view body, co
     spdlog::warn("trace relayed to the agent on node {}: its stream broke off", node);
     const nlohmann::json summary = {
         {"summary", {{"ended", "the pwru-agent on node " + node + " stopped answering"}, {"node", node}}}};
-    out.write(summary.dump() + "\n");
+    out.write(json_line(summary));
     out.flush();
   };
 }
@@ -224,7 +230,7 @@ std::string TraceService::list_json(const std::string& authorization) const {
                     {"max_events", t->request_.max_events},
                     {"events_sent", t->events_sent_.load()}});
   }
-  return nlohmann::json{{"traces", list}}.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+  return json_line({{"traces", list}});
 }
 
 bool TraceService::cancel(const std::string& id, const std::string& authorization) {
@@ -240,11 +246,6 @@ void TraceService::stop_all() {
   std::lock_guard<std::mutex> lock(mutex_);
   stopping_ = true;
   for (auto& [id, t] : traces_) t->cancel("agent stopping");
-}
-
-std::size_t TraceService::running() const {
-  std::lock_guard<std::mutex> lock(mutex_);
-  return traces_.size();
 }
 
 RunningTrace::RunningTrace(TraceService& service, std::string id, TraceRequest request, std::string target,
@@ -293,7 +294,7 @@ void RunningTrace::stream(LineSink& out) {
                                     {"backend", session_->backend_name()},
                                     {"hooks_attached", report.attached},
                                     {"hooks_skipped", report.skipped.size()}}}};
-  out.write(summary.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
+  out.write(json_line(summary));
   out.flush();
   sink_->attach(nullptr);
 }

@@ -65,7 +65,6 @@ class TraceService {
   bool cancel(const std::string& id, const std::string& authorization);
   // Ends every trace (agent shutdown) and refuses new ones.
   void stop_all();
-  std::size_t running() const;
 
  private:
   friend class RunningTrace;
