@@ -175,14 +175,8 @@ class ConfigReader {
   std::vector<Field> counters_fields(AgentConfig::Counters& counters) {
     constexpr std::uint64_t kMaxMapEntries = 1048576;
     return {
-        {"drops_max_entries",
-         [this, &counters](const YAML::Node& v, const Location& at) {
-           counters.drops_max_entries = static_cast<std::uint32_t>(read_integer(v, at, 1, kMaxMapEntries));
-         }},
-        {"visits_max_entries",
-         [this, &counters](const YAML::Node& v, const Location& at) {
-           counters.visits_max_entries = static_cast<std::uint32_t>(read_integer(v, at, 1, kMaxMapEntries));
-         }},
+        {"drops_max_entries", integer_field(counters.drops_max_entries, 1, kMaxMapEntries)},
+        {"visits_max_entries", integer_field(counters.visits_max_entries, 1, kMaxMapEntries)},
         {"visit_tracepoints",
          [this, &counters](const YAML::Node& v, const Location& at) { read_visit_tracepoints(v, at, counters); }},
         {"visit_functions",
@@ -192,10 +186,7 @@ class ConfigReader {
 
   std::vector<Field> metrics_fields(AgentConfig::Metrics& metrics) {
     return {
-        {"max_series",
-         [this, &metrics](const YAML::Node& v, const Location& at) {
-           metrics.max_series = static_cast<std::size_t>(read_integer(v, at, 1, 1000000));
-         }},
+        {"max_series", integer_field(metrics.max_series, 1, 1000000)},
     };
   }
 
@@ -223,24 +214,13 @@ class ConfigReader {
          }},
         {"proc_root",
          [this, &kube](const YAML::Node& v, const Location& at) { kube.proc_root = read_path(v, at, "proc"); }},
-        {"rescan_interval_seconds",
-         [this, &kube](const YAML::Node& v, const Location& at) {
-           kube.rescan_interval_seconds = static_cast<std::uint32_t>(read_integer(v, at, 1, 3600));
-         }},
-        {"deleted_pod_grace_seconds",
-         [this, &kube](const YAML::Node& v, const Location& at) {
-           kube.deleted_pod_grace_seconds = static_cast<std::uint32_t>(read_integer(v, at, 0, 3600));
-         }},
+        {"rescan_interval_seconds", integer_field(kube.rescan_interval_seconds, 1, 3600)},
+        {"deleted_pod_grace_seconds", integer_field(kube.deleted_pod_grace_seconds, 0, 3600)},
     };
   }
 
   std::vector<Field> traces_fields(AgentConfig::Traces& traces) {
     using Auth = AgentConfig::Traces::Auth;
-    const auto u32 = [this](std::uint32_t& into, std::uint64_t min, std::uint64_t max) {
-      return [this, &into, min, max](const YAML::Node& v, const Location& at) {
-        into = static_cast<std::uint32_t>(read_integer(v, at, min, max));
-      };
-    };
     return {
         {"enabled", [this, &traces](const YAML::Node& v, const Location& at) {
            traces.enabled = read_choice(v, at, {"true", "false"}) == "true";
@@ -253,16 +233,12 @@ class ConfigReader {
            traces.token_file = v.IsNull() ? std::string() : read_scalar(v, at, "an absolute path, or \"\"");
            if (!traces.token_file.empty()) traces.token_file = read_path(v, at, "token");
          }},
-        {"max_concurrent", u32(traces.max_concurrent, 1, 64)},
-        {"default_duration_seconds", u32(traces.default_duration_seconds, 1, 86400)},
-        {"max_duration_seconds", u32(traces.max_duration_seconds, 1, 86400)},
-        {"default_max_events", [this, &traces](const YAML::Node& v, const Location& at) {
-           traces.default_max_events = read_integer(v, at, 1, 1000000000);
-         }},
-        {"max_events", [this, &traces](const YAML::Node& v, const Location& at) {
-           traces.max_events = read_integer(v, at, 1, 1000000000);
-         }},
-        {"max_body_bytes", u32(traces.max_body_bytes, 256, 1048576)},
+        {"max_concurrent", integer_field(traces.max_concurrent, 1, 64)},
+        {"default_duration_seconds", integer_field(traces.default_duration_seconds, 1, 86400)},
+        {"max_duration_seconds", integer_field(traces.max_duration_seconds, 1, 86400)},
+        {"default_max_events", integer_field(traces.default_max_events, 1, 1000000000)},
+        {"max_events", integer_field(traces.max_events, 1, 1000000000)},
+        {"max_body_bytes", integer_field(traces.max_body_bytes, 256, 1048576)},
         {"forward", [this, &traces](const YAML::Node& v, const Location& at) {
            traces.forward = read_choice(v, at, {"true", "false"}) == "true";
          }},
@@ -395,6 +371,14 @@ class ConfigReader {
       fail(at, "must be " + expected + "; got '" + text + "'");
     }
     return text;
+  }
+
+  // A field holding an integer from min to max (max fits `Integer`).
+  template <typename Integer>
+  FieldReader integer_field(Integer& into, std::uint64_t min, std::uint64_t max) {
+    return [this, &into, min, max](const YAML::Node& v, const Location& at) {
+      into = static_cast<Integer>(read_integer(v, at, min, max));
+    };
   }
 
   std::uint64_t read_integer(const YAML::Node& value, const Location& at, std::uint64_t min, std::uint64_t max) {
