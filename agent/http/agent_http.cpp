@@ -113,12 +113,10 @@ void AgentHttpServer::add_trace_routes(const TraceRoutes& routes) {
   // httplib answers an oversized body itself, before any route: give it our
   // JSON error instead of an empty page.
   server_->set_error_handler(httplib::Server::HandlerWithResponse(
-      [routes](const httplib::Request& req, httplib::Response& res) {
+      [routes, answer_error](const httplib::Request& req, httplib::Response& res) {
     if (res.status != 413 || req.path.rfind("/v1/", 0) != 0) return httplib::Server::HandlerResponse::Unhandled;
-    res.set_content(error_body("the request body is over " + std::to_string(routes.max_body_bytes) +
-                               " bytes (traces.max_body_bytes); send a smaller request"),
-                    kJson);
-    if (routes.answered) routes.answered(413);
+    answer_error(res, 413, "the request body is over " + std::to_string(routes.max_body_bytes) +
+                               " bytes (traces.max_body_bytes); send a smaller request");
     return httplib::Server::HandlerResponse::Handled;
   }));
   server_->Post("/v1/traces", [this, routes, answer_error](const httplib::Request& req, httplib::Response& res) {
