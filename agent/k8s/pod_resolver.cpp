@@ -23,7 +23,9 @@ bool PodResolver::refresh(Clock::time_point now) {
   const std::uint64_t generation = cache_.generation();
   // A new pod's processes appear after its ADDED event: the periodic rescan
   // catches those the event-driven one was too early for.
-  const bool due = !scanned_once_ || generation != scanned_generation_ || now - last_scan_ >= times_.rescan_every;
+  // scanned_generation_ starts at a value no generation reaches: the first
+  // call always scans.
+  const bool due = generation != scanned_generation_ || now - last_scan_ >= times_.rescan_every;
   if (!due) {
     std::lock_guard<std::mutex> lock(mutex_);
     age(now);
@@ -40,7 +42,6 @@ bool PodResolver::refresh(Clock::time_point now) {
     scan_failing_ = true;
     last_scan_ = now;  // retried at the next rescan_every, not on every call
     scanned_generation_ = generation;
-    scanned_once_ = true;
     age(now);
     return false;
   }
@@ -64,7 +65,6 @@ bool PodResolver::refresh(Clock::time_point now) {
   if (std::exchange(scan_failing_, false)) spdlog::info("kubernetes: scanning processes works again");
   scanned_generation_ = generation;
   last_scan_ = now;
-  scanned_once_ = true;
   age(now);
   return true;
 }

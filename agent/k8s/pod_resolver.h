@@ -84,7 +84,6 @@ class PodResolver final : public NetnsResolver {
   PodResolverTimes times_;
   std::uint64_t scanned_generation_ = ~std::uint64_t{0};
   Clock::time_point last_scan_{};
-  bool scanned_once_ = false;
 
   mutable std::mutex mutex_;
   std::map<std::uint32_t, PodIdentity> live_;
