@@ -3,10 +3,15 @@
 // with sprig's functions, as Helm uses them, plus the Helm functions and
 // objects the pwru-agent chart uses: include, tpl, required, toYaml,
 // .Values (values.yaml, then each -f file merged over it), .Release, .Chart,
-// .Files.Get and .Capabilities.APIVersions.Has.
+// .Files.Get and .Capabilities.APIVersions.Has. Like Helm, it first checks
+// the merged values against the chart's values.schema.json (with
+// gojsonschema, the validator Helm 3 uses) and refuses them with Helm's
+// message.
 //
-// Usage: render [-f VALUES.yaml]... [-api-versions a/v1,b/v1] CHART_DIR
-// Prints the manifests as YAML documents, each after "# Source: NAME".
+// Usage: render [-f VALUES.yaml]... [-api-versions a/v1,b/v1] [-notes] CHART_DIR
+// Prints the manifests as YAML documents, each after "# Source: NAME"; with
+// -notes, the rendered templates/NOTES.txt instead (what `helm install`
+// prints).
 package main
 
 import (
@@ -21,6 +26,7 @@ import (
 	"text/template"
 
 	"github.com/Masterminds/sprig"
+	"github.com/xeipuuv/gojsonschema"
 	"gopkg.in/yaml.v3"
 )
 
@@ -89,19 +95,46 @@ func main() {
 	var files valueFiles
 	flag.Var(&files, "f", "values file merged over values.yaml (repeatable)")
 	apis := flag.String("api-versions", "", "comma-separated API versions the cluster serves")
+	notes := flag.Bool("notes", false, "print the rendered NOTES.txt instead of the manifests")
 	flag.Parse()
 	if flag.NArg() != 1 {
-		fmt.Fprintln(os.Stderr, "usage: render [-f VALUES.yaml]... [-api-versions a/v1,b/v1] CHART_DIR")
+		fmt.Fprintln(os.Stderr, "usage: render [-f VALUES.yaml]... [-api-versions a/v1,b/v1] [-notes] CHART_DIR")
 		os.Exit(2)
 	}
 	dir := flag.Arg(0)
-	if err := render(dir, files, *apis); err != nil {
+	if err := render(dir, files, *apis, *notes); err != nil {
 		fmt.Fprintln(os.Stderr, "render:", err)
 		os.Exit(1)
 	}
 }
 
-func render(dir string, files []string, apis string) error {
+// validateValues is Helm's check of values against values.schema.json
+// (pkg/chartutil: every error as "- FIELD: DESCRIPTION" under the chart's
+// name).
+func validateValues(dir, chartName string, values map[string]interface{}) error {
+	schema, err := os.ReadFile(filepath.Join(dir, "values.schema.json"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	result, err := gojsonschema.Validate(gojsonschema.NewBytesLoader(schema), gojsonschema.NewGoLoader(values))
+	if err != nil {
+		return fmt.Errorf("values.schema.json: %v", err)
+	}
+	if result.Valid() {
+		return nil
+	}
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "values don't meet the specifications of the schema(s) in the following chart(s):\n%s:\n", chartName)
+	for _, e := range result.Errors() {
+		fmt.Fprintf(&sb, "- %s\n", e)
+	}
+	return errors.New(strings.TrimSuffix(sb.String(), "\n"))
+}
+
+func render(dir string, files []string, apis string, notes bool) error {
 	chart, err := readYAML(filepath.Join(dir, "Chart.yaml"))
 	if err != nil {
 		return err
@@ -116,6 +149,9 @@ func render(dir string, files []string, apis string) error {
 			return err
 		}
 		values = merge(values, over)
+	}
+	if err := validateValues(dir, fmt.Sprint(chart["name"]), values); err != nil {
+		return err
 	}
 	var versions apiVersions
 	if apis != "" {
@@ -176,6 +212,14 @@ func render(dir string, files []string, apis string) error {
 		if !strings.HasPrefix(filepath.Base(p), "_") && strings.HasSuffix(p, ".yaml") {
 			manifests = append(manifests, name)
 		}
+	}
+	if notes {
+		var buf bytes.Buffer
+		if err := root.ExecuteTemplate(&buf, "pwru-agent/templates/NOTES.txt", data); err != nil {
+			return err
+		}
+		fmt.Print(buf.String())
+		return nil
 	}
 	for _, name := range manifests {
 		var buf bytes.Buffer
