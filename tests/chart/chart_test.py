@@ -3,19 +3,27 @@
 as Helm renders) for the default values and with every switch turned, and
 checked object by object: the DaemonSet's capabilities, mounts, probes and
 env; RBAC per auth mode; the ServiceMonitor only where asked or served; the
-dashboard ConfigMap; and the rendered agent configuration accepted by
-`pwru-agent --check-config`.
+dashboard ConfigMap; the rendered agent configuration accepted by
+`pwru-agent --check-config`; every rendered object valid against the
+Kubernetes API schemas (k8s_schema.py, strict as `kubectl apply`), with
+broken objects as controls that the validator refuses; values refused by
+values.schema.json with Helm's message; and NOTES.txt's trace `curl`.
 
 Usage: chart_test.py REPO_ROOT PWRU_AGENT_BINARY WORKDIR
 Prints one closing line: PASS, or FAIL with what differed.
 """
 
+import copy
 import json
 import os
+import re
+import shlex
 import subprocess
 import sys
 
 import yaml
+
+from k8s_schema import KubernetesSchemas
 
 ROOT, AGENT, WORK = sys.argv[1:4]
 CHART = os.path.join(ROOT, "charts", "pwru-agent")
@@ -35,9 +43,15 @@ def check(cond, what, expected, seen):
         raise Failure(f"{what}\n  expected: {expected}\n  seen:     {seen}")
 
 
-def render(values=None, api_versions=None, ok=True):
-    """The rendered objects as {(kind, name): object}; or, with ok=False, the error text."""
-    args = [RENDER]
+SCHEMAS = KubernetesSchemas()
+VALIDATED = []  # (kind, name) of every object checked against the schemas
+
+
+def render(values=None, api_versions=None, ok=True, notes=False):
+    """The rendered objects as {(kind, name): object}, each checked against
+    the Kubernetes API schemas; with ok=False, the error text; with notes,
+    the rendered NOTES.txt."""
+    args = [RENDER] + (["-notes"] if notes else [])
     if values is not None:
         path = os.path.join(WORK, f"values-{abs(hash(json.dumps(values, sort_keys=True)))}.yaml")
         with open(path, "w") as f:
@@ -51,11 +65,69 @@ def render(values=None, api_versions=None, ok=True):
         check(p.returncode != 0, f"rendering with {values}", "a refusal", p.stdout.decode()[:300])
         return p.stderr.decode()
     check(p.returncode == 0, f"rendering with {values}", "success", p.stderr.decode())
+    if notes:
+        return p.stdout.decode()
     objects = {}
     for doc in yaml.safe_load_all(p.stdout):
         if doc:
-            objects[(doc["kind"], doc["metadata"]["name"])] = doc
+            key = (doc["kind"], doc["metadata"]["name"])
+            check(key not in objects, f"rendering with {values}", "one object per kind and name", f"{key} twice")
+            problems = SCHEMAS.problems(doc)
+            check(not problems, f"{key[0]} {key[1]} (values {values}, APIs {api_versions}) against the Kubernetes "
+                  "API schemas", "valid", "\n    ".join(problems))
+            VALIDATED.append(key)
+            objects[key] = doc
     return objects
+
+
+def validator_controls(objects):
+    """Broken copies of rendered objects that the schema check must refuse:
+    proof that the validation above can fail."""
+    def broken(kind, name, mutate, expect):
+        obj = copy.deepcopy(objects[(kind, name)])
+        mutate(obj)
+        problems = SCHEMAS.problems(obj)
+        check(any(expect in p for p in problems), f"validator control on {kind}: {expect}", "refused",
+              problems or "accepted")
+
+    def agent(ds):
+        return ds["spec"]["template"]["spec"]["containers"][0]
+
+    broken("DaemonSet", "pwru-agent", lambda o: agent(o).update(imagePullPolcy="Always"), "imagePullPolcy")
+    broken("DaemonSet", "pwru-agent", lambda o: agent(o)["ports"][0].update(containerPort="9464"), "integer")
+    broken("DaemonSet", "pwru-agent", lambda o: agent(o)["resources"]["limits"].update(memory="256 Mi"),
+           "limits.memory")
+    broken("DaemonSet", "pwru-agent", lambda o: agent(o)["env"].append(dict(agent(o)["env"][0])), "duplicate")
+    broken("DaemonSet", "pwru-agent", lambda o: o["spec"]["selector"]["matchLabels"].update(tier="x"),
+           "does not select")
+    broken("DaemonSet", "pwru-agent", lambda o: agent(o)["volumeMounts"].append({"name": "x", "mountPath": "/x"}),
+           "names no volume")
+    broken("DaemonSet", "pwru-agent", lambda o: agent(o)["ports"][0].update(name="metrics-and-traces"),
+           "IANA service name")
+    broken("ConfigMap", "pwru-agent-dashboard", lambda o: o["metadata"]["labels"].update(grafana_dashboard=1),
+           "not of type 'string'")
+    broken("ClusterRole", "pwru-agent", lambda o: o["rules"][0].update(verb=["get"]), "'verb' was unexpected")
+    broken("Service", "pwru-agent", lambda o: o["spec"]["ports"][0].update(port="http"), "integer")
+    broken("ServiceMonitor", "pwru-agent", lambda o: o["spec"]["endpoints"][0].update(intervall="30s"),
+           "'intervall' was unexpected")
+
+
+def notes_checks(notes, auth):
+    """NOTES.txt must print a trace curl that works as printed: the trace
+    route on the chart's port, streaming (-N), a JSON body the trace API
+    takes, and a token obtained the way the auth mode wants."""
+    curls = [line.strip() for line in notes.splitlines() if line.strip().startswith("curl -N")]
+    check(len(curls) == 1, f"NOTES.txt ({auth})", "one streaming trace curl", notes)
+    argv = shlex.split(curls[0])
+    body = json.loads(argv[argv.index("-d") + 1])
+    check(set(body) <= {"namespace", "pod", "filter", "duration"} and body.get("pod") and body.get("namespace"),
+          "NOTES.txt trace body", "a pod-scoped request", body)
+    check(argv[-1] == "http://127.0.0.1:9464/v1/traces" and "Authorization: Bearer $TOKEN" in argv,
+          "NOTES.txt trace URL and header", "port-forwarded /v1/traces with the bearer token", argv)
+    check("port-forward service/pwru-agent 9464:9464" in notes, "NOTES.txt port-forward", "to the Service", notes)
+    token = re.search(r"^\s*TOKEN=\$\((.*)\)$", notes, re.M)
+    want = "create token" if auth == "kubernetes" else "get secret pwru-trace-token"
+    check(token and want in token.group(1), f"NOTES.txt token ({auth})", want, token and token.group(1))
 
 
 def agent_accepts(objects, what):
@@ -119,6 +191,7 @@ def main():
     sc = c["securityContext"]
     check(sc["privileged"] is False and sc["capabilities"] == {"drop": ["ALL"], "add": CAPABILITIES},
           "securityContext", f"drop ALL, add {CAPABILITIES}", sc)
+    validator_controls({**objects, **render(None, ["monitoring.coreos.com/v1"])})
     config = agent_accepts(objects, "defaults")
     check(config["traces"]["auth"] == "kubernetes" and config["http"]["listen"] == "0.0.0.0:9464"
           and config["kubernetes"]["proc_root"] == "/host/proc", "rendered agent configuration",
@@ -129,6 +202,12 @@ def main():
     check(any("tokenreviews" in r["resources"] for r in rules)
           and any("subjectaccessreviews" in r["resources"] for r in rules),
           "ClusterRole with auth kubernetes", "create tokenreviews and subjectaccessreviews", rules)
+    for role, resource, verbs in (("pod-tracer", "pods/trace", ["create"]),
+                                  ("node-tracer", "nodes/trace", ["create", "list", "delete"])):
+        rules = objects[("ClusterRole", f"pwru-agent-{role}")]["rules"]
+        check(rules == [{"apiGroups": [""], "resources": [resource], "verbs": verbs}], f"ClusterRole {role}",
+              f"{verbs} on {resource}, what the agent's SubjectAccessReview asks", rules)
+    notes_checks(render(notes=True), "kubernetes")
     binding = objects[("ClusterRoleBinding", "pwru-agent")]
     check(binding["subjects"][0] == {"kind": "ServiceAccount", "name": "pwru-agent", "namespace": "pwru"},
           "ClusterRoleBinding subject", "the chart's service account", binding["subjects"])
@@ -174,13 +253,29 @@ def main():
     check(not any("tokenreviews" in r["resources"] for r in rules), "ClusterRole with token auth",
           "no review rights", rules)
     check(("ConfigMap", "pwru-agent-dashboard") not in objects, "dashboard switched off", "absent", "present")
+    check(("ClusterRole", "pwru-agent-pod-tracer") not in objects, "tracer roles with token auth", "absent",
+          "present")
+    notes_checks(render({**turned, "port": 9464}, notes=True), "token")
 
     # Refusals that say what to do.
     err = render({"traces": {"auth": "none"}}, ok=False)
     check("traces.auth none is refused" in err, "traces.auth none", "refused with the reason", err)
     err = render({"traces": {"auth": "token"}}, ok=False)
     check("traces.tokenSecret names the Secret" in err, "token auth without a Secret", "refused with the reason", err)
-    return "defaults, ServiceMonitor auto/on/off, every switch, two refusals; agent accepts both configurations"
+
+    # values.schema.json, as Helm applies it before rendering.
+    for values, expect in (({"port": "9464"}, "- port: Invalid type. Expected: integer, given: string"),
+                           ({"imag": {"tag": "x"}}, "Additional property imag is not allowed"),
+                           ({"traces": {"auth": "tokn"}}, "traces.auth must be one of the following"),
+                           ({"serviceMonitor": {"enabled": "yes"}}, "serviceMonitor.enabled"),
+                           ({"resources": {"limits": {"memory": "256 Mi"}}}, "resources.limits.memory"),
+                           ({"terminationGracePeriodSeconds": -1}, "terminationGracePeriodSeconds")):
+        err = render(values, ok=False)
+        check("values don't meet the specifications of the schema(s)" in err and expect in err,
+              f"values {values}", f"refused by values.schema.json: {expect}", err)
+    return (f"defaults, ServiceMonitor auto/on/off, every switch, two template refusals, 6 schema refusals; "
+            f"{len(VALIDATED)} rendered objects valid against the Kubernetes {len(SCHEMAS.kinds())}-kind schemas, "
+            f"11 broken controls refused; NOTES for both auth modes; agent accepts both configurations")
 
 
 def _with_port(objects, port):
