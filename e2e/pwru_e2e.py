@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 
-SCENARIOS = ("text", "json", "limit_file", "bad_usage", "tcp_mark", "pcap", "track_skb")
+SCENARIOS = ("text", "json", "limit_file", "bad_usage", "tcp_mark", "pcap", "track_skb", "summary")
 TOOLS = ("ip", "ping", "nc", "nft", "ss")
 
 READY_TIMEOUT = 30.0   # pwru attach: BTF parse + ~30 tp_btf programs
@@ -780,6 +780,71 @@ def scenario_track_skb(ctx):
           tracked_run)
     check(len({e["skb"] for e in tracked}) == 1, "skbs reported with --filter-track-skb", "the one datagram's",
           {e["skb"] for e in tracked}, tracked_run)
+
+
+def scenario_summary(ctx):
+    """--summary over three flows into ns-b: TCP data delivered to nc, UDP
+    dropped by a netfilter rule, UDP to a closed port; the fate, reason and
+    hint of each, in JSON and in text."""
+    topo = ctx.topology()
+    base = 30000 + os.getpid() % 10000
+    delivered, filtered, closed = base, base + 1, base + 2
+    sh(topo.exec_args(topo.ns_b, "nft", "-f", "-"), input_bytes=(
+        "table ip pwru_summary {\n chain input {\n  type filter hook input priority 0; policy accept;\n"
+        f"  udp dport {filtered} drop\n }}\n}}\n").encode())
+    expression = f"host {topo.ip_b} and (port {delivered} or port {filtered} or port {closed})"
+    run = PwruRun(ctx, ["--summary", "--output-json", "--filter-netns", f"inode:{topo.inode_b}",
+                        expression]).start().wait_ready()
+    topo.tcp_connect(delivered)
+    sh(topo.exec_args(topo.ns_a, "nc", "-n", "-u", "-w0", topo.ip_b, str(filtered)), input_bytes=b"filtered\n")
+    topo.udp_to_closed_port(closed)
+    time.sleep(0.5)
+    run.stop()
+    journeys = []
+    for line in run.stdout().splitlines():
+        obj = json.loads(line)
+        if "journey" in obj:
+            journeys.append(obj["journey"])
+    check(journeys, "--summary --output-json", "journey lines after the events", run.stdout()[-500:], run)
+    by_port = lambda port: [j for j in journeys if j["tuple"].get("dport") == port]
+    seen = [(j["tuple"].get("dport"), j["fate"], j["where"]) for j in journeys]
+
+    tcp_read = [j for j in by_port(delivered) if j["fate"] == "delivered" and j["where"].startswith("read by nc:")]
+    check(tcp_read, f"the TCP data segment to port {delivered}", "delivered, read by nc", seen, run)
+    check(tcp_read[0]["netns"] == topo.inode_b and tcp_read[0]["hooks"][0]["rel_ns"] == 0
+          and all(a["rel_ns"] <= b["rel_ns"] for a, b in zip(tcp_read[0]["hooks"], tcp_read[0]["hooks"][1:])),
+          "the delivered journey", "in ns-b, hooks in time order from +0", tcp_read[0], run)
+
+    nf = [j for j in by_port(filtered) if j["fate"] == "dropped"]
+    # The kernel's drop location: nf_hook_slow, or nft_do_chain where nftables drops itself (6.18).
+    check(nf and nf[0]["where"] in ("nf_hook_slow", "nft_do_chain") and nf[0]["reason"].endswith("NETFILTER_DROP"),
+          f"UDP to port {filtered} under an nft drop rule", "dropped in netfilter with NETFILTER_DROP", seen, run)
+    check("netfilter rule" in nf[0]["hint"] and str(topo.inode_b) in nf[0]["hint"], "the NETFILTER_DROP hint",
+          f"the netfilter advice naming netns {topo.inode_b}", nf[0]["hint"], run)
+
+    ns = [j for j in by_port(closed) if j["fate"] == "dropped"]
+    check(ns and ns[0]["reason"].endswith("NO_SOCKET") and "udp" in ns[0]["where"],
+          f"UDP to closed port {closed}", "dropped in the UDP receive function with NO_SOCKET", seen, run)
+    check(ns[0]["hint"].startswith("nothing listens") and ns[0]["netns"] == topo.inode_b, "the NO_SOCKET hint",
+          "the listener advice, in ns-b", ns[0], run)
+
+    # Text: the same facts as a block per skb after the events.
+    run = PwruRun(ctx, ["--summary", "--filter-netns", f"inode:{topo.inode_b}",
+                        f"udp and host {topo.ip_b} and port {filtered}"]).start().wait_ready()
+    sh(topo.exec_args(topo.ns_a, "nc", "-n", "-u", "-w0", topo.ip_b, str(filtered)), input_bytes=b"filtered\n")
+    time.sleep(0.5)
+    run.stop()
+    text = run.stdout()
+    summary = text[text.find("\nSUMMARY: "):]
+    check(re.search(r"^SUMMARY: \d+ skbs?$", summary.strip().splitlines()[0]), "text summary header",
+          "'SUMMARY: N skbs' after the event lines", text[-800:], run)
+    check(re.search(rf"^SKB 0x[0-9a-f]+ {re.escape(topo.ip_a)}:\d+->{re.escape(topo.ip_b)}:{filtered}\(udp\)$",
+                    summary, re.M)
+          and re.search(rf"^  fate: dropped in (nf_hook_slow|nft_do_chain) with NETFILTER_DROP \(netns {topo.inode_b}\)$",
+                        summary, re.M)
+          and re.search(r"^  hint: a netfilter rule dropped it", summary, re.M)
+          and re.search(r"^ +\+0\.000ms  \S+", summary, re.M),
+          "text summary block", "SKB line, hooks from +0.000ms, fate and hint lines", summary, run)
 
 
 def missing_prerequisites(binary, tools, packages):

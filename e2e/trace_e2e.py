@@ -473,16 +473,25 @@ def scenario_track_skb(ctx):
     found = {}
     for track in (False, True):
         status, lines = post(agent, json.dumps({"namespace": "shop", "pod": "web-0", "filter": "udp dst port 7777",
-                                                "track_skb": track, "duration": "2s"}))
+                                                "track_skb": track, "summary": track, "duration": "2s"}))
         check(status == 200, f"trace with track_skb {track}", 200, (status, lines[:2]))
-        events, _ = split_summary(lines, f"track_skb {track}")
+        events, summary = split_summary(lines, f"track_skb {track}")
         found[track] = [e for e in events if e["tuple"].get("dport") == 8888]
         check(events, f"events with track_skb {track}", "the datagrams before DNAT", events)
     check(not found[False], "events after DNAT without track_skb", "none (the filter no longer matches)",
           found[False][:2])
     check(any("NO_SOCKET" in e["func"] for e in found[True]), "events after DNAT with track_skb",
           "the NO_SOCKET drop at port 8888", [(e["func"], e["tuple"]) for e in found[True]][:5])
-    return f"{len(found[True])} events after DNAT with track_skb, none without"
+    # "summary": true: each datagram's journey, from port 7777 to the drop after DNAT, in the summary line.
+    journeys = summary.get("journeys", [])
+    dropped = [j for j in journeys if j["fate"] == "dropped" and j["tuple"].get("dport") == 7777
+               and j["reason"].endswith("NO_SOCKET") and j["hint"].startswith("nothing listens")]
+    check(dropped and "udp" in dropped[0]["where"] and dropped[0]["hooks"][-1]["func"].startswith("kfree_skb("),
+          "journeys in the summary line with \"summary\": true",
+          "datagrams first seen at port 7777, dropped with NO_SOCKET and its hint",
+          [(j["tuple"], j["fate"], j["where"]) for j in journeys][:5])
+    return (f"{len(found[True])} events after DNAT with track_skb, none without; {len(dropped)} of "
+            f"{len(journeys)} journeys dropped with NO_SOCKET after DNAT")
 
 
 class Context(agent_lib.Context):

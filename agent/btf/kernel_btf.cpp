@@ -115,9 +115,10 @@ std::vector<SkbTracepoint> KernelBtf::skb_tracepoints() const {
         tp.reason_arg = arg;
     }
     if (tp.skb_arg < 0) continue;
-    if (tp.reason_arg >= 0) {
-      // The drop location is the untyped pointer among the arguments of a
-      // tracepoint that reports a reason (kfree_skb: skb, location, reason).
+    if (tp.reason_arg >= 0 || tp.name == "consume_skb") {
+      // The drop (or free) location is the untyped pointer among the
+      // arguments of the tracepoints that free an skb (kfree_skb: skb,
+      // location, reason; consume_skb: skb, location on 6.x).
       for (int i = 1; i < nparams; ++i) {
         if (is_void_ptr(btf, params[i].type)) {
           tp.location_arg = i - 1;

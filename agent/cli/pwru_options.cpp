@@ -4,6 +4,8 @@
 
 #include <cerrno>
 #include <cstdlib>
+#include <fstream>
+#include <iterator>
 #include <ostream>
 
 #include "common/error.h"
@@ -125,6 +127,12 @@ ParsedArgs parse_pwru_args(int argc, const char* const* argv, std::ostream& out,
   app.add_option("--ring-buffer-size", o.ring_buffer_bytes,
                  "event ring buffer size in bytes, a power of two >= 4096 (default 8388608)")
       ->check(kNotNegative);
+  std::string hints_file;
+  app.add_flag("--summary", o.summary,
+               "when the trace ends, print each skb's journey: its hooks with relative times and its fate "
+               "(delivered, transmitted, dropped with the reason and a hint, consumed, still in flight)");
+  app.add_option("--summary-hints", hints_file,
+                 "YAML file of hints per drop reason for --summary (default: the built-in config/drop-hints.yaml)");
   app.add_flag("--debug", o.debug, "enable debug logging (libbpf and verifier messages)");
   app.add_option("pcap-filter", pcap_words, "pcap filter expression (see \"man 7 pcap-filter\")");
 
@@ -161,6 +169,13 @@ ParsedArgs parse_pwru_args(int argc, const char* const* argv, std::ostream& out,
     for (const std::string& w : pcap_words) {
       if (!o.pcap_filter.empty()) o.pcap_filter += ' ';
       o.pcap_filter += w;
+    }
+    if (!hints_file.empty()) {
+      if (!o.summary) throw UsageError("--summary-hints only matters with --summary; add --summary");
+      std::ifstream in(hints_file);
+      if (!in) throw UsageError("--summary-hints " + hints_file + ": cannot read it");
+      const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      o.drop_hints = std::make_shared<const DropHints>(DropHints::parse(text, "--summary-hints " + hints_file));
     }
     // Compiled now, so a bad expression stops pwru before anything loads.
     if (!o.pcap_filter.empty()) o.pcap = std::make_shared<const CompiledPcap>(compile_pcap(o.pcap_filter));

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "filter/pcap_compiler.h"
+#include "journey/drop_hints.h"
 #include "output/event_formatter.h"
 
 namespace pwru {
@@ -38,6 +39,8 @@ struct PwruOptions {
   std::vector<std::string> filter_non_skb_funcs;  // implies filter_track_skb_by_stackid
   std::string kernel_btf;
   std::uint32_t ring_buffer_bytes = 8u << 20;
+  bool summary = false;  // --summary: each skb's journey and fate at the end
+  std::shared_ptr<const DropHints> drop_hints;  // --summary-hints FILE; null: built in
   bool debug = false;
 };
 

@@ -95,6 +95,23 @@ pwru_filter_cfg resolve_filters(const pwru::PwruOptions& o) {
   return f;
 }
 
+// --summary, after the events: a block per skb, or one JSON line each.
+void write_summary(const pwru::TraceSession& session, bool json, pwru::LineSink& sink) {
+  const std::vector<pwru::Journey> journeys = session.journeys();
+  if (!json) {
+    sink.write(pwru::journeys_text(journeys, session.skbs_not_followed()));
+  } else {
+    std::string lines;
+    for (const pwru::Journey& j : journeys)
+      lines += nlohmann::json{{"journey", pwru::journey_json(j)}}.dump(-1, ' ', false,
+                                                                      nlohmann::json::error_handler_t::replace) + "\n";
+    if (session.skbs_not_followed())
+      lines += nlohmann::json{{"journeys_not_followed", session.skbs_not_followed()}}.dump() + "\n";
+    sink.write(lines);
+  }
+  sink.flush();
+}
+
 int run(const pwru::PwruOptions& o) {
   const pwru_filter_cfg filter = resolve_filters(o);
   pwru::FileSink sink(o.output_file);
@@ -114,6 +131,8 @@ int run(const pwru::PwruOptions& o) {
   config.filter.track_skb_by_stack = o.filter_track_skb_by_stackid ? 1 : 0;
   config.filter.track_skb = o.filter_track_skb ? 1 : 0;
   config.pcap = o.pcap;
+  config.summary = o.summary;
+  config.drop_hints = o.drop_hints;
   pwru::TraceSession session(btf, config, sink);
 
   std::fprintf(stderr, "pwru: backend %s: %s\n", session.backend_name().c_str(), session.backend_reason().c_str());
@@ -146,6 +165,7 @@ int run(const pwru::PwruOptions& o) {
   const auto detach_start = std::chrono::steady_clock::now();
   const pwru::TraceStats stats = session.finish();
   std::fprintf(stderr, "pwru: detached in %.2f s\n", seconds_since(detach_start));
+  if (o.summary) write_summary(session, o.output.json, sink);
 
   std::fprintf(stderr, "pwru: %llu events received\n", static_cast<unsigned long long>(stats.events_written));
   if (stats.events_lost)

@@ -11,5 +11,7 @@ std::string_view default_agent_config();
 // config/skb-functions.txt: skb functions whose visits the agent counts on
 // kprobe backends (one name per line, '#' comments).
 std::string_view skb_function_catalogue();
+// config/drop-hints.yaml: pwru --summary's advice per skb drop reason.
+std::string_view drop_hints_catalogue();
 
 }  // namespace pwru

@@ -26,6 +26,17 @@ std::string_view EventNamer::hook_name(const pwru_event& e) const {
   return e.hook_id < hook_names_.size() ? std::string_view(hook_names_[e.hook_id]) : std::string_view();
 }
 
+std::string EventNamer::reason_name(const pwru_event& e) const {
+  if (!e.has_drop_reason) return {};
+  auto reason = reasons_.find(e.drop_reason);
+  return reason != reasons_.end() ? reason->second : std::to_string(e.drop_reason);
+}
+
+std::string EventNamer::location_function(const pwru_event& e) const {
+  if (!e.drop_location || !ksyms_) return {};
+  return ksyms_->nearest(e.drop_location);
+}
+
 std::vector<std::string> EventNamer::stack_names(const std::vector<std::uint64_t>& ips) const {
   static const Ksyms no_symbols;
   const Ksyms& syms = ksyms_ ? *ksyms_ : no_symbols;

@@ -35,6 +35,12 @@ class EventNamer {
   static std::string caller(const std::vector<std::string>& stack_names, std::string_view hook);
   // The hook's bare name: func() without a drop reason.
   std::string_view hook_name(const pwru_event& event) const;
+  // The drop reason as this kernel names it ("SKB_DROP_REASON_NO_SOCKET"),
+  // its number for one the BTF does not name, "" without a reason.
+  std::string reason_name(const pwru_event& event) const;
+  // The function the event's drop/free location is in; "" when the hook
+  // has no location or no symbol covers it.
+  std::string location_function(const pwru_event& event) const;
   static bool is_tracing_machinery(std::string_view frame);
 
  private:

@@ -37,6 +37,7 @@ struct TraceSession::Impl {
   std::unique_ptr<EventNamer> namer;
   std::unique_ptr<EventFormatter> formatter;
   std::unique_ptr<RingReader> reader;
+  std::unique_ptr<JourneyTracker> journeys;
 };
 
 // vmlinux's skb functions plus those of the modules asked for, narrowed.
@@ -75,7 +76,11 @@ TraceSession::TraceSession(const KernelBtf& btf, TraceConfig config, LineSink& s
   // the drop reason, which no kprobe argument does on every kernel.
   impl_->backend = std::make_unique<TracepointBackend>(btf.skb_tracepoints(), config_.filter,
                                                        config_.ring_bytes, config_.pcap);
-  if (want_stack || choice.kprobe) impl_->ksyms = Ksyms::load();
+  // --summary names the function that dropped or freed an skb.
+  if (want_stack || choice.kprobe || config_.summary) impl_->ksyms = Ksyms::load();
+  if (config_.summary)
+    impl_->journeys = std::make_unique<JourneyTracker>(config_.drop_hints ? *config_.drop_hints
+                                                                          : DropHints::builtin());
   if (choice.kprobe) {
     const KprobePlan plan = plan_for(btf, impl_->ksyms);
     plan_summary_ = describe(plan);
@@ -135,6 +140,11 @@ bool TraceSession::handle(const pwru_event& event) {
   }
   EventView view{event, impl_->namer->func(event), caller, &stack};
   impl_->formatter->format(view, buffer_);
+  if (impl_->journeys) {
+    const std::string reason = impl_->namer->reason_name(event);
+    const std::string location = impl_->namer->location_function(event);
+    impl_->journeys->add(JourneyEvent{event, impl_->namer->hook_name(event), view.func, reason, location});
+  }
   ++stats_.events_written;
   if (buffer_.size() >= kFlushBytes) {
     sink_.write(buffer_);
@@ -174,6 +184,14 @@ TraceStats TraceSession::finish() {
   stats_.track_failures = counters[PWRU_CNT_TRACK_FULL];
   stats_.events_malformed = impl_->reader->malformed();
   return stats_;
+}
+
+std::vector<Journey> TraceSession::journeys() const {
+  return impl_->journeys ? impl_->journeys->journeys() : std::vector<Journey>{};
+}
+
+std::uint64_t TraceSession::skbs_not_followed() const {
+  return impl_->journeys ? impl_->journeys->skbs_not_kept() : 0;
 }
 
 }  // namespace pwru

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "journey/journey.h"
 #include "output/event_formatter.h"
 #include "probe/tracepoint_backend.h"
 #include "pwru_abi.h"
@@ -31,6 +32,9 @@ struct TraceConfig {
   unsigned kprobe_batch = 10;                // threads that detach kprobes
   std::vector<std::string> non_skb_funcs;    // probed by name; their skb is the one their stack carries
   std::shared_ptr<const CompiledPcap> pcap;  // null: no pcap filter
+  // --summary: follow every reported skb and decide its fate at the end.
+  bool summary = false;
+  std::shared_ptr<const DropHints> drop_hints;  // null: the built-in catalogue
 };
 
 struct TraceStats {
@@ -62,6 +66,10 @@ class TraceSession {
   void run(const std::function<bool()>& stop);
   // Detaches every link, prints what is still in the ring, flushes.
   TraceStats finish();
+  // With TraceConfig::summary, after finish(): every skb's journey, and
+  // how many skbs were seen beyond the summary's limit.
+  std::vector<Journey> journeys() const;
+  std::uint64_t skbs_not_followed() const;
 
  private:
   bool handle(const pwru_event& event);

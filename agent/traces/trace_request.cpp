@@ -17,7 +17,8 @@ using json = nlohmann::json;
 const std::set<std::string>& known_fields() {
   static const std::set<std::string> fields = {"namespace", "pod",    "netns",  "filter",    "functions",
                                                "track_skb", "duration", "max_events", "format", "stack",
-                                               "caller",    "tcp_flags", "meta",   "tuple",     "timestamp"};
+                                               "caller",    "tcp_flags", "meta",   "tuple",     "timestamp",
+                                               "summary"};
   return fields;
 }
 
@@ -140,6 +141,7 @@ TraceRequest parse_trace_request(std::string_view text, const TraceRequestLimits
     }
   }
   if (body.contains("track_skb")) r.track_skb = bool_field(body, "track_skb");
+  if (body.contains("summary")) r.summary = bool_field(body, "summary");
   if (body.contains("duration")) {
     const json& v = body.at("duration");
     if (v.is_string()) {

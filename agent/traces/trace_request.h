@@ -27,6 +27,7 @@ struct TraceRequest {
   std::string filter;                  // pcap expression; "" = every packet
   std::string functions;               // regex over kprobe function names; "" = all
   bool track_skb = false;              // pwru's --filter-track-skb
+  bool summary = false;                // pwru --summary: journeys in the final summary line
   std::chrono::milliseconds duration{0};
   std::uint64_t max_events = 0;
   OutputOptions output;                // json unless "format": "text"

@@ -140,6 +140,7 @@ TraceStream TraceService::start(std::string_view body, const std::string& remote
   trace.backend = config_.backend;
   trace.filter_func = request.functions;
   trace.filter.track_skb = request.track_skb ? 1 : 0;
+  trace.summary = request.summary;
 
   auto running = std::shared_ptr<RunningTrace>(
       new RunningTrace(*this, new_trace_id(), std::move(request), std::move(target), remote, caller.user));
@@ -284,7 +285,7 @@ void RunningTrace::stream(LineSink& out) {
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   spdlog::info("trace {}: ended ({}) after {:.1f} s: {} events sent, {} lost", id_, ended, seconds,
                stats.events_written, stats.events_lost);
-  const nlohmann::json summary = {{"summary",
+  nlohmann::json summary = {{"summary",
                                    {{"id", id_},
                                     {"target", target_},
                                     {"events_sent", stats.events_written},
@@ -294,6 +295,12 @@ void RunningTrace::stream(LineSink& out) {
                                     {"backend", session_->backend_name()},
                                     {"hooks_attached", report.attached},
                                     {"hooks_skipped", report.skipped.size()}}}};
+  if (request_.summary) {
+    nlohmann::json journeys = nlohmann::json::array();
+    for (const Journey& j : session_->journeys()) journeys.push_back(journey_json(j));
+    summary["summary"]["journeys"] = std::move(journeys);
+    summary["summary"]["journeys_not_followed"] = session_->skbs_not_followed();
+  }
   out.write(json_line(summary));
   out.flush();
   sink_->attach(nullptr);
