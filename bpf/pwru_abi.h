@@ -45,6 +45,13 @@
 #define PWRU_PCAP_MAGIC_L3 0x5043334c /* "PC3L" */
 #define PWRU_PCAP_STUB_INSNS 4096
 
+/* --output-pcap: the room for packet bytes after an event (one less is copied at most). */
+#define PWRU_CAPTURE_MAX 2048
+/* pwru_event.capture_from: where the copied bytes start. */
+#define PWRU_CAPTURE_NONE 0
+#define PWRU_CAPTURE_L3 1 /* the network header (IP, IPv6, ARP) */
+#define PWRU_CAPTURE_L2 2 /* the MAC header, for skbs without a network header */
+
 /* Ethertypes in host order, as stored in pwru_tuple.l3_proto. */
 #define PWRU_ETH_P_IP 0x0800
 #define PWRU_ETH_P_IPV6 0x86DD
@@ -77,8 +84,18 @@ struct pwru_event {
 	PWRU_U16 protocol; /* skb->protocol, network byte order */
 	PWRU_U16 hook_id; /* index into the hook table user space built */
 	PWRU_U8 has_drop_reason; /* 1 when the hook carries a drop reason */
-	PWRU_U8 pad[3];
+	PWRU_U8 capture_from; /* PWRU_CAPTURE_*: packet bytes follow (struct pwru_event_capture) */
+	PWRU_U16 capture_len; /* bytes in pwru_event_capture.data */
 	struct pwru_tuple tuple;
+};
+
+/* The ring record when filter_cfg.capture_bytes is set: the event, then
+ * the packet's first bytes from capture_from. */
+struct pwru_event_capture {
+	struct pwru_event event;
+	PWRU_U32 packet_len; /* the whole packet's length from capture_from (linear or not) */
+	PWRU_U32 pad;
+	PWRU_U8 data[PWRU_CAPTURE_MAX];
 };
 
 /* Per-hook settings fixed at load time (rodata), one entry per program slot. */
@@ -103,7 +120,8 @@ struct pwru_filter_cfg {
 	PWRU_U8 count_only; /* pwru-agent: count drops and visits, make no events */
 	PWRU_U32 visit_cache_slots; /* count_only: slots of visit_cache in use, a power of two; 0: none */
 	PWRU_U8 track_skb; /* --filter-track-skb: a matched skb is reported until freed, filters or not */
-	PWRU_U8 pad[3];
+	PWRU_U8 pad;
+	PWRU_U16 capture_bytes; /* --output-pcap: packet bytes copied per event (<= PWRU_CAPTURE_MAX); 0: none */
 };
 
 /* pwru-agent's always-on counters (count_only): per-CPU hash maps. */
@@ -156,6 +174,7 @@ enum pwru_counter {
 
 PWRU_STATIC_ASSERT(sizeof(struct pwru_tuple) == 40, "pwru_tuple ABI size");
 PWRU_STATIC_ASSERT(sizeof(struct pwru_event) == 144, "pwru_event ABI size");
+PWRU_STATIC_ASSERT(sizeof(struct pwru_event_capture) == 144 + 8 + PWRU_CAPTURE_MAX, "pwru_event_capture ABI size");
 PWRU_STATIC_ASSERT(sizeof(struct pwru_hook_cfg) == 8, "pwru_hook_cfg ABI size");
 PWRU_STATIC_ASSERT(sizeof(struct pwru_filter_cfg) == 28, "pwru_filter_cfg ABI size");
 PWRU_STATIC_ASSERT(sizeof(struct pwru_drop_key) == 16, "pwru_drop_key ABI size");

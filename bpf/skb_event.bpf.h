@@ -246,12 +246,70 @@ static __always_inline bool skb_passes_filters(struct sk_buff *skb)
 	return true;
 }
 
+/*
+ * --output-pcap: the packet's first bytes, from its network header (or its
+ * MAC header when it has none yet), as far as the linear data goes. Paged
+ * data is not copied; packet_len still says how long the packet is, so the
+ * pcap record shows it truncated rather than wrong.
+ */
+static __always_inline void capture_packet(struct sk_buff *skb, struct pwru_event_capture *rec)
+{
+	unsigned char *head = BPF_CORE_READ(skb, head);
+	__u16 network = BPF_CORE_READ(skb, network_header);
+	__u16 mac = BPF_CORE_READ(skb, mac_header);
+	__u16 start;
+	if (network != PWRU_HDR_UNSET) {
+		start = network;
+		rec->event.capture_from = PWRU_CAPTURE_L3;
+	} else if (mac != PWRU_HDR_UNSET) {
+		start = mac;
+		rec->event.capture_from = PWRU_CAPTURE_L2;
+	} else {
+		return;
+	}
+	/* skb->len counts from skb->data, which moves as headers are pushed
+	 * and pulled; the packet from `start` is that plus the difference. */
+	long data_off = (long)(BPF_CORE_READ(skb, data) - head);
+	long packet = (long)BPF_CORE_READ(skb, len) + data_off - start;
+	__u32 tail = BPF_CORE_READ(skb, tail);
+	if (packet <= 0 || tail <= start) {
+		rec->event.capture_from = PWRU_CAPTURE_NONE;
+		return;
+	}
+	__u32 n = tail - start;
+	if (n > (__u64)packet)
+		n = packet;
+	if (n > filter_cfg.capture_bytes)
+		n = filter_cfg.capture_bytes;
+	/* The mask is what the verifier reads the bound from: clang compares
+	 * copies of n and would pass an unbounded original, and would drop a
+	 * plain-C mask it can prove changes nothing, so it is written in asm.
+	 * The copy holds at most PWRU_CAPTURE_MAX - 1 bytes. */
+	if (n >= PWRU_CAPTURE_MAX)
+		n = PWRU_CAPTURE_MAX - 1;
+	asm volatile("%0 &= %1" : "+r"(n) : "i"(PWRU_CAPTURE_MAX - 1));
+	if (bpf_probe_read_kernel(rec->data, n, head + start)) {
+		rec->event.capture_from = PWRU_CAPTURE_NONE;
+		return;
+	}
+	rec->event.capture_len = n;
+	rec->packet_len = packet;
+}
+
 /* Reserves and fills one event for an skb that already passed (or, when it
- * is tracked, skipped) the filters. */
+ * is tracked, skipped) the filters; with --output-pcap the packet's bytes
+ * follow it in the same record. */
 static __always_inline void emit_skb_event(void *ctx, struct sk_buff *skb, __u16 hook_id,
 					   bool has_reason, __u32 reason, __u64 location)
 {
-	struct pwru_event *event = bpf_ringbuf_reserve(&events, sizeof(*event), 0);
+	struct pwru_event_capture *rec = NULL;
+	struct pwru_event *event;
+	if (filter_cfg.capture_bytes) {
+		rec = bpf_ringbuf_reserve(&events, sizeof(*rec), 0);
+		event = rec ? &rec->event : NULL;
+	} else {
+		event = bpf_ringbuf_reserve(&events, sizeof(*event), 0);
+	}
 	if (!event) {
 		count(PWRU_CNT_LOST);
 		return;
@@ -284,6 +342,10 @@ static __always_inline void emit_skb_event(void *ctx, struct sk_buff *skb, __u16
 		event->stack_id = bpf_get_stackid(ctx, &stacks, 0);
 		if (event->stack_id < 0)
 			count(PWRU_CNT_STACK_FAIL);
+	}
+	if (rec) {
+		rec->packet_len = 0;
+		capture_packet(skb, rec);
 	}
 
 	bpf_ringbuf_submit(event, 0);

@@ -103,6 +103,9 @@ ParsedArgs parse_pwru_args(int argc, const char* const* argv, std::ostream& out,
       ->check(kNotNegative);
   app.add_option("--output-file", o.output_file, "write traces to file");
   app.add_flag("--output-json", o.output.json, "output traces in JSON format");
+  app.add_option("--output-pcap", o.output_pcap,
+                 "also write the packets of matched events to this pcap file (link type NFLOG; each packet's "
+                 "prefix names the hook that saw it)");
   app.add_option("--ready-file", o.ready_file, "create file after all BPF progs are attached");
   app.add_option("--backend", o.backend,
                  "tracing backend (\"auto\", \"kprobe-multi\", \"kprobe\", \"tracepoint\"); auto tries them in "

@@ -28,6 +28,7 @@ struct PwruOptions {
   OutputOptions output;
   std::uint64_t output_limit_lines = 0;  // 0: no limit
   std::string output_file;
+  std::string output_pcap;  // --output-pcap FILE: the matched packets as pcap (NFLOG, hook as prefix)
   std::string ready_file;
   std::string backend = "auto";
   std::string filter_func;             // regex over kprobe function names

@@ -17,6 +17,7 @@
 #include "cli/pwru_options.h"
 #include "common/error.h"
 #include "netns/netns.h"
+#include "output/pcap_file.h"
 #include "output/sink.h"
 #include "session/trace_session.h"
 
@@ -132,6 +133,7 @@ int run(const pwru::PwruOptions& o) {
   config.filter.track_skb = o.filter_track_skb ? 1 : 0;
   config.pcap = o.pcap;
   config.summary = o.summary;
+  if (!o.output_pcap.empty()) config.pcap_file = std::make_shared<pwru::PcapFile>(o.output_pcap);
   config.drop_hints = o.drop_hints;
   pwru::TraceSession session(btf, config, sink);
 
@@ -174,6 +176,10 @@ int run(const pwru::PwruOptions& o) {
   if (stats.track_failures)
     std::fprintf(stderr, "pwru: %llu skbs could not be tracked by stack (kernel refused a map update)\n",
                  static_cast<unsigned long long>(stats.track_failures));
+  if (config.pcap_file)
+    std::fprintf(stderr, "pwru: %llu packets written to %s (%llu hold only the packet's first bytes: paged data, or beyond %d)\n",
+                 static_cast<unsigned long long>(stats.pcap_records), o.output_pcap.c_str(),
+                 static_cast<unsigned long long>(stats.pcap_truncated), PWRU_CAPTURE_MAX - 1);
   if (stats.events_malformed)
     std::fprintf(stderr, "pwru: %llu malformed records skipped\n",
                  static_cast<unsigned long long>(stats.events_malformed));

@@ -3,6 +3,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
+#include <cstddef>
 #include <cstring>
 
 #include "common/error.h"
@@ -24,8 +25,19 @@ int RingReader::on_sample(void* ctx, void* data, std::size_t size) noexcept {
   }
   pwru_event event;
   std::memcpy(&event, data, sizeof(event));
+  RingRecord record{event, {}, 0};
+  if (event.capture_from != PWRU_CAPTURE_NONE) {
+    constexpr std::size_t kData = offsetof(pwru_event_capture, data);
+    if (size < kData || event.capture_len > size - kData || event.capture_len > PWRU_CAPTURE_MAX) {
+      ++self->malformed_;
+      return 0;
+    }
+    const auto* capture = static_cast<const pwru_event_capture*>(data);
+    record.packet = std::span<const std::uint8_t>(capture->data, event.capture_len);
+    std::memcpy(&record.packet_len, &capture->packet_len, sizeof(record.packet_len));
+  }
   try {
-    if (!self->handler_(event)) {
+    if (!self->handler_(record)) {
       self->stopped_ = true;
       return 1;  // stops ring_buffer__poll/consume here
     }

@@ -4,6 +4,7 @@
 #include <array>
 #include <cstdint>
 #include <functional>
+#include <span>
 #include <vector>
 
 #include "pwru_abi.h"
@@ -12,11 +13,19 @@ struct ring_buffer;
 
 namespace pwru {
 
+// One ring record: the event and, with --output-pcap, the packet bytes
+// that followed it (empty otherwise).
+struct RingRecord {
+  const pwru_event& event;
+  std::span<const std::uint8_t> packet;
+  std::uint32_t packet_len = 0;  // the whole packet's length; packet may hold less
+};
+
 class RingReader {
  public:
   // `on_event` returns false to stop consuming (e.g. a line limit was hit);
   // the events after it stay in the ring.
-  using Handler = std::function<bool(const pwru_event&)>;
+  using Handler = std::function<bool(const RingRecord&)>;
   RingReader(int ring_fd, Handler on_event);
   ~RingReader();
   RingReader(const RingReader&) = delete;
@@ -27,7 +36,8 @@ class RingReader {
   bool poll(int timeout_ms);
   // Handles everything already in the ring without waiting.
   bool drain();
-  // Records that came out with a size that is not an event (ABI mismatch).
+  // Records that came out with a size that is not an event, or packet
+  // bytes that do not fit their record (ABI mismatch).
   std::uint64_t malformed() const { return malformed_; }
 
  private:

@@ -5,6 +5,7 @@
 #include "enrich/event_namer.h"
 #include "enrich/ksyms.h"
 #include "events/ring_reader.h"
+#include "output/pcap_file.h"
 #include "output/sink.h"
 #include "probe/backend_select.h"
 #include "probe/kprobe_backend.h"
@@ -71,6 +72,7 @@ TraceSession::TraceSession(const KernelBtf& btf, TraceConfig config, LineSink& s
     throw UsageError("--filter-track-skb-by-stackid and --filter-non-skb-funcs need a kprobe backend, and this "
                      "kernel has none (" + choice.reason + "); run without them");
   const bool want_stack = config_.output.stack || config_.output.caller;
+  config_.filter.capture_bytes = config_.pcap_file ? PWRU_CAPTURE_MAX - 1 : 0;
   config_.filter.want_stack = want_stack ? 1 : 0;
   // The skb tracepoints stay attached on every backend: kfree_skb carries
   // the drop reason, which no kprobe argument does on every kernel.
@@ -97,7 +99,7 @@ TraceSession::TraceSession(const KernelBtf& btf, TraceConfig config, LineSink& s
                                               &impl_->ksyms);
   impl_->formatter = std::make_unique<EventFormatter>(config_.output);
   impl_->reader = std::make_unique<RingReader>(
-      impl_->backend->events_fd(), [this](const pwru_event& e) { return handle(e); });
+      impl_->backend->events_fd(), [this](const RingRecord& r) { return handle(r); });
 }
 
 TraceSession::~TraceSession() {
@@ -127,7 +129,8 @@ AttachReport TraceSession::attach(const std::function<bool()>& cancelled,
   return report;
 }
 
-bool TraceSession::handle(const pwru_event& event) {
+bool TraceSession::handle(const RingRecord& record) {
+  const pwru_event& event = record.event;
   if (config_.limit && stats_.events_written >= config_.limit) {
     stats_.limit_reached = true;
     return false;
@@ -140,6 +143,7 @@ bool TraceSession::handle(const pwru_event& event) {
   }
   EventView view{event, impl_->namer->func(event), caller, &stack};
   impl_->formatter->format(view, buffer_);
+  if (config_.pcap_file) config_.pcap_file->write(event, view.func, record.packet, record.packet_len);
   if (impl_->journeys) {
     const std::string reason = impl_->namer->reason_name(event);
     const std::string location = impl_->namer->location_function(event);
@@ -163,6 +167,7 @@ void TraceSession::run(const std::function<bool()>& stop) {
     sink_.write(buffer_);
     buffer_.clear();
     sink_.flush();
+    if (config_.pcap_file) config_.pcap_file->flush();
     if (!more || sink_.closed()) break;
   }
 }
@@ -183,6 +188,11 @@ TraceStats TraceSession::finish() {
   stats_.events_filtered = counters[PWRU_CNT_FILTERED];
   stats_.track_failures = counters[PWRU_CNT_TRACK_FULL];
   stats_.events_malformed = impl_->reader->malformed();
+  if (config_.pcap_file) {
+    config_.pcap_file->flush();
+    stats_.pcap_records = config_.pcap_file->records();
+    stats_.pcap_truncated = config_.pcap_file->truncated();
+  }
   return stats_;
 }
 

@@ -19,6 +19,8 @@ class LineSink;
 class KernelBtf;
 class Ksyms;
 struct KprobePlan;
+struct RingRecord;
+class PcapFile;
 
 struct TraceConfig {
   pwru_filter_cfg filter{};
@@ -35,6 +37,8 @@ struct TraceConfig {
   // --summary: follow every reported skb and decide its fate at the end.
   bool summary = false;
   std::shared_ptr<const DropHints> drop_hints;  // null: the built-in catalogue
+  // --output-pcap: every reported event's packet is written here too.
+  std::shared_ptr<PcapFile> pcap_file;
 };
 
 struct TraceStats {
@@ -43,6 +47,8 @@ struct TraceStats {
   std::uint64_t events_filtered = 0;
   std::uint64_t events_malformed = 0;
   std::uint64_t track_failures = 0;  // skbs --filter-track-skb-by-stackid could not record
+  std::uint64_t pcap_records = 0;    // --output-pcap: packets written
+  std::uint64_t pcap_truncated = 0;  // of which holding only the packet's first bytes
   bool limit_reached = false;
 };
 
@@ -72,7 +78,7 @@ class TraceSession {
   std::uint64_t skbs_not_followed() const;
 
  private:
-  bool handle(const pwru_event& event);
+  bool handle(const RingRecord& record);
   KprobePlan plan_for(const KernelBtf& btf, const Ksyms& ksyms) const;
 
   TraceConfig config_;

@@ -105,6 +105,24 @@ stop_pwru
 some_line '"func":"kfree_skb(SKB_DROP_REASON_NO_SOCKET)".*"dport":9999' "NO_SOCKET drop"
 some_line '"func":"udp_rcv"\|"func":"__udp4_lib_rcv"' "UDP receive (kprobe)"
 
+echo "== --summary: each skb's fate (TCP data read by nc, UDP to a closed port)"
+start_pwru summary --summary --filter-netns /run/netns/b \
+	--filter-func '^(ip_rcv|__udp4_lib_rcv|tcp_v4_rcv|tcp_queue_rcv|skb_copy_datagram_iter|kfree_skb_reason|consume_skb)$' \
+	"host 10.241.0.2 and (port 7000 or port 9997)"
+$IP netns exec b "$P/nc" -l 10.241.0.2 7000 >/tmp/summary.tcp &
+LISTENER=$!
+sleep 1
+echo pwru-summary | $IP netns exec a "$P/nc" -N -w 3 10.241.0.2 7000 || fail "TCP to the nc listener"
+wait "$LISTENER"
+grep -q pwru-summary /tmp/summary.tcp || fail "the listener did not get the data"
+echo pwru | $IP netns exec a "$P/nc" -u -w1 10.241.0.2 9997
+stop_pwru
+some_line '"journey":{"fate":"delivered".*"where":"read by nc:' "TCP data delivered (skb_copy_datagram_iter)"
+some_line '"journey":{"fate":"dropped",.*"reason":"SKB_DROP_REASON_NO_SOCKET".*"dport":9997.*"where":"__udp4_lib_rcv"' \
+	"UDP to port 9997 dropped in __udp4_lib_rcv with NO_SOCKET"
+some_line '"journey":{"fate":"dropped","hint":"nothing listens' "the NO_SOCKET hint"
+grep '"journey"' "$OUT" | cut -c 1-160
+
 echo "== mark filter"
 start_pwru mark --filter-mark 42 --filter-func "$FUNCS"
 $IP netns exec a "$P/ping" -m 42 -c 2 -i 0.2 10.241.0.2 >/dev/null || fail "ping -m 42"

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <cstring>
 #include <set>
 #include <thread>
 
@@ -33,8 +34,10 @@ class Trace {
  public:
   explicit Trace(pwru_filter_cfg filter, std::uint32_t ring_bytes = 4u << 20)
       : backend_(kernel_btf().skb_tracepoints(), filter, ring_bytes),
-        reader_(backend_.events_fd(), [this](const pwru_event& e) {
-          events_.push_back(e);
+        reader_(backend_.events_fd(), [this](const RingRecord& r) {
+          events_.push_back(r.event);
+          packets_.emplace_back(r.packet.begin(), r.packet.end());
+          packet_lens_.push_back(r.packet_len);
           return true;
         }) {
     report_ = backend_.attach(nullptr);
@@ -65,12 +68,17 @@ class Trace {
     return out;
   }
   const std::vector<pwru_event>& events() const { return events_; }
+  // Per event: the captured bytes and the packet's whole length (capture_bytes).
+  const std::vector<std::vector<std::uint8_t>>& packets() const { return packets_; }
+  const std::vector<std::uint32_t>& packet_lens() const { return packet_lens_; }
   const AttachReport& report() const { return report_; }
   TracepointBackend& backend() { return backend_; }
 
  private:
   TracepointBackend backend_;
   std::vector<pwru_event> events_;
+  std::vector<std::vector<std::uint8_t>> packets_;
+  std::vector<std::uint32_t> packet_lens_;
   RingReader reader_;
   AttachReport report_;
 };
@@ -160,6 +168,47 @@ TEST(TracepointBackend, UdpTupleAndClosedPortDropsWithNoSocket) {
     EXPECT_NE(ksyms.nearest(e.drop_location).find("udp"), std::string::npos) << ksyms.nearest(e.drop_location);
     EXPECT_NE(ntohs(e.tuple.sport), 0);
     EXPECT_EQ(e.netns, net.inode_b);
+  }
+}
+
+// --output-pcap's capture: every event of the datagram carries its IPv4
+// packet from the network header, whole (it is small and linear), on the
+// transmit path as on the receive path; without capture_bytes, nothing.
+TEST(TracepointBackend, CaptureCopiesThePacketFromItsNetworkHeader) {
+  NetnsPair net(2);
+  pwru_filter_cfg filter = netns_filter(net.inode_b);
+  filter.capture_bytes = 1500;
+  Trace t(filter);
+  constexpr std::size_t kPayload = 100;
+  send_udp(net.path_a(), net.ip_b, 9998, kPayload);
+  auto datagram = [&](const pwru_event& e) { return is_v4(e, net.ip_a, net.ip_b, 17) && ntohs(e.tuple.dport) == 9998; };
+  ASSERT_TRUE(t.wait_for([&](const auto& evs) {
+    return std::any_of(evs.begin(), evs.end(), [&](const pwru_event& e) { return datagram(e) && t.hook(e) == "kfree_skb"; });
+  })) << describe(t);
+  std::size_t checked = 0;
+  for (std::size_t i = 0; i < t.events().size(); ++i) {
+    const pwru_event& e = t.events()[i];
+    if (!datagram(e) || t.hook(e) == "icmp_send" || t.hook(e) == "kfree_skb") continue;  // after the UDP pull
+    const auto& p = t.packets()[i];
+    SCOPED_TRACE(t.hook(e));
+    ASSERT_EQ(e.capture_from, PWRU_CAPTURE_L3);
+    ASSERT_EQ(p.size(), 20 + 8 + kPayload);
+    EXPECT_EQ(t.packet_lens()[i], p.size());
+    EXPECT_EQ(p[0] >> 4, 4);
+    EXPECT_EQ(p[9], 17);
+    EXPECT_EQ(0, std::memcmp(&p[12], e.tuple.saddr, 4));
+    EXPECT_EQ(0, std::memcmp(&p[16], e.tuple.daddr, 4));
+    EXPECT_EQ((p[22] << 8) | p[23], 9998);
+    ++checked;
+  }
+  EXPECT_GE(checked, 3u) << describe(t);
+
+  Trace plain(netns_filter(net.inode_b));
+  send_udp(net.path_a(), net.ip_b, 9998, kPayload);
+  ASSERT_TRUE(plain.wait_for([&](const auto& evs) { return std::any_of(evs.begin(), evs.end(), datagram); }));
+  for (std::size_t i = 0; i < plain.events().size(); ++i) {
+    EXPECT_EQ(plain.events()[i].capture_from, PWRU_CAPTURE_NONE);
+    EXPECT_TRUE(plain.packets()[i].empty());
   }
 }
 

@@ -1,0 +1,50 @@
+// --output-pcap: the packets of matched events as a pcap file, written with
+// libpcap's dumper, so tcpdump and Wireshark open the trace. The link type
+// is NFLOG (239): each record carries, next to the packet from its network
+// header, a prefix naming the hook that saw it ("netif_receive_skb",
+// "kfree_skb(SKB_DROP_REASON_NO_SOCKET)"), which Wireshark shows and filters
+// on (nflog.prefix) and which keeps the hook of every packet findable.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "pwru_abi.h"
+
+typedef struct pcap pcap_t;
+typedef struct pcap_dumper pcap_dumper_t;
+
+namespace pwru {
+
+class PcapFile {
+ public:
+  // Creates or truncates `path`; throws UsageError saying why it cannot.
+  explicit PcapFile(const std::string& path);
+  ~PcapFile();
+  PcapFile(const PcapFile&) = delete;
+  PcapFile& operator=(const PcapFile&) = delete;
+
+  // One record: the event's packet bytes (maybe fewer than packet_len, or
+  // none when the skb had no header to start from) under the hook's name.
+  void write(const pwru_event& event, std::string_view hook, std::span<const std::uint8_t> packet,
+             std::uint32_t packet_len);
+  void flush();
+  std::uint64_t records() const { return records_; }
+  std::uint64_t truncated() const { return truncated_; }  // records holding less than the whole packet
+
+ private:
+  pcap_t* dead_ = nullptr;
+  pcap_dumper_t* dumper_ = nullptr;
+  std::string path_;
+  std::int64_t realtime_minus_monotonic_ns_ = 0;  // event times are CLOCK_MONOTONIC
+  std::uint64_t records_ = 0;
+  std::uint64_t truncated_ = 0;
+  std::string record_;
+};
+
+// The NFLOG record (header and TLVs) for one packet, exposed for tests.
+std::string nflog_record(const pwru_event& event, std::string_view hook, std::span<const std::uint8_t> packet);
+
+}  // namespace pwru
