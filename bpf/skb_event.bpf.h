@@ -148,10 +148,15 @@ static __always_inline bool skb_passes_meta_filters(struct sk_buff *skb)
 }
 
 /*
- * The pcap filter, as pwru runs it: on the frame from the MAC header when
- * the skb has one (mac_len != 0, the receive path), otherwise on the packet
- * from the network header (transmit path, where mac_len is still 0).
+ * The pcap filter: on the frame from the MAC header when the skb has an
+ * Ethernet-sized one in front of its network header, otherwise on the
+ * packet from the network header (the transmit path before the device,
+ * L3 devices). pwru decides by mac_len, which the receive path only sets
+ * in __netif_receive_skb_core, after the netif_rx and netif_receive_skb
+ * tracepoints; there an ARP frame has no network header the L3 filter
+ * could match, and `arp` saw only its free.
  */
+#define PWRU_ETH_HLEN 14
 static __always_inline bool skb_passes_pcap(struct sk_buff *skb)
 {
 	if (!filter_cfg.has_pcap)
@@ -160,13 +165,10 @@ static __always_inline bool skb_passes_pcap(struct sk_buff *skb)
 	 * verifier refuses on a BTF pointer. */
 	unsigned long head = (unsigned long)BPF_CORE_READ(skb, head);
 	unsigned long data_end = head + PWRU_SKB_READ(skb, tail);
-	if (PWRU_SKB_READ(skb, mac_len) != 0) {
-		__u16 mac = PWRU_SKB_READ(skb, mac_header);
-		if (mac == PWRU_HDR_UNSET)
-			return false;
-		return pwru_pcap_filter_l2((void *)(head + mac), (void *)data_end);
-	}
+	__u16 mac = PWRU_SKB_READ(skb, mac_header);
 	__u16 network = PWRU_SKB_READ(skb, network_header);
+	if (mac != PWRU_HDR_UNSET && (network == PWRU_HDR_UNSET || network >= mac + PWRU_ETH_HLEN))
+		return pwru_pcap_filter_l2((void *)(head + mac), (void *)data_end);
 	if (network == PWRU_HDR_UNSET)
 		return false;
 	return pwru_pcap_filter_l3((void *)(head + network), (void *)data_end);

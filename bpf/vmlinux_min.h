@@ -55,7 +55,6 @@ struct sk_buff {
 	struct net_device *dev;
 	struct sock *sk;
 	unsigned int len;
-	__u16 mac_len;
 	__u32 mark;
 	__be16 protocol;
 	__u16 transport_header;

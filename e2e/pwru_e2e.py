@@ -22,7 +22,7 @@ import sys
 import tempfile
 import time
 
-SCENARIOS = ("text", "json", "limit_file", "bad_usage", "tcp_mark", "pcap", "track_skb", "summary", "output_pcap")
+SCENARIOS = ("text", "json", "limit_file", "bad_usage", "tcp_mark", "pcap", "track_skb", "summary", "output_pcap", "protocols")
 TOOLS = ("ip", "ping", "nc", "nft", "ss", "tcpdump")
 
 READY_TIMEOUT = 30.0   # pwru attach: BTF parse + ~30 tp_btf programs
@@ -846,6 +846,55 @@ def scenario_summary(ctx):
           and re.search(r"^  hint: a netfilter rule dropped it", summary, re.M)
           and re.search(r"^ +\+0\.000ms  \S+", summary, re.M),
           "text summary block", "SKB line, hooks from +0.000ms, fate and hint lines", summary, run)
+
+
+def scenario_protocols(ctx):
+    """IPv6 ping, ARP seen with the filter `arp` on both paths, and the TCP
+    flags of a handshake with --output-tcp-flags."""
+    topo = ctx.topology()
+    n = os.getpid() % 250 + 1
+    ip6_a, ip6_b = f"fd00:232:{n:x}::1", f"fd00:232:{n:x}::2"
+    for ns, dev, ip in ((topo.ns_a, topo.veth_a, ip6_a), (topo.ns_b, topo.veth_b, ip6_b)):
+        sh(["ip", "-n", ns, "addr", "add", f"{ip}/64", "dev", dev, "nodad"])
+
+    run = PwruRun(ctx, ["--output-json", f"icmp6 and host {ip6_b}"]).start().wait_ready()
+    sh(topo.exec_args(topo.ns_a, "ping", "-6", "-n", "-c", "2", "-i", "0.2", "-W", "2", ip6_b))
+    time.sleep(0.5)
+    run.stop()
+    events = parse_json_lines(run.stdout(), run)
+    # pwru writes IPv6 addresses in brackets, in JSON as in text.
+    echo = [e for e in events if e["tuple"].get("saddr") == f"[{ip6_a}]" and e["tuple"].get("daddr") == f"[{ip6_b}]"]
+    check(len({e["skb"] for e in echo}) >= 2 and all(e["tuple"]["proto"] == 58 and e["proto"] == 0x86DD for e in echo)
+          and {"netif_receive_skb", "net_dev_queue"} <= {e["func"] for e in echo},
+          "IPv6 echo requests", f"2+ skbs {ip6_a} -> {ip6_b}, ICMPv6, on transmit and receive hooks",
+          [(e["func"], e["tuple"]) for e in events][:8], run)
+
+    sh(["ip", "-n", topo.ns_a, "neigh", "flush", "all"])
+    sh(["ip", "-n", topo.ns_b, "neigh", "flush", "all"])
+    run = PwruRun(ctx, ["--output-json", "--filter-netns", f"inode:{topo.inode_a}", "arp"]).start().wait_ready()
+    topo.ping(count=1)
+    time.sleep(0.5)
+    run.stop()
+    events = parse_json_lines(run.stdout(), run)
+    check(events and all(e["proto"] == 0x0806 for e in events), "events under the filter `arp`",
+          "only ARP frames (ethertype 0x0806)", [(e["func"], e.get("proto")) for e in events][:8], run)
+    check({"net_dev_queue", "net_dev_start_xmit"} <= {e["func"] for e in events}
+          and {"netif_receive_skb"} <= {e["func"] for e in events}, "ARP in ns-a with `arp`",
+          "the request transmitted and the reply received (device hooks, not only the free)",
+          sorted({e["func"] for e in events}), run)
+
+    port = 20000 + os.getpid() % 20000
+    run = PwruRun(ctx, ["--output-tcp-flags", "--filter-netns", f"inode:{topo.inode_b}",
+                        f"tcp and port {port}"]).start().wait_ready()
+    topo.tcp_connect(port)
+    time.sleep(0.5)
+    run.stop()
+    events = parse_text(run.stdout(), run)
+    flags = [re.search(r"\(tcp:([A-Z|]+)\)", e["tuple"]).group(1) for e in events if "(tcp:" in e["tuple"]]
+    first = {f: flags.index(f) for f in ("SYN", "SYN|ACK", "ACK") if f in flags}
+    check(len(first) == 3 and first["SYN"] < first["SYN|ACK"] < first["ACK"] and "FIN|ACK" in flags,
+          "--output-tcp-flags over a handshake", "SYN, then SYN|ACK, then ACK; FIN|ACK at the close",
+          flags[:20], run)
 
 
 def read_nflog_pcap(path):
