@@ -52,6 +52,14 @@
 #define PWRU_CAPTURE_L3 1 /* the network header (IP, IPv6, ARP) */
 #define PWRU_CAPTURE_L2 2 /* the MAC header, for skbs without a network header */
 
+/* --output-skb / --output-skb-shared-info: room for one BTF rendering. */
+#define PWRU_BTF_TEXT_MAX 4096
+/* pwru_filter_cfg.output_flags */
+#define PWRU_OUT_SKB (1 << 0)    /* --output-skb: struct sk_buff through BTF */
+#define PWRU_OUT_SHINFO (1 << 1) /* --output-skb-shared-info */
+#define PWRU_OUT_CB (1 << 2)     /* --output-skb-cb: qdisc_skb_cb->data, as __sk_buff->cb[] */
+#define PWRU_OUT_TUNNEL (1 << 3) /* --output-tunnel: the inner headers' tuple */
+
 /* Ethertypes in host order, as stored in pwru_tuple.l3_proto. */
 #define PWRU_ETH_P_IP 0x0800
 #define PWRU_ETH_P_IPV6 0x86DD
@@ -87,6 +95,19 @@ struct pwru_event {
 	PWRU_U8 capture_from; /* PWRU_CAPTURE_*: packet bytes follow (struct pwru_event_capture) */
 	PWRU_U16 capture_len; /* bytes in pwru_event_capture.data */
 	struct pwru_tuple tuple;
+	/* With PWRU_OUT_SKB/SHINFO: key of this event's texts in the
+	 * print_skb / print_shinfo maps; 0 when none was stored. */
+	PWRU_U64 dump_id;
+	PWRU_U32 cb[5]; /* PWRU_OUT_CB */
+	PWRU_U32 pad2;
+	struct pwru_tuple tunnel_tuple; /* PWRU_OUT_TUNNEL: from skb->inner_network_header */
+};
+
+/* One BTF rendering (bpf_snprintf_btf) of a kernel object. */
+struct pwru_btf_text {
+	PWRU_S32 len; /* what the rendering needed; more than PWRU_BTF_TEXT_MAX - 1 means cut */
+	PWRU_U32 pad;
+	char text[PWRU_BTF_TEXT_MAX];
 };
 
 /* The ring record when filter_cfg.capture_bytes is set: the event, then
@@ -122,6 +143,8 @@ struct pwru_filter_cfg {
 	PWRU_U8 track_skb; /* --filter-track-skb: a matched skb is reported until freed, filters or not */
 	PWRU_U8 pad;
 	PWRU_U16 capture_bytes; /* --output-pcap: packet bytes copied per event (<= PWRU_CAPTURE_MAX); 0: none */
+	PWRU_U8 output_flags; /* PWRU_OUT_* */
+	PWRU_U8 pad2[3];
 };
 
 /* pwru-agent's always-on counters (count_only): per-CPU hash maps. */
@@ -169,14 +192,16 @@ enum pwru_counter {
 	PWRU_CNT_TRACK_FULL = 4, /* skb-by-stack tracking could not record an entry */
 	PWRU_CNT_DROPS_OVERFLOW = 5, /* drops not counted: drop_counts was full */
 	PWRU_CNT_VISITS_OVERFLOW = 6, /* visits not counted: visit_counts was full */
-	PWRU_CNT_MAX = 7,
+	PWRU_CNT_DUMP_LOST = 7, /* --output-skb/-shared-info texts the print maps could not take */
+	PWRU_CNT_MAX = 8,
 };
 
 PWRU_STATIC_ASSERT(sizeof(struct pwru_tuple) == 40, "pwru_tuple ABI size");
-PWRU_STATIC_ASSERT(sizeof(struct pwru_event) == 144, "pwru_event ABI size");
-PWRU_STATIC_ASSERT(sizeof(struct pwru_event_capture) == 144 + 8 + PWRU_CAPTURE_MAX, "pwru_event_capture ABI size");
+PWRU_STATIC_ASSERT(sizeof(struct pwru_event) == 216, "pwru_event ABI size");
+PWRU_STATIC_ASSERT(sizeof(struct pwru_btf_text) == 8 + PWRU_BTF_TEXT_MAX, "pwru_btf_text ABI size");
+PWRU_STATIC_ASSERT(sizeof(struct pwru_event_capture) == 216 + 8 + PWRU_CAPTURE_MAX, "pwru_event_capture ABI size");
 PWRU_STATIC_ASSERT(sizeof(struct pwru_hook_cfg) == 8, "pwru_hook_cfg ABI size");
-PWRU_STATIC_ASSERT(sizeof(struct pwru_filter_cfg) == 28, "pwru_filter_cfg ABI size");
+PWRU_STATIC_ASSERT(sizeof(struct pwru_filter_cfg) == 32, "pwru_filter_cfg ABI size");
 PWRU_STATIC_ASSERT(sizeof(struct pwru_drop_key) == 16, "pwru_drop_key ABI size");
 PWRU_STATIC_ASSERT(sizeof(struct pwru_visit_key) == 8, "pwru_visit_key ABI size");
 PWRU_STATIC_ASSERT(sizeof(struct pwru_count) == 16, "pwru_count ABI size");

@@ -88,6 +88,42 @@ struct {
 	__uint(max_entries, 16384);
 } tracked_skbs SEC(".maps");
 
+/*
+ * --output-skb / --output-skb-shared-info: a BTF rendering per event is too
+ * big for the ring record, so it goes into these maps under the event's
+ * dump_id and user space takes it out. LRU: texts of events the ring lost
+ * are evicted instead of filling the maps. Sized by user space (1 entry
+ * when unused).
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, __u64);
+	__type(value, struct pwru_btf_text);
+	__uint(max_entries, 1);
+} print_skb SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, __u64);
+	__type(value, struct pwru_btf_text);
+	__uint(max_entries, 1);
+} print_shinfo SEC(".maps");
+
+/* Where a rendering is built: too big for the BPF stack. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct pwru_btf_text);
+	__uint(max_entries, 1);
+} btf_scratch SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(max_entries, 1);
+} dump_seq SEC(".maps");
+
 const volatile struct pwru_filter_cfg filter_cfg = {};
 
 static __always_inline void count(__u32 which)
@@ -174,6 +210,9 @@ static __always_inline bool skb_passes_pcap(struct sk_buff *skb)
 	return pwru_pcap_filter_l3((void *)(head + network), (void *)data_end);
 }
 
+static __always_inline void fill_tuple_at(unsigned char *head, __u16 l3_off, __u8 expected_version,
+					  struct pwru_tuple *tuple);
+
 static __always_inline void fill_tuple(struct sk_buff *skb, struct pwru_tuple *tuple)
 {
 	unsigned char *head = BPF_CORE_READ(skb, head);
@@ -194,7 +233,26 @@ static __always_inline void fill_tuple(struct sk_buff *skb, struct pwru_tuple *t
 	} else {
 		return;
 	}
+	fill_tuple_at(head, l3_off, expected_version, tuple);
+}
 
+/* --output-tunnel: the tuple of the headers inside the encapsulation, where
+ * the encapsulating path recorded them (skb->inner_network_header; 0 when
+ * the skb is not tunnel traffic). */
+static __always_inline void fill_tunnel_tuple(struct sk_buff *skb, struct pwru_tuple *tuple)
+{
+	unsigned char *head = BPF_CORE_READ(skb, head);
+	__u16 inner = BPF_CORE_READ(skb, inner_network_header);
+	if (inner == 0 || !head)
+		return;
+	fill_tuple_at(head, inner, 0, tuple);
+}
+
+/* The tuple of the IP header at head + l3_off; expected_version 0 trusts the
+ * header's own version nibble. */
+static __always_inline void fill_tuple_at(unsigned char *head, __u16 l3_off, __u8 expected_version,
+					  struct pwru_tuple *tuple)
+{
 	__u8 first = 0;
 	bpf_probe_read_kernel(&first, 1, head + l3_off);
 	__u8 version = first >> 4;
@@ -298,6 +356,57 @@ static __always_inline void capture_packet(struct sk_buff *skb, struct pwru_even
 	rec->packet_len = packet;
 }
 
+/* Renders the object at ptr (BTF type type_id) into map under id; false
+ * when it could not (counted when the map refused it). */
+static __always_inline bool store_btf_text(void *map, __u64 id, void *ptr, __u32 type_id)
+{
+	__u32 zero = 0;
+	struct pwru_btf_text *text = bpf_map_lookup_elem(&btf_scratch, &zero);
+	if (!text || !type_id)
+		return false;
+	struct btf_ptr p = {.ptr = ptr, .type_id = type_id};
+	text->len = bpf_snprintf_btf(text->text, sizeof(text->text), &p, sizeof(p), 0);
+	if (text->len < 0)
+		return false;
+	if (bpf_map_update_elem(map, &id, text, BPF_ANY)) {
+		count(PWRU_CNT_DUMP_LOST);
+		return false;
+	}
+	return true;
+}
+
+/* --output-skb, --output-skb-shared-info, --output-skb-cb, --output-tunnel. */
+static __always_inline void fill_extra_outputs(struct sk_buff *skb, struct pwru_event *event)
+{
+	const __u8 flags = filter_cfg.output_flags;
+	if (flags & PWRU_OUT_CB) {
+		unsigned long cb = (unsigned long)skb + bpf_core_field_offset(struct sk_buff, cb) +
+				   bpf_core_field_offset(struct qdisc_skb_cb, data);
+		bpf_probe_read_kernel(event->cb, sizeof(event->cb), (void *)cb);
+	}
+	if (flags & PWRU_OUT_TUNNEL)
+		fill_tunnel_tuple(skb, &event->tunnel_tuple);
+	if (!(flags & (PWRU_OUT_SKB | PWRU_OUT_SHINFO)))
+		return;
+	__u32 zero = 0;
+	__u32 *seq = bpf_map_lookup_elem(&dump_seq, &zero);
+	if (!seq)
+		return;
+	/* Unique across CPUs without atomics: the CPU in the high half. */
+	__u64 id = ((__u64)(bpf_get_smp_processor_id() + 1) << 32) | (*seq)++;
+	bool stored = false;
+	if (flags & PWRU_OUT_SKB)
+		stored |= store_btf_text(&print_skb, id, skb, bpf_core_type_id_kernel(struct sk_buff));
+	if (flags & PWRU_OUT_SHINFO) {
+		/* skb_shared_info sits at head + end (end is an offset on 64-bit). */
+		unsigned long shinfo = (unsigned long)BPF_CORE_READ(skb, head) + BPF_CORE_READ(skb, end);
+		stored |= store_btf_text(&print_shinfo, id, (void *)shinfo,
+					 bpf_core_type_id_kernel(struct skb_shared_info));
+	}
+	if (stored)
+		event->dump_id = id;
+}
+
 /* Reserves and fills one event for an skb that already passed (or, when it
  * is tracked, skipped) the filters; with --output-pcap the packet's bytes
  * follow it in the same record. */
@@ -345,6 +454,8 @@ static __always_inline void emit_skb_event(void *ctx, struct sk_buff *skb, __u16
 		if (event->stack_id < 0)
 			count(PWRU_CNT_STACK_FAIL);
 	}
+	if (filter_cfg.output_flags)
+		fill_extra_outputs(skb, event);
 	if (rec) {
 		rec->packet_len = 0;
 		capture_packet(skb, rec);

@@ -63,6 +63,19 @@ struct sk_buff {
 	unsigned int tail;
 	unsigned char *head;
 	unsigned char *data;
+	unsigned int end; /* offset of skb_shared_info from head (64-bit kernels) */
+	__u16 inner_network_header;
+	char cb[48];
+};
+
+/* The qdisc's view of skb->cb; data[] is what tc BPF sees as __sk_buff->cb[]. */
+struct qdisc_skb_cb {
+	unsigned char data[20];
+};
+
+/* Only named: --output-skb-shared-info asks BTF for its type id. */
+struct skb_shared_info {
+	__u8 flags;
 };
 
 struct task_struct {

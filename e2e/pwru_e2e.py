@@ -22,7 +22,7 @@ import sys
 import tempfile
 import time
 
-SCENARIOS = ("text", "json", "limit_file", "bad_usage", "tcp_mark", "pcap", "track_skb", "summary", "output_pcap", "protocols")
+SCENARIOS = ("text", "json", "limit_file", "bad_usage", "tcp_mark", "pcap", "track_skb", "summary", "output_pcap", "protocols", "skb_outputs")
 TOOLS = ("ip", "ping", "nc", "nft", "ss", "tcpdump")
 
 READY_TIMEOUT = 30.0   # pwru attach: BTF parse + ~30 tp_btf programs
@@ -33,8 +33,9 @@ OVERALL_DEADLINE = 100.0
 
 TEXT_COLUMNS = ["SKB", "CPU", "PROCESS", "NETNS", "MARK/x", "IFACE", "PROTO", "MTU", "LEN", "TUPLE", "FUNC"]
 IFACE_WIDTH = 16
-JSON_KEYS = ["skb", "cpu", "process", "func", "caller_func", "time", "netns", "mark", "iface",
-             "proto", "mtu", "len", "tuple", "stack"]
+# pwru's jsonPrinter field order (internal/pwru/output.go).
+JSON_KEYS = ["skb", "skb_shared_info", "cpu", "process", "func", "caller_func", "time", "netns", "mark", "iface",
+             "proto", "mtu", "len", "cb", "tuple", "tunnel_tuple", "stack", "skb_metadata"]
 JSON_TUPLE_KEYS = ["saddr", "daddr", "sport", "dport", "proto", "flags"]
 TX_HOOKS = {"net_dev_queue", "net_dev_start_xmit", "net_dev_xmit"}
 RX_HOOKS = {"netif_receive_skb", "netif_receive_skb_entry", "napi_gro_receive_entry"}
@@ -442,6 +443,11 @@ def parse_json_lines(text, run):
         if ev.get("proto") == 0x86DD:
             check(t.get("saddr", "").startswith("[") and t.get("daddr", "").startswith("["),
                   f"tuple of {where}", "[IPv6] addresses when proto is 34525", t, run)
+        if "tunnel_tuple" in ev:
+            tt = [(k, v) for k, v in ev["tunnel_tuple"]] if isinstance(ev["tunnel_tuple"], list) else None
+            check(tt is not None and all(k in JSON_TUPLE_KEYS for k, _ in tt), f"'tunnel_tuple' of {where}",
+                  f"a JSON object with keys from {JSON_TUPLE_KEYS}", repr(ev["tunnel_tuple"]), run)
+            ev["tunnel_tuple"] = dict(tt)
         ev["line"] = line
         events.append(ev)
     return events
@@ -895,6 +901,58 @@ def scenario_protocols(ctx):
     check(len(first) == 3 and first["SYN"] < first["SYN|ACK"] < first["ACK"] and "FIN|ACK" in flags,
           "--output-tcp-flags over a handshake", "SYN, then SYN|ACK, then ACK; FIN|ACK at the close",
           flags[:20], run)
+
+
+def scenario_skb_outputs(ctx):
+    """--output-tunnel over a VXLAN between the namespaces (the outer UDP
+    tuple and the inner ICMP one), and --output-skb, --output-skb-shared-info,
+    --output-skb-cb: pwru's JSON fields and text columns."""
+    topo = ctx.topology()
+    n = os.getpid() % 250 + 1
+    inner_a, inner_b = f"10.233.{n}.1", f"10.233.{n}.2"
+    vni = 1000 + n
+    for ns, dev, local, remote, inner in ((topo.ns_a, topo.veth_a, topo.ip_a, topo.ip_b, inner_a),
+                                          (topo.ns_b, topo.veth_b, topo.ip_b, topo.ip_a, inner_b)):
+        sh(["ip", "-n", ns, "link", "add", "pwruvx", "type", "vxlan", "id", str(vni), "local", local, "remote", remote,
+            "dstport", "4789", "dev", dev])
+        sh(["ip", "-n", ns, "addr", "add", f"{inner}/24", "dev", "pwruvx"])
+        sh(["ip", "-n", ns, "link", "set", "pwruvx", "up"])
+
+    run = PwruRun(ctx, ["--output-json", "--output-tunnel", "--output-skb", "--output-skb-shared-info",
+                        "--output-skb-cb", "--filter-netns", f"inode:{topo.inode_a}",
+                        f"udp port 4789 and host {topo.ip_b}"]).start().wait_ready()
+    topo.ping(target=inner_b, count=2)
+    time.sleep(0.5)
+    run.stop()
+    events = parse_json_lines(run.stdout(), run)
+    outer_icmp = [e for e in events if e["tuple"].get("dport") == 4789
+                  and e.get("tunnel_tuple", {}).get("saddr") == inner_a
+                  and e["tunnel_tuple"].get("daddr") == inner_b and e["tunnel_tuple"].get("proto") == 1]
+    check(outer_icmp, "--output-tunnel on the VXLAN traffic",
+          f"outer {topo.ip_a} > {topo.ip_b}:4789 with tunnel_tuple {inner_a} > {inner_b} ICMP",
+          [(e["func"], e["tuple"], e.get("tunnel_tuple")) for e in events][:6], run)
+    for e in events:
+        skb, shinfo = e.get("skb_metadata", ""), e.get("skb_shared_info", "")
+        check(skb.startswith("\n(struct sk_buff){") and f".len = (unsigned int){e['len']}," in skb,
+              f"skb_metadata of a {e['func']} event", "the skb through BTF, with the event's len", skb[:300], run)
+        check(shinfo.startswith("\n(struct skb_shared_info){"), f"skb_shared_info of a {e['func']} event",
+              "the shared info through BTF", shinfo[:200], run)
+        check(isinstance(e.get("cb"), list) and len(e["cb"]) == 5 and all(isinstance(v, int) for v in e["cb"]),
+              f"cb of a {e['func']} event", "five numbers (__sk_buff->cb[])", e.get("cb"), run)
+    check(not re.search(r"texts lost|evicted", run.stderr() + run.stdout()), "--output-skb texts",
+          "none lost or evicted", run.stderr()[-300:], run)
+
+    run = PwruRun(ctx, ["--output-tunnel", "--output-skb-cb", "--filter-netns", f"inode:{topo.inode_a}",
+                        f"udp port 4789 and host {topo.ip_b}"]).start().wait_ready()
+    topo.ping(target=inner_b, count=1)
+    time.sleep(0.5)
+    run.stop()
+    lines = run.stdout().splitlines()
+    check(lines and "__sk_buff->cb[]" in lines[0] and lines[0].rstrip().endswith("FUNC TUNNEL"), "text header",
+          "the cb column and TUNNEL last, as pwru", lines[:1], run)
+    tunnel = [l for l in lines[1:] if l.rstrip().endswith(f"{inner_a}:0->{inner_b}:0(icmp)")]
+    check(tunnel and all(re.search(r" \[0x[0-9A-F]{8}(,0x[0-9A-F]{8}){4}\] ", l) for l in lines[1:]),
+          "text lines", "cb as [0x........ x5] and the inner tuple at the end", lines[1:4], run)
 
 
 def read_nflog_pcap(path):

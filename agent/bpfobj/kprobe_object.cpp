@@ -69,6 +69,12 @@ void KprobeObject::load(KprobeKind kind, const pwru_filter_cfg& filter, std::sha
     throw_libbpf("sharing the visit cache", err);
   if (int err = bpf_map__reuse_fd(skel_->maps.tracked_skbs, maps.tracked_skbs_fd))
     throw_libbpf("sharing the tracked skb map", err);
+  if (int err = bpf_map__reuse_fd(skel_->maps.print_skb, maps.print_skb_fd))
+    throw_libbpf("sharing the skb text map", err);
+  if (int err = bpf_map__reuse_fd(skel_->maps.print_shinfo, maps.print_shinfo_fd))
+    throw_libbpf("sharing the shared-info text map", err);
+  if (int err = bpf_map__reuse_fd(skel_->maps.dump_seq, maps.dump_seq_fd))
+    throw_libbpf("sharing the text sequence", err);
   if (int err = pwru_kprobe__load(skel_)) {
     throw_if_injection_failed(programs);
     throw_libbpf(std::string("loading the ") + (multi ? "kprobe-multi" : "kprobe") +

@@ -26,6 +26,9 @@ struct SharedMaps {
   int visit_counts_fd = -1;
   int visit_cache_fd = -1;
   int tracked_skbs_fd = -1;
+  int print_skb_fd = -1;
+  int print_shinfo_fd = -1;
+  int dump_seq_fd = -1;
 };
 
 class KprobeObject {

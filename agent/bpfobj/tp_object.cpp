@@ -67,6 +67,11 @@ void TpObject::configure(const std::vector<TpSlot>& slots, const pwru_filter_cfg
   }
   if (int err = bpf_map__set_max_entries(skel_->maps.events, ring_bytes))
     throw_libbpf("sizing the ring buffer to " + std::to_string(ring_bytes) + " bytes", err);
+  // Texts wait here until user space reads their event: room for what a
+  // poll round of a busy trace produces; 4 KiB each, so only when asked.
+  constexpr std::uint32_t kPendingTexts = 512;
+  bpf_map__set_max_entries(skel_->maps.print_skb, (filter.output_flags & PWRU_OUT_SKB) ? kPendingTexts : 1);
+  bpf_map__set_max_entries(skel_->maps.print_shinfo, (filter.output_flags & PWRU_OUT_SHINFO) ? kPendingTexts : 1);
 }
 
 void TpObject::size_counter_maps(std::uint32_t drop_entries, std::uint32_t visit_entries,
@@ -96,5 +101,8 @@ int TpObject::drop_counts_fd() const { return bpf_map__fd(skel_->maps.drop_count
 int TpObject::visit_counts_fd() const { return bpf_map__fd(skel_->maps.visit_counts); }
 int TpObject::visit_cache_fd() const { return bpf_map__fd(skel_->maps.visit_cache); }
 int TpObject::tracked_skbs_fd() const { return bpf_map__fd(skel_->maps.tracked_skbs); }
+int TpObject::print_skb_fd() const { return bpf_map__fd(skel_->maps.print_skb); }
+int TpObject::print_shinfo_fd() const { return bpf_map__fd(skel_->maps.print_shinfo); }
+int TpObject::dump_seq_fd() const { return bpf_map__fd(skel_->maps.dump_seq); }
 
 }  // namespace pwru

@@ -51,6 +51,9 @@ class TpObject {
   int visit_counts_fd() const;
   int visit_cache_fd() const;
   int tracked_skbs_fd() const;
+  int print_skb_fd() const;
+  int print_shinfo_fd() const;
+  int dump_seq_fd() const;
 
  private:
   struct pwru_tp* skel_ = nullptr;

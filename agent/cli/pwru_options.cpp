@@ -98,6 +98,10 @@ ParsedArgs parse_pwru_args(int argc, const char* const* argv, std::ostream& out,
   app.add_flag("--output-stack", o.output.stack, "print stack");
   app.add_flag("--output-caller", o.output.caller, "print caller function name");
   app.add_flag("--output-tcp-flags", o.output.tcp_flags, "print TCP flags");
+  app.add_flag("--output-skb", o.output.skb, "print skb");
+  app.add_flag("--output-skb-shared-info", o.output.shinfo, "print skb shared info");
+  app.add_flag("--output-skb-cb", o.output.cb, "print skb->cb");
+  app.add_flag("--output-tunnel", o.output.tunnel, "print encapsulated tunnel header data");
   app.add_option("--output-limit-lines", o.output_limit_lines,
                  "exit the program after the number of events has been received/printed")
       ->check(kNotNegative);

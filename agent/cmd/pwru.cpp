@@ -176,6 +176,9 @@ int run(const pwru::PwruOptions& o) {
   if (stats.track_failures)
     std::fprintf(stderr, "pwru: %llu skbs could not be tracked by stack (kernel refused a map update)\n",
                  static_cast<unsigned long long>(stats.track_failures));
+  if (stats.texts_lost)
+    std::fprintf(stderr, "pwru: %llu --output-skb/--output-skb-shared-info texts lost (the kernel could not store them)\n",
+                 static_cast<unsigned long long>(stats.texts_lost));
   if (config.pcap_file)
     std::fprintf(stderr, "pwru: %llu packets written to %s (%llu hold only the packet's first bytes: paged data, or beyond %d)\n",
                  static_cast<unsigned long long>(stats.pcap_records), o.output_pcap.c_str(),

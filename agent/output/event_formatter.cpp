@@ -134,9 +134,11 @@ std::string EventFormatter::header() const {
   if (options_.meta)
     out += fmt::format(" {:<10} {:<8} {:>16} {:<6} {:<5} {:<5}", "NETNS", "MARK/x",
                        center("IFACE", kColumnWidth), "PROTO", "MTU", "LEN");
+  if (options_.meta && options_.cb) out += fmt::format(" {:<56}", "__sk_buff->cb[]");
   if (options_.tuple) out += " TUPLE";
   out += " FUNC";
   if (options_.caller) out += " CALLER";
+  if (options_.tunnel) out += " TUNNEL";
   out += '\n';
   return out;
 }
@@ -165,6 +167,7 @@ void EventFormatter::format_text(const EventView& view, std::uint64_t ts, std::s
   if (options_.meta) {
     fmt::format_to(it, " {:<10} {:<8} {:>16} 0x{:04x} {:<5} {:<5}", e.netns, fmt::format("{:x}", e.mark),
                    center(iface_column(e), kColumnWidth), ntohs(e.protocol), e.mtu, e.len);
+    if (options_.cb) fmt::format_to(it, " {}", cb_column(e));
   }
   if (options_.tuple) {
     const std::string tuple = format_tuple(e.tuple, options_.tcp_flags);
@@ -180,6 +183,9 @@ void EventFormatter::format_text(const EventView& view, std::uint64_t ts, std::s
   if (options_.stack && view.stack) {
     for (const std::string& frame : *view.stack) fmt::format_to(it, "\n{}", frame);
   }
+  if (options_.skb) fmt::format_to(it, "\n{}", view.skb_text);
+  if (options_.shinfo) fmt::format_to(it, "\n{}", view.shinfo_text);
+  if (options_.tunnel) fmt::format_to(it, " {}", format_tuple(e.tunnel_tuple, options_.tcp_flags));
   out += '\n';
 }
 
@@ -188,6 +194,10 @@ void EventFormatter::format_json(const EventView& view, std::uint64_t ts, std::s
   const pwru_event& e = view.event;
   auto it = std::back_inserter(out);
   fmt::format_to(it, "{{\"skb\":\"{:#x}\"", e.skb_addr);
+  if (options_.shinfo && !view.shinfo_text.empty()) {
+    out += ",\"skb_shared_info\":";
+    append_json_string(out, "\n" + std::string(view.shinfo_text));
+  }
   if (e.cpu != 0) fmt::format_to(it, ",\"cpu\":{}", e.cpu);
   out += ",\"process\":";
   append_json_string(out, process_column(e));
@@ -213,36 +223,52 @@ void EventFormatter::format_json(const EventView& view, std::uint64_t ts, std::s
     if (e.protocol) fmt::format_to(it, ",\"proto\":{}", ntohs(e.protocol));
     if (e.mtu) fmt::format_to(it, ",\"mtu\":{}", e.mtu);
     if (e.len) fmt::format_to(it, ",\"len\":{}", e.len);
+    if (options_.cb)
+      fmt::format_to(it, ",\"cb\":[{},{},{},{},{}]", e.cb[0], e.cb[1], e.cb[2], e.cb[3], e.cb[4]);
   }
-  if (options_.tuple) {
-    const pwru_tuple& t = e.tuple;
-    out += ",\"tuple\":{";
-    bool first = true;
-    auto sep = [&] {
-      if (!first) out += ',';
-      first = false;
-    };
-    const std::string saddr = format_addr(t.l3_proto, t.saddr);
-    const std::string daddr = format_addr(t.l3_proto, t.daddr);
-    if (!saddr.empty()) { sep(); out += "\"saddr\":"; append_json_string(out, saddr); }
-    if (!daddr.empty()) { sep(); out += "\"daddr\":"; append_json_string(out, daddr); }
-    if (t.sport) { sep(); fmt::format_to(it, "\"sport\":{}", ntohs(t.sport)); }
-    if (t.dport) { sep(); fmt::format_to(it, "\"dport\":{}", ntohs(t.dport)); }
-    if (t.l4_proto) { sep(); fmt::format_to(it, "\"proto\":{}", t.l4_proto); }
-    if (options_.tcp_flags && t.l4_proto == 6 && t.tcp_flags) {
-      sep();
-      out += "\"flags\":";
-      append_json_string(out, tcp_flags_string(t.tcp_flags));
-    }
-    out += '}';
-  }
+  if (options_.tuple) append_json_tuple(out, ",\"tuple\":", e.tuple, options_.tcp_flags);
+  if (options_.tunnel) append_json_tuple(out, ",\"tunnel_tuple\":", e.tunnel_tuple, options_.tcp_flags);
   if (options_.stack && view.stack && !view.stack->empty()) {
     std::string joined;
     for (const std::string& frame : *view.stack) joined += "\n" + frame;
     out += ",\"stack\":";
     append_json_string(out, joined);
   }
+  if (options_.skb && !view.skb_text.empty()) {
+    out += ",\"skb_metadata\":";
+    append_json_string(out, "\n" + std::string(view.skb_text));
+  }
   out += "}\n";
+}
+
+// pwru's jsonTuple: omitempty on every field.
+void EventFormatter::append_json_tuple(std::string& out, std::string_view key, const pwru_tuple& t,
+                                       bool tcp_flags) {
+  auto it = std::back_inserter(out);
+  out += key;
+  out += '{';
+  bool first = true;
+  auto sep = [&] {
+    if (!first) out += ',';
+    first = false;
+  };
+  const std::string saddr = format_addr(t.l3_proto, t.saddr);
+  const std::string daddr = format_addr(t.l3_proto, t.daddr);
+  if (!saddr.empty()) { sep(); out += "\"saddr\":"; append_json_string(out, saddr); }
+  if (!daddr.empty()) { sep(); out += "\"daddr\":"; append_json_string(out, daddr); }
+  if (t.sport) { sep(); fmt::format_to(it, "\"sport\":{}", ntohs(t.sport)); }
+  if (t.dport) { sep(); fmt::format_to(it, "\"dport\":{}", ntohs(t.dport)); }
+  if (t.l4_proto) { sep(); fmt::format_to(it, "\"proto\":{}", t.l4_proto); }
+  if (tcp_flags && t.l4_proto == 6 && t.tcp_flags) {
+    sep();
+    out += "\"flags\":";
+    append_json_string(out, tcp_flags_string(t.tcp_flags));
+  }
+  out += '}';
+}
+
+std::string cb_column(const pwru_event& e) {
+  return fmt::format("[0x{:08X},0x{:08X},0x{:08X},0x{:08X},0x{:08X}]", e.cb[0], e.cb[1], e.cb[2], e.cb[3], e.cb[4]);
 }
 
 }  // namespace pwru

@@ -23,6 +23,10 @@ struct OutputOptions {
   bool stack = false;
   bool caller = false;
   bool tcp_flags = false;
+  bool skb = false;     // --output-skb
+  bool shinfo = false;  // --output-skb-shared-info
+  bool cb = false;      // --output-skb-cb
+  bool tunnel = false;  // --output-tunnel
   TimestampMode timestamp = TimestampMode::None;
 };
 
@@ -32,6 +36,8 @@ struct EventView {
   std::string_view func;    // "netif_receive_skb", "kfree_skb(SKB_DROP_REASON_NO_SOCKET)"
   std::string_view caller;  // only read with OutputOptions::caller
   const std::vector<std::string>* stack = nullptr;  // only read with OutputOptions::stack
+  std::string_view skb_text;     // --output-skb: the skb through BTF
+  std::string_view shinfo_text;  // --output-skb-shared-info
 };
 
 class EventFormatter {
@@ -48,6 +54,7 @@ class EventFormatter {
   void format_text(const EventView& view, std::uint64_t ts, std::string& out);
   void format_json(const EventView& view, std::uint64_t ts, std::string& out);
   std::string absolute_time() const;
+  static void append_json_tuple(std::string& out, std::string_view key, const pwru_tuple& tuple, bool tcp_flags);
 
   OutputOptions options_;
   WallClock clock_;
@@ -62,6 +69,7 @@ std::string format_tuple(const pwru_tuple& tuple, bool tcp_flags);  // "a:1->b:2
 std::string tcp_flags_string(std::uint8_t flags);                    // "SYN|ACK"
 std::string process_column(const pwru_event& event);  // "comm:pid", cut to 16 with '~'
 std::string iface_column(const pwru_event& event);    // "name:ifindex", cut to 16 with '~'
+std::string cb_column(const pwru_event& event);       // "[0x00000000,...]", __sk_buff->cb[] as pwru prints it
 void append_json_string(std::string& out, std::string_view s);
 
 }  // namespace pwru

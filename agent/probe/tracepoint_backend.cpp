@@ -103,9 +103,12 @@ int TracepointBackend::drop_counts_fd() const { return object_->drop_counts_fd()
 int TracepointBackend::visit_counts_fd() const { return object_->visit_counts_fd(); }
 int TracepointBackend::visit_cache_fd() const { return object_->visit_cache_fd(); }
 int TracepointBackend::tracked_skbs_fd() const { return object_->tracked_skbs_fd(); }
+int TracepointBackend::print_skb_fd() const { return object_->print_skb_fd(); }
+int TracepointBackend::print_shinfo_fd() const { return object_->print_shinfo_fd(); }
 SharedMaps TracepointBackend::shared_maps() const {
-  return SharedMaps{events_fd(),       counters_fd(),       stacks_fd(),          drop_counts_fd(),
-                    visit_counts_fd(), visit_cache_fd(), tracked_skbs_fd()};
+  return SharedMaps{events_fd(),       counters_fd(),    stacks_fd(),    drop_counts_fd(),
+                    visit_counts_fd(), visit_cache_fd(), tracked_skbs_fd(), print_skb_fd(),
+                    print_shinfo_fd(), object_->dump_seq_fd()};
 }
 
 }  // namespace pwru

@@ -65,6 +65,8 @@ class TracepointBackend {
   int visit_counts_fd() const;
   int visit_cache_fd() const;
   int tracked_skbs_fd() const;
+  int print_skb_fd() const;
+  int print_shinfo_fd() const;
   // The maps a kprobe object must share to write into the same ring and counters.
   SharedMaps shared_maps() const;
 

@@ -1,5 +1,10 @@
 #include "session/trace_session.h"
 
+#include <bpf/bpf.h>
+
+#include <algorithm>
+#include <cstring>
+
 #include "btf/kernel_btf.h"
 #include "common/error.h"
 #include "enrich/event_namer.h"
@@ -29,6 +34,20 @@ std::string describe(const KprobePlan& plan) {
          (plan.traceable_list_read ? std::to_string(plan.not_traceable) + " not traceable, "
                                    : std::string("available_filter_functions unreadable, ")) +
          std::to_string(plan.filtered_out) + " left out by --filter-func)";
+}
+
+// The BPF side's rendering of an event's skb or shared info, taken out of
+// its map so the map only holds texts not yet printed.
+std::string take_btf_text(int map_fd, std::uint64_t id) {
+  static thread_local pwru_btf_text text;
+  if (bpf_map_lookup_and_delete_elem(map_fd, &id, &text) != 0 &&
+      (bpf_map_lookup_elem(map_fd, &id, &text) != 0 || bpf_map_delete_elem(map_fd, &id) != 0))
+    return "(the text was evicted before it was read: the trace is too busy for --output-skb)";
+  const std::size_t len = std::min<std::size_t>(text.len > 0 ? text.len : 0, PWRU_BTF_TEXT_MAX - 1);
+  std::string out(text.text, strnlen(text.text, len));
+  if (text.len >= PWRU_BTF_TEXT_MAX)
+    out += "\n... (cut at " + std::to_string(PWRU_BTF_TEXT_MAX - 1) + " of " + std::to_string(text.len) + " bytes)";
+  return out;
 }
 
 struct TraceSession::Impl {
@@ -73,6 +92,10 @@ TraceSession::TraceSession(const KernelBtf& btf, TraceConfig config, LineSink& s
                      "kernel has none (" + choice.reason + "); run without them");
   const bool want_stack = config_.output.stack || config_.output.caller;
   config_.filter.capture_bytes = config_.pcap_file ? PWRU_CAPTURE_MAX - 1 : 0;
+  const OutputOptions& out = config_.output;
+  config_.filter.output_flags = static_cast<std::uint8_t>((out.skb ? PWRU_OUT_SKB : 0) | (out.shinfo ? PWRU_OUT_SHINFO : 0) |
+                                                          (out.cb && out.meta ? PWRU_OUT_CB : 0) |
+                                                          (out.tunnel ? PWRU_OUT_TUNNEL : 0));
   config_.filter.want_stack = want_stack ? 1 : 0;
   // The skb tracepoints stay attached on every backend: kfree_skb carries
   // the drop reason, which no kprobe argument does on every kernel.
@@ -141,7 +164,12 @@ bool TraceSession::handle(const RingRecord& record) {
     stack = impl_->namer->stack_names(read_stack(impl_->backend->stacks_fd(), event.stack_id));
     if (config_.output.caller) caller = EventNamer::caller(stack, impl_->namer->hook_name(event));
   }
-  EventView view{event, impl_->namer->func(event), caller, &stack};
+  std::string skb_text, shinfo_text;
+  if (event.dump_id) {
+    if (config_.output.skb) skb_text = take_btf_text(impl_->backend->print_skb_fd(), event.dump_id);
+    if (config_.output.shinfo) shinfo_text = take_btf_text(impl_->backend->print_shinfo_fd(), event.dump_id);
+  }
+  EventView view{event, impl_->namer->func(event), caller, &stack, skb_text, shinfo_text};
   impl_->formatter->format(view, buffer_);
   if (config_.pcap_file) config_.pcap_file->write(event, view.func, record.packet, record.packet_len);
   if (impl_->journeys) {
@@ -187,6 +215,7 @@ TraceStats TraceSession::finish() {
   stats_.events_lost = counters[PWRU_CNT_LOST];
   stats_.events_filtered = counters[PWRU_CNT_FILTERED];
   stats_.track_failures = counters[PWRU_CNT_TRACK_FULL];
+  stats_.texts_lost = counters[PWRU_CNT_DUMP_LOST];
   stats_.events_malformed = impl_->reader->malformed();
   if (config_.pcap_file) {
     config_.pcap_file->flush();

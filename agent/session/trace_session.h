@@ -47,6 +47,7 @@ struct TraceStats {
   std::uint64_t events_filtered = 0;
   std::uint64_t events_malformed = 0;
   std::uint64_t track_failures = 0;  // skbs --filter-track-skb-by-stackid could not record
+  std::uint64_t texts_lost = 0;      // --output-skb/-shared-info texts the kernel could not store
   std::uint64_t pcap_records = 0;    // --output-pcap: packets written
   std::uint64_t pcap_truncated = 0;  // of which holding only the packet's first bytes
   bool limit_reached = false;

@@ -123,6 +123,53 @@ some_line '"journey":{"fate":"dropped",.*"reason":"SKB_DROP_REASON_NO_SOCKET".*"
 some_line '"journey":{"fate":"dropped","hint":"nothing listens' "the NO_SOCKET hint"
 grep '"journey"' "$OUT" | cut -c 1-160
 
+echo "== --output-pcap on $B: the ping's packets, one record per event"
+start_pwru opcap --output-pcap /tmp/trace.pcap --filter-netns /run/netns/b --filter-func "$FUNCS" "icmp and host 10.241.0.2"
+$IP netns exec a ping -c 2 -i 0.2 10.241.0.2 >/dev/null || fail "ping"
+stop_pwru
+EVENTS=$(wc -l <"$OUT")
+grep -q "pwru: $EVENTS packets written to /tmp/trace.pcap" "$OUT.err" || fail "pcap records for $EVENTS events: $(grep packets "$OUT.err")"
+[ "$(head -c 4 /tmp/trace.pcap | od -An -tx1 | tr -d ' ')" = "d4c3b2a1" ] || fail "not a pcap file"
+[ "$(stat -c %s /tmp/trace.pcap)" -gt $((24 + EVENTS * 60)) ] || fail "pcap file too small for $EVENTS packets"
+some_line '"func":"ip_rcv"' "kprobe events alongside the capture"
+
+echo "== --output-skb, --output-skb-shared-info, --output-skb-cb on $B (bpf_snprintf_btf from kprobes)"
+start_pwru skbout --output-skb --output-skb-shared-info --output-skb-cb --filter-netns /run/netns/b --filter-func "$FUNCS" "icmp and host 10.241.0.2"
+$IP netns exec a ping -c 1 10.241.0.2 >/dev/null || fail "ping"
+stop_pwru
+every_line '"skb_shared_info":"\\n(struct skb_shared_info){' "the shared info through BTF on every event"
+every_line '"cb":\[[0-9]*,[0-9]*,[0-9]*,[0-9]*,[0-9]*\]' "five cb words on every event"
+every_line '"skb_metadata":"\\n(struct sk_buff){' "the skb through BTF on every event"
+some_line '"func":"ip_rcv".*"skb_metadata"' "a kprobe event with its skb text"
+grep -q "texts lost" "$OUT.err" && fail "--output-skb texts lost"
+
+echo "== IPv6 ping, ARP with the filter arp, TCP flags of a handshake"
+$IP -n a addr add fd00:241::1/64 dev va nodad
+$IP -n b addr add fd00:241::2/64 dev vb nodad
+start_pwru ipv6 --filter-func "$FUNCS|^(ipv6_rcv|ip6_output)$" "icmp6 and host fd00:241::2"
+$IP netns exec a "$P/ping" -6 -c 2 -i 0.2 fd00:241::2 >/dev/null || fail "ping -6"
+stop_pwru
+some_line '"saddr":"\[fd00:241::1\]","daddr":"\[fd00:241::2\]","proto":58' "ICMPv6 echo request tuple"
+some_line '"func":"ipv6_rcv"' "IPv6 receive (kprobe)"
+$IP -n a neigh flush all
+$IP -n b neigh flush all
+start_pwru arp --filter-netns /run/netns/a --filter-func "$FUNCS|^arp_rcv$" arp
+$IP netns exec a ping -c 1 10.241.0.2 >/dev/null || fail "ping"
+stop_pwru
+every_line '"proto":2054,' "only ARP under 'arp'"
+some_line '"func":"arp_rcv"' "the ARP reply at arp_rcv"
+some_line '"func":"__dev_queue_xmit"\|"func":"net_dev_queue"' "the ARP request on the transmit path"
+start_pwru tcpflags --output-tcp-flags --filter-netns /run/netns/b --filter-func "$FUNCS|^tcp_v4_rcv$" "tcp and port 7001"
+$IP netns exec b "$P/nc" -l 10.241.0.2 7001 >/dev/null &
+LISTENER=$!
+sleep 1
+echo flags | $IP netns exec a "$P/nc" -N -w 3 10.241.0.2 7001 || fail "TCP to the nc listener"
+wait "$LISTENER"
+stop_pwru
+some_line '"proto":6,"flags":"SYN"}' "SYN"
+some_line '"proto":6,"flags":"SYN|ACK"}' "SYN|ACK"
+some_line '"proto":6,"flags":"FIN|ACK"}' "FIN|ACK"
+
 echo "== mark filter"
 start_pwru mark --filter-mark 42 --filter-func "$FUNCS"
 $IP netns exec a "$P/ping" -m 42 -c 2 -i 0.2 10.241.0.2 >/dev/null || fail "ping -m 42"

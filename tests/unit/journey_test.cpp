@@ -13,12 +13,17 @@ namespace pwru {
 namespace {
 
 struct Ev {
+  Ev(std::string hook_, std::string reason_ = "", std::string location_ = "", std::uint32_t netns_ = 4026532001,
+     const char* ifname_ = "veth0", const char* comm_ = "curl")
+      : hook(std::move(hook_)), reason(std::move(reason_)), location(std::move(location_)), netns(netns_),
+        ifname(ifname_), comm(comm_) {}
+  Ev(const char* hook_) : Ev(std::string(hook_)) {}
   std::string hook;
   std::string reason;    // "" when the hook carries none
   std::string location;  // function of the drop/free location
-  std::uint32_t netns = 4026532001;
-  const char* ifname = "veth0";
-  const char* comm = "curl";
+  std::uint32_t netns;
+  const char* ifname;
+  const char* comm;
 };
 
 class Journeys {
