@@ -101,6 +101,46 @@ static __always_inline void handle_skb_freed(struct sk_buff *skb)
 	bpf_map_delete_elem(&skb_stack, &addr);
 }
 
+/*
+ * --filter-track-skb follows clones and copies, as pwru does (it uses
+ * fexit on skb_clone and skb_copy): the entry remembers, per task, which
+ * tracked skb is being cloned; the return adds the new skb to the tracked
+ * set. A clone's headers are the original's, so this matters where the
+ * clone then goes somewhere the filters do not look: another device (a
+ * bridge flooding, a packet tap), another netns, or through NAT.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u64);   /* pid_tgid */
+	__type(value, __u64); /* the tracked skb being cloned */
+	__uint(max_entries, 4096);
+} clone_src SEC(".maps");
+
+SEC("kprobe")
+int pwru_clone_entry(struct pt_regs *ctx)
+{
+	__u64 src = PT_REGS_PARM1(ctx);
+	if (!bpf_map_lookup_elem(&tracked_skbs, &src))
+		return 0;
+	__u64 task = bpf_get_current_pid_tgid();
+	bpf_map_update_elem(&clone_src, &task, &src, BPF_ANY);
+	return 0;
+}
+
+SEC("kretprobe")
+int pwru_clone_exit(struct pt_regs *ctx)
+{
+	__u64 task = bpf_get_current_pid_tgid();
+	if (!bpf_map_lookup_elem(&clone_src, &task))
+		return 0;
+	bpf_map_delete_elem(&clone_src, &task);
+	__u64 clone = PT_REGS_RC(ctx);
+	__u8 one = 1;
+	if (clone && bpf_map_update_elem(&tracked_skbs, &clone, &one, BPF_ANY))
+		count(PWRU_CNT_TRACK_FULL);
+	return 0;
+}
+
 #define PWRU_KPROBE_PROGS(section, prefix)                                                         \
 	SEC(section) int prefix##_skb_1(struct pt_regs *ctx)                                       \
 	{ handle_kprobe(ctx, (struct sk_buff *)PT_REGS_PARM1(ctx)); return 0; }                    \

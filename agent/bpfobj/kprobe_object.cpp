@@ -53,28 +53,34 @@ void KprobeObject::load(KprobeKind kind, const pwru_filter_cfg& filter, std::sha
     skb_freed_ = multi ? p.pwru_kmulti_skb_freed : p.pwru_kprobe_skb_freed;
     loaded.push_back(skb_freed_);
   }
+  if (filter.track_skb) {
+    clone_entry_ = p.pwru_clone_entry;
+    clone_exit_ = p.pwru_clone_exit;
+    loaded.push_back(clone_entry_);
+    loaded.push_back(clone_exit_);
+  }
   only_autoload(loaded);
   // Only the skb programs filter; the other two have no skb of their own.
   const pwru_filter_cfg cfg = arm_pcap(programs, filter, pcap);
   std::memcpy(const_cast<pwru_filter_cfg*>(&skel_->rodata->filter_cfg), &cfg, sizeof(cfg));
-  if (int err = bpf_map__reuse_fd(skel_->maps.events, maps.events_fd)) throw_libbpf("sharing the ring buffer", err);
-  if (int err = bpf_map__reuse_fd(skel_->maps.counters, maps.counters_fd))
-    throw_libbpf("sharing the counters map", err);
-  if (int err = bpf_map__reuse_fd(skel_->maps.stacks, maps.stacks_fd)) throw_libbpf("sharing the stack map", err);
-  if (int err = bpf_map__reuse_fd(skel_->maps.drop_counts, maps.drop_counts_fd))
-    throw_libbpf("sharing the drop counter map", err);
-  if (int err = bpf_map__reuse_fd(skel_->maps.visit_counts, maps.visit_counts_fd))
-    throw_libbpf("sharing the visit counter map", err);
-  if (int err = bpf_map__reuse_fd(skel_->maps.visit_cache, maps.visit_cache_fd))
-    throw_libbpf("sharing the visit cache", err);
-  if (int err = bpf_map__reuse_fd(skel_->maps.tracked_skbs, maps.tracked_skbs_fd))
-    throw_libbpf("sharing the tracked skb map", err);
-  if (int err = bpf_map__reuse_fd(skel_->maps.print_skb, maps.print_skb_fd))
-    throw_libbpf("sharing the skb text map", err);
-  if (int err = bpf_map__reuse_fd(skel_->maps.print_shinfo, maps.print_shinfo_fd))
-    throw_libbpf("sharing the shared-info text map", err);
-  if (int err = bpf_map__reuse_fd(skel_->maps.dump_seq, maps.dump_seq_fd))
-    throw_libbpf("sharing the text sequence", err);
+  // Every map the tracepoint object already made: one ring, one set of
+  // counters, one tracked set for both objects.
+  const struct {
+    struct bpf_map* map;
+    int fd;
+    const char* what;
+  } shared[] = {{skel_->maps.events, maps.events_fd, "the ring buffer"},
+                {skel_->maps.counters, maps.counters_fd, "the counters map"},
+                {skel_->maps.stacks, maps.stacks_fd, "the stack map"},
+                {skel_->maps.drop_counts, maps.drop_counts_fd, "the drop counter map"},
+                {skel_->maps.visit_counts, maps.visit_counts_fd, "the visit counter map"},
+                {skel_->maps.visit_cache, maps.visit_cache_fd, "the visit cache"},
+                {skel_->maps.tracked_skbs, maps.tracked_skbs_fd, "the tracked skb map"},
+                {skel_->maps.print_skb, maps.print_skb_fd, "the skb text map"},
+                {skel_->maps.print_shinfo, maps.print_shinfo_fd, "the shared-info text map"},
+                {skel_->maps.dump_seq, maps.dump_seq_fd, "the text sequence"}};
+  for (const auto& m : shared)
+    if (int err = bpf_map__reuse_fd(m.map, m.fd)) throw_libbpf(std::string("sharing ") + m.what, err);
   if (int err = pwru_kprobe__load(skel_)) {
     throw_if_injection_failed(programs);
     throw_libbpf(std::string("loading the ") + (multi ? "kprobe-multi" : "kprobe") +

@@ -50,6 +50,10 @@ class KprobeObject {
   struct bpf_program* program(int skb_arg) const;
   // The kfree_skbmem program that ends an skb's tracking (null without it).
   struct bpf_program* skb_freed_program() const { return skb_freed_; }
+  // --filter-track-skb: entry and return of skb_clone and friends, which
+  // add clones of tracked skbs to the tracked set (null without it).
+  struct bpf_program* clone_entry_program() const { return clone_entry_; }
+  struct bpf_program* clone_exit_program() const { return clone_exit_; }
   struct bpf_program* feature_probe() const { return feature_; }
 
  private:
@@ -58,6 +62,8 @@ class KprobeObject {
   struct bpf_program* progs_[5] = {};
   struct bpf_program* no_skb_ = nullptr;
   struct bpf_program* skb_freed_ = nullptr;
+  struct bpf_program* clone_entry_ = nullptr;
+  struct bpf_program* clone_exit_ = nullptr;
   struct bpf_program* feature_ = nullptr;
 };
 

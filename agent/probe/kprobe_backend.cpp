@@ -86,7 +86,27 @@ AttachReport KprobeBackend::attach(const std::function<bool()>& cancelled, const
   if (report.attached == 0 && total > 0 && !(cancelled && cancelled()))
     throw SystemError("could not attach a single kprobe (" + report.skipped.front() + ")", EPERM);
   if (object_.skb_freed_program() && !(cancelled && cancelled())) attach_skb_freed();
+  if (object_.clone_entry_program() && !(cancelled && cancelled())) attach_clone_tracking(report);
   return report;
+}
+
+// The functions that make a new skb out of a tracked one (skb_copy_expand
+// and pskb_copy are wrappers or inline on the kernels we run).
+void KprobeBackend::attach_clone_tracking(AttachReport& report) {
+  for (const char* function : {"skb_clone", "skb_copy", "__pskb_copy_fclone", "skb_copy_expand"}) {
+    struct bpf_link* entry = bpf_program__attach_kprobe(object_.clone_entry_program(), false, function);
+    if (!entry) {
+      report.skipped.push_back(std::string(function) + " (following clones): " + std::strerror(errno));
+      continue;
+    }
+    links_.push_back(entry);
+    struct bpf_link* exit = bpf_program__attach_kprobe(object_.clone_exit_program(), true, function);
+    if (!exit) {
+      report.skipped.push_back(std::string(function) + " return (following clones): " + std::strerror(errno));
+      continue;
+    }
+    links_.push_back(exit);
+  }
 }
 
 // Without it a freed skb would stay tracked until the LRU map evicts it and

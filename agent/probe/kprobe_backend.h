@@ -43,6 +43,7 @@ class KprobeBackend {
   void attach_multi_batch(int skb_arg, std::vector<std::size_t> idx, AttachReport& report,
                           const std::function<bool()>& cancelled);
   void attach_skb_freed();
+  void attach_clone_tracking(AttachReport& report);
 
   KprobeKind kind_;
   std::vector<SkbFunction> functions_;

@@ -269,6 +269,33 @@ interrupt_pwru 60 "pwru-agent SIGINT"
 grep "attached\|detached\|not counting" "$OUT.err"
 nothing_attached "after pwru-agent exited"
 
+echo "== --filter-track-skb follows clones: a bridge floods a tracked ARP request to two ports"
+for ns in x y z w; do $IP netns add $ns || fail "netns $ns"; $IP -n $ns link set lo up; done
+$IP -n y link add br9 type bridge || fail "bridge (module bridge)"
+$IP link add x0 netns x type veth peer name y0 netns y || fail "veth x0"
+$IP link add z0 netns z type veth peer name y1 netns y || fail "veth z0"
+$IP link add w0 netns w type veth peer name y2 netns y || fail "veth w0"
+for p in y0 y1 y2; do $IP -n y link set $p master br9 up; done
+$IP -n y link set br9 up
+$IP -n x addr add 10.242.0.1/24 dev x0
+$IP -n z addr add 10.242.0.3/24 dev z0
+$IP -n w addr add 10.242.0.4/24 dev w0
+$IP -n x link set x0 up
+$IP -n z link set z0 up
+$IP -n w link set w0 up
+# Only y0 matches the filters; the request leaves through y1 and y2, one of
+# them as a clone (br_flood), which only clone tracking reports.
+start_pwru clones --filter-track-skb --filter-netns /run/netns/y --filter-ifname y0 \
+	--filter-func '^(__dev_queue_xmit|dev_hard_start_xmit)$' arp
+$IP netns exec x ping -c 1 -W 2 10.242.0.3 >/dev/null || fail "ping across the bridge"
+stop_pwru
+some_line '"func":"netif_receive_skb".*"iface":"y0:' "the request entering the bridge on y0"
+grep -q '"iface":"y1:[0-9]*","proto":2054,' "$OUT" || fail "no ARP event on y1"
+grep -q '"iface":"y2:[0-9]*","proto":2054,' "$OUT" || fail "no ARP event on y2"
+[ "$(grep '"iface":"y[12]:[0-9]*","proto":2054,' "$OUT" | grep -o '"skb":"0x[0-9a-f]*"' | sort -u | wc -l)" -ge 2 ] ||
+	fail "the flooded copies are not two skbs (no clone followed)"
+grep -q "following clones" "$OUT.err" && fail "clone tracking not attached: $(grep 'following clones' "$OUT.err")"
+
 echo "== Ctrl-C while attaching every skb function"
 OUT=/tmp/int.out  # fail() shows $OUT.err: pwru's stderr
 : >"$OUT"
