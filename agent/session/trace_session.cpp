@@ -36,19 +36,28 @@ std::string describe(const KprobePlan& plan) {
          std::to_string(plan.filtered_out) + " left out by --filter-func)";
 }
 
+namespace {
+
+constexpr const char* kNoBtfText =
+    "(no text: the kernel could not render or store it, or it was evicted before it was read; a busy trace "
+    "needs a narrower filter with --output-skb)";
+
 // The BPF side's rendering of an event's skb or shared info, taken out of
 // its map so the map only holds texts not yet printed.
 std::string take_btf_text(int map_fd, std::uint64_t id) {
   static thread_local pwru_btf_text text;
+  if (id == 0) return kNoBtfText;
   if (bpf_map_lookup_and_delete_elem(map_fd, &id, &text) != 0 &&
       (bpf_map_lookup_elem(map_fd, &id, &text) != 0 || bpf_map_delete_elem(map_fd, &id) != 0))
-    return "(the text was evicted before it was read: the trace is too busy for --output-skb)";
+    return kNoBtfText;
   const std::size_t len = std::min<std::size_t>(text.len > 0 ? text.len : 0, PWRU_BTF_TEXT_MAX - 1);
   std::string out(text.text, strnlen(text.text, len));
   if (text.len >= PWRU_BTF_TEXT_MAX)
     out += "\n... (cut at " + std::to_string(PWRU_BTF_TEXT_MAX - 1) + " of " + std::to_string(text.len) + " bytes)";
   return out;
 }
+
+}  // namespace
 
 struct TraceSession::Impl {
   std::unique_ptr<TracepointBackend> backend;
@@ -165,10 +174,8 @@ bool TraceSession::handle(const RingRecord& record) {
     if (config_.output.caller) caller = EventNamer::caller(stack, impl_->namer->hook_name(event));
   }
   std::string skb_text, shinfo_text;
-  if (event.dump_id) {
-    if (config_.output.skb) skb_text = take_btf_text(impl_->backend->print_skb_fd(), event.dump_id);
-    if (config_.output.shinfo) shinfo_text = take_btf_text(impl_->backend->print_shinfo_fd(), event.dump_id);
-  }
+  if (config_.output.skb) skb_text = take_btf_text(impl_->backend->print_skb_fd(), event.dump_id);
+  if (config_.output.shinfo) shinfo_text = take_btf_text(impl_->backend->print_shinfo_fd(), event.dump_id);
   EventView view{event, impl_->namer->func(event), caller, &stack, skb_text, shinfo_text};
   impl_->formatter->format(view, buffer_);
   if (config_.pcap_file) config_.pcap_file->write(event, view.func, record.packet, record.packet_len);
