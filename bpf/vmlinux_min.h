@@ -78,6 +78,17 @@ struct skb_shared_info {
 	__u8 flags;
 };
 
+/* --filter-trace-xdp: what an XDP program's context points at. */
+struct xdp_rxq_info {
+	struct net_device *dev;
+};
+
+struct xdp_buff {
+	void *data;
+	void *data_end;
+	struct xdp_rxq_info *rxq;
+};
+
 struct task_struct {
 	void *stack;
 };

@@ -22,7 +22,7 @@ import sys
 import tempfile
 import time
 
-SCENARIOS = ("text", "json", "limit_file", "bad_usage", "tcp_mark", "pcap", "track_skb", "summary", "output_pcap", "protocols", "skb_outputs")
+SCENARIOS = ("text", "json", "limit_file", "bad_usage", "tcp_mark", "pcap", "track_skb", "summary", "output_pcap", "protocols", "skb_outputs", "trace_tc")
 TOOLS = ("ip", "ping", "nc", "nft", "ss", "tcpdump")
 
 READY_TIMEOUT = 30.0   # pwru attach: BTF parse + ~30 tp_btf programs
@@ -953,6 +953,43 @@ def scenario_skb_outputs(ctx):
     tunnel = [l for l in lines[1:] if l.rstrip().endswith(f"{inner_a}:0->{inner_b}:0(icmp)")]
     check(tunnel and all(re.search(r" \[0x[0-9A-F]{8}(,0x[0-9A-F]{8}){4}\] ", l) for l in lines[1:]),
           "text lines", "cb as [0x........ x5] and the inner tuple at the end", lines[1:4], run)
+
+
+def scenario_trace_tc(ctx):
+    """--filter-trace-tc/--filter-trace-xdp with a tc and an XDP program on
+    ns-b's veth. This build kernel refuses fentry on BPF programs: pwru must
+    stop with exit 2 naming the program and the reason. Where fentry works
+    (the VM guests run that case), the programs' events must appear."""
+    topo = ctx.topology()
+    tool = os.environ.get("PWRU_TEST_ATTACH", "")
+    check(os.access(tool, os.X_OK), "PWRU_TEST_ATTACH", "the pwru-test-attach binary (set by ctest)", tool)
+    holder = subprocess.Popen([tool, topo.path_b, topo.veth_b], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT)
+    topo.procs.append(holder)
+    line = holder.stdout.readline().decode()
+    check(line.strip() == "attached", "pwru-test-attach on ns-b's veth", "attached", line + (holder.stdout.read(300)
+                                                                                         .decode() if holder.poll() is not None else ""))
+    try:
+        run = PwruRun(ctx, ["--output-json", "--filter-trace-tc", "--filter-trace-xdp", f"icmp and host {topo.ip_b}"])
+        run.start()
+        try:
+            run.wait_ready()
+        except Failure:
+            code = run.wait_exit(what="pwru refusing --filter-trace-tc")
+            err = run.stderr()
+            check(code == 2 and re.search(r"bpf_prog_[0-9a-f]{16}_pwru_test_(tc\(tc\)|xdp\(xdp\))", err)
+                  and "refuse fentry on BPF programs" in err, "--filter-trace-tc where fentry is refused",
+                  "exit 2 naming the program and the reason", f"exit {code}: {err[-500:]}", run)
+            return
+        topo.ping(count=2)
+        time.sleep(0.5)
+        run.stop()
+        funcs = {e["func"] for e in parse_json_lines(run.stdout(), run)}
+        check(any(f.endswith("_pwru_test_tc(tc)") for f in funcs) and any(f.endswith("_pwru_test_xdp(xdp)") for f in funcs),
+              "--filter-trace-tc/-xdp where fentry works", "events of both programs", sorted(funcs), run)
+    finally:
+        holder.terminate()
+        holder.wait(timeout=10)
 
 
 def read_nflog_pcap(path):

@@ -125,6 +125,8 @@ ParsedArgs parse_pwru_args(int argc, const char* const* argv, std::ostream& out,
       ->delimiter(',');
   app.add_flag("--filter-track-skb", o.filter_track_skb,
                "trace a packet even if it does not match given filters (e.g., after NAT or tunnel decapsulation)");
+  app.add_flag("--filter-trace-tc", o.filter_trace_tc, "trace TC bpf progs");
+  app.add_flag("--filter-trace-xdp", o.filter_trace_xdp, "trace XDP bpf progs");
   app.add_flag("--filter-track-skb-by-stackid", o.filter_track_skb_by_stackid,
                "trace a packet even if it does not match given filters (e.g., after NAT or tunnel "
                "decapsulation; kprobe backends)");
@@ -165,6 +167,8 @@ ParsedArgs parse_pwru_args(int argc, const char* const* argv, std::ostream& out,
     if (o.backend != "auto" && o.backend != "tracepoint" && o.backend != "kprobe" && o.backend != "kprobe-multi")
       throw UsageError("--backend " + o.backend + " is unknown; use auto, kprobe-multi, kprobe or tracepoint");
     if (!o.filter_non_skb_funcs.empty()) o.filter_track_skb_by_stackid = true;
+    // pwru shows __sk_buff->cb[] whenever it traces tc programs.
+    if (o.filter_trace_tc) o.output.cb = true;
     if (o.filter_track_skb_by_stackid && o.backend == "tracepoint")
       throw UsageError(std::string(o.filter_non_skb_funcs.empty() ? "--filter-track-skb-by-stackid"
                                                                   : "--filter-non-skb-funcs") +

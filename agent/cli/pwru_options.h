@@ -36,6 +36,8 @@ struct PwruOptions {
   bool all_kmods = false;
   unsigned filter_kprobe_batch = 10;   // threads that detach kprobes
   bool filter_track_skb = false;
+  bool filter_trace_tc = false;   // fentry on every tc program
+  bool filter_trace_xdp = false;  // fentry on every XDP program
   bool filter_track_skb_by_stackid = false;
   std::vector<std::string> filter_non_skb_funcs;  // implies filter_track_skb_by_stackid
   std::string kernel_btf;

@@ -133,6 +133,8 @@ int run(const pwru::PwruOptions& o) {
   config.filter.track_skb = o.filter_track_skb ? 1 : 0;
   config.pcap = o.pcap;
   config.summary = o.summary;
+  config.trace_tc = o.filter_trace_tc;
+  config.trace_xdp = o.filter_trace_xdp;
   if (!o.output_pcap.empty()) config.pcap_file = std::make_shared<pwru::PcapFile>(o.output_pcap);
   config.drop_hints = o.drop_hints;
   pwru::TraceSession session(btf, config, sink);

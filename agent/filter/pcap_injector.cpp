@@ -127,6 +127,8 @@ void register_pcap_sections() {
       throw_libbpf("registering the pwru_kprobe BPF section", 0);
     if (libbpf_register_prog_handler("pwru_kprobe_multi", BPF_PROG_TYPE_KPROBE, BPF_TRACE_KPROBE_MULTI, &kprobe) < 0)
       throw_libbpf("registering the pwru_kprobe_multi BPF section", 0);
+    if (libbpf_register_prog_handler("pwru_fentry", BPF_PROG_TYPE_TRACING, BPF_TRACE_FENTRY, &tracing) < 0)
+      throw_libbpf("registering the pwru_fentry BPF section", 0);
     LIBBPF_OPTS(libbpf_prog_handler_opts, test, .prog_prepare_load_fn = prepare_load);
     if (libbpf_register_prog_handler("pwru_pcap_test", BPF_PROG_TYPE_RAW_TRACEPOINT,
                                      static_cast<enum bpf_attach_type>(0), &test) < 0)

@@ -20,6 +20,7 @@ namespace pwru {
 // object using them is opened:
 //   "pwru_tp"        tp_btf programs (tracing, raw tracepoint attach)
 //   "pwru_kprobe", "pwru_kprobe_multi"  kprobe programs of both attach kinds
+//   "pwru_fentry"    fentry programs on other BPF programs (tc, XDP)
 //   "pwru_pcap_test" raw_tp programs that run a filter over a test buffer
 void register_pcap_sections();
 

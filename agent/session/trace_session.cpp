@@ -13,6 +13,7 @@
 #include "output/pcap_file.h"
 #include "output/sink.h"
 #include "probe/backend_select.h"
+#include "probe/bpfprog_backend.h"
 #include "probe/kprobe_backend.h"
 #include "probe/kprobe_plan.h"
 
@@ -62,6 +63,7 @@ std::string take_btf_text(int map_fd, std::uint64_t id) {
 struct TraceSession::Impl {
   std::unique_ptr<TracepointBackend> backend;
   std::unique_ptr<KprobeBackend> kprobes;
+  std::unique_ptr<BpfProgBackend> bpfprogs;
   Ksyms ksyms;
   std::unique_ptr<EventNamer> namer;
   std::unique_ptr<EventFormatter> formatter;
@@ -123,10 +125,17 @@ TraceSession::TraceSession(const KernelBtf& btf, TraceConfig config, LineSink& s
                                                      static_cast<std::uint16_t>(impl_->backend->hooks().size()),
                                                      config_.filter, config_.pcap, maps);
   }
+  if (config_.trace_tc || config_.trace_xdp)
+    impl_->bpfprogs = std::make_unique<BpfProgBackend>(
+        config_.trace_tc, config_.trace_xdp,
+        static_cast<std::uint16_t>(impl_->backend->hooks().size() + (impl_->kprobes ? impl_->kprobes->hooks().size() : 0)),
+        config_.filter, config_.pcap, impl_->backend->shared_maps());
   std::vector<std::string> names;
   for (const Hook& hook : impl_->backend->hooks()) names.push_back(hook.name);
   if (impl_->kprobes)
     for (const Hook& hook : impl_->kprobes->hooks()) names.push_back(hook.name);
+  if (impl_->bpfprogs)
+    for (const Hook& hook : impl_->bpfprogs->hooks()) names.push_back(hook.name);
   impl_->namer = std::make_unique<EventNamer>(std::move(names), btf.enum_values("skb_drop_reason"),
                                               &impl_->ksyms);
   impl_->formatter = std::make_unique<EventFormatter>(config_.output);
@@ -135,12 +144,14 @@ TraceSession::TraceSession(const KernelBtf& btf, TraceConfig config, LineSink& s
 }
 
 TraceSession::~TraceSession() {
+  if (impl_ && impl_->bpfprogs) impl_->bpfprogs->detach();
   if (impl_ && impl_->kprobes) impl_->kprobes->detach(config_.kprobe_batch);
   if (impl_ && impl_->backend) impl_->backend->detach();
 }
 
 std::size_t TraceSession::hook_count() const {
-  return impl_->backend->hooks().size() + (impl_->kprobes ? impl_->kprobes->hooks().size() : 0);
+  return impl_->backend->hooks().size() + (impl_->kprobes ? impl_->kprobes->hooks().size() : 0) +
+         (impl_->bpfprogs ? impl_->bpfprogs->hooks().size() : 0);
 }
 
 AttachReport TraceSession::attach(const std::function<bool()>& cancelled,
@@ -155,6 +166,11 @@ AttachReport TraceSession::attach(const std::function<bool()>& cancelled,
         });
     report.attached += kp.attached;
     report.skipped.insert(report.skipped.end(), kp.skipped.begin(), kp.skipped.end());
+  }
+  if (impl_->bpfprogs && !(cancelled && cancelled())) {
+    AttachReport bp = impl_->bpfprogs->attach();
+    report.attached += bp.attached;
+    report.skipped.insert(report.skipped.end(), bp.skipped.begin(), bp.skipped.end());
   }
   sink_.write(impl_->formatter->header());
   sink_.flush();
@@ -210,6 +226,7 @@ void TraceSession::run(const std::function<bool()>& stop) {
 TraceStats TraceSession::finish() {
   if (finished_) return stats_;
   finished_ = true;
+  if (impl_->bpfprogs) impl_->bpfprogs->detach();
   if (impl_->kprobes) impl_->kprobes->detach(config_.kprobe_batch);
   impl_->backend->detach();
   // Events the kernel wrote before detach are still in the ring: print them

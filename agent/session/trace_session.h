@@ -39,6 +39,10 @@ struct TraceConfig {
   std::shared_ptr<const DropHints> drop_hints;  // null: the built-in catalogue
   // --output-pcap: every reported event's packet is written here too.
   std::shared_ptr<PcapFile> pcap_file;
+  // --filter-trace-tc / --filter-trace-xdp: the node's tc and XDP programs
+  // as hooks too (fentry on each).
+  bool trace_tc = false;
+  bool trace_xdp = false;
 };
 
 struct TraceStats {

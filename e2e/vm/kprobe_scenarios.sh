@@ -269,6 +269,26 @@ interrupt_pwru 60 "pwru-agent SIGINT"
 grep "attached\|detached\|not counting" "$OUT.err"
 nothing_attached "after pwru-agent exited"
 
+echo "== --filter-trace-tc, --filter-trace-xdp: fentry on a tc and an XDP program in netns b"
+"$P/pwru-test-attach" /run/netns/b vb >/tmp/attach.out 2>&1 &
+ATTACH=$!
+i=0
+until grep -q attached /tmp/attach.out; do
+	kill -0 "$ATTACH" 2>/dev/null || fail "pwru-test-attach: $(cat /tmp/attach.out)"
+	i=$((i + 1))
+	[ "$i" -le 300 ] || fail "pwru-test-attach did not attach within 30 s"
+	sleep 0.1
+done
+start_pwru bpfprogs --filter-trace-tc --filter-trace-xdp --filter-func '^ip_rcv$' "icmp and host 10.241.0.2"
+$IP netns exec a ping -c 2 -i 0.2 10.241.0.2 >/dev/null || fail "ping through the tc and XDP programs"
+stop_pwru
+kill "$ATTACH"
+wait "$ATTACH"
+some_line '"func":"bpf_prog_[0-9a-f]*_pwru_test_tc(tc)".*"iface":"vb:' "the tc program on vb"
+some_line '"func":"bpf_prog_[0-9a-f]*_pwru_test_xdp(xdp)".*"iface":"vb:' "the XDP program on vb"
+some_line '"func":"bpf_prog_[0-9a-f]*_pwru_test_tc(tc)".*"cb":\[' "__sk_buff->cb[] with --filter-trace-tc"
+some_line '"func":"bpf_prog_[0-9a-f]*_pwru_test_xdp(xdp)".*"saddr":"10.241.0.1","daddr":"10.241.0.2","proto":1' "the XDP frame's tuple"
+
 echo "== --filter-track-skb follows clones: a bridge floods a tracked ARP request to two ports"
 for ns in x y z w; do $IP netns add $ns || fail "netns $ns"; $IP -n $ns link set lo up; done
 $IP -n y link add br9 type bridge || fail "bridge (module bridge)"
