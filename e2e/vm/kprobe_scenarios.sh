@@ -132,6 +132,23 @@ grep -q "pwru: $EVENTS packets written to /tmp/trace.pcap" "$OUT.err" || fail "p
 [ "$(head -c 4 /tmp/trace.pcap | od -An -tx1 | tr -d ' ')" = "d4c3b2a1" ] || fail "not a pcap file"
 [ "$(stat -c %s /tmp/trace.pcap)" -gt $((24 + EVENTS * 60)) ] || fail "pcap file too small for $EVENTS packets"
 some_line '"func":"ip_rcv"' "kprobe events alongside the capture"
+REQS=$("$P/tcpdump" -Z root -n -r /tmp/trace.pcap 2>/dev/null | grep -c "IP 10.241.0.1 > 10.241.0.2: ICMP echo request")
+[ "$REQS" -ge 2 ] || fail "tcpdump -r found $REQS echo requests in the pcap file: $("$P/tcpdump" -Z root -n -r /tmp/trace.pcap 2>&1 | head -n 5)"
+
+echo "== DNAT in netns b: --filter-track-skb reports the datagram after the rewrite; --summary names the netfilter drop"
+printf 'table ip pwru {\n chain pre {\n  type nat hook prerouting priority -100; policy accept;\n  udp dport 7777 dnat to :8888\n }\n chain input {\n  type filter hook input priority 0; policy accept;\n  udp dport 9996 drop\n }\n}\n' |
+	$IP netns exec b "$P/nft" -f - || fail "nft rules in netns b (modules nft_chain_nat, nft_nat)"
+start_pwru dnat --filter-track-skb --filter-netns /run/netns/b --filter-func "$FUNCS" "udp and dst port 7777"
+echo track | $IP netns exec a "$P/nc" -u -w1 10.241.0.2 7777
+stop_pwru
+some_line '"func":"kfree_skb(SKB_DROP_REASON_NO_SOCKET)".*"dport":8888' "the tracked datagram dropped at port 8888 after DNAT"
+some_line '"func":"ip_rcv".*"dport":7777' "the datagram before DNAT"
+start_pwru nfdrop --summary --filter-netns /run/netns/b --filter-func "$FUNCS" "udp and dst port 9996"
+echo drop | $IP netns exec a "$P/nc" -u -w1 10.241.0.2 9996
+stop_pwru
+some_line '"journey":{"fate":"dropped","hint":"a netfilter rule dropped it (in nf.*"reason":"SKB_DROP_REASON_NETFILTER_DROP"' \
+	"the UDP datagram dropped by the nft rule in netfilter (nf_hook_slow or nft_do_chain), with the netfilter hint"
+$IP netns exec b "$P/nft" delete table ip pwru
 
 echo "== --output-skb, --output-skb-shared-info, --output-skb-cb on $B (bpf_snprintf_btf from kprobes)"
 start_pwru skbout --output-skb --output-skb-shared-info --output-skb-cb --filter-netns /run/netns/b --filter-func "$FUNCS" "icmp and host 10.241.0.2"
