@@ -51,20 +51,12 @@ int pwru_fentry_xdp(__u64 *ctx)
 		return 0;
 	}
 	__builtin_memset(event, 0, sizeof(*event));
-	event->skb_addr = (__u64)xdp;
-	event->ts_ns = bpf_ktime_get_ns();
-	event->pid = bpf_get_current_pid_tgid() >> 32;
-	event->cpu = bpf_get_smp_processor_id();
-	bpf_get_current_comm(event->comm, sizeof(event->comm));
-	event->hook_id = traced_hook_id;
+	fill_event_origin(event, (__u64)xdp, traced_hook_id);
 	event->len = (__u32)((unsigned long)data_end - (unsigned long)data);
 	bpf_probe_read_kernel(&event->protocol, sizeof(event->protocol), data + 12);
-	if (dev) {
+	if (dev)
 		event->netns = BPF_CORE_READ(dev, nd_net.net, ns.inum);
-		event->ifindex = BPF_CORE_READ(dev, ifindex);
-		event->mtu = BPF_CORE_READ(dev, mtu);
-		bpf_probe_read_kernel_str(event->ifname, sizeof(event->ifname), &dev->name);
-	}
+	fill_event_device(event, dev);
 	if (event->protocol == bpf_htons(PWRU_ETH_P_IP) || event->protocol == bpf_htons(PWRU_ETH_P_IPV6))
 		fill_tuple_at(data, 14, event->protocol == bpf_htons(PWRU_ETH_P_IP) ? 4 : 6, &event->tuple);
 	event->stack_id = -1;

@@ -407,6 +407,26 @@ static __always_inline void fill_extra_outputs(struct sk_buff *skb, struct pwru_
 		event->dump_id = id;
 }
 
+/* Who and when: the fields every event has, whatever it describes. */
+static __always_inline void fill_event_origin(struct pwru_event *event, __u64 addr, __u16 hook_id)
+{
+	event->skb_addr = addr;
+	event->ts_ns = bpf_ktime_get_ns();
+	event->pid = bpf_get_current_pid_tgid() >> 32;
+	event->cpu = bpf_get_smp_processor_id();
+	bpf_get_current_comm(event->comm, sizeof(event->comm));
+	event->hook_id = hook_id;
+}
+
+static __always_inline void fill_event_device(struct pwru_event *event, struct net_device *dev)
+{
+	if (!dev)
+		return;
+	event->ifindex = BPF_CORE_READ(dev, ifindex);
+	event->mtu = BPF_CORE_READ(dev, mtu);
+	bpf_probe_read_kernel_str(event->ifname, sizeof(event->ifname), &dev->name);
+}
+
 /* Reserves and fills one event for an skb that already passed (or, when it
  * is tracked, skipped) the filters; with --output-pcap the packet's bytes
  * follow it in the same record. */
@@ -427,22 +447,12 @@ static __always_inline void emit_skb_event(void *ctx, struct sk_buff *skb, __u16
 	}
 	__builtin_memset(event, 0, sizeof(*event));
 
-	event->skb_addr = (__u64)skb;
-	event->ts_ns = bpf_ktime_get_ns();
-	event->pid = bpf_get_current_pid_tgid() >> 32;
-	event->cpu = bpf_get_smp_processor_id();
-	bpf_get_current_comm(event->comm, sizeof(event->comm));
-	event->hook_id = hook_id;
+	fill_event_origin(event, (__u64)skb, hook_id);
 	event->netns = skb_netns(skb);
 	event->mark = BPF_CORE_READ(skb, mark);
 	event->len = BPF_CORE_READ(skb, len);
 	event->protocol = BPF_CORE_READ(skb, protocol);
-	struct net_device *dev = BPF_CORE_READ(skb, dev);
-	if (dev) {
-		event->ifindex = BPF_CORE_READ(dev, ifindex);
-		event->mtu = BPF_CORE_READ(dev, mtu);
-		bpf_probe_read_kernel_str(event->ifname, sizeof(event->ifname), &dev->name);
-	}
+	fill_event_device(event, BPF_CORE_READ(skb, dev));
 	event->has_drop_reason = has_reason;
 	event->drop_reason = reason;
 	event->drop_location = location;
