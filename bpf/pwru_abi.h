@@ -141,7 +141,7 @@ struct pwru_filter_cfg {
 	PWRU_U8 count_only; /* pwru-agent: count drops and visits, make no events */
 	PWRU_U32 visit_cache_slots; /* count_only: slots of visit_cache in use, a power of two; 0: none */
 	PWRU_U8 track_skb; /* --filter-track-skb: a matched skb is reported until freed, filters or not */
-	PWRU_U8 pad;
+	PWRU_U8 track_skb_in_netns; /* ...but only while it is in filter netns (the agent's scoped traces) */
 	PWRU_U16 capture_bytes; /* --output-pcap: packet bytes copied per event (<= PWRU_CAPTURE_MAX); 0: none */
 	PWRU_U8 output_flags; /* PWRU_OUT_* */
 	PWRU_U8 pad2[3];

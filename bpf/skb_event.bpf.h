@@ -549,6 +549,14 @@ static __always_inline bool report_skb(void *ctx, struct sk_buff *skb, __u16 hoo
 	}
 	__u64 addr = (__u64)skb;
 	bool tracked = filter_cfg.track_skb && bpf_map_lookup_elem(&tracked_skbs, &addr);
+	if (tracked && filter_cfg.track_skb_in_netns && skb_netns(skb) != filter_cfg.netns) {
+		/* It left the traced netns, or its address now holds another
+		 * netns's skb whose free this backend could not see (the
+		 * tracepoints miss most TCP/UDP frees): either way not the
+		 * trace's packet any more. */
+		bpf_map_delete_elem(&tracked_skbs, &addr);
+		return false;
+	}
 	if (!tracked) {
 		if (!skb_passes_filters(skb))
 			return false;

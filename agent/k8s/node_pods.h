@@ -41,6 +41,8 @@ class NodePods {
   // For the metrics collector; valid as long as this object.
   std::shared_ptr<const NetnsResolver> resolver() const { return resolver_; }
   PodNetns netns_of_pod(const std::string& namespace_name, const std::string& name) const;
+  // Whether the API server still lists a pod with this UID on this node.
+  bool has_pod(const std::string& pod_uid) const;
   NodePodsStatus status() const;
   const KubeApiConfig& api() const { return watcher_.config(); }
 

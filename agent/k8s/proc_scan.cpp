@@ -124,6 +124,35 @@ NetnsInode stat_netns_inode(const std::string& path) {
   return {static_cast<std::uint32_t>(st.st_ino), 0};
 }
 
+UniqueFd pin_netns(const std::string& proc_root, std::uint32_t inode, const std::string& pod_uid) {
+  if (inode == 0) return {};
+  std::unique_ptr<DIR, DirCloser> dir(::opendir(proc_root.c_str()));
+  if (!dir) return {};
+  const int proc_fd = ::dirfd(dir.get());
+  std::vector<char> cgroup_text(kCgroupFileLimit);
+  const auto in_pod = [&](int pid_fd) {
+    if (pod_uid.empty()) return true;
+    const ssize_t n = read_bounded(pid_fd, "cgroup", cgroup_text.data(), cgroup_text.size());
+    if (n < 0) return false;
+    const auto length = static_cast<std::size_t>(n);
+    const std::optional<PodContainer> pod =
+        pod_of_cgroup_file({cgroup_text.data(), length}, length == cgroup_text.size());
+    return pod && !pod->runtime_monitor && pod->pod_uid == pod_uid;
+  };
+  while (const dirent* entry = ::readdir(dir.get())) {
+    if (!is_pid(entry->d_name)) continue;
+    UniqueFd pid_fd(::openat(proc_fd, entry->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!pid_fd || !in_pod(pid_fd.get())) continue;
+    UniqueFd netns(::openat(pid_fd.get(), "ns/net", O_RDONLY | O_CLOEXEC));
+    struct stat st{};
+    if (!netns || ::fstat(netns.get(), &st) != 0 || st.st_ino != inode) continue;
+    // Still the pod's process now that its netns is held: it did not exit
+    // (its /proc directory would fail) or change cgroup meanwhile.
+    if (in_pod(pid_fd.get())) return netns;
+  }
+  return {};
+}
+
 ProcScanner::ProcScanner(std::string proc_root, NetnsInodeLookup netns_inode_of)
     : proc_root_(std::move(proc_root)), netns_inode_of_(std::move(netns_inode_of)) {}
 

@@ -11,6 +11,8 @@
 #include <set>
 #include <string>
 
+#include "common/unique_fd.h"
+
 namespace pwru {
 
 // The inode of the netns a path opens, or the errno that stopped stat().
@@ -56,6 +58,16 @@ struct ProcScanResult {
   // Pods whose processes were found in more than one netns (see scan()).
   std::size_t pods_in_several_netns = 0;
 };
+
+// An open fd on netns `inode`, taken from a process that lives in it (and,
+// with `pod_uid`, that is in that pod's cgroup when the fd is taken); an
+// empty fd when no such process is found. While the fd is open the kernel
+// cannot free the netns, so its inode number cannot be handed to the next
+// netns created: a trace filtering on the number keeps meaning this netns.
+// Each process is read through its own /proc/PID directory fd, so a PID
+// reused between reading the cgroup and opening ns/net fails the open
+// instead of pinning a stranger's netns.
+UniqueFd pin_netns(const std::string& proc_root, std::uint32_t inode, const std::string& pod_uid = "");
 
 class ProcScanner {
  public:

@@ -1,12 +1,14 @@
 #include "session/trace_session.h"
 
 #include <bpf/bpf.h>
+#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <cstring>
 
 #include "btf/kernel_btf.h"
 #include "common/error.h"
+#include "common/function_name_filter.h"
 #include "enrich/event_namer.h"
 #include "enrich/ksyms.h"
 #include "events/ring_reader.h"
@@ -16,6 +18,7 @@
 #include "probe/bpfprog_backend.h"
 #include "probe/kprobe_backend.h"
 #include "probe/kprobe_plan.h"
+#include "session/skb_pseudonym.h"
 
 namespace pwru {
 
@@ -69,6 +72,7 @@ struct TraceSession::Impl {
   std::unique_ptr<EventFormatter> formatter;
   std::unique_ptr<RingReader> reader;
   std::unique_ptr<JourneyTracker> journeys;
+  std::optional<SkbPseudonym> pseudonym;  // TraceConfig::hide_kernel_addresses
 };
 
 // vmlinux's skb functions plus those of the modules asked for, narrowed.
@@ -98,6 +102,18 @@ TraceSession::TraceSession(const KernelBtf& btf, TraceConfig config, LineSink& s
   const BackendChoice choice = choose_backend(config_.backend);
   backend_name_ = choice.name;
   backend_reason_ = choice.reason;
+  if (!config_.filter_func.empty() && !choice.kprobe) {
+    // pwru's rule holds without kprobes too: a pattern that names none of
+    // the kernel's skb functions is a mistake to fix, not to ignore.
+    const std::vector<SkbFunction> candidates = btf.skb_functions();
+    if (count_matching(candidates, FunctionNameFilter(config_.filter_func)) == 0)
+      throw UsageError("--filter-func '" + config_.filter_func + "' matches no kernel function among the " +
+                       std::to_string(candidates.size()) +
+                       " that take an skb; the whole name must match (pwru's rule): '^ip_.*', not '^ip_'");
+    spdlog::warn("--filter-func selects kprobe hooks, and this kernel has no kprobe backend ({}): the skb "
+                 "tracepoints are traced whatever their name",
+                 choice.reason);
+  }
   if (config_.filter.track_skb_by_stack && !choice.kprobe)
     throw UsageError("--filter-track-skb-by-stackid and --filter-non-skb-funcs need a kprobe backend, and this "
                      "kernel has none (" + choice.reason + "); run without them");
@@ -115,8 +131,13 @@ TraceSession::TraceSession(const KernelBtf& btf, TraceConfig config, LineSink& s
   // --summary names the function that dropped or freed an skb.
   if (want_stack || choice.kprobe || config_.summary) impl_->ksyms = Ksyms::load();
   if (config_.summary)
-    impl_->journeys = std::make_unique<JourneyTracker>(config_.drop_hints ? *config_.drop_hints
-                                                                          : DropHints::builtin());
+    impl_->journeys = std::make_unique<JourneyTracker>(
+        config_.drop_hints ? *config_.drop_hints : DropHints::builtin(),
+        config_.summary_budget ? config_.summary_budget
+                               : std::make_shared<JourneyBudget>(kCliSummaryBudgetBytes,
+                                                                 format_bytes(kCliSummaryBudgetBytes),
+                                                                 "narrow the trace (a pcap filter, --filter-netns) "
+                                                                 "or shorten it"));
   if (choice.kprobe) {
     const KprobePlan plan = plan_for(btf, impl_->ksyms);
     plan_summary_ = describe(plan);
@@ -139,6 +160,7 @@ TraceSession::TraceSession(const KernelBtf& btf, TraceConfig config, LineSink& s
   impl_->namer = std::make_unique<EventNamer>(std::move(names), btf.enum_values("skb_drop_reason"),
                                               &impl_->ksyms);
   impl_->formatter = std::make_unique<EventFormatter>(config_.output);
+  if (config_.hide_kernel_addresses) impl_->pseudonym.emplace();
   impl_->reader = std::make_unique<RingReader>(
       impl_->backend->events_fd(), [this](const RingRecord& r) { return handle(r); });
 }
@@ -178,7 +200,12 @@ AttachReport TraceSession::attach(const std::function<bool()>& cancelled,
 }
 
 bool TraceSession::handle(const RingRecord& record) {
-  const pwru_event& event = record.event;
+  pwru_event masked;
+  if (impl_->pseudonym) {
+    masked = record.event;
+    masked.skb_addr = (*impl_->pseudonym)(masked.skb_addr);
+  }
+  const pwru_event& event = impl_->pseudonym ? masked : record.event;
   if (config_.limit && stats_.events_written >= config_.limit) {
     stats_.limit_reached = true;
     return false;
@@ -187,6 +214,10 @@ bool TraceSession::handle(const RingRecord& record) {
   std::string caller;
   if (event.stack_id >= 0 && (config_.output.stack || config_.output.caller)) {
     stack = impl_->namer->stack_names(read_stack(impl_->backend->stacks_fd(), event.stack_id));
+    // A frame no symbol covers prints as its address.
+    if (impl_->pseudonym)
+      for (std::string& frame : stack)
+        if (frame.rfind("0x", 0) == 0) frame = "?";
     if (config_.output.caller) caller = EventNamer::caller(stack, impl_->namer->hook_name(event));
   }
   std::string skb_text, shinfo_text;
@@ -249,12 +280,6 @@ TraceStats TraceSession::finish() {
   return stats_;
 }
 
-std::vector<Journey> TraceSession::journeys() const {
-  return impl_->journeys ? impl_->journeys->journeys() : std::vector<Journey>{};
-}
-
-std::uint64_t TraceSession::skbs_not_followed() const {
-  return impl_->journeys ? impl_->journeys->skbs_not_kept() : 0;
-}
+const JourneyTracker* TraceSession::journeys() const { return impl_->journeys.get(); }
 
 }  // namespace pwru

@@ -22,6 +22,9 @@ struct KprobePlan;
 struct RingRecord;
 class PcapFile;
 
+// pwru --summary's own memory budget: the CLI runs alone, so generous.
+constexpr std::uint64_t kCliSummaryBudgetBytes = 512ull << 20;
+
 struct TraceConfig {
   pwru_filter_cfg filter{};
   OutputOptions output;
@@ -37,12 +40,18 @@ struct TraceConfig {
   // --summary: follow every reported skb and decide its fate at the end.
   bool summary = false;
   std::shared_ptr<const DropHints> drop_hints;  // null: the built-in catalogue
+  // What the summary may hold in memory; the agent's traces share one.
+  // Null: a budget of this session's own (kCliSummaryBudgetBytes).
+  std::shared_ptr<JourneyBudget> summary_budget;
   // --output-pcap: every reported event's packet is written here too.
   std::shared_ptr<PcapFile> pcap_file;
   // --filter-trace-tc / --filter-trace-xdp: the node's tc and XDP programs
   // as hooks too (fentry on each).
   bool trace_tc = false;
   bool trace_xdp = false;
+  // The trace API: skb addresses become per-trace pseudonyms and stack
+  // frames without a symbol print as "?" (skb_pseudonym.h).
+  bool hide_kernel_addresses = false;
 };
 
 struct TraceStats {
@@ -77,10 +86,9 @@ class TraceSession {
   void run(const std::function<bool()>& stop);
   // Detaches every link, prints what is still in the ring, flushes.
   TraceStats finish();
-  // With TraceConfig::summary, after finish(): every skb's journey, and
-  // how many skbs were seen beyond the summary's limit.
-  std::vector<Journey> journeys() const;
-  std::uint64_t skbs_not_followed() const;
+  // With TraceConfig::summary, after finish(): the skbs followed, their
+  // fates decided on demand (JourneyTracker::for_each); null without.
+  const JourneyTracker* journeys() const;
 
  private:
   bool handle(const RingRecord& record);

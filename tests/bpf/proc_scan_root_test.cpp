@@ -81,5 +81,39 @@ TEST(ProcScanRoot, FindsPodsOfBothCgroupDriversInTheirNetns) {
   }
 }
 
+// pin_netns: the fd holds the pod's netns, taken only from a process of
+// that pod, and the held netns's inode is never handed to a new netns.
+TEST(ProcScanRoot, PinsAPodsNetnsAndOnlyFromThatPod) {
+  ASSERT_EQ(::geteuid(), 0u) << "ProcScanRoot needs root (netns, cgroups, ptrace access to /proc/PID/ns/net)";
+  const std::string mount = cgroup2_mount_point();
+  ASSERT_FALSE(mount.empty()) << "no cgroup2 hierarchy in /proc/self/mountinfo";
+
+  testing::NetnsPair net(11);
+  std::mt19937_64 rng(std::random_device{}());
+  const std::string uid = random_pod_uid(rng);
+  const std::string other_uid = random_pod_uid(rng);
+  const std::string root = "pwrutest-pin-" + std::to_string(::getpid());
+  CgroupDirs cgroups;
+  const std::string container =
+      cgroups.make(mount, root + "/kubepods/besteffort/pod" + uid + "/" + random_hex(rng, 64));
+  const std::string other_container =
+      cgroups.make(mount, root + "/kubepods/besteffort/pod" + other_uid + "/" + random_hex(rng, 64));
+  ASSERT_FALSE(::testing::Test::HasFailure());
+  Sleepers sleepers;
+  sleepers.start(net.path_a(), container);
+  sleepers.start(net.path_b(), other_container);
+  ASSERT_FALSE(::testing::Test::HasFailure());
+
+  UniqueFd pinned = pin_netns("/proc", net.inode_a, uid);
+  ASSERT_TRUE(pinned) << "no fd on pod " << uid << "'s netns " << net.inode_a;
+  EXPECT_EQ(inode_of("/proc/self/fd/" + std::to_string(pinned.get())), net.inode_a);
+  // The other pod's process lives in ns_b, not in the pod's netns: no fd.
+  EXPECT_FALSE(pin_netns("/proc", net.inode_b, uid)) << "pinned a netns none of the pod's processes is in";
+  EXPECT_FALSE(pin_netns("/proc", net.inode_a, other_uid)) << "pinned through another pod's process";
+  // A node-level trace: any process in the netns will do.
+  EXPECT_TRUE(pin_netns("/proc", net.inode_b));
+  EXPECT_FALSE(pin_netns("/proc", 0, uid));
+}
+
 }  // namespace
 }  // namespace pwru
