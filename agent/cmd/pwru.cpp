@@ -98,17 +98,21 @@ pwru_filter_cfg resolve_filters(const pwru::PwruOptions& o) {
 
 // --summary, after the events: a block per skb, or one JSON line each.
 void write_summary(const pwru::TraceSession& session, bool json, pwru::LineSink& sink) {
-  const std::vector<pwru::Journey> journeys = session.journeys();
-  if (!json) {
-    sink.write(pwru::journeys_text(journeys, session.skbs_not_followed()));
-  } else {
-    std::string lines;
-    for (const pwru::Journey& j : journeys)
-      lines += nlohmann::json{{"journey", pwru::journey_json(j)}}.dump(-1, ' ', false,
-                                                                      nlohmann::json::error_handler_t::replace) + "\n";
-    if (session.skbs_not_followed())
-      lines += nlohmann::json{{"journeys_not_followed", session.skbs_not_followed()}}.dump() + "\n";
-    sink.write(lines);
+  const pwru::JourneyTracker* tracker = session.journeys();
+  if (!tracker) return;
+  const pwru::JourneyCounts counts = tracker->counts();
+  const std::string note = pwru::budget_note(counts, tracker->budget());
+  // One skb at a time: the summary of a long trace is not built twice in memory.
+  if (!json) sink.write(pwru::journeys_text_header(counts, note));
+  tracker->for_each([&](const pwru::Journey& j) {
+    sink.write(json ? nlohmann::json{{"journey", pwru::journey_json(j)}}.dump(
+                          -1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n"
+                    : pwru::journey_text(j));
+  });
+  if (json && (counts.not_followed || !note.empty())) {
+    nlohmann::json tail = {{"journeys_not_followed", counts.not_followed}};
+    if (!note.empty()) tail["journeys_note"] = note;
+    sink.write(tail.dump() + "\n");
   }
   sink.flush();
 }

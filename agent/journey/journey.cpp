@@ -7,6 +7,7 @@
 #include <array>
 #include <cstring>
 #include <iterator>
+#include <stdexcept>
 
 #include "output/event_formatter.h"
 
@@ -64,9 +65,76 @@ std::string_view fate_name(Fate fate) {
   return "?";
 }
 
-JourneyTracker::JourneyTracker(DropHints hints) : JourneyTracker(std::move(hints), Limits{}) {}
+namespace {
 
-JourneyTracker::JourneyTracker(DropHints hints, Limits limits) : hints_(std::move(hints)), limits_(limits) {}
+// What the containers around a Tracked and an interned name cost beyond
+// their own bytes: hash-map node and bucket, deque slot bookkeeping, the
+// std::string header. Over- rather than under-estimated: the budget is a
+// ceiling on resident memory, not an invoice.
+constexpr std::uint64_t kMapEntryBytes = 64;
+constexpr std::uint64_t kNameOverheadBytes = 2 * sizeof(std::string) + 64;
+
+}  // namespace
+
+JourneyTracker::JourneyTracker(DropHints hints, std::shared_ptr<JourneyBudget> budget)
+    : JourneyTracker(std::move(hints), Limits{}, std::move(budget)) {}
+
+JourneyTracker::JourneyTracker(DropHints hints, Limits limits, std::shared_ptr<JourneyBudget> budget)
+    : hints_(std::move(hints)), limits_(limits), budget_(std::move(budget)) {
+  if (!budget_) throw std::invalid_argument("JourneyTracker needs a memory budget");
+  names_.push_back(&ids_.emplace("", 0).first->first);
+}
+
+JourneyTracker::~JourneyTracker() { budget_->release(charged_); }
+
+bool JourneyTracker::charge(std::uint64_t bytes) {
+  if (!budget_->try_charge(bytes)) return false;
+  charged_ += bytes;
+  return true;
+}
+
+void JourneyTracker::charge_anyway(std::uint64_t bytes) {
+  budget_->charge_anyway(bytes);
+  charged_ += bytes;
+}
+
+std::optional<std::uint32_t> JourneyTracker::find(std::string_view text) const {
+  // C++20's heterogeneous lookup needs a transparent hash; names are short,
+  // a temporary string is cheaper than the code for one.
+  const auto it = ids_.find(std::string(text));
+  if (it == ids_.end()) return std::nullopt;
+  return it->second;
+}
+
+std::optional<std::uint32_t> JourneyTracker::intern(std::string_view text, bool anyway) {
+  if (const auto id = find(text)) return id;
+  const std::uint64_t cost = kNameOverheadBytes + text.size();
+  if (anyway) charge_anyway(cost);
+  else if (!charge(cost)) return std::nullopt;
+  const auto id = static_cast<std::uint32_t>(names_.size());
+  names_.push_back(&ids_.emplace(std::string(text), id).first->first);
+  return id;
+}
+
+std::optional<JourneyTracker::Hop> JourneyTracker::make_hop(const JourneyEvent& e, bool anyway) {
+  const auto func = intern(e.func, anyway);
+  const auto iface = func ? intern(iface_column(e.event), anyway) : std::nullopt;
+  if (!func || !iface) return std::nullopt;
+  // Every pid is a new name: only when there is room, even for a fate.
+  const std::uint32_t process = intern(process_column(e.event), false).value_or(0);
+  return Hop{e.event.ts_ns, e.event.netns, *func, *iface, process};
+}
+
+bool JourneyTracker::list_hop(Tracked& t, const Hop& hop) {
+  if (t.hops.size() == t.hops.capacity()) {
+    const std::size_t grown = std::min(std::max<std::size_t>(4, 2 * t.hops.capacity()),
+                                       std::max(limits_.steps, t.hops.size() + 1));
+    if (!charge((grown - t.hops.capacity()) * sizeof(Hop))) return false;
+    t.hops.reserve(grown);
+  }
+  t.hops.push_back(hop);
+  return true;
+}
 
 JourneyTracker::Kind JourneyTracker::kind_of(const JourneyEvent& e) {
   if (e.event.has_drop_reason && !e.reason.empty() && e.reason != "SKB_CONSUMED" &&
@@ -89,134 +157,189 @@ void JourneyTracker::add(const JourneyEvent& e) {
   }
   if (open == open_.end()) {
     if (tracked_.size() >= limits_.journeys) {
-      ++skbs_not_kept_;
+      ++not_followed_;
+      return;
+    }
+    if (!charge(sizeof(Tracked) + kMapEntryBytes)) {
+      ++not_followed_;
+      ++cut_;
       return;
     }
     tracked_.emplace_back();
-    tracked_.back().journey.skb = e.event.skb_addr;
+    tracked_.back().skb = e.event.skb_addr;
     open = open_.emplace(e.event.skb_addr, tracked_.size() - 1).first;
   }
   Tracked& t = tracked_[open->second];
-  if (!t.journey.tuple.l3_proto && e.event.tuple.l3_proto) t.journey.tuple = e.event.tuple;
+  if (!t.tuple.l3_proto && e.event.tuple.l3_proto) t.tuple = e.event.tuple;
   if (e.event.tuple.l3_proto) t.last_tuple = e.event.tuple;
-  if (kind == Kind::Drop || kind == Kind::Free) {
-    t.freed = true;
-    if (kind == Kind::Free && t.free_location.empty()) t.free_location = e.location;
+
+  // Every hop may decide the fate (the last live one, the drop, the last
+  // free), so one is made even when the budget is spent: the names it needs
+  // are kernel functions and devices, a bounded set. Only listing it in the
+  // skb's hooks waits for room.
+  const std::optional<Hop> hop = make_hop(e, true);
+  bool listed = false;
+  if (t.hops.size() < limits_.steps) {
+    listed = list_hop(t, *hop);
+    if (!listed) ++hooks_cut_;
   }
-  const bool keep = t.journey.steps.size() < limits_.steps ||
-                    (kind == Kind::Drop && t.drop_step == SIZE_MAX);  // the drop is always kept
-  if (!keep) {
-    ++t.journey.steps_not_kept;
-    return;
+  if (!listed) ++t.hops_not_kept;
+
+  const auto remember = [&](FateHop& f) { f = FateHop{*hop, true, listed}; };
+  switch (kind) {
+    case Kind::Drop:
+      t.freed = true;
+      if (!t.drop.seen) {
+        remember(t.drop);
+        t.reason = intern(e.reason, true).value_or(0);
+        t.drop_where = intern(e.location.empty() ? e.hook : e.location, true).value_or(0);
+      }
+      break;
+    case Kind::Free:
+      t.freed = true;
+      remember(t.free_hop);
+      if (!t.free_location && !e.location.empty()) t.free_location = intern(e.location, true).value_or(0);
+      break;
+    case Kind::Deliver:
+      remember(t.deliver);
+      remember(t.live);
+      t.live_kind = kind;
+      break;
+    case Kind::Transmit:
+    case Kind::Other:
+      remember(t.live);
+      t.live_kind = kind;
+      break;
   }
-  if (kind == Kind::Drop && t.drop_step == SIZE_MAX) {
-    t.drop_step = t.journey.steps.size();
-    t.journey.reason = std::string(e.reason);
-    t.journey.where = e.location.empty() ? std::string(e.hook) : std::string(e.location);
-  }
-  t.journey.steps.push_back(JourneyStep{e.event.ts_ns, std::string(e.func), iface_column(e.event),
-                                        process_column(e.event), e.event.netns});
-  t.kinds.push_back(kind);
 }
 
-bool JourneyTracker::is_another_packet(const Tracked& t, const JourneyEvent& e, Kind kind) {
+bool JourneyTracker::is_another_packet(const Tracked& t, const JourneyEvent& e, Kind kind) const {
   // A freed skb's address comes back for another packet: anything but the
   // rest of the free path starts a new journey.
   if (t.freed) return kind != Kind::Free && kind != Kind::Drop;
   if (reversed(t.last_tuple, e.event.tuple)) return true;
   if (!once_per_device(e.hook)) return false;
-  const std::string iface = iface_column(e.event);
-  for (const JourneyStep& s : t.journey.steps)
-    if (s.func == e.func && s.netns == e.event.netns && s.iface == iface) return true;
-  return false;
+  const auto func = find(e.func);
+  const auto iface = find(iface_column(e.event));
+  if (!func || !iface) return false;  // never seen at all, so not on this skb
+  const auto same = [&](const Hop& h) { return h.func == *func && h.netns == e.event.netns && h.iface == *iface; };
+  if (t.live.seen && same(t.live.hop)) return true;
+  return std::any_of(t.hops.begin(), t.hops.end(), same);
 }
 
 Journey JourneyTracker::decide(const Tracked& t) const {
-  Journey j = t.journey;
-  if (j.steps.empty()) return j;
-  const auto last_of = [&](Kind kind) -> std::size_t {
-    for (std::size_t i = t.kinds.size(); i-- > 0;)
-      if (t.kinds[i] == kind) return i;
-    return SIZE_MAX;
+  Journey j;
+  j.skb = t.skb;
+  j.tuple = t.tuple;
+  j.steps_not_kept = t.hops_not_kept;
+  const auto step = [&](const Hop& h) {
+    return JourneyStep{h.ts_ns, name(h.func), name(h.iface), name(h.process), h.netns};
   };
-  // The last step that is not part of freeing the skb.
-  std::size_t last_live = SIZE_MAX;
-  for (std::size_t i = t.kinds.size(); i-- > 0;) {
-    if (t.kinds[i] != Kind::Free && t.kinds[i] != Kind::Drop) {
-      last_live = i;
-      break;
-    }
+  j.steps.reserve(t.hops.size() + 1);
+  for (const Hop& h : t.hops) j.steps.push_back(step(h));
+  // The drop is always shown, listed or not; it is the last thing that
+  // happened to the packet that matters, so it goes at the end.
+  if (t.drop.seen && !t.drop.listed) {
+    j.steps.push_back(step(t.drop.hop));
+    --j.steps_not_kept;
   }
-  if (t.drop_step != SIZE_MAX) {
-    const JourneyStep& at = j.steps[t.drop_step];
+
+  if (t.drop.seen) {
+    const Hop& at = t.drop.hop;
     j.fate = Fate::Dropped;
     j.netns = at.netns;
-    const std::string iface = last_live != SIZE_MAX ? j.steps[last_live].iface : at.iface;
-    j.hint = hints_.hint(HintContext{j.reason, j.where, iface.empty() ? at.iface : iface, at.netns});
-  } else if (const std::size_t d = last_of(Kind::Deliver); d != SIZE_MAX) {
+    j.reason = name(t.reason);
+    j.where = name(t.drop_where);
+    const std::string& iface = t.live.seen && t.live.hop.iface ? name(t.live.hop.iface) : name(at.iface);
+    j.hint = hints_.hint(HintContext{j.reason, j.where, iface, at.netns});
+  } else if (t.deliver.seen) {
+    const Hop& at = t.deliver.hop;
     j.fate = Fate::Delivered;
-    j.netns = j.steps[d].netns;
-    const std::string_view func = j.steps[d].func;
-    j.where = func.substr(0, 17) == "skb_copy_datagram" ? "read by " + j.steps[d].process
-                                                         : "queued by " + std::string(func);
-  } else if (last_live != SIZE_MAX && t.kinds[last_live] == Kind::Transmit) {
+    j.netns = at.netns;
+    const std::string& func = name(at.func);
+    const std::string& reader = at.process ? name(at.process) : std::string("a process");
+    j.where = func.substr(0, 17) == "skb_copy_datagram" ? "read by " + reader : "queued by " + func;
+  } else if (t.live.seen && t.live_kind == Kind::Transmit) {
     j.fate = Fate::Transmitted;
-    j.netns = j.steps[last_live].netns;
-    j.where = j.steps[last_live].iface;
-  } else if (t.freed) {
+    j.netns = t.live.hop.netns;
+    j.where = name(t.live.hop.iface);
+  } else if (t.freed && t.free_hop.seen) {
     j.fate = Fate::Consumed;
-    const std::size_t f = last_of(Kind::Free);
-    j.netns = j.steps[f].netns;
-    j.where = t.free_location.empty() ? j.steps[f].func : t.free_location;
+    j.netns = t.free_hop.hop.netns;
+    j.where = t.free_location ? name(t.free_location) : name(t.free_hop.hop.func);
     j.hint = "freed without a drop reason: the kernel was done with it (an answered ICMP echo, a processed "
              "TCP handshake or ACK segment, a packet the stack copied)";
-  } else {
+  } else if (t.live.seen) {
     j.fate = Fate::InFlight;
-    const JourneyStep& last = j.steps.back();
-    j.netns = last.netns;
-    j.where = last.func;
+    j.netns = t.live.hop.netns;
+    j.where = name(t.live.hop.func);
     j.hint = "no hook saw it delivered, sent or freed: it may still be queued, or it went where no hook looks "
              "(the tracepoint backend does not see UDP delivery or TCP's own frees; a kprobe backend does)";
   }
   return j;
 }
 
+void JourneyTracker::for_each(const std::function<void(const Journey&)>& visit) const {
+  for (const Tracked& t : tracked_) visit(decide(t));
+}
+
 std::vector<Journey> JourneyTracker::journeys() const {
   std::vector<Journey> out;
   out.reserve(tracked_.size());
-  for (const Tracked& t : tracked_) out.push_back(decide(t));
+  for_each([&](const Journey& j) { out.push_back(j); });
   return out;
 }
 
-std::string journeys_text(const std::vector<Journey>& journeys, std::uint64_t skbs_not_kept) {
+JourneyCounts JourneyTracker::counts() const { return JourneyCounts{tracked_.size(), not_followed_, cut_, hooks_cut_}; }
+
+std::string budget_note(const JourneyCounts& counts, const JourneyBudget& budget) {
+  if (!counts.cut && !counts.hooks_cut) return "";
+  return fmt::format("incomplete: the summary memory budget ({}, {} used now) was spent, so {} skb{} not followed "
+                     "and {} hook{} of followed skbs not kept (fates stay complete); {}",
+                     budget.name(), format_bytes(budget.used()), counts.cut, counts.cut == 1 ? " was" : "s were",
+                     counts.hooks_cut, counts.hooks_cut == 1 ? " was" : "s were", budget.remedy());
+}
+
+std::string journeys_text_header(const JourneyCounts& counts, const std::string& note) {
+  std::string out = fmt::format("\nSUMMARY: {} skb{}", counts.kept, counts.kept == 1 ? "" : "s");
+  const std::uint64_t over_limit = counts.not_followed - counts.cut;
+  if (over_limit) out += fmt::format(" ({} more seen but not followed: the summary's limit)", over_limit);
+  out += '\n';
+  if (!note.empty()) out += "NOTE: " + note + "\n";
+  return out;
+}
+
+std::string journey_text(const Journey& j) {
   std::string out;
   auto it = std::back_inserter(out);
-  fmt::format_to(it, "\nSUMMARY: {} skb{}", journeys.size(), journeys.size() == 1 ? "" : "s");
-  if (skbs_not_kept) fmt::format_to(it, " ({} more seen but not followed: the summary's limit)", skbs_not_kept);
-  out += '\n';
-  for (const Journey& j : journeys) {
-    fmt::format_to(it, "\nSKB {:#x} {}\n", j.skb, tuple_text(j.tuple));
-    std::size_t func_width = 0, iface_width = 0;
-    for (const JourneyStep& s : j.steps) {
-      func_width = std::max(func_width, s.func.size());
-      iface_width = std::max(iface_width, s.iface.size());
-    }
-    const std::uint64_t t0 = j.steps.empty() ? 0 : j.steps.front().ts_ns;
-    for (const JourneyStep& s : j.steps)
-      fmt::format_to(it, "  {:>11}  {:<{}}  {:<{}}  netns {:<10}  {}\n", ms(s.ts_ns - t0), s.func, func_width,
-                     s.iface, iface_width, s.netns, s.process);
-    if (j.steps_not_kept) fmt::format_to(it, "  ... {} more hooks not kept\n", j.steps_not_kept);
-    switch (j.fate) {
-      case Fate::Dropped:
-        fmt::format_to(it, "  fate: dropped in {} with {} (netns {})\n", j.where, short_reason(j.reason), j.netns);
-        break;
-      case Fate::Delivered: fmt::format_to(it, "  fate: delivered to a socket, {} (netns {})\n", j.where, j.netns); break;
-      case Fate::Transmitted: fmt::format_to(it, "  fate: transmitted on {} (netns {})\n", j.where, j.netns); break;
-      case Fate::Consumed: fmt::format_to(it, "  fate: consumed in {} (netns {})\n", j.where, j.netns); break;
-      case Fate::InFlight: fmt::format_to(it, "  fate: still in flight, last seen at {} (netns {})\n", j.where, j.netns); break;
-    }
-    if (!j.hint.empty()) fmt::format_to(it, "  hint: {}\n", j.hint);
+  fmt::format_to(it, "\nSKB {:#x} {}\n", j.skb, tuple_text(j.tuple));
+  std::size_t func_width = 0, iface_width = 0;
+  for (const JourneyStep& s : j.steps) {
+    func_width = std::max(func_width, s.func.size());
+    iface_width = std::max(iface_width, s.iface.size());
   }
+  const std::uint64_t t0 = j.steps.empty() ? 0 : j.steps.front().ts_ns;
+  for (const JourneyStep& s : j.steps)
+    fmt::format_to(it, "  {:>11}  {:<{}}  {:<{}}  netns {:<10}  {}\n", ms(s.ts_ns - t0), s.func, func_width,
+                   s.iface, iface_width, s.netns, s.process);
+  if (j.steps_not_kept) fmt::format_to(it, "  ... {} more hooks not kept\n", j.steps_not_kept);
+  switch (j.fate) {
+    case Fate::Dropped:
+      fmt::format_to(it, "  fate: dropped in {} with {} (netns {})\n", j.where, short_reason(j.reason), j.netns);
+      break;
+    case Fate::Delivered: fmt::format_to(it, "  fate: delivered to a socket, {} (netns {})\n", j.where, j.netns); break;
+    case Fate::Transmitted: fmt::format_to(it, "  fate: transmitted on {} (netns {})\n", j.where, j.netns); break;
+    case Fate::Consumed: fmt::format_to(it, "  fate: consumed in {} (netns {})\n", j.where, j.netns); break;
+    case Fate::InFlight: fmt::format_to(it, "  fate: still in flight, last seen at {} (netns {})\n", j.where, j.netns); break;
+  }
+  if (!j.hint.empty()) fmt::format_to(it, "  hint: {}\n", j.hint);
+  return out;
+}
+
+std::string journeys_text(const std::vector<Journey>& journeys, const JourneyCounts& counts,
+                          const std::string& note) {
+  std::string out = journeys_text_header(counts, note);
+  for (const Journey& j : journeys) out += journey_text(j);
   return out;
 }
 

@@ -28,7 +28,9 @@ struct Ev {
 
 class Journeys {
  public:
-  explicit Journeys(JourneyTracker::Limits limits = {}) : tracker_(DropHints::builtin(), limits) {}
+  explicit Journeys(JourneyTracker::Limits limits = {},
+                    std::shared_ptr<JourneyBudget> budget = std::make_shared<JourneyBudget>(64u << 20, "test", ""))
+      : tracker_(DropHints::builtin(), limits, std::move(budget)) {}
 
   Journeys& skb(std::uint64_t addr, std::initializer_list<Ev> events) {
     for (const Ev& ev : events) {
@@ -176,11 +178,66 @@ TEST(Journey, LimitsCountWhatTheyDoNotKeepAndAlwaysKeepTheDrop) {
   EXPECT_EQ(j.tracker().skbs_not_kept(), 2u);
 }
 
+TEST(JourneyBudget, TrackersSharingABudgetStopFollowingWhenItIsSpentAndKeepEveryFate) {
+  auto budget = std::make_shared<JourneyBudget>(16 * 1024, "test budget = 16 KiB", "raise it");
+  Journeys first({}, budget);
+  for (std::uint64_t skb = 0x10000; budget->used() < 12 * 1024; skb += 0x100) first.skb(skb, {{"netif_receive_skb"}});
+  const std::uint64_t followed_by_first = first.result().size();
+  Journeys second({}, budget);
+  // Followed while there was room; then the budget runs out under it.
+  second.skb(0x1000, {{"netif_receive_skb"}});
+  for (std::uint64_t skb = 0x20000; skb < 0x20000 + 200 * 0x100; skb += 0x100) second.skb(skb, {{"ip_rcv"}});
+  // Hooks after the cut are not listed, but the drop still decides the fate.
+  second.skb(0x1000, {{"ip_rcv_core"}, {"ip_local_deliver"},
+                      {"kfree_skb", "SKB_DROP_REASON_NO_SOCKET", "__udp4_lib_rcv"}});
+  const JourneyCounts counts = second.tracker().counts();
+  EXPECT_GT(counts.cut, 0u) << "the shared budget ran out";
+  EXPECT_EQ(counts.not_followed, counts.cut) << "no journey limit was reached, only the budget";
+  EXPECT_LE(budget->used(), budget->limit() + 4096) << "only the fates' names may overdraw, a little";
+  const auto out = second.result();
+  ASSERT_FALSE(out.empty());
+  EXPECT_EQ(out[0].skb, 0x1000u);
+  EXPECT_EQ(out[0].fate, Fate::Dropped);
+  EXPECT_EQ(out[0].where, "__udp4_lib_rcv");
+  EXPECT_EQ(out[0].steps.back().func, "kfree_skb(SKB_DROP_REASON_NO_SOCKET)") << "the drop is always shown";
+  const std::string note = budget_note(counts, *budget);
+  EXPECT_NE(note.find("test budget = 16 KiB"), std::string::npos) << note;
+  EXPECT_NE(note.find(std::to_string(counts.cut) + " skbs were not followed"), std::string::npos) << note;
+  EXPECT_NE(note.find("raise it"), std::string::npos) << note;
+  EXPECT_NE(journeys_text_header(counts, note).find("NOTE: incomplete"), std::string::npos);
+  EXPECT_GT(followed_by_first, 10u);
+}
+
+TEST(JourneyBudget, ATrackerGivesBackWhatItChargedAndAnUncutOneHasNoNote) {
+  auto budget = std::make_shared<JourneyBudget>(1u << 20, "b", "");
+  {
+    Journeys j({}, budget);
+    j.skb(0x1000, {{"netif_receive_skb"}, {"kfree_skb", "SKB_DROP_REASON_NO_SOCKET", "__udp4_lib_rcv"}});
+    EXPECT_GT(budget->used(), 0u);
+    EXPECT_EQ(budget->used(), j.tracker().charged());
+    EXPECT_EQ(budget_note(j.tracker().counts(), *budget), "");
+  }
+  EXPECT_EQ(budget->used(), 0u);
+}
+
+TEST(JourneyBudget, AHookCostsTensOfBytesNotThreeStrings) {
+  auto budget = std::make_shared<JourneyBudget>(1ull << 30, "b", "");
+  Journeys j(JourneyTracker::Limits{100000, 64}, budget);
+  for (std::uint64_t skb = 0; skb < 2000; ++skb)
+    j.skb(0x100000 + skb * 0x100, {{"netif_receive_skb"}, {"ip_rcv_core"}, {"ip_route_input_noref"},
+                                   {"ip_local_deliver"}, {"ip_local_deliver_finish"}, {"__udp4_lib_rcv"},
+                                   {"udp_unicast_rcv_skb"}, {"__udp_enqueue_schedule_skb"}});
+  const double per_skb = static_cast<double>(j.tracker().charged()) / 2000;
+  // The Tracked record with its fate hops, plus 8 interned hops of 24 bytes.
+  EXPECT_LT(per_skb, 700.0) << "charged " << j.tracker().charged() << " bytes for 2000 skbs of 8 hooks";
+  EXPECT_EQ(j.result().size(), 2000u);
+}
+
 TEST(Journey, TextAndJsonCarryTheSameFacts) {
   Journeys j;
   j.skb(0x1000, {{"netif_receive_skb"}, {"kfree_skb", "SKB_DROP_REASON_NO_SOCKET", "__udp4_lib_rcv"}});
   const auto out = j.result();
-  const std::string text = journeys_text(out, 3);
+  const std::string text = journeys_text(out, JourneyCounts{1, 3, 0, 0});
   EXPECT_NE(text.find("SUMMARY: 1 skb (3 more seen but not followed"), std::string::npos) << text;
   EXPECT_NE(text.find("SKB 0x1000 10.0.0.1:0->10.0.0.2:9(udp)"), std::string::npos) << text;
   EXPECT_NE(text.find("fate: dropped in __udp4_lib_rcv with NO_SOCKET (netns 4026532001)"), std::string::npos)
