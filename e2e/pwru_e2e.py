@@ -641,6 +641,10 @@ def scenario_bad_usage(ctx):
         # Tracking by stack needs kprobes; this host's auto backend falls
         # back to tracepoints, which must be said, not ignored.
         ["--filter-non-skb-funcs", "fib_table_lookup"],
+        # RE2, whole names, on every backend (pwru's rule): a pattern
+        # naming no skb function is refused, even a catastrophic one.
+        ["--filter-func", "^ip_"],
+        ["--filter-func", "(a+)+$"],
     ]
     for args in cases:
         run = PwruRun(ctx, args).start()

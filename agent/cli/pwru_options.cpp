@@ -9,6 +9,7 @@
 #include <ostream>
 
 #include "common/error.h"
+#include "common/function_name_filter.h"
 
 #ifndef PWRU_VERSION
 #define PWRU_VERSION "0.0.0-dev"
@@ -116,7 +117,8 @@ ParsedArgs parse_pwru_args(int argc, const char* const* argv, std::ostream& out,
                  "that order")
       ->default_str("auto");
   app.add_option("--filter-func", o.filter_func,
-                 "filter kernel functions to be probed by name (regular expression; kprobe backends)");
+                 "filter kernel functions to be probed by name (RE2 regular expression matching the whole "
+                 "name, as pwru: '^ip_.*' or 'ip_rcv|tcp_v4_rcv'; kprobe backends)");
   app.add_option("--kmods", o.kmods, "list of kernel modules names to attach to (kprobe backends)")
       ->delimiter(',');
   app.add_flag("--all-kmods", o.all_kmods, "attach to all available kernel modules (kprobe backends)");
@@ -190,6 +192,13 @@ ParsedArgs parse_pwru_args(int argc, const char* const* argv, std::ostream& out,
     }
     // Compiled now, so a bad expression stops pwru before anything loads.
     if (!o.pcap_filter.empty()) o.pcap = std::make_shared<const CompiledPcap>(compile_pcap(o.pcap_filter));
+    if (!o.filter_func.empty()) {
+      try {
+        FunctionNameFilter check(o.filter_func);
+      } catch (const UsageError& e) {
+        throw UsageError(std::string("--filter-func ") + e.what());
+      }
+    }
   } catch (const UsageError& e) {
     err << "pwru: " << e.what() << "\n";
     return ParsedArgs{std::nullopt, 2};

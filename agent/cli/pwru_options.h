@@ -31,7 +31,7 @@ struct PwruOptions {
   std::string output_pcap;  // --output-pcap FILE: the matched packets as pcap (NFLOG, hook as prefix)
   std::string ready_file;
   std::string backend = "auto";
-  std::string filter_func;             // regex over kprobe function names
+  std::string filter_func;             // RE2 regex over kprobe function names, whole-name match
   std::vector<std::string> kmods;      // --kmods a,b: modules probed too
   bool all_kmods = false;
   unsigned filter_kprobe_batch = 10;   // threads that detach kprobes

@@ -1,7 +1,6 @@
 #include "probe/kprobe_plan.h"
 
 #include <fstream>
-#include <regex>
 #include <sstream>
 
 #include "common/error.h"
@@ -26,13 +25,12 @@ std::optional<std::unordered_set<std::string>> read_traceable_functions(const st
 KprobePlan plan_kprobes(const std::vector<SkbFunction>& candidates, const Ksyms& kallsyms,
                         const std::optional<std::unordered_set<std::string>>& traceable,
                         const std::string& filter_func, const std::vector<SkbFunction>& named) {
-  std::optional<std::regex> pattern;
+  std::optional<FunctionNameFilter> pattern;
   if (!filter_func.empty()) {
     try {
-      pattern.emplace(filter_func, std::regex::ECMAScript | std::regex::optimize);
-    } catch (const std::regex_error& e) {
-      throw UsageError("--filter-func '" + filter_func + "' is not a valid regular expression (" + e.what() +
-                       "); e.g. --filter-func '^ip_.*'");
+      pattern.emplace(filter_func);
+    } catch (const UsageError& e) {
+      throw UsageError(std::string("--filter-func ") + e.what());
     }
   }
   KprobePlan plan;
@@ -52,14 +50,27 @@ KprobePlan plan_kprobes(const std::vector<SkbFunction>& candidates, const Ksyms&
     planned.insert(fn.name);
   };
   for (const SkbFunction& fn : candidates) {
-    if (pattern && !std::regex_search(fn.name, *pattern)) {
+    if (pattern && !pattern->matches(fn.name)) {
       ++plan.filtered_out;
       continue;
     }
     consider(fn);
   }
+  // Checked on the kernel's functions, before kallsyms and tracefs narrow
+  // them, as pwru does: a pattern that names nothing is a mistake to fix,
+  // not a trace of the tracepoints alone.
+  if (pattern && plan.filtered_out == candidates.size())
+    throw UsageError("--filter-func '" + filter_func + "' matches no kernel function among the " +
+                     std::to_string(candidates.size()) +
+                     " that take an skb; the whole name must match (pwru's rule): '^ip_.*', not '^ip_'");
   for (const SkbFunction& fn : named) consider(fn);
   return plan;
+}
+
+std::size_t count_matching(const std::vector<SkbFunction>& candidates, const FunctionNameFilter& filter) {
+  std::size_t n = 0;
+  for (const SkbFunction& fn : candidates) n += filter.matches(fn.name) ? 1 : 0;
+  return n;
 }
 
 }  // namespace pwru

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "btf/kernel_btf.h"
+#include "common/function_name_filter.h"
 #include "enrich/ksyms.h"
 
 namespace pwru {
@@ -27,12 +28,18 @@ struct KprobePlan {
 std::optional<std::unordered_set<std::string>> read_traceable_functions(
     const std::string& path = "/sys/kernel/tracing/available_filter_functions");
 
-// `filter_func` is an ECMAScript regex searched in each candidate's name; a
-// bad one is a UsageError. `named` functions (--filter-non-skb-funcs) were
-// asked for by name: the regex does not apply to them, kallsyms and the
-// traceable list do.
+// `filter_func` keeps the candidates whose whole name it matches (RE2,
+// pwru's rule: see FunctionNameFilter); a bad one, or one that keeps none
+// of the candidates (pwru stops there too), is a UsageError naming
+// --filter-func. `named` functions (--filter-non-skb-funcs) were asked for
+// by name: the regex does not apply to them, kallsyms and the traceable
+// list do.
 KprobePlan plan_kprobes(const std::vector<SkbFunction>& candidates, const Ksyms& kallsyms,
                         const std::optional<std::unordered_set<std::string>>& traceable,
                         const std::string& filter_func, const std::vector<SkbFunction>& named = {});
+
+// How many of `candidates` `filter` keeps: what the agent checks a trace
+// request's "functions" against before anything else, on every backend.
+std::size_t count_matching(const std::vector<SkbFunction>& candidates, const FunctionNameFilter& filter);
 
 }  // namespace pwru

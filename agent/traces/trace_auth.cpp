@@ -1,7 +1,9 @@
 #include "traces/trace_auth.h"
 
 #include <nlohmann/json.hpp>
+#include <openssl/evp.h>
 
+#include <algorithm>
 #include <chrono>
 #include <map>
 #include <mutex>
@@ -16,15 +18,33 @@ namespace {
 using json = nlohmann::json;
 constexpr std::string_view kBearer = "Bearer ";
 constexpr int kReviewTimeoutSeconds = 5;
-// A token the API server accepted is trusted this long without asking
-// again (the API server's own webhook token cache defaults to 2 minutes).
-constexpr auto kTokenCacheFor = std::chrono::seconds(10);
-constexpr std::size_t kTokenCacheMax = 1024;
+
+// The cache key: a copy of the token in memory would be one more place to
+// steal it from (a core dump, a heap read).
+std::string token_digest(const std::string& token) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int size = 0;
+  if (EVP_Digest(token.data(), token.size(), digest, &size, EVP_sha256(), nullptr) != 1)
+    throw RequestError(503, "cannot hash the bearer token (OpenSSL failed); tell the agent's operator");
+  return std::string(reinterpret_cast<const char*>(digest), size);
+}
 
 std::string bearer_of(const std::string& authorization, const std::string& how) {
   if (authorization.rfind(kBearer, 0) != 0 || authorization.size() == kBearer.size())
     throw RequestError(401, "send " + how + ": -H 'Authorization: Bearer <token>'");
   return authorization.substr(kBearer.size());
+}
+
+// A review's answer, read without trusting its types: what is not a true
+// boolean is no, what is not a string is the default.
+bool true_in(const json& status, const char* key) {
+  const auto it = status.find(key);
+  return it != status.end() && it->is_boolean() && it->get<bool>();
+}
+
+std::string string_in(const json& status, const char* key, const char* otherwise) {
+  const auto it = status.find(key);
+  return it != status.end() && it->is_string() ? it->get<std::string>() : otherwise;
 }
 
 // Compares in time independent of where the first difference is.
@@ -63,32 +83,49 @@ class StaticTokenAuth final : public TraceAuth {
 
 class KubernetesAuth final : public TraceAuth {
  public:
-  explicit KubernetesAuth(KubeApiConfig api) : api_(std::move(api)) {}
+  KubernetesAuth(KubeApiConfig api, const TokenReviewLimits& limits)
+      : api_(std::move(api)), limits_(limits), reviews_(limits.reviews_per_second, limits.review_burst) {}
 
   TraceCaller authenticate(const std::string& authorization) const override {
     const std::string token = bearer_of(authorization, "a Kubernetes token (e.g. $(kubectl create token NAME))");
+    const std::string key = token_digest(token);
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      auto it = cache_.find(token);
-      if (it != cache_.end() && it->second.until > std::chrono::steady_clock::now()) return it->second.caller;
+      const auto now = std::chrono::steady_clock::now();
+      auto it = cache_.find(key);
+      if (it != cache_.end() && it->second.until > now) {
+        if (!it->second.accepted) throw not_accepted(it->second.why);
+        return it->second.caller;
+      }
+      if (!reviews_.take(now))
+        throw RequestError(429, "this agent asks the API server about at most " +
+                                    std::to_string(static_cast<int>(limits_.reviews_per_second)) +
+                                    " new bearer tokens a second, and more are arriving; retry in a second");
     }
     const json review = {{"apiVersion", "authentication.k8s.io/v1"},
                          {"kind", "TokenReview"},
                          {"spec", {{"token", token}}}};
     const json status = post("/apis/authentication.k8s.io/v1/tokenreviews", review, "check the caller's token");
-    if (!status.value("authenticated", false)) {
-      const std::string why = status.value("error", std::string("not authenticated"));
-      throw RequestError(401, "the API server did not accept the bearer token (" + why + ")");
+    if (!true_in(status, "authenticated")) {
+      const std::string why = string_in(status, "error", "not authenticated");
+      remember(key, Cached{false, {}, why, std::chrono::steady_clock::now() + limits_.rejected_for});
+      throw not_accepted(why);
     }
-    const json& user = status.at("user");
     TraceCaller caller;
-    caller.user = user.value("username", "");
-    caller.uid = user.value("uid", "");
-    if (user.contains("groups")) caller.groups = user.at("groups").get<std::vector<std::string>>();
-    if (user.contains("extra")) caller.extra_json = user.at("extra").dump();
-    std::lock_guard<std::mutex> lock(mutex_);
-    if (cache_.size() >= kTokenCacheMax) cache_.clear();
-    cache_[token] = Cached{caller, std::chrono::steady_clock::now() + kTokenCacheFor};
+    try {
+      const json& user = status.at("user");
+      caller.user = user.value("username", "");
+      caller.uid = user.value("uid", "");
+      if (user.contains("groups")) caller.groups = user.at("groups").get<std::vector<std::string>>();
+      if (user.contains("extra")) caller.extra_json = user.at("extra").dump();
+    } catch (const json::exception&) {
+      // An accepted token whose user we cannot read is no identity to
+      // authorize; and the library's text is no answer for the caller.
+      throw RequestError(503, "cannot check the caller's token: the API server accepted it, but its TokenReview "
+                              "names no readable user (status.user with username, groups as strings); tell the "
+                              "agent's operator");
+    }
+    remember(key, Cached{true, caller, "", std::chrono::steady_clock::now() + limits_.accepted_for});
     return caller;
   }
 
@@ -114,8 +151,8 @@ class KubernetesAuth final : public TraceAuth {
                            {"extra", json::parse(caller.extra_json)},
                            {"resourceAttributes", attributes}}}};
     const json status = post("/apis/authorization.k8s.io/v1/subjectaccessreviews", review, "check permissions");
-    if (!status.value("allowed", false)) {
-      const std::string reason = status.value("reason", std::string());
+    if (!true_in(status, "allowed")) {
+      const std::string reason = string_in(status, "reason", "");
       throw RequestError(403, caller.user + " may not " + what + (reason.empty() ? "" : " (" + reason + ")") +
                                   "; an RBAC rule granting it is needed");
     }
@@ -123,9 +160,33 @@ class KubernetesAuth final : public TraceAuth {
 
  private:
   struct Cached {
-    TraceCaller caller;
+    bool accepted = false;
+    TraceCaller caller;  // when accepted
+    std::string why;     // when not: the API server's reason
     std::chrono::steady_clock::time_point until;
   };
+
+  static RequestError not_accepted(const std::string& why) {
+    return RequestError(401, "the API server did not accept the bearer token (" + why + ")");
+  }
+
+  // A full cache drops what has expired, then what would expire first:
+  // never every live entry at once, which would send each caller back to
+  // the API server together.
+  void remember(const std::string& key, Cached entry) const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (cache_.size() >= limits_.cache_max && !cache_.count(key)) {
+      const auto now = std::chrono::steady_clock::now();
+      std::erase_if(cache_, [&](const auto& kv) { return kv.second.until <= now; });
+      while (!cache_.empty() && cache_.size() >= limits_.cache_max) {
+        auto first = cache_.begin();
+        for (auto it = cache_.begin(); it != cache_.end(); ++it)
+          if (it->second.until < first->second.until) first = it;
+        cache_.erase(first);
+      }
+    }
+    if (limits_.cache_max > 0) cache_[key] = std::move(entry);
+  }
 
   json post(const std::string& path, const json& body, const std::string& purpose) const {
     auto client = make_kube_client(api_, kReviewTimeoutSeconds);
@@ -138,19 +199,44 @@ class KubernetesAuth final : public TraceAuth {
                                     "subjectaccessreviews)");
     }
     try {
-      return json::parse(res->body).at("status");
-    } catch (const json::exception& e) {
-      throw RequestError(503, "cannot " + purpose + ": the API server's answer is not a review (" +
-                                  std::string(e.what()) + ")");
+      json status = json::parse(res->body).at("status");
+      if (status.is_object()) return status;
+    } catch (const json::exception&) {
     }
+    throw RequestError(503, "cannot " + purpose + ": the API server's answer (HTTP " + std::to_string(res->status) +
+                                ") is not a review with a \"status\" object; tell the agent's operator");
   }
 
   KubeApiConfig api_;
+  TokenReviewLimits limits_;
   mutable std::mutex mutex_;
-  mutable std::map<std::string, Cached> cache_;
+  mutable std::map<std::string, Cached> cache_;  // by token_digest()
+  mutable TokenBucket reviews_;
 };
 
 }  // namespace
+
+bool TokenBucket::take(std::chrono::steady_clock::time_point now) {
+  if (last_ && now > *last_)
+    tokens_ = std::min(burst_, tokens_ + std::chrono::duration<double>(now - *last_).count() * per_second_);
+  if (!last_ || now > *last_) last_ = now;
+  if (tokens_ < 1) return false;
+  tokens_ -= 1;
+  return true;
+}
+
+std::unique_ptr<TraceAuth> make_kubernetes_auth(const KubeApiConfig& api, const TokenReviewLimits& limits) {
+  return std::make_unique<KubernetesAuth>(api, limits);
+}
+
+TokenReviewLimits token_review_limits(const AgentConfig::Traces::TokenReview& config) {
+  TokenReviewLimits limits;
+  limits.accepted_for = std::chrono::seconds(config.cache_seconds);
+  limits.rejected_for = std::chrono::seconds(config.negative_cache_seconds);
+  limits.reviews_per_second = config.reviews_per_second;
+  limits.review_burst = config.burst;
+  return limits;
+}
 
 std::unique_ptr<TraceAuth> make_trace_auth(const AgentConfig::Traces& config,
                                            const std::optional<KubeApiConfig>& api) {
@@ -163,7 +249,7 @@ std::unique_ptr<TraceAuth> make_trace_auth(const AgentConfig::Traces& config,
       if (!api)
         throw UsageError("traces.auth is kubernetes, but pod identity is off (no API server): set "
                          "kubernetes.api_server or run in a cluster");
-      return std::make_unique<KubernetesAuth>(*api);
+      return make_kubernetes_auth(*api, token_review_limits(config.token_review));
   }
   return std::make_unique<NoAuth>();
 }

@@ -8,9 +8,11 @@
 //                 node or netns:   create nodes/trace, this node by name
 //                 GET /v1/traces:  list nodes/trace;  DELETE: delete nodes/trace
 // Failures are RequestErrors: 401 (no or bad credentials), 403 (not
-// allowed), 503 (the API server could not be asked).
+// allowed), 429 (too many new tokens to review), 503 (the API server could
+// not be asked).
 #pragma once
 
+#include <chrono>
 #include <memory>
 #include <optional>
 #include <string>
@@ -45,5 +47,40 @@ class TraceAuth {
 // Throws UsageError for a configuration that cannot work: token with an
 // unreadable token file, kubernetes without an API server (`api` empty).
 std::unique_ptr<TraceAuth> make_trace_auth(const AgentConfig::Traces& config, const std::optional<KubeApiConfig>& api);
+
+// Allows `per_second` events a second on average, `burst` at once. The
+// caller passes the time, so tests need no clock.
+class TokenBucket {
+ public:
+  TokenBucket(double per_second, double burst) : per_second_(per_second), burst_(burst), tokens_(burst) {}
+  bool take(std::chrono::steady_clock::time_point now);
+
+ private:
+  double per_second_;
+  double burst_;
+  double tokens_;
+  std::optional<std::chrono::steady_clock::time_point> last_;
+};
+
+// How traces.auth kubernetes spares the API server. Tokens are remembered
+// by their SHA-256 only: the cache holds no credential.
+struct TokenReviewLimits {
+  // A token the API server accepted is trusted this long without asking
+  // again (the API server's own webhook token cache defaults to 2 minutes).
+  std::chrono::milliseconds accepted_for{10000};
+  // One it refused is refused this long without asking: a client retrying
+  // a bad token costs no review.
+  std::chrono::milliseconds rejected_for{5000};
+  std::size_t cache_max = 1024;
+  // TokenReviews for tokens not in the cache; beyond them a 429: a flood of
+  // made-up tokens must not become a flood of reviews.
+  double reviews_per_second = 20;
+  double review_burst = 40;
+};
+
+// traces.token_review, in the units above.
+TokenReviewLimits token_review_limits(const AgentConfig::Traces::TokenReview& config);
+
+std::unique_ptr<TraceAuth> make_kubernetes_auth(const KubeApiConfig& api, const TokenReviewLimits& limits = {});
 
 }  // namespace pwru

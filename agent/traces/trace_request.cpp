@@ -3,10 +3,11 @@
 #include <nlohmann/json.hpp>
 
 #include <cmath>
-#include <regex>
+#include <cstdlib>
 #include <set>
 
 #include "common/error.h"
+#include "common/function_name_filter.h"
 
 namespace pwru {
 
@@ -56,20 +57,113 @@ std::string format_seconds(std::chrono::milliseconds d) {
   return std::to_string(d.count()) + "ms";
 }
 
-// Kubernetes names: DNS labels (namespaces) and subdomains (pods).
-bool valid_kubernetes_name(const std::string& name, std::size_t max_len) {
+// Kubernetes names (DNS-1123): lower-case letters, digits, '-' and '.',
+// beginning and ending with a letter or digit. Namespaces are labels (no
+// '.', 63 bytes), pods subdomains (253 bytes).
+bool valid_kubernetes_name(std::string_view name, std::size_t max_len, bool dots) {
   if (name.empty() || name.size() > max_len) return false;
-  static const std::regex pattern("[a-z0-9]([-a-z0-9.]*[a-z0-9])?");
-  return std::regex_match(name, pattern);
+  const auto alnum = [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); };
+  // A subdomain is labels joined by dots, each a label's rules.
+  for (std::size_t start = 0; start <= name.size();) {
+    std::size_t end = dots ? name.find('.', start) : std::string_view::npos;
+    if (end == std::string_view::npos) end = name.size();
+    const std::string_view label = name.substr(start, end - start);
+    if (label.empty() || label.size() > 63 || !alnum(label.front()) || !alnum(label.back())) return false;
+    for (char c : label)
+      if (!alnum(c) && c != '-') return false;
+    start = end + 1;
+  }
+  return true;
+}
+
+// Deep enough for any request (the deepest valid one is 1), shallow enough
+// that nothing downstream recurses far on what a client sent.
+constexpr int kMaxDepth = 32;
+constexpr const char* kExample = "{\"namespace\":\"shop\",\"pod\":\"web-0\",\"filter\":\"tcp port 80\"}";
+
+// Up to 24 bytes of the body around `pos`, printable: where a syntax error is.
+std::string near(std::string_view text, std::size_t pos) {
+  const std::size_t from = pos > 8 ? pos - 8 : 0;
+  std::string out;
+  for (char c : text.substr(from, 24)) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u >= 0x20 && u < 0x7f && c != '\'') {
+      out += c;
+    } else {
+      static constexpr char kHex[] = "0123456789abcdef";
+      out += "\\x";
+      out += kHex[u >> 4];
+      out += kHex[u & 15];
+    }
+  }
+  return out;
+}
+
+// The body as JSON. Whatever the parser objects to becomes a 400 in our
+// words, naming the byte or the field: its own messages describe its
+// internals, and must not reach a client (nor a 500).
+json parse_body(std::string_view text) {
+  if (text.find_first_not_of(" \t\r\n") == std::string_view::npos)
+    bad(std::string("the body is empty; send a JSON object such as ") + kExample);
+  std::string field;  // the top-level field being read
+  const json::parser_callback_t limit_depth = [&](int depth, json::parse_event_t event, json& parsed) {
+    if ((event == json::parse_event_t::object_start || event == json::parse_event_t::array_start) &&
+        depth >= kMaxDepth)
+      bad("the body nests objects and arrays more than " + std::to_string(kMaxDepth) + " deep" +
+          (field.empty() ? std::string() : " (in " + shown(json(field)) + ")") +
+          "; a trace request is one flat object such as " + kExample);
+    if (event == json::parse_event_t::key && depth == 1) field = parsed.get<std::string>();
+    return true;
+  };
+  try {
+    return json::parse(text.begin(), text.end(), limit_depth);
+  } catch (const json::parse_error& e) {
+    // e.byte: 1-based index of the last byte read.
+    if (e.byte > text.size())  // the parser read past the end
+      bad("the body is not valid JSON: it ends (at byte " + std::to_string(text.size()) +
+          ") before the JSON value does; send a whole object such as " + kExample);
+    const std::size_t at = e.byte ? e.byte - 1 : 0;
+    bad("the body is not valid JSON at byte " + std::to_string(at) + " (near '" + near(text, at) +
+        "'); send an object such as " + kExample);
+  } catch (const json::out_of_range&) {
+    // The only one parsing throws: a number beyond a double's range.
+    bad((field.empty() ? std::string("a number in the body") : shown(json(field)) + ": a number") +
+        " is beyond what a JSON number may hold here (about 1.8e308); send a number in the field's range");
+  } catch (const json::exception&) {
+    bad(std::string("the body is not valid JSON; send an object such as ") + kExample);
+  }
+}
+
+// The part of the body that says what to trace: all that is checked before
+// the caller is authorized, since it says nothing about this agent.
+TraceTarget read_target(const json& body) {
+  if (!body.is_object()) bad("the body must be a JSON object; got " + std::string(body.type_name()));
+  TraceTarget t;
+  const bool has_ns = body.contains("namespace");
+  const bool has_pod = body.contains("pod");
+  if (has_ns != has_pod) bad("\"namespace\" and \"pod\" go together: name the pod as {\"namespace\":\"shop\",\"pod\":\"web-0\"}");
+  if (has_pod) {
+    t.namespace_name = string_field(body, "namespace", 253);
+    t.pod = string_field(body, "pod", 253);
+    if (!valid_kubernetes_name(t.namespace_name, 63, false))
+      bad("\"namespace\": '" + t.namespace_name + "' is not a Kubernetes namespace name (lower-case letters, digits, '-')");
+    if (!valid_kubernetes_name(t.pod, 253, true))
+      bad("\"pod\": '" + t.pod + "' is not a Kubernetes pod name (lower-case letters, digits, '-', '.')");
+    if (body.contains("netns")) bad("give either {\"namespace\",\"pod\"} or \"netns\", not both");
+  }
+  return t;
 }
 
 }  // namespace
+
+TraceTarget parse_trace_target(std::string_view body) { return read_target(parse_body(body)); }
 
 std::chrono::milliseconds parse_duration(std::string_view text, const std::string& field) {
   const auto fail = [&](const std::string& why) -> std::chrono::milliseconds {
     bad("\"" + field + "\": " + why + "; write a duration such as \"30s\", \"2m\" or \"1m30s\"");
   };
   if (text.empty()) return fail("empty");
+  if (text.size() > 64) return fail("longer than 64 characters");
   double total_ms = 0;
   std::size_t i = 0;
   while (i < text.size()) {
@@ -89,55 +183,46 @@ std::chrono::milliseconds parse_duration(std::string_view text, const std::strin
     else if (unit == "h") scale = 3600e3;
     else return fail(unit.empty() ? "'" + std::string(text) + "' has a number without a unit (ms, s, m, h)"
                                   : "unknown unit '" + std::string(unit) + "' (ms, s, m, h)");
-    total_ms += std::stod(number) * scale;
+    // strtod, not std::stod: a number out of a double's range (or too
+    // small for one) is an ERANGE here, not an exception mid-request.
+    const double value = std::strtod(number.c_str(), nullptr);
+    if (!std::isfinite(value)) return fail("'" + number + "' is too large");
+    total_ms += value * scale;
     if (total_ms > 1e12) return fail("too long");
   }
   return std::chrono::milliseconds(static_cast<std::int64_t>(std::llround(total_ms)));
 }
 
 TraceRequest parse_trace_request(std::string_view text, const TraceRequestLimits& limits) {
-  json body;
-  try {
-    body = json::parse(text);
-  } catch (const json::parse_error& e) {
-    bad(std::string("the body is not valid JSON (") + e.what() +
-        "); send an object such as {\"namespace\":\"shop\",\"pod\":\"web-0\",\"filter\":\"tcp port 80\"}");
-  }
-  if (!body.is_object()) bad("the body must be a JSON object; got " + std::string(body.type_name()));
+  const json body = parse_body(text);
+  TraceTarget target = read_target(body);
   for (const auto& [key, value] : body.items()) {
-    if (!known_fields().count(key)) bad("unknown field \"" + key + "\"; allowed: " + allowed_fields());
+    if (!known_fields().count(key)) bad("unknown field " + shown(json(key)) + "; allowed: " + allowed_fields());
   }
 
   TraceRequest r;
+  r.namespace_name = std::move(target.namespace_name);
+  r.pod = std::move(target.pod);
   r.duration = limits.default_duration;
   r.max_events = limits.default_max_events;
   r.output.json = true;
 
-  const bool has_ns = body.contains("namespace");
-  const bool has_pod = body.contains("pod");
-  if (has_ns != has_pod) bad("\"namespace\" and \"pod\" go together: name the pod as {\"namespace\":\"shop\",\"pod\":\"web-0\"}");
-  if (has_pod) {
-    r.namespace_name = string_field(body, "namespace", 253);
-    r.pod = string_field(body, "pod", 253);
-    if (!valid_kubernetes_name(r.namespace_name, 63))
-      bad("\"namespace\": '" + r.namespace_name + "' is not a Kubernetes namespace name (lower-case letters, digits, '-')");
-    if (!valid_kubernetes_name(r.pod, 253))
-      bad("\"pod\": '" + r.pod + "' is not a Kubernetes pod name (lower-case letters, digits, '-', '.')");
-  }
+  // Numbers: only what the field can hold, checked before any conversion
+  // (nlohmann keeps integers beyond 2^64-1 as doubles, "-0" as a signed 0).
   if (body.contains("netns")) {
-    if (has_pod) bad("give either {\"namespace\",\"pod\"} or \"netns\", not both");
     const json& v = body.at("netns");
     if (!v.is_number_unsigned() || v.get<std::uint64_t>() == 0 || v.get<std::uint64_t>() > 0xffffffffu)
-      bad("\"netns\" must be a network namespace inode number (as pwru --output-json prints it); got " + shown(v));
+      bad("\"netns\" must be a network namespace inode number, from 1 to 4294967295 (as pwru --output-json prints "
+          "it); got " + shown(v));
     r.netns = static_cast<std::uint32_t>(v.get<std::uint64_t>());
   }
   if (body.contains("filter")) r.filter = string_field(body, "filter");
   if (body.contains("functions")) {
     r.functions = string_field(body, "functions", 1024);
     try {
-      std::regex check(r.functions, std::regex::ECMAScript);
-    } catch (const std::regex_error& e) {
-      bad("\"functions\": '" + r.functions + "' is not a valid regular expression (" + e.what() + ")");
+      FunctionNameFilter check(r.functions);
+    } catch (const UsageError& e) {
+      bad(std::string("\"functions\": ") + e.what());
     }
   }
   if (body.contains("track_skb")) r.track_skb = bool_field(body, "track_skb");
@@ -146,12 +231,18 @@ TraceRequest parse_trace_request(std::string_view text, const TraceRequestLimits
     const json& v = body.at("duration");
     if (v.is_string()) {
       r.duration = parse_duration(v.get<std::string>(), "duration");
-    } else if (v.is_number() && v.get<double>() > 0 && v.get<double>() < 1e9) {
-      r.duration = std::chrono::milliseconds(static_cast<std::int64_t>(std::llround(v.get<double>() * 1000)));
+    } else if (v.is_number() && v.get<double>() > 0) {
+      // Compared as seconds first: 1e308 s has no milliseconds count.
+      const double seconds = v.get<double>();
+      if (seconds * 1000 > static_cast<double>(limits.max_duration.count()))
+        bad("\"duration\" " + shown(v) + " s is over this agent's cap of " + format_seconds(limits.max_duration) +
+            " (traces.max_duration_seconds); ask for less");
+      r.duration = std::chrono::milliseconds(static_cast<std::int64_t>(std::llround(seconds * 1000)));
     } else {
-      bad("\"duration\" must be a duration such as \"30s\" (or a number of seconds); got " + shown(v));
+      bad("\"duration\" must be a duration such as \"30s\" (or a number of seconds, more than 0); got " +
+          shown(v));
     }
-    if (r.duration.count() <= 0) bad("\"duration\" must be longer than 0");
+    if (r.duration.count() <= 0) bad("\"duration\" must be longer than 0 (1ms at least)");
     if (r.duration > limits.max_duration)
       bad("\"duration\" " + format_seconds(r.duration) + " is over this agent's cap of " +
           format_seconds(limits.max_duration) + " (traces.max_duration_seconds); ask for less");
@@ -159,7 +250,8 @@ TraceRequest parse_trace_request(std::string_view text, const TraceRequestLimits
   if (body.contains("max_events")) {
     const json& v = body.at("max_events");
     if (!v.is_number_unsigned() || v.get<std::uint64_t>() == 0)
-      bad("\"max_events\" must be a positive integer; got " + shown(v));
+      bad("\"max_events\" must be a positive integer (at most " + std::to_string(limits.max_events) + "); got " +
+          shown(v));
     r.max_events = v.get<std::uint64_t>();
     if (r.max_events > limits.max_events)
       bad("\"max_events\" " + std::to_string(r.max_events) + " is over this agent's cap of " +

@@ -25,7 +25,7 @@ struct TraceRequest {
   std::string pod;
   std::optional<std::uint32_t> netns;  // the inode, as pwru --output-json prints it
   std::string filter;                  // pcap expression; "" = every packet
-  std::string functions;               // regex over kprobe function names; "" = all
+  std::string functions;               // RE2 regex over kprobe function names (whole name); "" = all
   bool track_skb = false;              // pwru's --filter-track-skb
   bool summary = false;                // pwru --summary: journeys in the final summary line
   std::chrono::milliseconds duration{0};
@@ -35,6 +35,21 @@ struct TraceRequest {
   bool names_pod() const { return !pod.empty(); }
 };
 
+// What a request asks to trace: a pod, or (both empty) the node or a netns,
+// which take the node's right.
+struct TraceTarget {
+  std::string namespace_name;
+  std::string pod;
+};
+
+// The first step, before the caller is authorized: JSON syntax and the
+// target fields only, none of the checks that would tell a caller without
+// rights something about this agent (its caps). RequestError(400).
+TraceTarget parse_trace_target(std::string_view body);
+
+// Every field. Any body the JSON parser refuses (syntax, a number beyond a
+// double, nesting over 32 deep) is a RequestError(400) naming the byte or
+// the field, as is every value out of its field's range.
 TraceRequest parse_trace_request(std::string_view body, const TraceRequestLimits& limits);
 
 // "30s", "1m30s", "500ms", "2h", "1.5s": Go's time.ParseDuration units from

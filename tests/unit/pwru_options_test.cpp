@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <sstream>
 #include <vector>
 
@@ -75,7 +76,9 @@ TEST(PwruOptions, BadInputsExitTwoWithAHint) {
            {"tcp", "and", "prot", "80"},
            {"host", "999.1.1.1"},
            {"--backend", "tracepoint", "--filter-track-skb-by-stackid"},
-           {"--backend", "tracepoint", "--filter-non-skb-funcs", "fib_table_lookup"}}) {
+           {"--backend", "tracepoint", "--filter-non-skb-funcs", "fib_table_lookup"},
+           {"--filter-func", "ip_(rcv"},
+           {"--filter-func", "(?=ip_)"}}) {
     const CliRun r = parse(bad);
     EXPECT_FALSE(r.parsed.options) << bad[0];
     EXPECT_EQ(r.parsed.exit_code, 2) << bad[0];
@@ -88,6 +91,20 @@ TEST(PwruOptions, BadInputsExitTwoWithAHint) {
   EXPECT_NE(parse({"--no-such-flag"}).err.find("pwru --help"), std::string::npos);
   EXPECT_NE(parse({"--backend", "tracepoint", "--filter-non-skb-funcs", "x"}).err.find("needs a kprobe backend"),
             std::string::npos);
+}
+
+TEST(PwruOptions, FilterFuncIsCheckedAsRe2BeforeAnythingLoads) {
+  // RE2 syntax, as pwru's Go regexp: Perl classes yes, lookaround no.
+  EXPECT_TRUE(parse({"--filter-func", "^(ip_rcv|tcp_v4_rcv)$"}).parsed.options);
+  EXPECT_TRUE(parse({"--filter-func", "ip_\\w+"}).parsed.options);
+  const CliRun paren = parse({"--filter-func", "ip_(rcv"});
+  EXPECT_NE(paren.err.find("pwru: --filter-func 'ip_(rcv' is not a valid regular expression: a '(' without its ')'"),
+            std::string::npos)
+      << paren.err;
+  const CliRun look = parse({"--filter-func", "(?=ip_)"});
+  EXPECT_NE(look.err.find("no lookaround"), std::string::npos) << look.err;
+  // RE2 stays quiet on stderr: the one line is ours.
+  EXPECT_EQ(std::count(look.err.begin(), look.err.end(), '\n'), 1) << look.err;
 }
 
 TEST(PwruOptions, PcapExpressionIsCompiledInBothForms) {

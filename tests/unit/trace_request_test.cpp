@@ -64,7 +64,7 @@ struct BadCase {
 
 TEST(TraceRequest, EveryMistakeIsA400ThatSaysWhatToFix) {
   const BadCase cases[] = {
-      {"", "not valid JSON"},
+      {"", "the body is empty"},
       {"{\"namespace\":", "not valid JSON"},
       {"[1,2]", "must be a JSON object"},
       {"\"icmp\"", "must be a JSON object"},
@@ -80,7 +80,14 @@ TEST(TraceRequest, EveryMistakeIsA400ThatSaysWhatToFix) {
       {R"({"netns":0})", "inode number"},
       {R"({"netns":4294967296})", "inode number"},
       {R"({"filter":["icmp"]})", "\"filter\" must be a string"},
-      {R"({"functions":"ip_(rcv"})", "not a valid regular expression"},
+      {R"({"functions":"ip_(rcv"})", "\"functions\": 'ip_(rcv' is not a valid regular expression: a '(' without"},
+      {R"({"functions":"(?<!x)ip"})", "\"functions\""},
+      {R"({"namespace":"shop","pod":"web..0"})", "not a Kubernetes pod name"},
+      {R"({"namespace":"shop","pod":"web-0."})", "not a Kubernetes pod name"},
+      {R"({"namespace":"shop","pod":"-web"})", "not a Kubernetes pod name"},
+      {R"({"namespace":"sh.op","pod":"web-0"})", "not a Kubernetes namespace name"},
+      {R"({"namespace":"shop-","pod":"web-0"})", "not a Kubernetes namespace name"},
+      {R"({"namespace":"","pod":"web-0"})", "not a Kubernetes namespace name"},
       {R"({"track_skb":"yes"})", "must be true or false"},
       {R"({"duration":"forever"})", "\"duration\""},
       {R"({"duration":"0s"})", "longer than 0"},
@@ -101,6 +108,195 @@ TEST(TraceRequest, EveryMistakeIsA400ThatSaysWhatToFix) {
       EXPECT_EQ(e.status(), 400) << c.body;
       EXPECT_NE(std::string(e.what()).find(c.message_part), std::string::npos)
           << c.body << "\n  said: " << e.what() << "\n  want: " << c.message_part;
+    }
+  }
+}
+
+// What the client gets for a body: the value read, or the 400's message.
+struct Outcome {
+  bool accepted = false;
+  std::string value;  // netns, max_events, or duration in ms, as text
+  std::string error;
+};
+
+Outcome outcome_of(const std::string& field, const std::string& body, const TraceRequestLimits& limits) {
+  try {
+    const TraceRequest r = parse_trace_request(body, limits);
+    if (field == "netns") return {true, r.netns ? std::to_string(*r.netns) : "unset", ""};
+    if (field == "max_events") return {true, std::to_string(r.max_events), ""};
+    return {true, std::to_string(r.duration.count()), ""};
+  } catch (const RequestError& e) {
+    return {false, "", e.status() == 400 ? e.what() : "status " + std::to_string(e.status())};
+  }
+}
+
+struct EdgeCase {
+  const char* field;
+  const char* literal;  // the JSON text of the value
+  const char* value;    // accepted: the value read; nullptr: refused with a 400 naming the field
+  const char* message_part = "";
+};
+
+// Every numeric field at the edges of every type it could overflow: either
+// the right value or a 400 naming the field, never another exception.
+TEST(TraceRequest, NumbersAtTheEdgesAreReadExactlyOrRefusedNamingTheField) {
+  const char* const k2p32m1 = "4294967295";
+  const char* const k2p32 = "4294967296";
+  const char* const k2p63 = "9223372036854775808";
+  const char* const k2p64m1 = "18446744073709551615";
+  const char* const k2p64 = "18446744073709551616";
+  const EdgeCase cases[] = {
+      {"netns", "0", nullptr, "inode number"},
+      {"netns", "-1", nullptr, "inode number"},
+      {"netns", "-0", nullptr, "inode number"},
+      {"netns", "1", "1"},
+      {"netns", "1e308", nullptr, "inode number"},
+      {"netns", "1e400", nullptr, "a number is beyond"},
+      {"netns", "-1e400", nullptr, "a number is beyond"},
+      {"netns", k2p32m1, "4294967295"},
+      {"netns", k2p32, nullptr, "from 1 to 4294967295"},
+      {"netns", k2p63, nullptr, "inode number"},
+      {"netns", k2p64m1, nullptr, "inode number"},
+      {"netns", k2p64, nullptr, "inode number"},
+      {"netns", "4026531840.0", nullptr, "inode number"},
+      {"netns", "1.5", nullptr, "inode number"},
+      {"netns", "true", nullptr, "inode number"},
+      {"netns", "\"1\"", nullptr, "inode number"},
+      {"netns", "null", nullptr, "inode number"},
+      {"max_events", "0", nullptr, "positive integer"},
+      {"max_events", "-1", nullptr, "positive integer"},
+      {"max_events", "-0", nullptr, "positive integer"},
+      {"max_events", "1", "1"},
+      {"max_events", "1000000", "1000000"},
+      {"max_events", "1000001", nullptr, "over this agent's cap of 1000000"},
+      {"max_events", "1e308", nullptr, "positive integer"},
+      {"max_events", "1e400", nullptr, "a number is beyond"},
+      {"max_events", k2p32m1, nullptr, "over this agent's cap"},
+      {"max_events", k2p32, nullptr, "over this agent's cap"},
+      {"max_events", k2p63, nullptr, "over this agent's cap"},
+      {"max_events", k2p64m1, nullptr, "over this agent's cap"},
+      {"max_events", k2p64, nullptr, "positive integer"},
+      {"max_events", "1.5", nullptr, "positive integer"},
+      {"max_events", "true", nullptr, "positive integer"},
+      {"max_events", "\"1\"", nullptr, "positive integer"},
+      {"max_events", "null", nullptr, "positive integer"},
+      {"duration", "0", nullptr, "more than 0"},
+      {"duration", "-1", nullptr, "more than 0"},
+      {"duration", "-0", nullptr, "more than 0"},
+      {"duration", "1e-9", nullptr, "longer than 0"},
+      {"duration", "1", "1000"},
+      {"duration", "1.5", "1500"},
+      {"duration", "600", "600000"},
+      {"duration", "600.001", nullptr, "over this agent's cap of 600s"},
+      {"duration", "1e308", nullptr, "over this agent's cap"},
+      {"duration", "1e400", nullptr, "a number is beyond"},
+      {"duration", k2p32m1, nullptr, "over this agent's cap"},
+      {"duration", k2p32, nullptr, "over this agent's cap"},
+      {"duration", k2p63, nullptr, "over this agent's cap"},
+      {"duration", k2p64m1, nullptr, "over this agent's cap"},
+      {"duration", k2p64, nullptr, "over this agent's cap"},
+      {"duration", "true", nullptr, "must be a duration"},
+      {"duration", "\"1\"", nullptr, "without a unit"},
+      {"duration", "null", nullptr, "must be a duration"},
+      {"duration", "\"1e400s\"", nullptr, "unknown unit 'e'"},
+      {"duration", "\"0.00000000000000000000000000000000000000000000000001s\"", nullptr, "longer than 0"},
+  };
+  for (const EdgeCase& c : cases) {
+    const std::string body = std::string("{\"") + c.field + "\":" + c.literal + "}";
+    const Outcome o = outcome_of(c.field, body, kLimits);
+    if (c.value) {
+      EXPECT_TRUE(o.accepted && o.value == c.value) << body << ": want " << c.value << ", got " << o.value << o.error;
+      continue;
+    }
+    EXPECT_FALSE(o.accepted) << body << ": accepted as " << o.value;
+    EXPECT_NE(o.error.find(std::string("\"") + c.field + "\""), std::string::npos) << body << ": " << o.error;
+    EXPECT_NE(o.error.find(c.message_part), std::string::npos) << body << ": " << o.error << "\n  want "
+                                                               << c.message_part;
+    EXPECT_EQ(o.error.find("json.exception"), std::string::npos) << body << ": the library's text: " << o.error;
+  }
+  // Where the cap allows it, the widest integers are read exactly.
+  TraceRequestLimits wide = kLimits;
+  wide.max_events = UINT64_MAX;
+  EXPECT_EQ(outcome_of("max_events", std::string("{\"max_events\":") + k2p64m1 + "}", wide).value, k2p64m1);
+  EXPECT_EQ(outcome_of("max_events", std::string("{\"max_events\":") + k2p63 + "}", wide).value, k2p63);
+  EXPECT_FALSE(outcome_of("max_events", std::string("{\"max_events\":") + k2p64 + "}", wide).accepted);
+}
+
+std::string error_of(std::string_view body) {
+  try {
+    parse_trace_request(body, kLimits);
+  } catch (const RequestError& e) {
+    EXPECT_EQ(e.status(), 400) << body;
+    return e.what();
+  }
+  ADD_FAILURE() << "accepted: " << body;
+  return "";
+}
+
+// Whatever the JSON parser objects to is a 400 in our words: the byte, or
+// the field, and never nlohmann's exception text.
+TEST(TraceRequest, MalformedJsonIsA400NamingTheByteInOurWords) {
+  const std::pair<std::string, std::string> cases[] = {
+      {"", "the body is empty"},
+      {" \r\n", "the body is empty"},
+      {"{\"namespace\":", "it ends (at byte 13) before the JSON value does"},
+      {"{\"filter\": icmp}", "not valid JSON at byte 11 (near 'ilter\": icmp}')"},
+      {"{} x", "not valid JSON at byte 3"},
+      {"{\"filter\":\"\xff\"}", "not valid JSON at byte 11 (near 'ilter\":\"\\xff\"}')"},
+      {"{\"filter\":\"a\x01\"}", "not valid JSON at byte 12"},
+      {"{\"filter\":\"\\ud800\"}", "not valid JSON at byte"},
+      {"{'filter':'icmp'}", "not valid JSON at byte 1 (near '{\\x27filter\\x27:"},
+      {"{\"x\":[1e999]}", "\"x\": a number is beyond"},
+      {"[1e999]", "a number in the body is beyond"},
+      {"{\"namespace\":\"shop\",\"pod\":\"web-0\"", "it ends"},
+  };
+  for (const auto& [body, part] : cases) {
+    const std::string error = error_of(body);
+    EXPECT_NE(error.find(part), std::string::npos) << body << "\n  said: " << error << "\n  want: " << part;
+    EXPECT_EQ(error.find("json.exception"), std::string::npos) << error;
+    EXPECT_EQ(error.find("syntax error while parsing"), std::string::npos) << error;
+  }
+}
+
+TEST(TraceRequest, NestingIsCappedAt32Levels) {
+  const auto nested = [](int depth) { return std::string(depth, '[') + std::string(depth, ']'); };
+  // 32 levels parse (and are refused as no object); 33 are refused as too deep.
+  EXPECT_NE(error_of(nested(32)).find("must be a JSON object"), std::string::npos);
+  EXPECT_NE(error_of(nested(33)).find("nests objects and arrays more than 32 deep"), std::string::npos);
+  EXPECT_NE(error_of(nested(100000)).find("more than 32 deep"), std::string::npos);
+  // Within an object: the field is named.
+  const std::string deep_field = "{\"filter\":" + nested(40) + "}";
+  EXPECT_NE(error_of(deep_field).find("more than 32 deep (in \"filter\")"), std::string::npos) << error_of(deep_field);
+  const std::string ok_field = "{\"filter\":" + nested(31) + "}";
+  EXPECT_NE(error_of(ok_field).find("\"filter\" must be a string"), std::string::npos) << error_of(ok_field);
+}
+
+TEST(TraceRequest, DurationTextsOfAnyLengthAreA400) {
+  EXPECT_NE(error_of("{\"duration\":\"1" + std::string(400, '0') + "s\"}").find("longer than 64 characters"),
+            std::string::npos);
+  EXPECT_NE(error_of("{\"duration\":\"" + std::string(60, '9') + "s\"}").find("\"duration\": too long"),
+            std::string::npos);
+  // std::stod threw std::out_of_range (a 500) on these; a short text
+  // cannot leave a double's range.
+  EXPECT_EQ(parse_duration("0." + std::string(50, '0') + "1h", "d").count(), 0);
+  EXPECT_NE(error_of("{\"duration\":\"0." + std::string(50, '0') + "1h\"}").find("longer than 0"), std::string::npos);
+}
+
+// Before the caller is authorized, only the target is read: what would tell
+// a caller about this agent's caps waits for authorization.
+TEST(TraceRequest, TheTargetIsReadAloneFirst) {
+  const TraceTarget pod =
+      parse_trace_target(R"({"namespace":"shop","pod":"web-0","duration":"99h","max_events":1e30,"nope":1})");
+  EXPECT_EQ(pod.namespace_name, "shop");
+  EXPECT_EQ(pod.pod, "web-0");
+  const TraceTarget node = parse_trace_target(R"({"netns":4026531840,"duration":"99h"})");
+  EXPECT_TRUE(node.pod.empty() && node.namespace_name.empty());
+  for (const char* body : {"", "{\"pod\":", "[]", "{\"pod\":\"web-0\"}", R"({"namespace":"shop","pod":"Web"})"}) {
+    try {
+      parse_trace_target(body);
+      ADD_FAILURE() << "accepted: " << body;
+    } catch (const RequestError& e) {
+      EXPECT_EQ(e.status(), 400) << body;
     }
   }
 }
