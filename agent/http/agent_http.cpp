@@ -3,8 +3,6 @@
 #include <httplib.h>
 #include <spdlog/spdlog.h>
 
-#include <arpa/inet.h>
-#include <dirent.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -14,91 +12,26 @@
 
 #include <cerrno>
 #include <chrono>
-#include <cstdlib>
 
 #include "common/error.h"
+#include "http/guarded_server.h"
+#include "http/http_responses.h"
 
 namespace pwru {
 
 namespace {
 
 constexpr const char* kMetricsContentType = "text/plain; version=0.0.4; charset=utf-8";
-// A scrape reads every counter map: bound how long a slow client can hold
-// a worker thread.
-constexpr int kIoTimeoutSeconds = 10;
 
-constexpr const char* kJson = "application/json";
-
-std::string error_body(const std::string& message) { // Messages quote what the client sent, which need not be valid UTF-8.
-  return nlohmann::json{{"error", message}}.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n"; }
-
-// "10.0.0.1" or "::1" and the port of a socket address.
-bool address_of(const sockaddr_storage& sa, std::string& address, int& port) {
-  char text[INET6_ADDRSTRLEN] = {};
-  if (sa.ss_family == AF_INET) {
-    const auto& in = reinterpret_cast<const sockaddr_in&>(sa);
-    inet_ntop(AF_INET, &in.sin_addr, text, sizeof text);
-    port = ntohs(in.sin_port);
-  } else if (sa.ss_family == AF_INET6) {
-    const auto& in6 = reinterpret_cast<const sockaddr_in6&>(sa);
-    inet_ntop(AF_INET6, &in6.sin6_addr, text, sizeof text);
-    port = ntohs(in6.sin6_port);
-  } else {
-    return false;
-  }
-  address = text;
-  return true;
+// Every route runs through this: once its handler runs the request is
+// whole, and its connection no longer one that waits (so no longer one
+// the server may evict at its connection cap). An evicted connection has
+// nobody left to answer.
+httplib::Server::Handler dispatched(httplib::Server::Handler handler) {
+  return [handler = std::move(handler)](const httplib::Request& req, httplib::Response& res) {
+    if (GuardedServer::request_dispatched()) handler(req, res);
+  };
 }
-
-// The socket of this request's connection. httplib (0.11) does not hand it
-// out, and without it a client that hangs up during a quiet trace is only
-// noticed at the next event: find it among our fds by its two addresses.
-int connection_fd(const httplib::Request& req) {
-  DIR* dir = opendir("/proc/self/fd");
-  if (!dir) return -1;
-  int found = -1;
-  while (dirent* entry = readdir(dir)) {
-    char* end = nullptr;
-    const long fd = std::strtol(entry->d_name, &end, 10);
-    if (*end != '\0' || fd < 0 || fd == dirfd(dir)) continue;
-    sockaddr_storage peer{}, local{};
-    socklen_t peer_len = sizeof peer, local_len = sizeof local;
-    if (getpeername(static_cast<int>(fd), reinterpret_cast<sockaddr*>(&peer), &peer_len) != 0) continue;
-    if (getsockname(static_cast<int>(fd), reinterpret_cast<sockaddr*>(&local), &local_len) != 0) continue;
-    std::string peer_addr, local_addr;
-    int peer_port = 0, local_port = 0;
-    if (!address_of(peer, peer_addr, peer_port) || !address_of(local, local_addr, local_port)) continue;
-    if (peer_port == req.remote_port && peer_addr == req.remote_addr && local_port == req.local_port) {
-      found = static_cast<int>(fd);
-      break;
-    }
-  }
-  closedir(dir);
-  return found;
-}
-
-// A trace's response: chunks through httplib, closed once a write fails or
-// the client hangs up (checked on every poll round of the trace).
-class ResponseSink final : public LineSink {
- public:
-  ResponseSink(httplib::DataSink& sink, int fd) : sink_(sink), fd_(fd) {}
-  void write(std::string_view text) override {
-    if (closed_ || text.empty()) return;
-    if (!sink_.write(text.data(), text.size())) closed_ = true;
-  }
-  void flush() override {}
-  bool closed() const override {
-    if (closed_ || fd_ < 0) return closed_;
-    pollfd p{fd_, POLLRDHUP, 0};
-    if (poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR))) closed_ = true;
-    return closed_;
-  }
-
- private:
-  httplib::DataSink& sink_;
-  int fd_;
-  mutable bool closed_ = false;
-};
 
 }  // namespace
 
@@ -106,7 +39,7 @@ void AgentHttpServer::add_trace_routes(const TraceRoutes& routes) {
   const auto answer_error = [routes](httplib::Response& res, int status, const std::string& message) {
     res.status = status;
     if (status == 401) res.set_header("WWW-Authenticate", "Bearer");
-    res.set_content(error_body(message), kJson);
+    res.set_content(json_error_body(message), kJsonContentType);
     if (routes.answered) routes.answered(status);
   };
   server_->set_payload_max_length(routes.max_body_bytes);
@@ -114,22 +47,37 @@ void AgentHttpServer::add_trace_routes(const TraceRoutes& routes) {
   // JSON error instead of an empty page.
   server_->set_error_handler(httplib::Server::HandlerWithResponse(
       [routes, answer_error](const httplib::Request& req, httplib::Response& res) {
-    if (res.status != 413 || req.path.rfind("/v1/", 0) != 0) return httplib::Server::HandlerResponse::Unhandled;
-    answer_error(res, 413, "the request body is over " + std::to_string(routes.max_body_bytes) +
-                               " bytes (traces.max_body_bytes); send a smaller request");
-    return httplib::Server::HandlerResponse::Handled;
+    // Evicted while its body trickled in: no answer reaches anyone, and
+    // none is counted.
+    if (!GuardedServer::request_dispatched()) return httplib::Server::HandlerResponse::Handled;
+    if (req.path.rfind("/v1/", 0) != 0) return httplib::Server::HandlerResponse::Unhandled;
+    if (res.status == 413) {
+      answer_error(res, 413, "the request body is over " + std::to_string(routes.max_body_bytes) +
+                                 " bytes (traces.max_body_bytes); send a smaller request");
+      return httplib::Server::HandlerResponse::Handled;
+    }
+    // httplib's own 400 for a body it could not read (routes' 400s carry
+    // their message already).
+    if (res.status == 400 && res.body.empty()) {
+      answer_error(res, 400, "the request body did not arrive whole: it must match Content-Length and follow the "
+                             "head within http.request_head_timeout_seconds; send the request again");
+      return httplib::Server::HandlerResponse::Handled;
+    }
+    return httplib::Server::HandlerResponse::Unhandled;
   }));
-  server_->Post("/v1/traces", [this, routes, answer_error](const httplib::Request& req, httplib::Response& res) {
+  server_->Post("/v1/traces", dispatched([this, routes, answer_error](const httplib::Request& req, httplib::Response& res) {
     try {
       if (!handlers_.ready()) throw RequestError(503, "not ready: " + handlers_.not_ready_reason() + "; retry soon");
       TraceRoutes::Stream stream =
           routes.start(req.body, req.remote_addr + ":" + std::to_string(req.remote_port),
                        [&req](const char* name) { return req.get_header_value(name); });
-      const int fd = connection_fd(req);
+      // The connection's socket: polled for a hang-up, so a client that
+      // leaves during a quiet trace ends it at once, not at the next event.
+      const int fd = GuardedServer::current_connection();
       if (routes.answered) routes.answered(200);
       res.set_chunked_content_provider(
           "application/x-ndjson", [stream = std::move(stream), fd](std::size_t, httplib::DataSink& sink) {
-            ResponseSink out(sink, fd);
+            StreamResponseSink out(sink, fd);
             stream(out);
             if (!out.closed()) sink.done();
             return !out.closed();
@@ -139,28 +87,29 @@ void AgentHttpServer::add_trace_routes(const TraceRoutes& routes) {
     } catch (const std::exception& e) {
       answer_error(res, 500, e.what());
     }
-  });
-  server_->Get("/v1/traces", [routes, answer_error](const httplib::Request& req, httplib::Response& res) {
+  }));
+  server_->Get("/v1/traces", dispatched([routes, answer_error](const httplib::Request& req, httplib::Response& res) {
     try {
-      res.set_content(routes.list(req.get_header_value("Authorization")), kJson);
+      res.set_content(routes.list(req.get_header_value("Authorization")), kJsonContentType);
     } catch (const RequestError& e) {
       answer_error(res, e.status(), e.what());
     }
-  });
-  server_->Delete(R"(/v1/traces/([A-Za-z0-9-]+))", [routes, answer_error](const httplib::Request& req,
+  }));
+  server_->Delete(R"(/v1/traces/([A-Za-z0-9-]+))", dispatched([routes, answer_error](const httplib::Request& req,
                                                                           httplib::Response& res) {
     try {
       const std::string id = req.matches[1];
       if (!routes.cancel(id, req.get_header_value("Authorization"))) throw RequestError(404, "no running trace " + id + " (GET /v1/traces lists them)");
-      res.set_content(nlohmann::json{{"cancelled", id}}.dump() + "\n", kJson);
+      res.set_content(nlohmann::json{{"cancelled", id}}.dump() + "\n", kJsonContentType);
     } catch (const RequestError& e) {
       answer_error(res, e.status(), e.what());
     }
-  });
+  }));
 }
 
-AgentHttpServer::AgentHttpServer(const std::string& address, std::uint16_t port, AgentHttpHandlers handlers)
-    : handlers_(std::move(handlers)), server_(std::make_unique<httplib::Server>()) {
+AgentHttpServer::AgentHttpServer(const std::string& address, std::uint16_t port, AgentHttpHandlers handlers,
+                                 ConnectionLimits limits)
+    : handlers_(std::move(handlers)), server_(std::make_unique<GuardedServer>(limits, handlers_.connections)) {
   // httplib's default adds SO_REUSEPORT, with which a second agent on the
   // node would bind the same port and silently take half the scrapes.
   // SO_REUSEADDR alone still lets a restarted agent bind at once.
@@ -172,9 +121,7 @@ AgentHttpServer::AgentHttpServer(const std::string& address, std::uint16_t port,
     // on the listening socket, accepted connections inherit it.
     setsockopt(sock, IPPROTO_TCP, TCP_NODELAY, &yes, sizeof(yes));
   });
-  server_->set_read_timeout(kIoTimeoutSeconds, 0);
-  server_->set_write_timeout(kIoTimeoutSeconds, 0);
-  server_->Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+  server_->Get("/metrics", dispatched([this](const httplib::Request&, httplib::Response& res) {
     try {
       res.set_content(handlers_.metrics_text(), kMetricsContentType);
     } catch (const std::exception& e) {
@@ -184,22 +131,18 @@ AgentHttpServer::AgentHttpServer(const std::string& address, std::uint16_t port,
       res.status = 500;
       res.set_content(std::string("scrape failed: ") + e.what() + "\n", "text/plain");
     }
-  });
-  server_->Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
+  }));
+  server_->Get("/healthz", dispatched([](const httplib::Request&, httplib::Response& res) {
     res.set_content("ok\n", "text/plain");
-  });
-  server_->Get("/readyz", [this](const httplib::Request&, httplib::Response& res) {
+  }));
+  server_->Get("/readyz", dispatched([this](const httplib::Request&, httplib::Response& res) {
     if (handlers_.ready()) {
       res.set_content("ready\n", "text/plain");
     } else {
       res.status = 503;
       res.set_content("not ready: " + handlers_.not_ready_reason() + "\n", "text/plain");
     }
-  });
-  // Streams hold a worker each for their whole duration: keep as many
-  // again free for scrapes and probes.
-  const std::size_t workers = 8 + (handlers_.traces ? handlers_.traces->max_streams : 0);
-  server_->new_task_queue = [workers] { return new httplib::ThreadPool(workers); };
+  }));
   if (handlers_.traces) add_trace_routes(*handlers_.traces);
   const int bound = port == 0 ? server_->bind_to_any_port(address) : (server_->bind_to_port(address, port) ? port : -1);
   if (bound <= 0)
@@ -207,6 +150,7 @@ AgentHttpServer::AgentHttpServer(const std::string& address, std::uint16_t port,
                           " (address not on this host, or port in use?); set http.listen in the configuration",
                       EADDRNOTAVAIL);
   port_ = static_cast<std::uint16_t>(bound);
+  server_->widen_backlog();
   thread_ = std::thread([this] { server_->listen_after_bind(); });
   // httplib's stop() does nothing until the loop runs: a stop() right after
   // construction would leave the thread serving and the join hanging.
