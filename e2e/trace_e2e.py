@@ -197,7 +197,7 @@ def scenario_errors(ctx):
         ("bad pcap", '{"filter": "tcp port eighty"}', TOKEN, 400, '"filter": pcap filter'),
         ("no such pod", '{"namespace": "shop", "pod": "web-7"}', TOKEN, 404, "shop/web-7 is not on this node"),
         ("body too large", json.dumps({"filter": "icmp " + "or icmp " * 200}), TOKEN, 413, "over 1024 bytes"),
-        ("functions without kprobes", '{"functions": "^ip_"}', TOKEN, 400, "no kprobe backend"),
+        ("functions without kprobes", '{"functions": "^ip_.*"}', TOKEN, 400, "no kprobe backend"),
     ]
     for what, body, token, status, message in cases:
         got, lines = post(agent, body, token=token)
@@ -410,9 +410,167 @@ def scenario_kube_auth(ctx):
     return "401 x2, 403 x2, 200 for alice's pod and ops' node, 503 with the API server down"
 
 
+PEER_NAME = "pwru-agent-peer"
+AGENT_LABELS = {"app.kubernetes.io/name": "pwru-agent"}
+AGENT_OWNER = {"kind": "DaemonSet", "name": "pwru-agent"}
+
+
+class PeerCerts:
+    """A CA and certificates for the agents' mutual TLS (traces.peer_tls),
+    made as the chart makes them: certificates signed by the CA, carrying the
+    peer name as a DNS subjectAltName, good as server and as client."""
+
+    def __init__(self, workdir, label="peer-ca"):
+        self.dir = os.path.join(workdir, label)
+        os.makedirs(self.dir)
+        self.ca = os.path.join(self.dir, "ca.crt")
+        self.ca_key = os.path.join(self.dir, "ca.key")
+        sh(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+            "-days", "1", "-subj", f"/CN=pwru-e2e-{label}", "-keyout", self.ca_key, "-out", self.ca])
+
+    def issue(self, label, dns=PEER_NAME):
+        """(cert, key) files of a certificate named DNS:`dns` signed by this CA."""
+        d = os.path.join(self.dir, label)
+        os.makedirs(d)
+        sh(["openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-subj",
+            f"/CN={label}", "-keyout", f"{d}/tls.key", "-out", f"{d}/tls.csr"])
+        with open(f"{d}/ext", "w") as f:
+            f.write(f"subjectAltName=DNS:{dns}\nextendedKeyUsage=serverAuth,clientAuth\n")
+        sh(["openssl", "x509", "-req", "-in", f"{d}/tls.csr", "-CA", self.ca, "-CAkey", self.ca_key,
+            "-CAcreateserial", "-days", "1", "-extfile", f"{d}/ext", "-out", f"{d}/tls.crt"])
+        return f"{d}/tls.crt", f"{d}/tls.key"
+
+    def traces_yaml(self, label):
+        """traces: keys (indented under traces:) giving an agent a certificate of its own and a peer port."""
+        cert, key = self.issue(label)
+        return (f"  peer_port: {agent_lib.free_port()}\n  peer_tls:\n    ca_file: {self.ca}\n"
+                f"    cert_file: {cert}\n    key_file: {key}\n")
+
+
+def peer_port_of(agent):
+    """The peer port written into an agent's configuration."""
+    with open(agent.config) as f:
+        return int(next(line.split(":")[1] for line in f if line.strip().startswith("peer_port:")))
+
+
+def register_agent_pod(api, node, agent, owner=AGENT_OWNER, name=None, peer_port=None, ready=True):
+    """The agent pod of `node` in namespace pwru, as the DaemonSet's pods look to the API server
+    (`agent` None: a pod whose peer port is `peer_port`)."""
+    api.control("add", {"uid": f"agent-{node}-{name or 'pod'}", "namespace": "pwru",
+                        "name": name or f"pwru-agent-{node}", "node": node, "labels": AGENT_LABELS,
+                        "podIP": "127.0.0.1", "owner": owner, "ready": ready,
+                        "ports": {"http": agent.port if agent else 1,
+                                  "peer": peer_port or peer_port_of(agent)}})
+
+
+class RecordingPeer:
+    """An HTTPS server standing in for another node's agent: mutual TLS with
+    `ca` (a client certificate required), every TCP connection counted and
+    every request's head and body recorded as received, each answered with
+    a short NDJSON trace. Runs in a thread of the test."""
+
+    def __init__(self, cert, key, ca):
+        import http.server
+        import ssl
+        peer = self
+        self.connections = 0
+        self.requests = []  # {"head": bytes, "body": bytes, "client_cert": dict}
+        self.lock = threading.Lock()
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(cert, key)
+        ctx.load_verify_locations(ca)
+        ctx.verify_mode = ssl.CERT_REQUIRED
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                with peer.lock:
+                    peer.requests.append({"head": self.raw_requestline + bytes(self.headers), "body": body,
+                                          "headers": dict(self.headers.items()),
+                                          "client_cert": self.connection.getpeercert()})
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-ndjson")
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                for line in ({"func": "recording_peer", "netns": 1},
+                             {"summary": {"ended": "duration", "target": "the recording peer"}}):
+                    data = (json.dumps(line) + "\n").encode()
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+                self.wfile.write(b"0\r\n\r\n")
+
+        class Server(http.server.ThreadingHTTPServer):
+            daemon_threads = True
+
+            def get_request(self):
+                sock, addr = self.socket.accept()
+                with peer.lock:
+                    peer.connections += 1
+                # The handshake runs in the request's thread, on its first read.
+                return ctx.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), addr
+
+            def handle_error(self, request, client_address):
+                pass  # refused handshakes are what some scenarios expect
+
+        self.server = Server(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def kill(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def peer_port_request(port, body, headers, ca, cert=None, key=None, server_name=PEER_NAME, timeout=20.0):
+    """A POST /v1/traces to an agent's peer port as another agent would send it
+    (with `cert`) or as a stranger would (without): (status, [JSON lines]), or
+    (None, "why") when the TLS connection was refused."""
+    import ssl
+    ctx = ssl.create_default_context(cafile=ca)
+    if cert:
+        ctx.load_cert_chain(cert, key)
+    payload = json.dumps(body).encode()
+    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as raw:
+            with ctx.wrap_socket(raw, server_hostname=server_name) as sock:
+                sock.sendall(f"POST /v1/traces HTTP/1.1\r\nHost: {server_name}\r\nContent-Type: application/json\r\n"
+                             f"{head}Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n".encode()
+                             + payload)
+                data = b""
+                while True:
+                    got = sock.recv(65536)
+                    if not got:
+                        break
+                    data += got
+    except (ssl.SSLError, ConnectionError) as e:
+        return None, f"{type(e).__name__}: {e}"
+    if not data:
+        return None, "connection closed without an answer"
+    head_text, _, rest = data.partition(b"\r\n\r\n")
+    status = int(head_text.split()[1])
+    if b"chunked" in head_text.lower():
+        body_bytes = b""
+        while rest:
+            size_text, _, rest = rest.partition(b"\r\n")
+            size = int(size_text, 16)
+            if size == 0:
+                break
+            body_bytes, rest = body_bytes + rest[:size], rest[size + 2:]
+    else:
+        body_bytes = rest
+    return status, [json.loads(line) for line in body_bytes.decode().splitlines() if line.strip()]
+
+
 def scenario_forward(ctx):
-    """A request to one node's agent for a pod on another node is relayed to the agent there."""
-    topo, api, _, agent_n1 = pod_agent(ctx, extra="  peer_namespace: pwru\n")
+    """A request to one node's agent for a pod on another node is relayed to the agent there, over mutual TLS."""
+    certs = PeerCerts(ctx.workdir)
+    topo, api, _, agent_n1 = pod_agent(ctx, extra="  peer_namespace: pwru\n" + certs.traces_yaml("n1"))
     db = ctx.track(PodProcess(ctx.workdir, topo.ns_a))
     api.control("add", {"uid": db.uid, "namespace": "shop", "name": "db-0", "node": "n2"})
     api.control("add", {"uid": "lonely-uid", "namespace": "shop", "name": "lonely", "node": "n3"})
@@ -420,12 +578,11 @@ def scenario_forward(ctx):
     os.makedirs(n2_dir)
     token_file = os.path.join(ctx.workdir, "trace-token")
     agent_n2 = ctx.track(Agent(ctx.binary, n2_dir, extra_yaml=api.agent_yaml(node="n2") +
-                               f"traces:\n  auth: token\n  token_file: {token_file}\n  peer_namespace: pwru\n"))
+                               f"traces:\n  auth: token\n  token_file: {token_file}\n  peer_namespace: pwru\n" +
+                               certs.traces_yaml("n2")))
     agent_n2.start().wait_ready()
     for node, agent in (("n1", agent_n1), ("n2", agent_n2)):
-        api.control("add", {"uid": f"agent-{node}", "namespace": "pwru", "name": f"pwru-agent-{node}", "node": node,
-                            "labels": {"app.kubernetes.io/name": "pwru-agent"}, "podIP": "127.0.0.1",
-                            "ports": {"http": agent.port}})
+        register_agent_pod(api, node, agent)
     wait_until(lambda: (agent_lib.metric_value(agent_n2, "pwru_kubernetes_pod_netns") or 0) >= 1, 30,
                "the n2 agent to find shop/db-0's netns")
 
@@ -435,7 +592,8 @@ def scenario_forward(ctx):
     events, summary = pod_icmp_trace(agent_n1, "db-0", topo.inode_a, "relayed from n2")
     check("shop/db-0" in summary.get("target", "") and summary.get("ended") == "duration",
           "summary of the relayed trace", "the n2 agent's, ended by duration", summary)
-    check("relayed to the agent on node n2" in agent_n1.stderr(), "n1 agent log", "the relay", "no such line")
+    check("relayed to the agent on node n2" in agent_n1.stderr() and "over TLS" in agent_n1.stderr(),
+          "n1 agent log", "the relay, over TLS", "no such line")
 
     cases = [
         ({"namespace": "shop", "pod": "nope"}, 404, "no pod shop/nope in the cluster"),
@@ -458,7 +616,31 @@ def scenario_forward(ctx):
     took = time.monotonic() - closed_at
     check(took <= 2 * LINKS_GONE_WITHIN, "n2 links detached after the client hung up on n1",
           f"within {2 * LINKS_GONE_WITHIN}s (two hops)", f"{took:.2f}s")
-    return f"{len(events)} events relayed from n2; 404/502/400 relayed; n2 detached {took:.2f}s after hang-up"
+    # The n2 agent dies mid-trace: the caller still gets a last line saying so.
+    baseline = bpf_link_count(agent_n2.proc.pid)
+    sock = open_trace(agent_n1, {"namespace": "shop", "pod": "db-0", "filter": "host 192.0.2.1", "duration": "60s"})
+    wait_until(lambda: bpf_link_count(agent_n2.proc.pid) >= baseline + 20, 20, "the n2 agent to attach the trace")
+    agent_n2.kill()
+    killed_at = time.monotonic()
+    sock.settimeout(base.remaining(20))
+    answer = b""
+    try:
+        while not answer.endswith(b"\r\n0\r\n\r\n"):
+            got = sock.recv(65536)
+            if not got:
+                break
+            answer += got
+    except socket.timeout:
+        pass
+    finally:
+        sock.close()
+    ended_after = time.monotonic() - killed_at
+    lines = [json.loads(line) for line in answer.decode(errors="replace").splitlines() if line.startswith("{")]
+    check(lines and lines[-1].get("summary", {}).get("ended") == "the pwru-agent on node n2 stopped answering",
+          "the relayed trace's last line after the n2 agent died", "a summary saying n2 stopped answering",
+          answer.decode(errors="replace")[-500:])
+    return (f"{len(events)} events relayed from n2 over mutual TLS; 404/502/400 relayed; n2 detached {took:.2f}s "
+            f"after hang-up; 'stopped answering' {ended_after:.2f}s after n2 died")
 
 
 def scenario_track_skb(ctx):

@@ -1,6 +1,7 @@
 #include "k8s/peer_locator.h"
 
 #include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
 
 #include <fstream>
 
@@ -29,19 +30,89 @@ json get_json(const KubeApiConfig& api, const std::string& path, const std::stri
   }
 }
 
-int http_port_of(const json& pod, int fallback) {
-  for (const json& container : pod["spec"].value("containers", json::array()))
-    for (const json& port : container.value("ports", json::array()))
-      if (port.value("name", "") == "http") return port.value("containerPort", fallback);
+// Fields read with defaults: a pod the API server shows without them is
+// not an agent, not a reason to fail the request.
+const json& field(const json& object, const char* key) {
+  static const json kNull;
+  if (!object.is_object()) return kNull;
+  const auto it = object.find(key);
+  return it == object.end() ? kNull : *it;
+}
+
+std::string string_field(const json& object, const char* key) {
+  const json& value = field(object, key);
+  return value.is_string() ? value.get<std::string>() : std::string();
+}
+
+int peer_port_of(const json& pod, int fallback) {
+  const json& containers = field(field(pod, "spec"), "containers");
+  if (!containers.is_array()) return fallback;
+  for (const json& container : containers) {
+    const json& ports = field(container, "ports");
+    if (!ports.is_array()) continue;
+    for (const json& port : ports)
+      if (string_field(port, "name") == "peer" && field(port, "containerPort").is_number_integer())
+        return field(port, "containerPort").get<int>();
+  }
   return fallback;
+}
+
+bool owned_by_daemonset(const json& pod, const std::string& daemonset) {
+  const json& owners = field(field(pod, "metadata"), "ownerReferences");
+  if (!owners.is_array()) return false;
+  for (const json& owner : owners) {
+    if (string_field(owner, "kind") == "DaemonSet" && string_field(owner, "apiVersion") == "apps/v1" &&
+        string_field(owner, "name") == daemonset && field(owner, "controller") == true)
+      return true;
+  }
+  return false;
+}
+
+bool ready(const json& pod) {
+  const json& conditions = field(field(pod, "status"), "conditions");
+  if (!conditions.is_array()) return false;
+  for (const json& condition : conditions)
+    if (string_field(condition, "type") == "Ready") return string_field(condition, "status") == "True";
+  return false;
 }
 
 }  // namespace
 
-PeerLocator::PeerLocator(KubeApiConfig api, std::string agent_namespace, std::string agent_selector, int default_port)
+std::optional<PeerAgent> pick_peer_agent(const json& pod_list, const std::string& daemonset, int default_port,
+                                         std::vector<std::string>& passed_over) {
+  const json& items = field(pod_list, "items");
+  if (!items.is_array()) return std::nullopt;
+  for (const json& pod : items) {
+    const std::string name = string_field(field(pod, "metadata"), "name");
+    const json& status = field(pod, "status");
+    if (!owned_by_daemonset(pod, daemonset)) {
+      passed_over.push_back(name + ": not a pod of DaemonSet " + daemonset + " (no such controller ownerReference)");
+      continue;
+    }
+    if (string_field(status, "phase") != "Running" || !ready(pod)) {
+      passed_over.push_back(name + ": not Running and Ready");
+      continue;
+    }
+    PeerAgent peer;
+    peer.node = string_field(field(pod, "spec"), "nodeName");
+    peer.pod = name;
+    peer.host = string_field(status, "podIP");
+    if (peer.host.empty()) {
+      passed_over.push_back(name + ": no pod IP");
+      continue;
+    }
+    peer.port = peer_port_of(pod, default_port);
+    return peer;
+  }
+  return std::nullopt;
+}
+
+PeerLocator::PeerLocator(KubeApiConfig api, std::string agent_namespace, std::string agent_selector,
+                         std::string agent_daemonset, int default_port)
     : api_(std::move(api)),
       agent_namespace_(std::move(agent_namespace)),
       agent_selector_(std::move(agent_selector)),
+      agent_daemonset_(std::move(agent_daemonset)),
       default_port_(default_port) {}
 
 PeerAgent PeerLocator::locate(const std::string& namespace_name, const std::string& pod) const {
@@ -64,16 +135,21 @@ PeerAgent PeerLocator::locate(const std::string& namespace_name, const std::stri
       "/pods?labelSelector=" + httplib::detail::encode_query_param(agent_selector_) +
       "&fieldSelector=" + httplib::detail::encode_query_param("spec.nodeName=" + peer.node);
   const json agents = get_json(api_, agents_path, "find the pwru-agent on node " + peer.node, &status);
-  for (const json& agent : status == 200 ? agents.value("items", json::array()) : json::array()) {
-    const json& agent_status = agent.value("status", json::object());
-    if (agent_status.value("phase", "") != "Running" || agent_status.value("podIP", "").empty()) continue;
-    peer.pod = agent["metadata"].value("name", "");
-    peer.host = agent_status.value("podIP", "");
-    peer.port = http_port_of(agent, default_port_);
-    return peer;
+  std::vector<std::string> passed_over;
+  if (status == 200) {
+    if (std::optional<PeerAgent> agent = pick_peer_agent(agents, agent_daemonset_, default_port_, passed_over)) {
+      agent->node = peer.node;
+      return *agent;
+    }
   }
-  throw RequestError(502, "pod " + who + " runs on node " + peer.node + ", where no pwru-agent (" + agent_selector_ +
-                              " in namespace " + agent_namespace_ + ") is running; ask that node's agent directly");
+  // Only in the log: which pods carry the agents' labels is the operator's
+  // business, not the caller's. One of them not being an agent may be an
+  // attempt to receive relayed requests.
+  for (const std::string& why : passed_over)
+    spdlog::warn("traces: not relaying to pod {}/{}", agent_namespace_, why);
+  throw RequestError(502, "pod " + who + " runs on node " + peer.node + ", where no pwru-agent of DaemonSet " +
+                              agent_namespace_ + "/" + agent_daemonset_ +
+                              " is running and ready; ask that node's agent directly");
 }
 
 std::string own_pod_namespace(const EnvLookup& env, const std::string& namespace_file) {

@@ -4,7 +4,11 @@
 // request is rare; a stale answer would send it to the wrong node).
 #pragma once
 
+#include <nlohmann/json_fwd.hpp>
+
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "k8s/kube_api_config.h"
 
@@ -17,12 +21,22 @@ struct PeerAgent {
   int port = 0;
 };
 
+// From a PodList of the pods matching the agents' label selector on one
+// node: the first that is an agent of this release, i.e. Running, Ready
+// and owned (as controller) by the DaemonSet `daemonset`. Labels alone
+// prove nothing: anyone who may create a pod can give it any label. Its
+// port is the container port named "peer", else `default_port`. Each pod
+// passed over adds a line to `passed_over` saying why.
+std::optional<PeerAgent> pick_peer_agent(const nlohmann::json& pod_list, const std::string& daemonset,
+                                         int default_port, std::vector<std::string>& passed_over);
+
 class PeerLocator {
  public:
   // Agents are the pods matching `agent_selector` ("k=v,...") in
-  // `agent_namespace`; their port is the container port named "http",
-  // else `default_port`.
-  PeerLocator(KubeApiConfig api, std::string agent_namespace, std::string agent_selector, int default_port);
+  // `agent_namespace` owned by the DaemonSet `agent_daemonset` there (see
+  // pick_peer_agent).
+  PeerLocator(KubeApiConfig api, std::string agent_namespace, std::string agent_selector, std::string agent_daemonset,
+              int default_port);
 
   // Throws RequestError: 404 (no such pod, or not scheduled yet), 502 (no
   // running agent on its node), 503 (the API server could not be asked).
@@ -34,6 +48,7 @@ class PeerLocator {
   KubeApiConfig api_;
   std::string agent_namespace_;
   std::string agent_selector_;
+  std::string agent_daemonset_;
   int default_port_;
 };
 

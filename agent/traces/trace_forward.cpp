@@ -1,164 +1,282 @@
 #include "traces/trace_forward.h"
 
-#include <netdb.h>
-#include <poll.h>
+#include <httplib.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/x509.h>
 #include <sys/socket.h>
-#include <unistd.h>
 
-#include <cerrno>
-#include <chrono>
-#include <cstring>
-#include <functional>
+#include <nlohmann/json.hpp>
+
+#include <condition_variable>
+#include <mutex>
+#include <thread>
 
 #include "common/error.h"
+#include "http/peer_tls.h"
 
 namespace pwru {
 
 namespace {
 
-constexpr int kConnectTimeoutMs = 3000;
-constexpr int kHeaderTimeoutMs = 30000;  // the peer loads its programs before answering
-constexpr int kPollMs = 100;
-constexpr std::size_t kMaxHeaderBytes = 64 * 1024;
+using json = nlohmann::json;
 
-std::string lower(std::string s) {
-  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
+constexpr int kConnectTimeoutSeconds = 3;
+constexpr auto kAnswerTimeout = std::chrono::seconds(30);  // the peer loads its programs before answering
+constexpr auto kPoll = std::chrono::milliseconds(100);      // how often a relay looks for its caller hanging up
+// Bytes the peer may get ahead of a slow caller before its connection
+// stops being read (TCP then slows the peer down).
+constexpr std::size_t kMaxBuffered = 4u << 20;
+constexpr std::size_t kMaxErrorBody = 64u << 10;
+// httplib's servers take header lines up to 8 KiB.
+constexpr std::size_t kMaxCallerHeader = 7u << 10;
+// A peer whose node vanished sends no FIN: TCP keepalive notices in
+// about idle + interval * count seconds, whatever the trace's duration.
+constexpr int kKeepIdleSeconds = 15;
+constexpr int kKeepIntervalSeconds = 5;
+constexpr int kKeepCount = 3;
+
+// Why OpenSSL refused the peer's certificate, recorded in the handshake's
+// own thread (the connection's): httplib only says the handshake failed.
+thread_local std::string g_verify_failure;
+
+int record_verify_failure(int ok, X509_STORE_CTX* store) {
+  if (!ok && g_verify_failure.empty())
+    g_verify_failure = X509_verify_cert_error_string(X509_STORE_CTX_get_error(store));
+  return ok;
 }
 
 }  // namespace
 
-PeerTrace::PeerTrace(const PeerAgent& peer, std::string_view body, const std::string& authorization,
-                     const std::string& forwarded_by)
+std::string encode_caller(const TraceCaller& caller, const std::string& remote) {
+  json extra = json::object();
+  try {
+    extra = json::parse(caller.extra_json);
+  } catch (const json::exception&) {
+  }
+  const json value = {{"user", caller.user},
+                      {"uid", caller.uid},
+                      {"groups", caller.groups},
+                      {"extra", extra},
+                      {"remote", remote}};
+  // ensure_ascii: names from the API server may be any UTF-8; a header
+  // carries them escaped, and no byte of them can end the header line.
+  std::string text = value.dump(-1, ' ', true, json::error_handler_t::replace);
+  if (text.size() > kMaxCallerHeader)
+    throw RequestError(400, "your Kubernetes identity (" + std::to_string(caller.groups.size()) +
+                                " groups) is too large to pass on to another node's agent; ask the agent on the "
+                                "pod's node directly (kubectl port-forward to it)");
+  return text;
+}
+
+RelayedCaller decode_caller(const std::string& header) {
+  const auto bad = [](const std::string& what) {
+    return RequestError(400, std::string(kCallerHeader) + " from the relaying agent " + what +
+                                 "; the agents' versions may differ: upgrade them to the same release");
+  };
+  if (header.empty()) throw bad("is missing");
+  json value;
+  try {
+    value = json::parse(header);
+  } catch (const json::exception&) {
+    throw bad("is not JSON");
+  }
+  if (!value.is_object()) throw bad("is not a JSON object");
+  RelayedCaller out;
+  const auto string_field = [&](const char* key, std::string& into) {
+    if (!value.contains(key)) return;
+    if (!value[key].is_string()) throw bad(std::string("has a \"") + key + "\" that is not a string");
+    into = value[key].get<std::string>();
+  };
+  string_field("user", out.caller.user);
+  string_field("uid", out.caller.uid);
+  string_field("remote", out.remote);
+  if (value.contains("groups")) {
+    if (!value["groups"].is_array()) throw bad("has \"groups\" that is not a list");
+    for (const json& group : value["groups"]) {
+      if (!group.is_string()) throw bad("has a group that is not a string");
+      out.caller.groups.push_back(group.get<std::string>());
+    }
+  }
+  if (value.contains("extra")) {
+    const json& extra = value["extra"];
+    if (!extra.is_object()) throw bad("has \"extra\" that is not an object");
+    // SubjectAccessReview's extra: lists of strings by key.
+    for (const auto& [key, values] : extra.items()) {
+      if (!values.is_array()) throw bad("has extra." + key + " that is not a list");
+      for (const json& v : values)
+        if (!v.is_string()) throw bad("has extra." + key + " with an item that is not a string");
+    }
+    out.caller.extra_json = extra.dump();
+  }
+  return out;
+}
+
+// The HTTP exchange, on a thread of its own: httplib's send() returns only
+// once the response has ended, and a trace's response lasts the trace.
+struct PeerTrace::Connection {
+  std::unique_ptr<httplib::SSLClient> client;
+  std::thread thread;
+
+  std::mutex mutex;
+  std::condition_variable changed;
+  int status = 0;
+  std::string data;        // body bytes not yet taken by relay() or read_body()
+  bool done = false;       // send() has returned
+  bool clean = false;      // ... with the whole response
+  bool cancelled = false;  // we hung up
+  std::string failure;     // why send() failed, when it did
+
+  // Ends the exchange from another thread. httplib's stop() shuts the
+  // socket down only while a request is in flight, so one that lands
+  // between the connect and the request is retried until send() returns.
+  void hang_up() {
+    std::unique_lock<std::mutex> lock(mutex);
+    cancelled = true;
+    changed.notify_all();
+    while (!done) {
+      lock.unlock();
+      client->stop();
+      lock.lock();
+      changed.wait_for(lock, std::chrono::milliseconds(50), [this] { return done; });
+    }
+  }
+};
+
+PeerTrace::PeerTrace(const PeerAgent& peer, const AgentConfig::Traces::PeerTls& tls, std::string body,
+                     const std::string& caller_header, const std::string& forwarded_by,
+                     std::chrono::seconds quiet_for)
     : where_("the pwru-agent on node " + peer.node + " (" + peer.pod + ", " + peer.host + ":" +
-             std::to_string(peer.port) + ")") {
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
-  addrinfo* found = nullptr;
-  if (getaddrinfo(peer.host.c_str(), std::to_string(peer.port).c_str(), &hints, &found) != 0 || !found)
-    throw RequestError(502, where_ + " has an address this agent cannot use");
-  fd_ = ::socket(found->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-  int rc = fd_ < 0 ? -1 : ::connect(fd_, found->ai_addr, found->ai_addrlen);
-  freeaddrinfo(found);
-  if (rc != 0 && errno == EINPROGRESS) {
-    pollfd p{fd_, POLLOUT, 0};
-    int err = 0;
-    socklen_t len = sizeof err;
-    rc = (::poll(&p, 1, kConnectTimeoutMs) == 1 && getsockopt(fd_, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err == 0)
-             ? 0
-             : -1;
+             std::to_string(peer.port) + ")"),
+      connection_(std::make_unique<Connection>()) {
+  Connection& c = *connection_;
+  c.client = std::make_unique<httplib::SSLClient>(peer.host, peer.port);
+  // httplib's own check wants the address we dial (a pod IP) in the
+  // certificate; OpenSSL checks the release CA and the peer name instead,
+  // during the handshake (configure_peer_tls).
+  c.client->enable_server_certificate_verification(false);
+  SSL_CTX* ctx = c.client->ssl_context();
+  if (!ctx) throw RequestError(503, "this agent cannot make a TLS context to relay the request");
+  try {
+    // Read for every relay: a rotated certificate is used at once.
+    configure_peer_tls(*ctx, tls, PeerTlsRole::kClient);
+  } catch (const UsageError& e) {
+    throw RequestError(503, std::string("this agent cannot relay to other nodes: ") + e.what());
   }
-  if (rc != 0) throw RequestError(502, "cannot reach " + where_ + "; the pod's traces need that agent");
+  SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, record_verify_failure);
+  c.client->set_connection_timeout(kConnectTimeoutSeconds, 0);
+  c.client->set_read_timeout(quiet_for.count(), 0);
+  c.client->set_write_timeout(kConnectTimeoutSeconds * 3, 0);
+  c.client->set_socket_options([](int sock) {
+    const int yes = 1, idle = kKeepIdleSeconds, interval = kKeepIntervalSeconds, count = kKeepCount;
+    setsockopt(sock, SOL_SOCKET, SO_KEEPALIVE, &yes, sizeof yes);
+    setsockopt(sock, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+    setsockopt(sock, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof interval);
+    setsockopt(sock, IPPROTO_TCP, TCP_KEEPCNT, &count, sizeof count);
+    setsockopt(sock, IPPROTO_TCP, TCP_NODELAY, &yes, sizeof yes);
+  });
 
-  std::string request = "POST /v1/traces HTTP/1.1\r\nHost: " + peer.host + "\r\nContent-Type: application/json\r\n";
-  if (!authorization.empty()) request += "Authorization: " + authorization + "\r\n";
-  request += std::string(kForwardedByHeader) + ": " + forwarded_by + "\r\n";
-  request += "Content-Length: " + std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n";
-  request.append(body);
-  for (std::size_t sent = 0; sent < request.size();) {
-    const ssize_t n = ::send(fd_, request.data() + sent, request.size() - sent, MSG_NOSIGNAL);
-    if (n > 0) {
-      sent += static_cast<std::size_t>(n);
-    } else if (n < 0 && errno == EAGAIN) {
-      pollfd p{fd_, POLLOUT, 0};
-      if (::poll(&p, 1, kConnectTimeoutMs) != 1) throw RequestError(502, "sending the request to " + where_ + " stalled");
-    } else {
-      throw RequestError(502, "sending the request to " + where_ + " failed: " + std::strerror(errno));
+  httplib::Request request;
+  request.method = "POST";
+  request.path = "/v1/traces";
+  request.body = std::move(body);
+  request.headers = {{"Content-Type", "application/json"},
+                     {kCallerHeader, caller_header},
+                     {kForwardedByHeader, forwarded_by}};
+  request.response_handler = [&c](const httplib::Response& res) {
+    std::lock_guard<std::mutex> lock(c.mutex);
+    c.status = res.status;
+    c.changed.notify_all();
+    return !c.cancelled;
+  };
+  request.content_receiver = [&c](const char* data, std::size_t size, std::uint64_t, std::uint64_t) {
+    std::unique_lock<std::mutex> lock(c.mutex);
+    if (c.status != 200 && c.data.size() + size > kMaxErrorBody) return false;
+    c.changed.wait(lock, [&c] { return c.cancelled || c.data.size() < kMaxBuffered; });
+    if (c.cancelled) return false;
+    c.data.append(data, size);
+    c.changed.notify_all();
+    return true;
+  };
+  c.thread = std::thread([&c, request = std::move(request)] {
+    g_verify_failure.clear();
+    const httplib::Result result = c.client->send(request);
+    std::lock_guard<std::mutex> lock(c.mutex);
+    c.done = true;
+    c.clean = static_cast<bool>(result) && !c.cancelled;
+    if (!result) {
+      switch (result.error()) {
+        case httplib::Error::Connection:
+        case httplib::Error::ConnectionTimeout:
+          c.failure = "cannot reach";
+          break;
+        case httplib::Error::SSLConnection:
+          c.failure = "TLS handshake";
+          if (!g_verify_failure.empty()) c.failure += ": " + g_verify_failure;
+          break;
+        default:
+          c.failure = httplib::to_string(result.error());
+      }
     }
-  }
+    c.changed.notify_all();
+  });
 
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(kHeaderTimeoutMs);
-  std::size_t end;
-  while ((end = buffer_.find("\r\n\r\n")) == std::string::npos) {
-    if (buffer_.size() > kMaxHeaderBytes) throw RequestError(502, where_ + " answered something that is not HTTP");
-    if (std::chrono::steady_clock::now() > deadline) throw RequestError(504, where_ + " did not answer in time");
-    const std::size_t before = buffer_.size();
-    if (!fill(kPollMs) && buffer_.size() == before)
-      throw RequestError(502, where_ + (buffer_.empty() ? " closed the connection without answering"
-                                                        : " ended its answer in the middle of the headers"));
+  std::unique_lock<std::mutex> lock(c.mutex);
+  const bool answered = c.changed.wait_for(lock, kAnswerTimeout, [&c] { return c.status != 0 || c.done; });
+  status_ = c.status;
+  if (status_ != 0) return;
+  const std::string failure = c.failure;
+  lock.unlock();
+  // No destructor runs for a constructor that throws: end the thread here.
+  c.hang_up();
+  c.thread.join();
+  if (!answered) {
+    throw RequestError(504, where_ + " did not answer within " + std::to_string(kAnswerTimeout.count()) + " s");
   }
-  const std::string head = buffer_.substr(0, end);
-  buffer_.erase(0, end + 4);
-  if (head.rfind("HTTP/1.", 0) != 0 || head.size() < 12) throw RequestError(502, where_ + " did not answer HTTP");
-  status_ = std::atoi(head.c_str() + 9);
-  std::size_t line = head.find("\r\n");
-  while (line != std::string::npos) {
-    const std::size_t next = head.find("\r\n", line + 2);
-    const std::string header = head.substr(line + 2, next == std::string::npos ? std::string::npos : next - line - 2);
-    const std::size_t colon = header.find(':');
-    if (colon != std::string::npos) {
-      const std::string name = lower(header.substr(0, colon));
-      std::string value = header.substr(colon + 1);
-      while (!value.empty() && value.front() == ' ') value.erase(0, 1);
-      if (name == "transfer-encoding" && lower(value).find("chunked") != std::string::npos) chunked_ = true;
-      if (name == "content-length") content_length_ = std::atoll(value.c_str());
-    }
-    line = next;
-  }
+  if (failure == "cannot reach")
+    throw RequestError(502, "cannot reach " + where_ + "; the pod's traces need that agent");
+  if (failure.rfind("TLS handshake", 0) == 0)
+    throw RequestError(502, "the TLS handshake with " + where_ + " failed (" + failure +
+                                "): the agents must share traces.peer_tls's CA and name; tell their operator");
+  throw RequestError(502, where_ + " closed the connection without answering (" + failure + ")");
 }
 
 PeerTrace::~PeerTrace() {
-  if (fd_ >= 0) ::close(fd_);
-}
-
-bool PeerTrace::fill(int timeout_ms) {
-  pollfd p{fd_, POLLIN, 0};
-  const int ready = ::poll(&p, 1, timeout_ms);
-  if (ready == 0) return true;  // nothing yet, still open
-  if (ready < 0) return errno == EINTR;
-  char data[16384];
-  const ssize_t n = ::recv(fd_, data, sizeof data, 0);
-  if (n > 0) {
-    buffer_.append(data, static_cast<std::size_t>(n));
-    return true;
-  }
-  return n < 0 && (errno == EAGAIN || errno == EINTR);
-}
-
-// One chunk of a chunked body into `data` (empty: the last one). False when
-// the connection ended first or `give_up` said so.
-bool PeerTrace::next_chunk(std::string& data, const std::function<bool()>& give_up) {
-  for (;;) {
-    const std::size_t eol = buffer_.find("\r\n");
-    if (eol != std::string::npos) {
-      const std::size_t size = std::strtoul(buffer_.c_str(), nullptr, 16);
-      if (buffer_.size() >= eol + 2 + size + 2) {
-        data = buffer_.substr(eol + 2, size);
-        buffer_.erase(0, eol + 2 + size + 2);
-        return true;
-      }
-    }
-    if (give_up()) return false;
-    const std::size_t before = buffer_.size();
-    if (!fill(kPollMs) && buffer_.size() == before) return false;
+  if (connection_->thread.joinable()) {
+    connection_->hang_up();
+    connection_->thread.join();
   }
 }
 
 std::string PeerTrace::read_body() {
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(kHeaderTimeoutMs);
-  const auto late = [&] { return std::chrono::steady_clock::now() > deadline; };
-  if (chunked_) {
-    std::string body, chunk;
-    while (next_chunk(chunk, late) && !chunk.empty()) body += chunk;
-    return body;
-  }
-  while ((content_length_ < 0 || static_cast<long long>(buffer_.size()) < content_length_) && !late()) {
-    const std::size_t before = buffer_.size();
-    if (!fill(kPollMs) && buffer_.size() == before) break;
-  }
-  return content_length_ >= 0 ? buffer_.substr(0, static_cast<std::size_t>(content_length_)) : buffer_;
+  Connection& c = *connection_;
+  std::unique_lock<std::mutex> lock(c.mutex);
+  c.changed.wait_for(lock, kAnswerTimeout, [&c] { return c.done; });
+  return c.data.substr(0, kMaxErrorBody);
 }
 
 bool PeerTrace::relay(LineSink& out) {
-  std::string chunk;
-  while (next_chunk(chunk, [&] { return out.closed(); })) {
-    if (chunk.empty()) return true;  // the peer's last chunk: its summary line came before it
-    out.write(chunk);
-    out.flush();
+  Connection& c = *connection_;
+  std::unique_lock<std::mutex> lock(c.mutex);
+  for (;;) {
+    c.changed.wait_for(lock, kPoll, [&c] { return !c.data.empty() || c.done; });
+    if (!c.data.empty()) {
+      std::string chunk;
+      chunk.swap(c.data);
+      c.changed.notify_all();  // room again for the connection's thread
+      lock.unlock();
+      out.write(chunk);
+      out.flush();
+      lock.lock();
+    } else if (c.done) {
+      return c.clean;
+    }
+    if (out.closed()) {
+      lock.unlock();
+      c.hang_up();
+      return false;
+    }
   }
-  return false;
 }
 
 }  // namespace pwru

@@ -1,15 +1,20 @@
-// A trace request relayed to the pwru-agent on another node: its status
-// first (so an error there is the caller's error here), then its NDJSON
-// stream chunk by chunk as it comes. A plain HTTP/1.1 client on a socket:
-// httplib's (0.11) reads a response to its end before returning.
+// A trace request relayed to the pwru-agent on another node: over mutual
+// TLS to its peer port (http/peer_tls.h), as this agent. The caller's
+// credential never leaves this node: this agent has authenticated and
+// authorized the caller, and passes on only who the caller is (which the
+// agent there, with auth kubernetes, checks again with the API server).
+// Its status comes first (so an error there is the caller's error here),
+// then its NDJSON stream chunk by chunk as it comes.
 #pragma once
 
+#include <chrono>
 #include <memory>
 #include <string>
-#include <string_view>
 
+#include "config/agent_config.h"
 #include "k8s/peer_locator.h"
 #include "output/sink.h"
+#include "traces/trace_auth.h"
 
 namespace pwru {
 
@@ -17,20 +22,40 @@ namespace pwru {
 // receiving it never relays it again, so two agents that disagree about
 // where a pod is cannot bounce a request between them.
 inline constexpr const char* kForwardedByHeader = "X-Pwru-Forwarded-By";
+// The caller as the relaying agent authenticated it, as JSON:
+// {"user","uid","groups","extra","remote"}. Believed only on the peer port.
+inline constexpr const char* kCallerHeader = "X-Pwru-Caller";
+
+// For kCallerHeader (ASCII only: JSON with \u escapes). Throws
+// RequestError(400) when it would not fit in a header line.
+std::string encode_caller(const TraceCaller& caller, const std::string& remote);
+
+struct RelayedCaller {
+  TraceCaller caller;
+  std::string remote;  // the caller's address as the relaying agent saw it
+};
+// Throws RequestError(400) saying what is wrong with the header.
+RelayedCaller decode_caller(const std::string& header);
 
 class PeerTrace {
  public:
-  // Connects, sends the request, reads the status line and headers.
-  // Throws RequestError(502) when the peer cannot be reached or answers
-  // something that is not HTTP.
-  PeerTrace(const PeerAgent& peer, std::string_view body, const std::string& authorization,
-            const std::string& forwarded_by);
+  // Connects, completes the TLS handshake (either end refusing the other's
+  // certificate ends it), sends the request and waits for the status: the
+  // peer loads its programs first. Throws RequestError: 502 (unreachable,
+  // TLS refused, no HTTP answer), 504 (no answer in time), 503 (this
+  // agent's own TLS files unusable). `quiet_for`: how long the peer may
+  // send nothing before it counts as gone (a quiet trace sends nothing
+  // until its summary).
+  PeerTrace(const PeerAgent& peer, const AgentConfig::Traces::PeerTls& tls, std::string body,
+            const std::string& caller_header, const std::string& forwarded_by, std::chrono::seconds quiet_for);
+  // Hangs up if still connected (ending the trace there) and waits for the
+  // connection's thread.
   ~PeerTrace();
   PeerTrace(const PeerTrace&) = delete;
   PeerTrace& operator=(const PeerTrace&) = delete;
 
   int status() const { return status_; }
-  // The whole body (an error answer).
+  // The whole body of a non-200 answer.
   std::string read_body();
   // Copies the body to `out` as it arrives, until the peer ends it or
   // `out` closes (then the connection is closed, which ends the trace
@@ -38,15 +63,10 @@ class PeerTrace {
   bool relay(LineSink& out);
 
  private:
-  bool fill(int timeout_ms);  // appends what the socket has to buffer_; false on EOF or error
-  bool next_chunk(std::string& data, const std::function<bool()>& give_up);
-
+  struct Connection;
   std::string where_;
-  int fd_ = -1;
+  std::unique_ptr<Connection> connection_;
   int status_ = 0;
-  bool chunked_ = false;
-  long long content_length_ = -1;
-  std::string buffer_;
 };
 
 }  // namespace pwru

@@ -7,19 +7,26 @@ dashboard ConfigMap; the rendered agent configuration accepted by
 `pwru-agent --check-config`; every rendered object valid against the
 Kubernetes API schemas (k8s_schema.py, strict as `kubectl apply`), with
 broken objects as controls that the validator refuses; values refused by
-values.schema.json with Helm's message; and NOTES.txt's trace `curl`.
+values.schema.json with Helm's message; NOTES.txt's trace `curl`; and the
+agents' mutual TLS: the Secret the chart makes (a CA and a certificate that
+complete a mutual TLS handshake as the agents do it), kept across upgrades
+through lookup, mounted, and the peer port opened.
 
 Usage: chart_test.py REPO_ROOT PWRU_AGENT_BINARY WORKDIR
 Prints one closing line: PASS, or FAIL with what differed.
 """
 
+import base64
 import copy
 import json
 import os
 import re
 import shlex
+import socket
+import ssl
 import subprocess
 import sys
+import threading
 
 import yaml
 
@@ -47,11 +54,17 @@ SCHEMAS = KubernetesSchemas()
 VALIDATED = []  # (kind, name) of every object checked against the schemas
 
 
-def render(values=None, api_versions=None, ok=True, notes=False):
+def render(values=None, api_versions=None, ok=True, notes=False, cluster=None):
     """The rendered objects as {(kind, name): object}, each checked against
     the Kubernetes API schemas; with ok=False, the error text; with notes,
-    the rendered NOTES.txt."""
+    the rendered NOTES.txt. `cluster`: objects already in the cluster, for
+    the chart's lookup (an upgrade); None: a first install."""
     args = [RENDER] + (["-notes"] if notes else [])
+    if cluster is not None:
+        path = os.path.join(WORK, f"cluster-{abs(hash(json.dumps(cluster, sort_keys=True)))}.yaml")
+        with open(path, "w") as f:
+            yaml.safe_dump_all(cluster, f)
+        args += ["-cluster", path]
     if values is not None:
         path = os.path.join(WORK, f"values-{abs(hash(json.dumps(values, sort_keys=True)))}.yaml")
         with open(path, "w") as f:
@@ -179,6 +192,178 @@ def daemonset_checks(objects):
           c["args"])
     return c
 
+PEER_DIR = "/var/run/pwru-agent/peer-tls"
+PEER_NAME = "pwru-agent-peer"
+PEER_SECRET = ("Secret", "pwru-agent-peer-tls")
+
+
+def peer_checks(objects, config, secret_name="pwru-agent-peer-tls", port=9465):
+    """The DaemonSet opens the peer port, mounts the Secret where the
+    configuration reads its files, and the configuration relays only to
+    this release's DaemonSet."""
+    pod = objects[("DaemonSet", "pwru-agent")]["spec"]["template"]["spec"]
+    c = pod["containers"][0]
+    ports = {p["name"]: p for p in c["ports"]}
+    check(ports.get("peer") == {"name": "peer", "containerPort": port, "protocol": "TCP"}, "peer container port",
+          f"peer {port} (relaying agents look for the port named peer)", c["ports"])
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
+    mount = mounts.get(PEER_DIR)
+    check(mount and mount["readOnly"] is True, f"mount {PEER_DIR}", "read-only", mount)
+    check(volumes[mount["name"]].get("secret") == {"secretName": secret_name, "defaultMode": 0o400},
+          "peer TLS volume", f"Secret {secret_name}, files 0400", volumes[mount["name"]])
+    traces = config["traces"]
+    check(traces["peer_port"] == port and traces["peer_daemonset"] == "pwru-agent"
+          and traces["peer_selector"] == "app.kubernetes.io/name=pwru-agent,app.kubernetes.io/instance=pwru-agent"
+          and traces["peer_tls"] == {"ca_file": f"{PEER_DIR}/ca.crt", "cert_file": f"{PEER_DIR}/tls.crt",
+                                     "key_file": f"{PEER_DIR}/tls.key", "name": PEER_NAME}
+          and traces.get("forward", True) is True,
+          "rendered relay configuration", f"peer port {port}, DaemonSet pwru-agent, the mounted files", traces)
+
+
+def secret_files(secret, label):
+    """The Secret's ca.crt, tls.crt and tls.key written to WORK/label/: their paths."""
+    d = os.path.join(WORK, label)
+    os.makedirs(d, exist_ok=True)
+    paths = {}
+    for key in ("ca.crt", "tls.crt", "tls.key"):
+        check(secret["data"].get(key), f"{label} Secret key {key}", "present, not empty", sorted(secret["data"]))
+        paths[key] = os.path.join(d, key)
+        with open(paths[key], "wb") as f:
+            f.write(base64.b64decode(secret["data"][key]))
+    return paths
+
+
+def mutual_tls(server_files, client_files, name=PEER_NAME):
+    """A mutual TLS handshake as two agents make it (both present their
+    certificate, each requires the other's, signed by its CA and naming
+    `name`): None when it completed, else why not."""
+    def context(files, side):
+        ctx = ssl.SSLContext(side)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.load_cert_chain(files["tls.crt"], files["tls.key"])
+        ctx.load_verify_locations(files["ca.crt"])
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        return ctx
+
+    server_ctx = context(server_files, ssl.PROTOCOL_TLS_SERVER)
+    client_ctx = context(client_files, ssl.PROTOCOL_TLS_CLIENT)
+    listener = socket.create_server(("127.0.0.1", 0))
+    seen = {}
+
+    def serve():
+        try:
+            conn, _ = listener.accept()
+            conn.settimeout(10)
+            with server_ctx.wrap_socket(conn, server_side=True) as tls:
+                cert = tls.getpeercert()
+                seen["client_names"] = [v for k, v in cert.get("subjectAltName", ()) if k == "DNS"]
+                tls.sendall(b"ok")
+        except (OSError, ssl.SSLError) as e:
+            seen["server_error"] = repr(e)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        with socket.create_connection(listener.getsockname(), timeout=10) as raw:
+            with client_ctx.wrap_socket(raw, server_hostname=name) as tls:
+                if tls.recv(2) != b"ok":
+                    return "the server hung up after the handshake"
+    except (OSError, ssl.SSLError) as e:
+        return f"client: {e!r}"
+    finally:
+        thread.join(10)
+        listener.close()
+    if "server_error" in seen:
+        return "server: " + seen["server_error"]
+    if name not in seen.get("client_names", []):
+        return f"the client certificate names {seen.get('client_names')}, not {name}"
+    return None
+
+
+def peer_secret_checks(objects):
+    """The Secret a first install makes, and an upgrade keeps."""
+    secret = objects.get(PEER_SECRET)
+    check(secret is not None, "the agents' TLS Secret on a first install", "made by the chart", sorted(objects))
+    check(secret["type"] == "kubernetes.io/tls" and secret["metadata"]["namespace"] == "pwru",
+          "the agents' TLS Secret", "type kubernetes.io/tls in the release namespace", secret["metadata"])
+    files = secret_files(secret, "install")
+    cert = subprocess.run(["openssl", "x509", "-in", files["tls.crt"], "-noout", "-ext",
+                           "subjectAltName,extendedKeyUsage,basicConstraints"],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=30).stdout.decode()
+    check(f"DNS:{PEER_NAME}" in cert and "TLS Web Server Authentication" in cert
+          and "TLS Web Client Authentication" in cert and "CA:FALSE" in cert, "the agents' certificate",
+          f"DNS:{PEER_NAME}, server and client auth, not a CA", cert)
+    for purpose in ("sslserver", "sslclient"):
+        v = subprocess.run(["openssl", "verify", "-CAfile", files["ca.crt"], "-purpose", purpose,
+                            "-verify_hostname", PEER_NAME, files["tls.crt"]],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=30)
+        check(v.returncode == 0, f"openssl verify -purpose {purpose} of the chart's certificate",
+              "OK against the chart's CA", v.stdout.decode())
+    why = mutual_tls(files, files)
+    check(why is None, "two agents' mutual TLS with the chart's Secret", "a completed handshake", why)
+
+    # A second install (or helm template) makes another CA: without lookup
+    # an upgrade would do the same, and agents of two revisions would
+    # refuse each other during the rolling update.
+    other = secret_files(render()[PEER_SECRET], "reinstall")
+    check(open(other["ca.crt"]).read() != open(files["ca.crt"]).read(), "a second first-install",
+          "a CA of its own (the control for the upgrade below)", "the same CA")
+    why = mutual_tls(files, other)
+    check(why is not None, "an agent of another install's CA", "refused at the handshake", "accepted")
+
+    # An upgrade finds the Secret in the cluster and keeps it, byte for byte.
+    in_cluster = copy.deepcopy(secret)
+    in_cluster["metadata"]["resourceVersion"] = "4711"
+    unrelated = copy.deepcopy(secret)
+    unrelated["metadata"]["namespace"] = "elsewhere"
+    unrelated["data"] = {k: base64.b64encode(b"not this one").decode() for k in secret["data"]}
+    upgraded = render(cluster=[unrelated, in_cluster])
+    check(upgraded[PEER_SECRET]["data"] == secret["data"], "the agents' TLS Secret after an upgrade",
+          "the one in the cluster, unchanged", "new data")
+    check(upgraded[("DaemonSet", "pwru-agent")]["spec"]["template"]["metadata"]["annotations"]
+          == objects[("DaemonSet", "pwru-agent")]["spec"]["template"]["metadata"]["annotations"],
+          "the pod template's annotations after an upgrade", "unchanged (no needless roll of the agents)",
+          upgraded[("DaemonSet", "pwru-agent")]["spec"]["template"]["metadata"]["annotations"])
+    # A Secret someone emptied is made anew rather than kept broken.
+    broken = copy.deepcopy(secret)
+    del broken["data"]["tls.key"]
+    remade = render(cluster=[broken])[PEER_SECRET]["data"]
+    check(set(remade) == {"ca.crt", "tls.crt", "tls.key"} and remade["ca.crt"] != secret["data"]["ca.crt"],
+          "an upgrade finding the Secret without tls.key", "a new, complete Secret", sorted(remade))
+
+
+def peer_switch_checks():
+    """tlsSecret (the operator's own Secret), relay switched off, and the refusals."""
+    objects = render({"traces": {"peer": {"tlsSecret": "agents-mtls", "port": 9999, "name": "agents.example"}}})
+    check(PEER_SECRET not in objects and not any(k[0] == "Secret" for k in objects),
+          "with traces.peer.tlsSecret", "no Secret made by the chart", sorted(objects))
+    config = agent_accepts(objects, "own peer Secret")
+    check(config["traces"]["peer_tls"]["name"] == "agents.example", "peer name with tlsSecret", "agents.example",
+          config["traces"]["peer_tls"])
+    peer_checks(objects, {**config, "traces": {**config["traces"],
+                                               "peer_tls": {**config["traces"]["peer_tls"], "name": PEER_NAME}}},
+                secret_name="agents-mtls", port=9999)
+
+    objects = render({"traces": {"peer": {"enabled": False}}})
+    c = objects[("DaemonSet", "pwru-agent")]["spec"]["template"]["spec"]["containers"][0]
+    check([p["name"] for p in c["ports"]] == ["http"] and PEER_DIR not in {m["mountPath"] for m in c["volumeMounts"]}
+          and PEER_SECRET not in objects, "traces.peer.enabled false", "no peer port, no Secret, nothing mounted",
+          (c["ports"], c["volumeMounts"]))
+    config = agent_accepts(objects, "relay off")
+    check(config["traces"].get("forward") is False and "peer_tls" not in config["traces"],
+          "configuration with traces.peer.enabled false", "forward: false, no peer_tls", config["traces"])
+
+    err = render({"port": 9465}, ok=False)
+    check("traces.peer.port 9465 is the HTTP port too" in err, "peer port = HTTP port", "refused with the reason",
+          err)
+    for values, expect in (({"traces": {"peer": {"name": "Not_A_DNS_Name"}}}, "traces.peer.name"),
+                           ({"traces": {"peer": {"port": 0}}}, "traces.peer.port"),
+                           ({"traces": {"peer": {"tls": "x"}}}, "Additional property tls is not allowed")):
+        err = render(values, ok=False)
+        check("values don't meet the specifications of the schema(s)" in err and expect in err,
+              f"values {values}", f"refused by values.schema.json: {expect}", err)
+
 
 def main():
     subprocess.run(["go", "build", "-o", RENDER, "./tests/chart/render"], cwd=ROOT, check=True, timeout=300,
@@ -196,6 +381,9 @@ def main():
     check(config["traces"]["auth"] == "kubernetes" and config["http"]["listen"] == "0.0.0.0:9464"
           and config["kubernetes"]["proc_root"] == "/host/proc", "rendered agent configuration",
           "auth kubernetes, listen on all addresses, /host/proc", config)
+    peer_checks(objects, config)
+    peer_secret_checks(objects)
+    peer_switch_checks()
     rules = objects[("ClusterRole", "pwru-agent")]["rules"]
     check({"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]} in rules,
           "ClusterRole", "get/list/watch pods", rules)
@@ -234,7 +422,8 @@ def main():
           "ServiceMonitor switched off", "absent", "present")
 
     # Every switch the other way.
-    turned = {"privileged": True, "traces": {"auth": "token", "tokenSecret": "pwru-trace-token"},
+    turned = {"privileged": True,
+              "traces": {"auth": "token", "tokenSecret": "pwru-trace-token", "peer": {"enabled": False}},
               "dashboard": {"enabled": False}, "port": 9500, "image": {"tag": "test"},
               "config": {"counters": {"drops_max_entries": 65536}, "log": {"format": "json"}}}
     objects = render(turned)
@@ -243,7 +432,7 @@ def main():
           c["securityContext"])
     check(c["image"] == "pwru-agent:test", "image", "pwru-agent:test", c["image"])
     config = agent_accepts(objects, "every switch")
-    check(config["traces"] == {"auth": "token", "token_file": "/var/run/pwru-agent/token/token"}
+    check(config["traces"] == {"auth": "token", "token_file": "/var/run/pwru-agent/token/token", "forward": False}
           and config["counters"]["drops_max_entries"] == 65536 and config["http"]["listen"] == "0.0.0.0:9500",
           "rendered configuration with token auth, a bigger map, port 9500", "all three", config)
     pod = objects[("DaemonSet", "pwru-agent")]["spec"]["template"]["spec"]
@@ -273,7 +462,9 @@ def main():
         err = render(values, ok=False)
         check("values don't meet the specifications of the schema(s)" in err and expect in err,
               f"values {values}", f"refused by values.schema.json: {expect}", err)
-    return (f"defaults, ServiceMonitor auto/on/off, every switch, two template refusals, 6 schema refusals; "
+    return (f"defaults, ServiceMonitor auto/on/off, every switch, three template refusals, 9 schema refusals; "
+            f"the peer TLS Secret: mutual TLS with its files, kept by an upgrade (lookup), remade when broken, "
+            f"another install's CA refused; tlsSecret and relay off; "
             f"{len(VALIDATED)} rendered objects valid against the Kubernetes {len(SCHEMAS.kinds())}-kind schemas, "
             f"11 broken controls refused; NOTES for both auth modes; agent accepts both configurations")
 

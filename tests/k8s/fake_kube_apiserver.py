@@ -12,7 +12,9 @@ every request, so a test rotates the token by rewriting it. Test control
 GET /__control/stats; POST /__control/user {"token","username","groups"} makes
 a token that TokenReview accepts, POST /__control/allow {"username","verb",
 "resource","subresource","namespace","name"} a rule SubjectAccessReview
-grants ("*" or absent matches anything).
+grants ("*" or absent matches anything); with "group" instead of "username"
+the rule is for every user the review names in that group, as RBAC binds a
+Group subject.
 """
 
 import http.server
@@ -31,14 +33,26 @@ STATE = {"rv": 100, "pods": {}, "log": [], "min_rv": 0, "epoch": 0, "drop_epoch"
 
 def pod_object(pod, rv):
     """A pod as the API server shows it. Control bodies may add "labels",
-    "podIP" and "ports" ({name: containerPort}) to the basics."""
+    "podIP", "ports" ({name: containerPort}), "owner" ({"kind", "name",
+    "controller": true by default, "apiVersion": "apps/v1" by default}: its
+    controller, as a DaemonSet or ReplicaSet sets it) and "ready" (true by
+    default) to the basics."""
     ports = [{"name": name, "containerPort": port, "protocol": "TCP"} for name, port in pod.get("ports", {}).items()]
+    metadata = {"uid": pod["uid"], "namespace": pod["namespace"], "name": pod["name"],
+                "labels": pod.get("labels", {}), "resourceVersion": str(rv)}
+    if pod.get("owner"):
+        owner = pod["owner"]
+        metadata["ownerReferences"] = [{"apiVersion": owner.get("apiVersion", "apps/v1"), "kind": owner["kind"],
+                                        "name": owner["name"], "uid": "uid-owner-" + owner["name"],
+                                        "controller": owner.get("controller", True),
+                                        "blockOwnerDeletion": True}]
+    ready = "True" if pod.get("ready", True) else "False"
     return {"kind": "Pod", "apiVersion": "v1",
-            "metadata": {"uid": pod["uid"], "namespace": pod["namespace"], "name": pod["name"],
-                         "labels": pod.get("labels", {}), "resourceVersion": str(rv)},
+            "metadata": metadata,
             "spec": {"nodeName": pod.get("node", "n1"), "hostNetwork": bool(pod.get("hostNetwork")),
                      "containers": [{"name": "main", "ports": ports}]},
-            "status": {"phase": "Running", "podIP": pod.get("podIP", "")}}
+            "status": {"phase": "Running", "podIP": pod.get("podIP", ""),
+                       "conditions": [{"type": "Ready", "status": ready}]}}
 
 
 def label_selected(pod, selector):
@@ -98,7 +112,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
         attrs = spec.get("resourceAttributes", {})
 
         def matches(rule):
-            if rule["username"] != spec.get("user"):
+            if "group" in rule:
+                if rule["group"] not in (spec.get("groups") or []):
+                    return False
+            elif rule["username"] != spec.get("user"):
                 return False
             return all(rule.get(k, "*") in ("*", attrs.get(k, "")) for k in
                        ("verb", "resource", "subresource", "namespace", "name"))

@@ -24,6 +24,25 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- $_ := required "traces.tokenSecret names the Secret with the bearer token (key token)" .Values.traces.tokenSecret -}}
 {{- $_ := set $traces "token_file" "/var/run/pwru-agent/token/token" -}}
 {{- end -}}
+{{- $peer := .Values.traces.peer -}}
+{{- if $peer.enabled -}}
+{{- if eq (int $peer.port) (int .Values.port) -}}
+{{- fail (printf "traces.peer.port %v is the HTTP port too; the agents need a port of their own for each other" $peer.port) -}}
+{{- end -}}
+{{- $dir := "/var/run/pwru-agent/peer-tls" -}}
+{{- $_ := set $traces "peer_port" (int $peer.port) -}}
+{{- $_ := set $traces "peer_daemonset" (include "pwru-agent.name" .) -}}
+{{- $_ := set $traces "peer_selector" (printf "app.kubernetes.io/name=%s,app.kubernetes.io/instance=%s" (include "pwru-agent.name" .) .Release.Name) -}}
+{{- $_ := set $traces "peer_tls" (dict "ca_file" (printf "%s/ca.crt" $dir) "cert_file" (printf "%s/tls.crt" $dir) "key_file" (printf "%s/tls.key" $dir) "name" $peer.name) -}}
+{{- else -}}
+{{- $_ := set $traces "forward" false -}}
+{{- end -}}
 {{- $base := dict "http" (dict "listen" (printf "0.0.0.0:%v" .Values.port)) "traces" $traces "kubernetes" (dict "enabled" "on" "proc_root" "/host/proc") -}}
 {{- toYaml (mustMergeOverwrite $base .Values.config) -}}
+{{- end -}}
+
+
+{{/* The Secret with the agents' CA, certificate and key (traces.peer). */}}
+{{- define "pwru-agent.peerTlsSecret" -}}
+{{- .Values.traces.peer.tlsSecret | default (printf "%s-peer-tls" (include "pwru-agent.name" .)) -}}
 {{- end -}}

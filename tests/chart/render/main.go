@@ -3,12 +3,14 @@
 // with sprig's functions, as Helm uses them, plus the Helm functions and
 // objects the pwru-agent chart uses: include, tpl, required, toYaml,
 // .Values (values.yaml, then each -f file merged over it), .Release, .Chart,
-// .Files.Get and .Capabilities.APIVersions.Has. Like Helm, it first checks
+// .Files.Get, .Capabilities.APIVersions.Has and lookup (against the objects
+// of a -cluster file: what an upgrade finds in the cluster; without one,
+// nothing, as `helm template` and a first install). Like Helm, it first checks
 // the merged values against the chart's values.schema.json (with
 // gojsonschema, the validator Helm 3 uses) and refuses them with Helm's
 // message.
 //
-// Usage: render [-f VALUES.yaml]... [-api-versions a/v1,b/v1] [-notes] CHART_DIR
+// Usage: render [-f VALUES.yaml]... [-api-versions a/v1,b/v1] [-cluster OBJECTS.yaml] [-notes] CHART_DIR
 // Prints the manifests as YAML documents, each after "# Source: NAME"; with
 // -notes, the rendered templates/NOTES.txt instead (what `helm install`
 // prints).
@@ -19,6 +21,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -81,6 +84,56 @@ func merge(base, over map[string]interface{}) map[string]interface{} {
 	return base
 }
 
+// cluster is what lookup finds: objects as the API server would return them.
+type cluster []map[string]interface{}
+
+func readCluster(path string) (cluster, error) {
+	if path == "" {
+		return nil, nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var out cluster
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	for {
+		obj := map[string]interface{}{}
+		if err := dec.Decode(&obj); errors.Is(err, io.EOF) {
+			return out, nil
+		} else if err != nil {
+			return nil, fmt.Errorf("%s: %v", path, err)
+		}
+		if len(obj) > 0 {
+			out = append(out, obj)
+		}
+	}
+}
+
+// lookup is Helm's: one object by name (an empty map when there is none),
+// or with name "" a list of every such object in the namespace.
+func (c cluster) lookup(apiVersion, kind, namespace, name string) (map[string]interface{}, error) {
+	var items []interface{}
+	for _, obj := range c {
+		meta, _ := obj["metadata"].(map[string]interface{})
+		if obj["apiVersion"] != apiVersion || obj["kind"] != kind || meta == nil {
+			continue
+		}
+		if namespace != "" && meta["namespace"] != namespace {
+			continue
+		}
+		if name == "" {
+			items = append(items, obj)
+		} else if meta["name"] == name {
+			return obj, nil
+		}
+	}
+	if name == "" {
+		return map[string]interface{}{"apiVersion": apiVersion, "kind": kind + "List", "items": items}, nil
+	}
+	return map[string]interface{}{}, nil
+}
+
 func toYAML(v interface{}) (string, error) {
 	var buf bytes.Buffer
 	enc := yaml.NewEncoder(&buf)
@@ -96,13 +149,19 @@ func main() {
 	flag.Var(&files, "f", "values file merged over values.yaml (repeatable)")
 	apis := flag.String("api-versions", "", "comma-separated API versions the cluster serves")
 	notes := flag.Bool("notes", false, "print the rendered NOTES.txt instead of the manifests")
+	clusterFile := flag.String("cluster", "", "YAML documents: the objects lookup finds (an upgrade); none: a first install")
 	flag.Parse()
 	if flag.NArg() != 1 {
-		fmt.Fprintln(os.Stderr, "usage: render [-f VALUES.yaml]... [-api-versions a/v1,b/v1] [-notes] CHART_DIR")
+		fmt.Fprintln(os.Stderr, "usage: render [-f VALUES.yaml]... [-api-versions a/v1,b/v1] [-cluster OBJECTS.yaml] [-notes] CHART_DIR")
 		os.Exit(2)
 	}
 	dir := flag.Arg(0)
-	if err := render(dir, files, *apis, *notes); err != nil {
+	objects, err := readCluster(*clusterFile)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "render:", err)
+		os.Exit(1)
+	}
+	if err := render(dir, files, *apis, objects, *notes); err != nil {
 		fmt.Fprintln(os.Stderr, "render:", err)
 		os.Exit(1)
 	}
@@ -134,7 +193,7 @@ func validateValues(dir, chartName string, values map[string]interface{}) error 
 	return errors.New(strings.TrimSuffix(sb.String(), "\n"))
 }
 
-func render(dir string, files []string, apis string, notes bool) error {
+func render(dir string, files []string, apis string, objects cluster, notes bool) error {
 	chart, err := readYAML(filepath.Join(dir, "Chart.yaml"))
 	if err != nil {
 		return err
@@ -192,6 +251,7 @@ func render(dir string, files []string, apis string, notes bool) error {
 		return v, nil
 	}
 	funcs["toYaml"] = toYAML
+	funcs["lookup"] = objects.lookup
 	root.Funcs(funcs).Option("missingkey=zero")
 
 	paths, err := filepath.Glob(filepath.Join(dir, "templates", "*"))
