@@ -15,11 +15,13 @@
 #include <thread>
 
 #include "btf/kernel_btf.h"
+#include "common/error.h"
 #include "config/embedded.h"
 #include "config/name_list.h"
 #include "enrich/ksyms.h"
 #include "events/counter_maps.h"
 #include "http/agent_http.h"
+#include "http/peer_http.h"
 #include "k8s/node_pods.h"
 #include "k8s/peer_locator.h"
 #include "metrics/skb_counter_collector.h"
@@ -89,8 +91,42 @@ std::shared_ptr<const PeerLocator> make_peer_locator(const AgentConfig& config, 
                  "(set traces.peer_namespace, or POD_NAMESPACE)");
     return nullptr;
   }
+  if (!config.traces.peer_tls.enabled())
+    spdlog::warn("traces: requests for pods on other nodes are refused: agents relay them to each other only over "
+                 "mutual TLS, and traces.peer_tls is not set (the Helm chart sets it)");
   return std::make_shared<PeerLocator>(node_pods->api(), agent_namespace, config.traces.peer_selector,
-                                       config.http.listen_port);
+                                       config.traces.peer_daemonset, config.traces.peer_port);
+}
+
+// The peer port, where other nodes' agents relay trace requests over
+// mutual TLS; nullptr (with the log line saying why) when it is off.
+std::unique_ptr<PeerHttpServer> make_peer_http(const AgentConfig& config, TraceService& traces,
+                                               prometheus::Family<prometheus::Counter>& answers,
+                                               prometheus::Gauge& running, const std::atomic<bool>& ready) {
+  if (!config.traces.enabled) return nullptr;
+  if (!config.traces.peer_tls.enabled()) {
+    spdlog::info("traces: no peer port: traces.peer_tls is not set, so no other agent can relay requests here");
+    return nullptr;
+  }
+  PeerRoutes routes;
+  routes.start = [&traces, &running, &ready](const std::string& body, const std::string& remote,
+                                             const std::string& caller, const std::string& from) {
+    if (!ready.load()) throw RequestError(503, "not ready: still loading its programs; retry soon");
+    TraceStream trace = traces.start_relayed(body, remote, caller, from);
+    return PeerRoutes::Stream([trace = std::move(trace), &running](LineSink& out) {
+      running.Increment();
+      trace(out);
+      running.Decrement();
+    });
+  };
+  routes.answered = [&answers](int status) { answers.Add({{"code", std::to_string(status)}}).Increment(); };
+  routes.max_body_bytes = config.traces.max_body_bytes;
+  routes.max_streams = config.traces.max_concurrent;
+  auto server = std::make_unique<PeerHttpServer>(config.http.listen_address, config.traces.peer_port,
+                                                 config.traces.peer_tls, std::move(routes));
+  spdlog::info("serving relayed trace requests on {}:{} (mutual TLS, peer name {})", config.http.listen_address,
+               server->port(), config.traces.peer_tls.name);
+  return server;
 }
 
 // The agent's own view of the API watch and the /proc scan, for alerts on
@@ -156,11 +192,16 @@ int run_agent(const AgentConfig& config, const std::function<bool()>& stop_reque
   // Before the HTTP server: scrapes resolve pods through it until the
   // server is gone.
   std::unique_ptr<NodePods> node_pods = make_node_pods(config.kubernetes);
-  TraceService traces(TraceServiceConfig{config.traces, config.probe.backend, make_peer_locator(config, node_pods.get())},
-                      node_pods ? PodNetnsLookup([&node_pods](const std::string& ns, const std::string& pod) {
-                        return node_pods->netns_of_pod(ns, pod);
-                      })
-                                : PodNetnsLookup(),
+  PodDirectory pod_directory;
+  if (node_pods) {
+    pod_directory.netns_of = [&node_pods](const std::string& ns, const std::string& pod) {
+      return node_pods->netns_of_pod(ns, pod);
+    };
+    pod_directory.present = [&node_pods](const std::string& uid) { return node_pods->has_pod(uid); };
+  }
+  TraceService traces(TraceServiceConfig{config.traces, config.probe.backend, make_peer_locator(config, node_pods.get()),
+                                         config.kubernetes.proc_root},
+                      std::move(pod_directory),
                       make_trace_auth(config.traces, node_pods ? std::optional<KubeApiConfig>(node_pods->api())
                                                                : std::nullopt));
   auto& trace_answers = prometheus::BuildCounter()
@@ -187,7 +228,9 @@ int run_agent(const AgentConfig& config, const std::function<bool()>& stop_reque
     TraceRoutes routes;
     routes.start = [&traces, &traces_running](const std::string& body, const std::string& remote,
                                               const TraceRoutes::HeaderLookup& header) {
-      TraceStream trace = traces.start(body, remote, header("Authorization"), header(kForwardedByHeader));
+      // Relaying agents' headers (X-Pwru-Caller...) count only on the peer
+      // port, behind a verified certificate: never read here.
+      TraceStream trace = traces.start(body, remote, header("Authorization"));
       return TraceRoutes::Stream([trace = std::move(trace), &traces_running](LineSink& out) {
         traces_running.Increment();
         trace(out);
@@ -200,11 +243,28 @@ int run_agent(const AgentConfig& config, const std::function<bool()>& stop_reque
     };
     routes.answered = [&trace_answers](int status) { trace_answers.Add({{"code", std::to_string(status)}}).Increment(); };
     routes.max_body_bytes = config.traces.max_body_bytes;
-    routes.max_streams = config.traces.max_concurrent;
     handlers.traces = std::move(routes);
   }
-  AgentHttpServer http(config.http.listen_address, config.http.listen_port, std::move(handlers));
+  auto& refused_connections = prometheus::BuildCounter()
+                                  .Name("pwru_http_connections_refused_total")
+                                  .Help("HTTP connections refused at a cap or cut at a deadline, by reason")
+                                  .Register(*registry);
+  auto& open_connections = prometheus::BuildGauge()
+                               .Name("pwru_http_connections")
+                               .Help("HTTP connections open now")
+                               .Register(*registry)
+                               .Add({});
+  handlers.connections.refused = [&refused_connections](const char* reason) {
+    refused_connections.Add({{"reason", reason}}).Increment();
+  };
+  handlers.connections.open_changed = [&open_connections](int delta) { open_connections.Increment(delta); };
+  ConnectionLimits limits;
+  limits.head_timeout = std::chrono::seconds(config.http.request_head_timeout_seconds);
+  limits.max_connections = config.http.max_connections;
+  limits.max_connections_per_client = config.http.max_connections_per_client;
+  AgentHttpServer http(config.http.listen_address, config.http.listen_port, std::move(handlers), limits);
   spdlog::info("serving http://{}:{}/metrics (/healthz, /readyz)", config.http.listen_address, http.port());
+  std::unique_ptr<PeerHttpServer> peer_http = make_peer_http(config, traces, trace_answers, traces_running, ready);
 
   std::optional<NodePodsMetrics> node_pods_metrics;
   if (node_pods) {
@@ -288,6 +348,7 @@ int run_agent(const AgentConfig& config, const std::function<bool()>& stop_reque
   spdlog::info("stopping: no more scrapes, ending traces, detaching");
   ready = false;
   traces.stop_all();  // streams end within a poll round, so http.stop() does not wait on them
+  if (peer_http) peer_http->stop();
   http.stop();
   if (node_pods) node_pods->stop();
   const auto detach_start = std::chrono::steady_clock::now();

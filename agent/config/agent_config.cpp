@@ -2,6 +2,9 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include <algorithm>
 #include <charconv>
 #include <functional>
@@ -160,6 +163,9 @@ class ConfigReader {
   std::vector<Field> http_fields(AgentConfig::Http& http) {
     return {
         {"listen", [this, &http](const YAML::Node& v, const Location& at) { read_listen(v, at, http); }},
+        {"request_head_timeout_seconds", integer_field(http.request_head_timeout_seconds, 1, 300)},
+        {"max_connections", integer_field(http.max_connections, 2, 65536)},
+        {"max_connections_per_client", integer_field(http.max_connections_per_client, 1, 65536)},
     };
   }
 
@@ -253,11 +259,54 @@ class ConfigReader {
            if (traces.peer_namespace.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-") != std::string::npos)
              fail(at, "must be a Kubernetes namespace name; got '" + traces.peer_namespace + "'");
          }},
+        {"peer_daemonset", [this, &traces](const YAML::Node& v, const Location& at) {
+           traces.peer_daemonset = read_scalar(v, at, "the name of the agents' DaemonSet");
+           if (traces.peer_daemonset.empty() ||
+               traces.peer_daemonset.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-.") != std::string::npos)
+             fail(at, "must be the name of the agents' DaemonSet (lower case, digits, '-', '.'); got '" +
+                          traces.peer_daemonset + "'");
+         }},
+        {"peer_port", integer_field(traces.peer_port, 1, 65535)},
+        {"token_review", section(token_review_fields(traces.token_review))},
+        {"peer_tls", section(peer_tls_fields(traces.peer_tls))},
+        {"summary_memory_bytes", integer_field(traces.summary_memory_bytes, 1u << 20, 1ull << 34)},
         {"ring_buffer_bytes", [this, &traces](const YAML::Node& v, const Location& at) {
            const std::uint64_t bytes = read_integer(v, at, 4096, 1u << 30);
            if ((bytes & (bytes - 1)) != 0) fail(at, "must be a power of two (the kernel's ring buffers are); got " +
                                                         std::to_string(bytes));
            traces.ring_buffer_bytes = static_cast<std::uint32_t>(bytes);
+         }},
+    };
+  }
+
+  std::vector<Field> token_review_fields(AgentConfig::Traces::TokenReview& review) {
+    // Longer than the API server's own token cache (2 minutes) would keep
+    // a revoked token working past what Kubernetes itself allows.
+    return {
+        {"cache_seconds", integer_field(review.cache_seconds, 0, 120)},
+        {"negative_cache_seconds", integer_field(review.negative_cache_seconds, 0, 120)},
+        {"reviews_per_second", integer_field(review.reviews_per_second, 1, 10000)},
+        {"burst", integer_field(review.burst, 1, 10000)},
+    };
+  }
+
+  std::vector<Field> peer_tls_fields(AgentConfig::Traces::PeerTls& tls) {
+    // "" (or null) leaves a file unset: agent-to-agent relays are off.
+    const auto optional_path = [this](std::string& into, const std::string& what) {
+      return [this, &into, what](const YAML::Node& v, const Location& at) {
+        into = v.IsNull() ? std::string() : read_scalar(v, at, "an absolute path, or \"\"");
+        if (!into.empty()) into = read_path(v, at, what);
+      };
+    };
+    return {
+        {"ca_file", optional_path(tls.ca_file, "CA certificate")},
+        {"cert_file", optional_path(tls.cert_file, "certificate")},
+        {"key_file", optional_path(tls.key_file, "private key")},
+        {"name", [this, &tls](const YAML::Node& v, const Location& at) {
+           tls.name = read_scalar(v, at, "a DNS name such as pwru-agent-peer");
+           if (tls.name.empty() || tls.name.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-.") != std::string::npos)
+             fail(at, "must be a DNS name (lower case, digits, '-', '.') that the agents' certificates carry; got '" +
+                          tls.name + "'");
          }},
     };
   }
@@ -491,14 +540,35 @@ class ConfigReader {
   std::string source_;
 };
 
+// Parsed, not matched by prefix: "127.evil.example.com" is a host name that
+// may resolve anywhere. Loopback is 127.0.0.0/8, ::1 and ::ffff:127.x.y.z;
+// "localhost" is the one name taken on trust (/etc/hosts says it).
 bool is_loopback(const std::string& address) {
-  return address == "localhost" || address == "::1" || address.rfind("127.", 0) == 0;
+  if (address == "localhost") return true;
+  in_addr v4{};
+  if (inet_pton(AF_INET, address.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
+  in6_addr v6{};
+  if (inet_pton(AF_INET6, address.c_str(), &v6) != 1) return false;
+  if (IN6_IS_ADDR_LOOPBACK(&v6)) return true;
+  return IN6_IS_ADDR_V4MAPPED(&v6) && v6.s6_addr[12] == 127;
 }
 
 // Rules across keys, checked once the whole document is read.
 void check_combinations(const AgentConfig& config, const std::string& source) {
   const AgentConfig::Traces& traces = config.traces;
   const auto fail = [&](const std::string& message) { throw UsageError(source + ": " + message); };
+  const AgentConfig::Http& http = config.http;
+  // One address holding every connection would lock the probes out.
+  if (http.max_connections_per_client >= http.max_connections)
+    fail("http.max_connections_per_client (" + std::to_string(http.max_connections_per_client) +
+         ") must be below http.max_connections (" + std::to_string(http.max_connections) +
+         "), so that one client cannot take every connection; lower it or raise http.max_connections");
+  // Port-forwarded traces all come from one address (127.0.0.1).
+  if (traces.enabled && http.max_connections_per_client <= traces.max_concurrent)
+    fail("http.max_connections_per_client (" + std::to_string(http.max_connections_per_client) +
+         ") must be above traces.max_concurrent (" + std::to_string(traces.max_concurrent) +
+         "): traces through one port-forward share its address, and listing or cancelling them needs a "
+         "connection more; raise http.max_connections_per_client");
   if (traces.default_duration_seconds > traces.max_duration_seconds)
     fail("traces.default_duration_seconds (" + std::to_string(traces.default_duration_seconds) +
          ") is over traces.max_duration_seconds (" + std::to_string(traces.max_duration_seconds) + ")");
@@ -506,6 +576,17 @@ void check_combinations(const AgentConfig& config, const std::string& source) {
     fail("traces.default_max_events (" + std::to_string(traces.default_max_events) + ") is over traces.max_events (" +
          std::to_string(traces.max_events) + ")");
   if (!traces.enabled) return;
+  const AgentConfig::Traces::PeerTls& tls = traces.peer_tls;
+  std::vector<std::string> tls_missing;
+  if (tls.ca_file.empty()) tls_missing.push_back("ca_file");
+  if (tls.cert_file.empty()) tls_missing.push_back("cert_file");
+  if (tls.key_file.empty()) tls_missing.push_back("key_file");
+  if (!tls_missing.empty() && tls_missing.size() < 3)
+    fail("traces.peer_tls needs ca_file, cert_file and key_file together (missing: " + join(tls_missing, ", ") +
+         "); set all three, or none to neither relay to other agents nor serve their relays");
+  if (tls.enabled() && traces.peer_port == config.http.listen_port)
+    fail("traces.peer_port " + std::to_string(traces.peer_port) +
+         " is http.listen's port too; agent-to-agent traffic needs a port of its own (default 9465)");
   if (traces.auth == AgentConfig::Traces::Auth::kToken && traces.token_file.empty())
     fail("traces.auth is token but traces.token_file is empty; name the file that holds the bearer token");
   // Traces load kernel programs and show every packet of the node: without

@@ -19,6 +19,9 @@ struct AgentConfig {
   struct Http {
     std::string listen_address = "127.0.0.1";  // IPv4/IPv6 literal or host name
     std::uint16_t listen_port = 9464;
+    std::uint32_t request_head_timeout_seconds = 5;
+    std::uint32_t max_connections = 256;
+    std::uint32_t max_connections_per_client = 32;
   } http;
   struct Probe {
     std::string backend = "auto";  // auto | kprobe-multi | kprobe | tracepoint
@@ -61,11 +64,40 @@ struct AgentConfig {
     std::uint64_t max_events = 1000000;
     std::uint32_t max_body_bytes = 16384;
     std::uint32_t ring_buffer_bytes = 4u << 20;
+    // auth kubernetes: how the agent spares the API server. A token's
+    // TokenReview answer is remembered (by the token's SHA-256) for
+    // cache_seconds when accepted, negative_cache_seconds when refused;
+    // tokens not remembered are reviewed at most reviews_per_second on
+    // average, burst at once, and beyond that refused with a 429.
+    struct TokenReview {
+      std::uint32_t cache_seconds = 10;
+      std::uint32_t negative_cache_seconds = 5;
+      std::uint32_t reviews_per_second = 20;
+      std::uint32_t burst = 40;
+    } token_review;
+    // What every trace's "summary": true may hold at once, together: the
+    // journeys beyond it are counted and named in a note, not kept.
+    std::uint64_t summary_memory_bytes = 64ull << 20;
     // Requests for pods on other nodes go to the agent there: the pods
-    // matching peer_selector in peer_namespace ("" = the agent's own).
+    // matching peer_selector in peer_namespace ("" = the agent's own) that
+    // the DaemonSet peer_daemonset owns, on their port peer_port.
     bool forward = true;
     std::string peer_selector = "app.kubernetes.io/name=pwru-agent";
     std::string peer_namespace;
+    std::string peer_daemonset = "pwru-agent";
+    // Agents talk to each other only over mutual TLS, on a port of its own
+    // (http.listen's address): relays are refused, and none are served,
+    // until the three files are set.
+    std::uint16_t peer_port = 9465;
+    struct PeerTls {
+      std::string ca_file;    // the CA that signed every agent's certificate
+      std::string cert_file;  // this agent's, used as server and as client
+      std::string key_file;
+      // The DNS name both ends' certificates carry, checked instead of the
+      // pod IP a peer is reached at.
+      std::string name = "pwru-agent-peer";
+      bool enabled() const { return !ca_file.empty(); }
+    } peer_tls;
   } traces;
 };
 

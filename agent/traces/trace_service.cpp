@@ -10,7 +10,10 @@
 #include "btf/kernel_btf.h"
 #include "common/error.h"
 #include "filter/pcap_compiler.h"
+#include "k8s/proc_scan.h"
 #include "output/sink.h"
+#include "probe/backend_select.h"
+#include "probe/kprobe_plan.h"
 #include "session/trace_session.h"
 #include "traces/trace_forward.h"
 
@@ -27,6 +30,10 @@ std::string new_trace_id() {
   for (int i = 0; i < 12; ++i) id += kHex[random() % 16];
   return id;
 }
+
+// How often a pod-scoped trace asks whether its pod is still there: the
+// answer comes from the watch cache, a map lookup.
+constexpr auto kPodCheckEvery = std::chrono::milliseconds(250);
 
 std::string iso_time(std::chrono::system_clock::time_point t) {
   const std::time_t seconds = std::chrono::system_clock::to_time_t(t);
@@ -68,22 +75,54 @@ class RunningTrace::ForwardingSink final : public LineSink {
   LineSink* to_ = nullptr;
 };
 
-TraceService::TraceService(TraceServiceConfig config, PodNetnsLookup pods, std::shared_ptr<const TraceAuth> auth)
-    : config_(std::move(config)), pods_(std::move(pods)), auth_(std::move(auth)) {}
+TraceService::TraceService(TraceServiceConfig config, PodDirectory pods, std::shared_ptr<const TraceAuth> auth)
+    : config_(std::move(config)),
+      pods_(std::move(pods)),
+      auth_(std::move(auth)),
+      summary_budget_(std::make_shared<JourneyBudget>(
+          config_.traces.summary_memory_bytes,
+          "traces.summary_memory_bytes = " + format_bytes(config_.traces.summary_memory_bytes) +
+              ", shared by all traces",
+          "narrow the trace (a filter, a pod, a shorter duration), run fewer summary traces at once, or raise "
+          "traces.summary_memory_bytes with the pod's memory limit")) {}
 
 TraceService::~TraceService() { stop_all(); }
 
-TraceStream TraceService::start(std::string_view body, const std::string& remote, const std::string& authorization,
-                                const std::string& forwarded_by) {
+TraceStream TraceService::start(std::string_view body, const std::string& remote, const std::string& authorization) {
+  return start_as(auth_->authenticate(authorization), body, remote, "");
+}
+
+TraceStream TraceService::start_relayed(std::string_view body, const std::string& remote,
+                                        const std::string& caller_header, const std::string& from_node) {
+  if (from_node.empty())
+    throw RequestError(400, std::string("a relayed trace request names the relaying node in ") + kForwardedByHeader);
+  const RelayedCaller relayed = decode_caller(caller_header);
+  // The relaying agent vouches for its caller, but a user this agent
+  // cannot check again would be trusted on that agent's word alone.
+  if (config_.traces.auth == AgentConfig::Traces::Auth::kKubernetes && relayed.caller.user.empty())
+    throw RequestError(403, "the pwru-agent on node " + from_node + " relayed a request without the caller's "
+                            "Kubernetes user (its traces.auth is not kubernetes, this agent's is); ask this "
+                            "node's agent directly");
+  return start_as(relayed.caller, body, remote + " (node " + from_node + ", for " + relayed.remote + ")",
+                  from_node);
+}
+
+TraceStream TraceService::start_as(const TraceCaller& caller, std::string_view body, const std::string& remote,
+                                   const std::string& forwarded_by) {
   const AgentConfig::Traces& limits = config_.traces;
-  // Who asks comes first: strangers learn nothing, not even what their
-  // request got wrong.
-  const TraceCaller caller = auth_->authenticate(authorization);
+  // Who asks came first (start, start_relayed): strangers learn nothing,
+  // not even what their request got wrong. Then whether they may trace
+  // what they name, read alone from the body: only then the rest of it,
+  // whose checks reveal this agent's caps. A relayed caller is authorized
+  // here again: with auth kubernetes, by this agent's own
+  // SubjectAccessReview, so a relaying agent cannot grant more than the
+  // API server does.
+  const TraceTarget wanted = parse_trace_target(body);
+  auth_->authorize(caller, TraceAction{"create", wanted.namespace_name, wanted.pod});
   TraceRequest request = parse_trace_request(
       body, TraceRequestLimits{std::chrono::seconds(limits.default_duration_seconds),
                                std::chrono::seconds(limits.max_duration_seconds), limits.default_max_events,
                                limits.max_events});
-  auth_->authorize(caller, TraceAction{"create", request.namespace_name, request.pod});
   {
     std::lock_guard<std::mutex> lock(mutex_);
     if (stopping_) throw RequestError(503, "the agent is shutting down; try another agent or later");
@@ -103,12 +142,14 @@ TraceStream TraceService::start(std::string_view body, const std::string& remote
 
   TraceConfig trace;
   std::string target = "node";
+  UniqueFd netns_pin;
+  std::string pod_uid;
   if (request.names_pod()) {
     const std::string who = request.namespace_name + "/" + request.pod;
-    if (!pods_)
+    if (!pods_.netns_of)
       throw RequestError(404, "this agent does not know pods (Kubernetes is off: see its log); trace by "
                               "\"netns\" instead");
-    const PodNetns pod = pods_(request.namespace_name, request.pod);
+    const PodNetns pod = pods_.netns_of(request.namespace_name, request.pod);
     if (!pod.error.empty()) {
       if (!forwarded_by.empty())
         throw RequestError(404, pod.error + " (the agent on node " + forwarded_by + " sent the request here)");
@@ -116,17 +157,29 @@ TraceStream TraceService::start(std::string_view body, const std::string& remote
       const PeerAgent peer = config_.peers->locate(request.namespace_name, request.pod);
       // The API server places it here, but its processes are not up yet.
       if (peer.node == config_.peers->node_name()) throw RequestError(404, pod.error);
-      return relay(peer, body, authorization, request);
+      return relay(peer, body, caller, remote, request);
     }
     if (pod.host_network)
       throw RequestError(400, "pod " + who + " uses the host's network: its packets cannot be told apart from "
                               "the node's. Trace the node (leave out namespace/pod) with a filter for its ports");
+    netns_pin = pin_netns(config_.proc_root, pod.netns, pod.pod_uid);
+    if (!netns_pin)
+      throw RequestError(404, "pod " + who + " has no process in its network namespace " +
+                                  std::to_string(pod.netns) + " any more (restarting, or being deleted); try "
+                                  "again in a few seconds");
+    pod_uid = pod.pod_uid;
     trace.filter.netns = pod.netns;
     target = "pod " + who + " (netns " + std::to_string(pod.netns) + ")";
   } else if (request.netns) {
+    // A node-level caller may trace any netns; held open when a process
+    // lives in it, so the number keeps naming the same netns.
+    netns_pin = pin_netns(config_.proc_root, *request.netns);
     trace.filter.netns = *request.netns;
     target = "netns " + std::to_string(*request.netns);
   }
+  // A tracked skb is reported outside the traced netns by pwru; a scoped
+  // trace must never see another netns's packets through it.
+  trace.filter.track_skb_in_netns = trace.filter.netns != 0 ? 1 : 0;
   if (!request.filter.empty()) {
     try {
       trace.pcap = std::make_shared<const CompiledPcap>(compile_pcap(request.filter));
@@ -141,12 +194,32 @@ TraceStream TraceService::start(std::string_view body, const std::string& remote
   trace.filter_func = request.functions;
   trace.filter.track_skb = request.track_skb ? 1 : 0;
   trace.summary = request.summary;
+  trace.summary_budget = summary_budget_;
+  trace.hide_kernel_addresses = true;
 
   auto running = std::shared_ptr<RunningTrace>(
       new RunningTrace(*this, new_trace_id(), std::move(request), std::move(target), remote, caller.user));
+  running->netns_pin_ = std::move(netns_pin);
+  running->netns_ = trace.filter.netns;
+  running->pod_uid_ = std::move(pod_uid);
   try {
     {
       const KernelBtf btf = KernelBtf::load();
+      // pwru's rule, on every backend and before any program loads: a
+      // pattern that names none of this kernel's skb functions is a
+      // mistake, and proves the pattern was really run (RE2, linear time).
+      if (!running->request_.functions.empty()) {
+        const std::vector<SkbFunction> candidates = btf.skb_functions();
+        if (count_matching(candidates, FunctionNameFilter(running->request_.functions)) == 0)
+          throw UsageError("\"functions\": '" + running->request_.functions + "' matches no kernel function among " +
+                           "the " + std::to_string(candidates.size()) + " of this node that take an skb; the " +
+                           "whole name must match (pwru's rule): '^ip_.*', not '^ip_'");
+        // Before tens of programs load only to be thrown away.
+        const BackendChoice backend = choose_backend(trace.backend);
+        if (!backend.kprobe)
+          throw UsageError("\"functions\" selects kprobes, and this node has no kprobe backend (" + backend.reason +
+                           "); leave it out to trace the skb tracepoints");
+      }
       running->session_ = std::make_unique<TraceSession>(btf, trace, *running->sink_);
     }
     // The parsed BTF was tens of MiB: give it back now, or every trace
@@ -157,9 +230,6 @@ TraceStream TraceService::start(std::string_view body, const std::string& remote
   } catch (const std::exception& e) {
     throw RequestError(500, std::string("loading the trace's programs failed: ") + e.what());
   }
-  if (!running->request_.functions.empty() && running->session_->backend_name() == "tracepoint")
-    throw RequestError(400, "\"functions\" selects kprobes, and this node has no kprobe backend (" +
-                                running->session_->backend_reason() + "); leave it out to trace the skb tracepoints");
   {
     std::lock_guard<std::mutex> lock(mutex_);
     if (stopping_) throw RequestError(503, "the agent is shutting down; try another agent or later");
@@ -171,9 +241,21 @@ TraceStream TraceService::start(std::string_view body, const std::string& remote
   return [running](LineSink& out) { running->stream(out); };
 }
 
-TraceStream TraceService::relay(const PeerAgent& peer, std::string_view body, const std::string& authorization,
-                                const TraceRequest& request) {
-  auto answer = std::make_shared<PeerTrace>(peer, body, authorization, config_.peers->node_name());
+TraceStream TraceService::relay(const PeerAgent& peer, std::string_view body, const TraceCaller& caller,
+                                const std::string& remote, const TraceRequest& request) {
+  const AgentConfig::Traces::PeerTls& tls = config_.traces.peer_tls;
+  // Never in clear: the request names the caller, and its answer is the
+  // pod's packets.
+  if (!tls.enabled())
+    throw RequestError(503, "pod " + request.namespace_name + "/" + request.pod + " runs on node " + peer.node +
+                                ", and this agent has no TLS files to relay the request there (traces.peer_tls; "
+                                "the Helm chart sets it); ask that node's agent directly");
+  // Quiet traces send nothing until their summary; the peer may take a
+  // while to attach before its duration even starts.
+  const auto quiet_for =
+      std::chrono::duration_cast<std::chrono::seconds>(request.duration) + std::chrono::seconds(120);
+  auto answer = std::make_shared<PeerTrace>(peer, tls, std::string(body), encode_caller(caller, remote),
+                                            config_.peers->node_name(), quiet_for);
   if (answer->status() != 200) {
     const std::string text = answer->read_body();
     std::string message = text;
@@ -197,7 +279,8 @@ TraceStream TraceService::relay(const PeerAgent& peer, std::string_view body, co
     }
   };
   auto slot = std::make_shared<RelaySlot>(*this);
-  spdlog::info("trace of pod {}/{} relayed to the agent on node {} ({}:{})", request.namespace_name, request.pod,
+  spdlog::info("trace of pod {}/{} for {}{} relayed to the agent on node {} ({}:{}) over TLS",
+               request.namespace_name, request.pod, remote, caller.user.empty() ? "" : " (" + caller.user + ")",
                peer.node, peer.host, peer.port);
   return [answer, slot, node = peer.node](LineSink& out) {
     if (answer->relay(out) || out.closed()) return;
@@ -270,11 +353,32 @@ void RunningTrace::cancel(const char* why) {
   stop_reason_.compare_exchange_strong(none, why);
 }
 
+const char* RunningTrace::pod_ended() const {
+  if (pod_uid_.empty()) return nullptr;
+  const PodDirectory& pods = service_.pods_;
+  if (pods.present && !pods.present(pod_uid_)) return "pod gone";
+  // Same name and UID, another netns: the sandbox was recreated; the held
+  // one carries no more of the pod's packets.
+  if (pods.netns_of) {
+    const PodNetns now = pods.netns_of(request_.namespace_name, request_.pod);
+    if (now.error.empty() && now.pod_uid == pod_uid_ && now.netns != netns_) return "pod netns replaced";
+  }
+  return nullptr;
+}
+
 void RunningTrace::stream(LineSink& out) {
   sink_->attach(&out);
   const auto start = std::chrono::steady_clock::now();
   const auto deadline = start + request_.duration;
-  const auto stop = [&] { return stop_reason_.load() != nullptr || std::chrono::steady_clock::now() >= deadline; };
+  auto next_pod_check = start;
+  const auto stop = [&] {
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= next_pod_check) {
+      next_pod_check = now + kPodCheckEvery;
+      if (const char* why = pod_ended()) cancel(why);
+    }
+    return stop_reason_.load() != nullptr || now >= deadline;
+  };
   const AttachReport report = session_->attach([&] { return stop() || out.closed(); });
   session_->run(stop);
   const TraceStats stats = session_->finish();
@@ -295,13 +399,33 @@ void RunningTrace::stream(LineSink& out) {
                                     {"backend", session_->backend_name()},
                                     {"hooks_attached", report.attached},
                                     {"hooks_skipped", report.skipped.size()}}}};
-  if (request_.summary) {
-    nlohmann::json journeys = nlohmann::json::array();
-    for (const Journey& j : session_->journeys()) journeys.push_back(journey_json(j));
-    summary["summary"]["journeys"] = std::move(journeys);
-    summary["summary"]["journeys_not_followed"] = session_->skbs_not_followed();
+  if (const JourneyTracker* tracker = request_.summary ? session_->journeys() : nullptr) {
+    const JourneyCounts counts = tracker->counts();
+    summary["summary"]["journeys_not_followed"] = counts.not_followed;
+    if (const std::string note = budget_note(counts, tracker->budget()); !note.empty())
+      summary["summary"]["journeys_note"] = note;
+    // Written one journey at a time, the line in pieces: neither a JSON
+    // tree of thousands of journeys nor the whole line is ever in memory,
+    // either would take several times what the budget allowed them.
+    constexpr std::size_t kPieceBytes = 64 * 1024;
+    std::string piece = json_line(summary);
+    piece.resize(piece.size() - 3);  // "}}\n": reopen the inner object
+    piece += ",\"journeys\":[";
+    bool first = true;
+    tracker->for_each([&](const Journey& j) {
+      if (!first) piece += ',';
+      first = false;
+      piece += journey_json(j).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+      if (piece.size() >= kPieceBytes) {
+        out.write(piece);
+        piece.clear();
+      }
+    });
+    piece += "]}}\n";
+    out.write(piece);
+  } else {
+    out.write(json_line(summary));
   }
-  out.write(json_line(summary));
   out.flush();
   sink_->attach(nullptr);
 }

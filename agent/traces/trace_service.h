@@ -15,7 +15,9 @@
 #include <string>
 #include <string_view>
 
+#include "common/unique_fd.h"
 #include "config/agent_config.h"
+#include "journey/journey_budget.h"
 #include "k8s/peer_locator.h"
 #include "k8s/pod_resolver.h"
 #include "traces/trace_auth.h"
@@ -32,17 +34,26 @@ struct TraceServiceConfig {
   std::string backend = "auto";  // probe.backend
   // Relays requests for pods on other nodes; null: answer 404 for those.
   std::shared_ptr<const PeerLocator> peers;
+  // Where traced netns are held open from (kubernetes.proc_root).
+  std::string proc_root = "/proc";
 };
 
 // Streams one trace into a response, returning when it ended.
 using TraceStream = std::function<void(LineSink& out)>;
 
-// Pod -> netns for requests naming a pod; null when pod identity is off.
-using PodNetnsLookup = std::function<PodNetns(const std::string& namespace_name, const std::string& pod)>;
+// What pod-scoped traces need of the node's pods; both empty when pod
+// identity is off.
+struct PodDirectory {
+  // Pod -> netns, from the API watch and the /proc scan.
+  std::function<PodNetns(const std::string& namespace_name, const std::string& pod)> netns_of;
+  // Whether the API server still lists the pod with this UID here: a trace
+  // ends when its pod does.
+  std::function<bool(const std::string& pod_uid)> present;
+};
 
 class TraceService {
  public:
-  TraceService(TraceServiceConfig config, PodNetnsLookup pods, std::shared_ptr<const TraceAuth> auth);
+  TraceService(TraceServiceConfig config, PodDirectory pods, std::shared_ptr<const TraceAuth> auth);
   ~TraceService();
   TraceService(const TraceService&) = delete;
   TraceService& operator=(const TraceService&) = delete;
@@ -53,11 +64,19 @@ class TraceService {
   // 404 (no such pod here), 429 (all slots taken), 503 (stopping, or the
   // API server could not be asked), 500 (the kernel refused).
   //
-  // A pod on another node: the request goes to the agent there (unless it
-  // was relayed here already: `forwarded_by` names the relaying node) and
-  // its answer comes back, errors with the peer's status.
-  TraceStream start(std::string_view body, const std::string& remote, const std::string& authorization,
-                    const std::string& forwarded_by = "");
+  // A pod on another node: the request goes to the agent there over
+  // mutual TLS (traces.peer_tls; 503 without it), as this agent with the
+  // caller's identity but not their credential, and its answer comes back,
+  // errors with the peer's status.
+  TraceStream start(std::string_view body, const std::string& remote, const std::string& authorization);
+
+  // A request another node's agent relayed (the peer port, after its
+  // client certificate was verified): `caller_header` is who that agent
+  // authenticated (X-Pwru-Caller), `from_node` the node it runs on. The
+  // caller is authorized here again (auth kubernetes: this agent's own
+  // SubjectAccessReview), and the request is never relayed further.
+  TraceStream start_relayed(std::string_view body, const std::string& remote, const std::string& caller_header,
+                            const std::string& from_node);
 
   // {"traces":[{"id","target","filter","remote","user","started","duration_s","events_sent"}]}
   std::string list_json(const std::string& authorization) const;
@@ -69,12 +88,17 @@ class TraceService {
  private:
   friend class RunningTrace;
   void release(const std::string& id);
-  TraceStream relay(const PeerAgent& peer, std::string_view body, const std::string& authorization,
-                    const TraceRequest& request);
+  // `forwarded_by`: the node that relayed the request here, "" for none.
+  TraceStream start_as(const TraceCaller& caller, std::string_view body, const std::string& remote,
+                       const std::string& forwarded_by);
+  TraceStream relay(const PeerAgent& peer, std::string_view body, const TraceCaller& caller,
+                    const std::string& remote, const TraceRequest& request);
 
   TraceServiceConfig config_;
-  PodNetnsLookup pods_;
+  PodDirectory pods_;
   std::shared_ptr<const TraceAuth> auth_;
+  // Every "summary": true trace's journeys together (traces.summary_memory_bytes).
+  std::shared_ptr<JourneyBudget> summary_budget_;
   mutable std::mutex mutex_;
   std::map<std::string, RunningTrace*> traces_;
   std::size_t reserved_ = 0;  // slots of traces still loading
@@ -96,6 +120,8 @@ class RunningTrace {
   void cancel(const char* why);
 
  private:
+  // Why a pod-scoped trace's pod is no longer the one traced, or null.
+  const char* pod_ended() const;
   friend class TraceService;
   class ForwardingSink;
   RunningTrace(TraceService& service, std::string id, TraceRequest request, std::string target, std::string remote,
@@ -109,6 +135,11 @@ class RunningTrace {
   std::string user_;  // the Kubernetes user who asked, if auth is kubernetes
   std::chrono::system_clock::time_point started_;
   std::unique_ptr<ForwardingSink> sink_;
+  // The traced netns, held open so its inode number (the BPF filter) is
+  // not handed to another netns while the trace runs.
+  UniqueFd netns_pin_;
+  std::uint32_t netns_ = 0;
+  std::string pod_uid_;  // pod-scoped traces: ended when the pod leaves
   std::unique_ptr<TraceSession> session_;
   std::atomic<const char*> stop_reason_{nullptr};
   std::atomic<std::uint64_t> events_sent_{0};

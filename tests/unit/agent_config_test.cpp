@@ -368,5 +368,71 @@ TEST(AgentConfig, TracesValuesAndTheirCombinationsAreChecked) {
   EXPECT_EQ(parse("http:\n  listen: 127.0.0.2:1\n").http.listen_port, 1) << "loopback needs no auth";
 }
 
+// traces.auth none is allowed on loopback only, and loopback is what the
+// address parses to, not what its text begins with.
+TEST(AgentConfig, LoopbackIsParsedNotMatchedByPrefix) {
+  const auto listen_on = [](const std::string& address) {
+    const bool v6 = address.find(':') != std::string::npos;
+    return "http:\n  listen: " + (v6 ? "'[" + address + "]:9464'" : address + ":9464") + "\n";
+  };
+  for (const std::string loopback : {"127.0.0.1", "127.255.0.9", "localhost", "::1", "0:0:0:0:0:0:0:1",
+                                     "::ffff:127.0.0.1", "::ffff:7f00:2"}) {
+    EXPECT_EQ(parse(listen_on(loopback)).http.listen_address, loopback);
+  }
+  for (const std::string beyond : {"127.evil.example.com", "127.0.0.1.nip.io", "128.0.0.1", "10.127.0.1", "0.0.0.0",
+                                   "::", "::ffff:10.0.0.1", "::2", "fe80::1", "::127.0.0.1",
+                                   "localhost.example.com"}) {
+    EXPECT_THAT(error_of(listen_on(beyond)), AllOf(HasSubstr("beyond loopback"), HasSubstr("traces.auth is none")))
+        << beyond;
+  }
+}
+
+// traces.auth kubernetes: the TokenReview cache and rate limit.
+TEST(AgentConfig, TokenReviewCacheAndRate) {
+  const AgentConfig::Traces::TokenReview defaults = parse("").traces.token_review;
+  EXPECT_EQ(defaults.cache_seconds, 10u);
+  EXPECT_EQ(defaults.negative_cache_seconds, 5u);
+  EXPECT_EQ(defaults.reviews_per_second, 20u);
+  EXPECT_EQ(defaults.burst, 40u);
+  const AgentConfig::Traces::TokenReview set =
+      parse("traces:\n  token_review:\n    cache_seconds: 0\n    negative_cache_seconds: 120\n"
+            "    reviews_per_second: 1\n    burst: 3\n")
+          .traces.token_review;
+  EXPECT_EQ(set.cache_seconds, 0u) << "0: every request is reviewed";
+  EXPECT_EQ(set.negative_cache_seconds, 120u);
+  EXPECT_EQ(set.reviews_per_second, 1u);
+  EXPECT_EQ(set.burst, 3u);
+  EXPECT_THAT(error_of("traces:\n  token_review:\n    cache_seconds: 121\n"),
+              AllOf(HasSubstr("traces.token_review.cache_seconds"), HasSubstr("from 0 to 120")));
+  EXPECT_THAT(error_of("traces:\n  token_review:\n    reviews_per_second: 0\n"),
+              AllOf(HasSubstr("traces.token_review.reviews_per_second"), HasSubstr("from 1 to 10000")));
+  EXPECT_THAT(error_of("traces:\n  token_review:\n    burst: -1\n"), HasSubstr("traces.token_review.burst"));
+  EXPECT_THAT(error_of("traces:\n  token_review:\n    ttl: 5\n"), HasSubstr("ttl"));
+}
+
+// The connection limits that keep probes answering (issue 15, slowloris).
+TEST(AgentConfig, HttpConnectionLimits) {
+  const AgentConfig::Http defaults = parse("").http;
+  EXPECT_EQ(defaults.request_head_timeout_seconds, 5u);
+  EXPECT_EQ(defaults.max_connections, 256u);
+  EXPECT_EQ(defaults.max_connections_per_client, 32u);
+  const AgentConfig::Http set = parse("http:\n  request_head_timeout_seconds: 2\n  max_connections: 40\n"
+                                      "  max_connections_per_client: 10\n").http;
+  EXPECT_EQ(set.request_head_timeout_seconds, 2u);
+  EXPECT_EQ(set.max_connections, 40u);
+  EXPECT_EQ(set.max_connections_per_client, 10u);
+  EXPECT_THAT(error_of("http:\n  request_head_timeout_seconds: 0\n"),
+              AllOf(HasSubstr("http.request_head_timeout_seconds"), HasSubstr("from 1 to 300")));
+  EXPECT_THAT(error_of("http:\n  max_connections: lots\n"), HasSubstr("http.max_connections"));
+  EXPECT_THAT(error_of("http:\n  max_connections: 20\n  max_connections_per_client: 20\n"),
+              HasSubstr("http.max_connections_per_client (20) must be below http.max_connections (20)"));
+  EXPECT_THAT(error_of("http:\n  max_connections_per_client: 4\n"),
+              HasSubstr("must be above traces.max_concurrent (4)"));
+  EXPECT_EQ(parse("http:\n  max_connections_per_client: 4\ntraces:\n  enabled: false\n")
+                .http.max_connections_per_client,
+            4u)
+      << "without traces, no stream needs a connection";
+}
+
 }  // namespace
 }  // namespace pwru
