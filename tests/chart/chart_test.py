@@ -54,12 +54,15 @@ SCHEMAS = KubernetesSchemas()
 VALIDATED = []  # (kind, name) of every object checked against the schemas
 
 
-def render(values=None, api_versions=None, ok=True, notes=False, cluster=None):
+def render(values=None, api_versions=None, ok=True, notes=False, cluster=None, release=None, namespace=None):
     """The rendered objects as {(kind, name): object}, each checked against
     the Kubernetes API schemas; with ok=False, the error text; with notes,
     the rendered NOTES.txt. `cluster`: objects already in the cluster, for
-    the chart's lookup (an upgrade); None: a first install."""
+    the chart's lookup (an upgrade); None: a first install. `release` and
+    `namespace`: the release's (default pwru-agent in pwru)."""
     args = [RENDER] + (["-notes"] if notes else [])
+    args += ["-name", release] if release else []
+    args += ["-namespace", namespace] if namespace else []
     if cluster is not None:
         path = os.path.join(WORK, f"cluster-{abs(hash(json.dumps(cluster, sort_keys=True)))}.yaml")
         with open(path, "w") as f:
@@ -159,13 +162,20 @@ def daemonset_checks(objects):
     ds = objects[("DaemonSet", "pwru-agent")]
     pod = ds["spec"]["template"]["spec"]
     check(pod["hostPID"] is True and pod["hostNetwork"] is True, "hostPID and hostNetwork", "both true", pod)
-    check(pod["priorityClassName"] == "system-node-critical", "priorityClassName", "system-node-critical",
-          pod["priorityClassName"])
+    check("priorityClassName" not in pod, "priorityClassName by default",
+          "none (system-node-critical is refused outside kube-system on GKE)", pod.get("priorityClassName"))
+    check(pod.get("nodeSelector") == {"kubernetes.io/os": "linux"}, "nodeSelector by default",
+          "kubernetes.io/os: linux", pod.get("nodeSelector"))
+    check(not {"affinity", "imagePullSecrets"} & set(pod), "affinity and imagePullSecrets by default", "absent",
+          sorted(pod))
+    check(pod["tolerations"] == [{"operator": "Exists"}], "tolerations by default", "every taint", pod["tolerations"])
+    check(ds["spec"]["updateStrategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}},
+          "updateStrategy by default", "RollingUpdate, one agent at a time", ds["spec"]["updateStrategy"])
+    meta = ds["spec"]["template"]["metadata"]
+    check(meta["labels"] == ds["spec"]["selector"]["matchLabels"] and list(meta["annotations"]) == ["checksum/config"],
+          "pod labels and annotations by default", "the selector labels and checksum/config only", meta)
     check(pod["terminationGracePeriodSeconds"] >= 63, "terminationGracePeriodSeconds",
           ">= 63 s (the slowest kprobe detach measured)", pod["terminationGracePeriodSeconds"])
-    check({"operator": "Exists"} in pod["tolerations"], "tolerations", "every taint", pod["tolerations"])
-    check(ds["spec"]["updateStrategy"]["type"] == "RollingUpdate", "update strategy", "RollingUpdate",
-          ds["spec"]["updateStrategy"])
     check(pod["serviceAccountName"] == "pwru-agent", "service account", "pwru-agent", pod["serviceAccountName"])
     c = pod["containers"][0]
     env = {e["name"]: e for e in c["env"]}
@@ -190,6 +200,8 @@ def daemonset_checks(objects):
               host_path, volumes[mounts[mount_path]["name"]])
     check(c["args"] == ["--config", "/etc/pwru-agent/pwru-agent.yaml"], "agent args", "--config from the ConfigMap",
           c["args"])
+    check([e["name"] for e in c["env"]] == ["NODE_NAME", "POD_NAMESPACE"], "env by default",
+          "NODE_NAME and POD_NAMESPACE only", c["env"])
     return c
 
 PEER_DIR = "/var/run/pwru-agent/peer-tls"
@@ -365,6 +377,238 @@ def peer_switch_checks():
               f"values {values}", f"refused by values.schema.json: {expect}", err)
 
 
+DS = ("DaemonSet", "pwru-agent")
+CLUSTER_SCOPED = {"ClusterRole", "ClusterRoleBinding"}
+
+
+def schema_refused(values, expect):
+    err = render(values, ok=False)
+    check("values don't meet the specifications of the schema(s)" in err and expect in err,
+          f"values {values}", f"refused by values.schema.json: {expect}", err)
+
+
+def template_refused(values, expect):
+    err = render(values, ok=False)
+    check(expect in err and "values don't meet" not in err, f"values {values}",
+          f"refused by the chart: {expect}", err)
+
+
+PLACEMENT_SCHEMA_REFUSALS = (
+    ({"priorityClassName": 5}, "- priorityClassName: Invalid type. Expected: string, given: integer"),
+    ({"priorityClassName": "System Node Critical"}, "- priorityClassName: Does not match pattern"),
+    ({"nodeSelector": {"pool": 1}}, "- nodeSelector.pool: Invalid type. Expected: string, given: integer"),
+    ({"nodeSelector": ["kubernetes.io/os=linux"]}, "- nodeSelector: Invalid type. Expected: object, given: array"),
+    ({"affinity": {"nodeAfinity": {}}}, "- affinity: Additional property nodeAfinity is not allowed"),
+    ({"affinity": []}, "- affinity: Invalid type. Expected: object, given: array"),
+    ({"tolerations": {"operator": "Exists"}}, "- tolerations: Invalid type. Expected: array, given: object"),
+    ({"tolerations": [{"operator": "exists"}]}, "tolerations.0.operator must be one of the following"),
+    ({"tolerations": [{"operator": "Exists", "tolerationSeconds": "60"}]},
+     "- tolerations.0.tolerationSeconds: Invalid type. Expected: integer, given: string"),
+    ({"updateStrategy": {"type": "Recreate"}}, "updateStrategy.type must be one of the following"),
+    ({"updateStrategy": {"rollingUpdate": {"maxUnavailable": 0}}},
+     "- updateStrategy.rollingUpdate.maxUnavailable: Must be greater than or equal to 1"),
+    ({"updateStrategy": {"rollingUpdate": {"maxUnavailable": "0%"}}},
+     "- updateStrategy.rollingUpdate.maxUnavailable: Must validate one and only one schema"),
+    ({"updateStrategy": {"rollingUpdate": {"maxUnavailble": 2}}},
+     "- updateStrategy.rollingUpdate: Additional property maxUnavailble is not allowed"),
+    ({"updateStrategy": None}, "- (root): updateStrategy is required"),
+    ({"imagePullSecrets": ["regcred"]}, "- imagePullSecrets.0: Invalid type. Expected: object, given: string"),
+    ({"imagePullSecrets": [{}]}, "- imagePullSecrets.0: name is required"),
+    ({"podLabels": {"team": "a b"}}, "- podLabels.team: Does not match pattern"),
+    ({"podLabels": {"tier": 1}}, "- podLabels.tier: Invalid type. Expected: string, given: integer"),
+    ({"podLabels": {"bad key!": "x"}}, "podLabels"),
+    ({"podAnnotations": {"example.com/scrape": True}},
+     "- podAnnotations.example.com/scrape: Invalid type. Expected: string, given: boolean"),
+    ({"extraArgs": "--log-level debug"}, "- extraArgs: Invalid type. Expected: array, given: string"),
+    ({"extraArgs": [1]}, "- extraArgs.0: Invalid type. Expected: string, given: integer"),
+    ({"extraEnv": {"GODEBUG": "x"}}, "- extraEnv: Invalid type. Expected: array, given: object"),
+    ({"extraEnv": [{"value": "x"}]}, "- extraEnv.0: name is required"),
+    ({"extraEnv": [{"name": "X", "value": 1}]}, "- extraEnv.0.value: Invalid type. Expected: string, given: integer"),
+    ({"extraVolumes": [{"emptyDir": {}}]}, "- extraVolumes.0: name is required"),
+    ({"extraVolumes": [{"name": "Scratch", "emptyDir": {}}]}, "- extraVolumes.0.name: Does not match pattern"),
+    ({"extraVolumeMounts": [{"name": "scratch"}]}, "- extraVolumeMounts.0: mountPath is required"),
+    ({"extraVolumeMounts": [{"name": "scratch", "mountPath": "scratch"}]},
+     "- extraVolumeMounts.0.mountPath: Does not match pattern"),
+    ({"extraVolumeMounts": [{"name": "scratch", "mountPath": "/s", "readOnly": "yes"}]},
+     "- extraVolumeMounts.0.readOnly: Invalid type. Expected: boolean, given: string"),
+    ({"fullnameOverride": "Bad_Name"}, "- fullnameOverride: Does not match pattern"),
+    ({"global": "x"}, "- global: Invalid type. Expected: object, given: string"),
+)
+
+
+def placement_checks(defaults):
+    """Every placement value rendered where it belongs (and valid against
+    the Kubernetes schemas, as render() checks every object), the
+    defaults left alone where a value merges over them, and each value's
+    refusals: wrong types by values.schema.json, clashes with the chart's
+    own parts by the chart."""
+    values = {
+        "priorityClassName": "system-node-critical",
+        "nodeSelector": {"kubernetes.io/os": None, "pool": "agents"},
+        "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+            {"matchExpressions": [{"key": "node.example/gpu", "operator": "DoesNotExist"}]}]}}},
+        "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "net", "effect": "NoSchedule"}],
+        "updateStrategy": {"rollingUpdate": {"maxUnavailable": "25%"}},
+        "imagePullSecrets": [{"name": "regcred"}],
+        "podLabels": {"team": "network", "example.com/tier": "node"},
+        "podAnnotations": {"example.com/owner": "net-team", "example.com/port": "9464"},
+        "extraArgs": ["--some-flag", "value with spaces"],
+        "extraEnv": [{"name": "GODEBUG", "value": "x=1"},
+                     {"name": "FROM_SECRET", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}],
+        "extraVolumes": [{"name": "scratch", "emptyDir": {}}],
+        "extraVolumeMounts": [{"name": "scratch", "mountPath": "/scratch"},
+                              {"name": "btf", "mountPath": "/opt/btf", "readOnly": True}],
+    }
+    objects = render(values)
+    ds = objects[DS]
+    pod = ds["spec"]["template"]["spec"]
+    c = pod["containers"][0]
+    want = {"priorityClassName": "system-node-critical", "nodeSelector": {"pool": "agents"},
+            "affinity": values["affinity"], "tolerations": values["tolerations"],
+            "imagePullSecrets": [{"name": "regcred"}]}
+    for key, value in want.items():
+        check(pod.get(key) == value, f"pod {key} from the values", value, pod.get(key))
+    check(ds["spec"]["updateStrategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%"}},
+          "updateStrategy with maxUnavailable 25%", "merged over the default type", ds["spec"]["updateStrategy"])
+    meta = ds["spec"]["template"]["metadata"]
+    check(meta["labels"] == {**ds["spec"]["selector"]["matchLabels"], **values["podLabels"]}
+          and "team" not in ds["metadata"]["labels"], "podLabels",
+          "on the pod template with the selector labels, not on the DaemonSet", (meta["labels"], ds["metadata"]))
+    check(meta["annotations"] == {"checksum/config": defaults[DS]["spec"]["template"]["metadata"]["annotations"]
+                                  ["checksum/config"], **values["podAnnotations"]},
+          "podAnnotations", "beside checksum/config (unchanged: the configuration is)", meta["annotations"])
+    check(c["args"] == ["--config", "/etc/pwru-agent/pwru-agent.yaml", "--some-flag", "value with spaces"],
+          "extraArgs", "after --config, each one argument", c["args"])
+    check(c["env"][:2] == defaults[DS]["spec"]["template"]["spec"]["containers"][0]["env"]
+          and c["env"][2:] == values["extraEnv"], "extraEnv", "after NODE_NAME and POD_NAMESPACE", c["env"])
+    default_pod = defaults[DS]["spec"]["template"]["spec"]
+    check(pod["volumes"] == default_pod["volumes"] + values["extraVolumes"], "extraVolumes",
+          "after the chart's", pod["volumes"])
+    check(c["volumeMounts"] == default_pod["containers"][0]["volumeMounts"] + values["extraVolumeMounts"],
+          "extraVolumeMounts", "after the chart's (a chart volume mounted again elsewhere is fine)", c["volumeMounts"])
+    others = {k: v for k, v in objects.items() if k not in (DS, PEER_SECRET)}
+    check(others == {k: v for k, v in defaults.items() if k not in (DS, PEER_SECRET)},
+          "objects other than the DaemonSet with placement values", "as with the defaults", sorted(others))
+
+    # OnDelete keeps no rollingUpdate (the default's would be merged in);
+    # maxSurge 0 is what the API defaults to and fine.
+    strategy = render({"updateStrategy": {"type": "OnDelete"}})[DS]["spec"]["updateStrategy"]
+    check(strategy == {"type": "OnDelete"}, "updateStrategy OnDelete", "no rollingUpdate", strategy)
+    strategy = render({"updateStrategy": {"rollingUpdate": {"maxSurge": 0, "maxUnavailable": 3}}})[DS]
+    check(strategy["spec"]["updateStrategy"]["rollingUpdate"] == {"maxSurge": 0, "maxUnavailable": 3},
+          "maxSurge 0, maxUnavailable 3", "rendered", strategy["spec"]["updateStrategy"])
+    # Emptied values render nothing rather than a null the API server refuses.
+    pod = render({"nodeSelector": {"kubernetes.io/os": None}, "tolerations": [], "affinity": None,
+                  "podLabels": None, "podAnnotations": None, "extraArgs": None})[DS]["spec"]["template"]["spec"]
+    check(not {"nodeSelector", "tolerations", "affinity"} & set(pod), "emptied nodeSelector, tolerations, affinity",
+          "left out of the pod", sorted(pod))
+
+    # A parent chart's global values reach a subchart's values too: accepted, and change nothing.
+    with_global = render({"global": {"imageRegistry": "registry.example", "labels": {"a": 1}}})
+    check({k: v for k, v in with_global.items() if k != PEER_SECRET}
+          == {k: v for k, v in defaults.items() if k != PEER_SECRET},
+          "values with global (a subchart's)", "accepted, the same objects", sorted(with_global))
+
+    template_refused({"updateStrategy": {"rollingUpdate": {"maxSurge": 1}}},
+                     "updateStrategy.rollingUpdate.maxSurge 1: the agent listens on host ports")
+    template_refused({"updateStrategy": {"rollingUpdate": {"maxSurge": "10%"}}},
+                     "updateStrategy.rollingUpdate.maxSurge 10%")
+    for key in ("app.kubernetes.io/name", "app.kubernetes.io/instance"):
+        template_refused({"podLabels": {key: "x"}}, f"podLabels.{key} is the chart's selector label")
+    template_refused({"podAnnotations": {"checksum/config": "x"}}, "podAnnotations.checksum/config is the chart's")
+    for arg in ("--config", "--config=/etc/other.yaml"):
+        template_refused({"extraArgs": ["--x", arg]}, "extraArgs: --config is the chart's (its ConfigMap)")
+    for name in ("NODE_NAME", "POD_NAMESPACE"):
+        template_refused({"extraEnv": [{"name": name, "value": "x"}]}, f"extraEnv: {name} is set by the chart")
+    # Every volume and mount path the chart can render (token auth makes
+    # the token volume, the default the peer TLS one) is refused as an
+    # extra one: the chart's list of its own names cannot fall behind.
+    token = render({"traces": {"auth": "token", "tokenSecret": "t"}})[DS]["spec"]["template"]["spec"]
+    chart_volumes = {v["name"] for v in default_pod["volumes"] + token["volumes"]}
+    chart_paths = {m["mountPath"] for m in default_pod["containers"][0]["volumeMounts"]
+                   + token["containers"][0]["volumeMounts"]}
+    check("token" in chart_volumes and "peer-tls" in chart_volumes, "the chart's volumes", "token and peer-tls among",
+          chart_volumes)
+    for name in sorted(chart_volumes):
+        template_refused({"extraVolumes": [{"name": name, "emptyDir": {}}]},
+                         f"extraVolumes: the volume name {name} is the chart's")
+    for path in sorted(chart_paths) + ["/sys/fs/bpf/"]:
+        template_refused({"extraVolumes": [{"name": "scratch", "emptyDir": {}}],
+                          "extraVolumeMounts": [{"name": "scratch", "mountPath": path}]},
+                         f"extraVolumeMounts: {path} is where the chart mounts one of its own volumes")
+    for values, expect in PLACEMENT_SCHEMA_REFUSALS:
+        schema_refused(values, expect)
+    return len(chart_volumes) + len(chart_paths) + 1 + 9
+
+
+def names_of(objects, kinds=None):
+    return {k for k in objects if kinds is None or k[0] in kinds}
+
+
+def two_releases_checks(first):
+    """Two releases in one cluster: no cluster-scoped object shares a name,
+    nor does any object when both are in one namespace, and every reference
+    inside a release (binding, service account, ConfigMap, Secret, the
+    agents' relay configuration, NOTES) points at its own objects."""
+    port = {"port": 9474, "traces": {"peer": {"port": 9475}}}  # host network: a second release needs its own ports
+    releases = {("pwru-agent", "pwru"): first,
+                ("staging", "pwru-staging"): render(port, release="staging", namespace="pwru-staging"),
+                ("canary", "pwru"): render(port, release="canary", namespace="pwru")}
+    # The control: the same release name in two namespaces (Helm's release
+    # names are per namespace) does collide; the detector must see it.
+    clash = names_of(first, CLUSTER_SCOPED) & names_of(render(namespace="elsewhere"), CLUSTER_SCOPED)
+    check(clash == {("ClusterRole", "pwru-agent"), ("ClusterRoleBinding", "pwru-agent"),
+                    ("ClusterRole", "pwru-agent-pod-tracer"), ("ClusterRole", "pwru-agent-node-tracer")},
+          "control: release pwru-agent in two namespaces", "every cluster-scoped name collides", clash)
+    items = list(releases.items())
+    for i, ((name_a, ns_a), a) in enumerate(items):
+        for (name_b, ns_b), b in items[i + 1:]:
+            shared = names_of(a, None if ns_a == ns_b else CLUSTER_SCOPED) & names_of(b)
+            check(not shared, f"releases {ns_a}/{name_a} and {ns_b}/{name_b}",
+                  "no " + ("object" if ns_a == ns_b else "cluster-scoped object") + " of the same name", shared)
+    cluster_scoped = 0
+    for (release, ns), objects in releases.items():
+        full = release if "pwru-agent" in release else f"{release}-pwru-agent"
+        cluster_scoped += len(names_of(objects, CLUSTER_SCOPED))
+        for kind, name in objects:
+            check(name == full or name.startswith(full + "-"), f"{kind} {name} of release {release}",
+                  f"named {full} or {full}-...", name)
+        ds = objects[("DaemonSet", full)]
+        pod = ds["spec"]["template"]["spec"]
+        check(ds["spec"]["selector"]["matchLabels"]["app.kubernetes.io/instance"] == release
+              and objects[("Service", full)]["spec"]["selector"]["app.kubernetes.io/instance"] == release,
+              f"selectors of release {release}", f"instance={release}", ds["spec"]["selector"])
+        binding = objects[("ClusterRoleBinding", full)]
+        check(binding["roleRef"]["name"] == full and ("ClusterRole", full) in objects
+              and binding["subjects"] == [{"kind": "ServiceAccount", "name": full, "namespace": ns}]
+              and pod["serviceAccountName"] == full and ("ServiceAccount", full) in objects,
+              f"RBAC of release {release}", f"ClusterRole {full} bound to ServiceAccount {ns}/{full}, the pods'",
+              (binding, pod["serviceAccountName"]))
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        check(volumes["config"]["configMap"]["name"] == full and ("ConfigMap", full) in objects
+              and volumes["peer-tls"]["secret"]["secretName"] == f"{full}-peer-tls"
+              and ("Secret", f"{full}-peer-tls") in objects, f"volumes of release {release}",
+              f"its own ConfigMap {full} and Secret {full}-peer-tls", volumes)
+        traces = yaml.safe_load(objects[("ConfigMap", full)]["data"]["pwru-agent.yaml"])["traces"]
+        check(traces["peer_daemonset"] == full and traces["peer_selector"]
+              == f"app.kubernetes.io/name=pwru-agent,app.kubernetes.io/instance={release}",
+              f"relay configuration of release {release}", f"only to DaemonSet {full}'s pods", traces)
+        if release != "pwru-agent":
+            notes = subprocess.run([RENDER, "-notes", "-name", release, "-namespace", ns, CHART],
+                                   stdout=subprocess.PIPE, check=True, timeout=60).stdout.decode()
+            check(f"--clusterrole={full}-pod-tracer" in notes and f"service/{full} " in notes
+                  and f"daemonset/{full}" in notes, f"NOTES.txt of release {release}", f"names {full}'s objects",
+                  notes)
+    # A release whose name holds the chart's keeps it; fullnameOverride wins.
+    for values, release, want in ((None, "pwru-agent-prod", "pwru-agent-prod"),
+                                  ({"fullnameOverride": "agent"}, "x", "agent"),
+                                  ({"nameOverride": "skb"}, "x", "x-skb")):
+        objects = render(values, release=release)
+        check(("DaemonSet", want) in objects and ("ClusterRole", f"{want}-pod-tracer") in objects,
+              f"release {release} with {values}", f"objects named {want}", sorted(objects))
+    return len(releases), cluster_scoped
+
+
 def main():
     subprocess.run(["go", "build", "-o", RENDER, "./tests/chart/render"], cwd=ROOT, check=True, timeout=300,
                    env={**os.environ, "GO111MODULE": "off", "GOPATH": "/usr/share/gocode",
@@ -384,6 +628,8 @@ def main():
     peer_checks(objects, config)
     peer_secret_checks(objects)
     peer_switch_checks()
+    template_placement_refusals = placement_checks(objects)
+    release_count, cluster_scoped = two_releases_checks(objects)
     rules = objects[("ClusterRole", "pwru-agent")]["rules"]
     check({"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]} in rules,
           "ClusterRole", "get/list/watch pods", rules)
@@ -463,6 +709,9 @@ def main():
         check("values don't meet the specifications of the schema(s)" in err and expect in err,
               f"values {values}", f"refused by values.schema.json: {expect}", err)
     return (f"defaults, ServiceMonitor auto/on/off, every switch, three template refusals, 9 schema refusals; "
+            f"placement values rendered and merged, {template_placement_refusals} placement refusals by the chart and "
+            f"{len(PLACEMENT_SCHEMA_REFUSALS)} by values.schema.json, global accepted; {release_count} releases "
+            f"({cluster_scoped} cluster-scoped objects) with no shared name, the control collision seen; "
             f"the peer TLS Secret: mutual TLS with its files, kept by an upgrade (lookup), remade when broken, "
             f"another install's CA refused; tlsSecret and relay off; "
             f"{len(VALIDATED)} rendered objects valid against the Kubernetes {len(SCHEMAS.kinds())}-kind schemas, "

@@ -10,7 +10,8 @@
 // gojsonschema, the validator Helm 3 uses) and refuses them with Helm's
 // message.
 //
-// Usage: render [-f VALUES.yaml]... [-api-versions a/v1,b/v1] [-cluster OBJECTS.yaml] [-notes] CHART_DIR
+// Usage: render [-f VALUES.yaml]... [-api-versions a/v1,b/v1] [-cluster OBJECTS.yaml] [-name RELEASE]
+//        [-namespace NAMESPACE] [-notes] CHART_DIR
 // Prints the manifests as YAML documents, each after "# Source: NAME"; with
 // -notes, the rendered templates/NOTES.txt instead (what `helm install`
 // prints).
@@ -70,9 +71,15 @@ func readYAML(path string) (map[string]interface{}, error) {
 	return out, nil
 }
 
-// merge puts over into base: maps merge key by key, anything else replaces.
+// merge puts over into base: maps merge key by key, anything else replaces,
+// and null removes the key, as Helm's coalescing does (how a user drops a
+// default such as nodeSelector's kubernetes.io/os).
 func merge(base, over map[string]interface{}) map[string]interface{} {
 	for k, v := range over {
+		if v == nil {
+			delete(base, k)
+			continue
+		}
 		if vm, ok := v.(map[string]interface{}); ok {
 			if bm, ok := base[k].(map[string]interface{}); ok {
 				base[k] = merge(bm, vm)
@@ -150,9 +157,11 @@ func main() {
 	apis := flag.String("api-versions", "", "comma-separated API versions the cluster serves")
 	notes := flag.Bool("notes", false, "print the rendered NOTES.txt instead of the manifests")
 	clusterFile := flag.String("cluster", "", "YAML documents: the objects lookup finds (an upgrade); none: a first install")
+	release := flag.String("name", "pwru-agent", "release name (.Release.Name)")
+	namespace := flag.String("namespace", "pwru", "release namespace (.Release.Namespace)")
 	flag.Parse()
 	if flag.NArg() != 1 {
-		fmt.Fprintln(os.Stderr, "usage: render [-f VALUES.yaml]... [-api-versions a/v1,b/v1] [-cluster OBJECTS.yaml] [-notes] CHART_DIR")
+		fmt.Fprintln(os.Stderr, "usage: render [-f VALUES.yaml]... [-api-versions a/v1,b/v1] [-cluster OBJECTS.yaml] [-name RELEASE] [-namespace NAMESPACE] [-notes] CHART_DIR")
 		os.Exit(2)
 	}
 	dir := flag.Arg(0)
@@ -161,7 +170,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "render:", err)
 		os.Exit(1)
 	}
-	if err := render(dir, files, *apis, objects, *notes); err != nil {
+	if err := render(dir, files, *apis, objects, *notes, *release, *namespace); err != nil {
 		fmt.Fprintln(os.Stderr, "render:", err)
 		os.Exit(1)
 	}
@@ -193,7 +202,7 @@ func validateValues(dir, chartName string, values map[string]interface{}) error 
 	return errors.New(strings.TrimSuffix(sb.String(), "\n"))
 }
 
-func render(dir string, files []string, apis string, objects cluster, notes bool) error {
+func render(dir string, files []string, apis string, objects cluster, notes bool, release, namespace string) error {
 	chart, err := readYAML(filepath.Join(dir, "Chart.yaml"))
 	if err != nil {
 		return err
@@ -218,7 +227,7 @@ func render(dir string, files []string, apis string, objects cluster, notes bool
 	}
 	data := map[string]interface{}{
 		"Values":       values,
-		"Release":      map[string]interface{}{"Name": "pwru-agent", "Namespace": "pwru", "Service": "Helm"},
+		"Release":      map[string]interface{}{"Name": release, "Namespace": namespace, "Service": "Helm"},
 		"Chart":        map[string]interface{}{"Name": chart["name"], "Version": chart["version"], "AppVersion": chart["appVersion"]},
 		"Capabilities": map[string]interface{}{"APIVersions": versions},
 		"Files":        chartFiles(dir),
