@@ -193,6 +193,9 @@ class ConfigReader {
   std::vector<Field> metrics_fields(AgentConfig::Metrics& metrics) {
     return {
         {"max_series", integer_field(metrics.max_series, 1, 1000000)},
+        {"visit_pod_labels", [this, &metrics](const YAML::Node& v, const Location& at) {
+           metrics.visit_pod_labels = read_choice(v, at, {"true", "false"}) == "true";
+         }},
     };
   }
 

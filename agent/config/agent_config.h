@@ -36,6 +36,7 @@ struct AgentConfig {
   } counters;
   struct Metrics {
     std::size_t max_series = 10000;
+    bool visit_pod_labels = true;  // false: visits summed per function over every netns
   } metrics;
   struct Kubernetes {
     // auto: on in a cluster (KUBERNETES_SERVICE_HOST set) or with api_server;

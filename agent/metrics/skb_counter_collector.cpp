@@ -1,5 +1,6 @@
 #include "metrics/skb_counter_collector.h"
 
+#include <algorithm>
 #include <array>
 #include <set>
 #include <stdexcept>
@@ -19,6 +20,10 @@ constexpr const char* kOverflowName = "pwru_skb_uncounted_packets_total";
 constexpr const char* kFoldedName = "pwru_metrics_folded_keys";
 constexpr const char* kEventsLostName = "pwru_events_lost_total";
 constexpr const char* kOverflowLabel = "__overflow__";
+// netns label values that are not inodes. No namespace has inode 0 (they
+// sit near 0xF0000000), so the BPF side's 0 means it found no namespace.
+constexpr const char* kNoNetnsLabel = "none";
+constexpr const char* kAllNetnsLabel = "all";
 
 // Kernel addresses are never re-symbolized (kallsyms only changes on module
 // load/unload, and a stale name then is no worse than a scrape-old one); the
@@ -150,8 +155,18 @@ std::string strip_module(std::string name) {
 // being recreated in a new netns (a StatefulSet's web-0); the host's carry
 // no netns either. Only a netns nobody could name keeps its inode.
 std::string netns_label(const PodIdentity& pod, std::uint32_t netns) {
+  if (netns == 0) return kNoNetnsLabel;
   return pod.kind == PodIdentity::Kind::kUnknown ? std::to_string(netns) : std::string();
 }
+
+// Node-wide visit totals (visit_pod_labels false). The kernel keys stay per
+// netns, and a gone pod's keys are erased from the map: a total that simply
+// summed the keys it reads would go down then, which Prometheus takes for a
+// counter reset. What a key loses between two reads is kept per function.
+struct VisitTotals {
+  std::map<std::pair<std::uint32_t, std::uint16_t>, Sum> last;  // bounded by the kernel map's size
+  std::map<std::uint16_t, Sum> erased;                           // by hook: bounded by the hooks
+};
 
 }  // namespace
 
@@ -168,6 +183,7 @@ struct SkbCounterCollector::Impl {
   mutable std::unordered_map<std::uint64_t, std::string> function_cache;
   mutable StickyCap<5> drop_cap;  // shared by drops and drop bytes: same label sets
   mutable StickyCap<4> visit_cap;
+  mutable VisitTotals visit_totals;
 
   // Caller holds mu.
   const std::string& function_label(std::uint64_t location) const {
@@ -214,23 +230,27 @@ SkbCounterCollector::~SkbCounterCollector() = default;
 
 std::vector<prometheus::MetricFamily> SkbCounterCollector::Collect() const {
   const Impl& impl = *impl_;
-  // Outside the lock: reading BPF maps and resolving pods may be slow, and
-  // neither touches the collector's state.
+  // The read is inside the lock, though it takes milliseconds: the state
+  // below (retired and erased counts) compares each snapshot with the one
+  // before, which only works when snapshots are applied in the order they
+  // were read. Two scrapes reading at once could otherwise apply the older
+  // one last and count what a key lost twice.
+  std::lock_guard lock(impl.mu);
   const CounterSnapshot snap = impl.source->read();
 
   std::unordered_map<std::uint32_t, PodIdentity> pods;
   auto pod_of = [&](std::uint32_t netns) -> const PodIdentity& {
     auto it = pods.find(netns);
-    if (it == pods.end()) it = pods.emplace(netns, impl.resolver->resolve(netns)).first;
+    if (it == pods.end()) it = pods.emplace(netns, netns == 0 ? PodIdentity{} : impl.resolver->resolve(netns)).first;
     return it->second;
   };
   for (const auto& d : snap.drops) pod_of(d.netns);
-  for (const auto& v : snap.visits) pod_of(v.netns);
+  if (impl.config.visit_pod_labels)
+    for (const auto& v : snap.visits) pod_of(v.netns);
 
   CappedSeries<5> drops;
   CappedSeries<4> visits;
   {
-    std::lock_guard lock(impl.mu);
     // Several kernel keys (two locations in one function, a reason and the
     // same reason under another name) land on one label set: their sum is the
     // series, which stays monotonic because every addend is.
@@ -243,11 +263,34 @@ std::vector<prometheus::MetricFamily> SkbCounterCollector::Collect() const {
           .add(d.packets, d.bytes);
     }
     std::map<LabelValues<4>, Sum> visit_sums;
-    for (const auto& v : snap.visits) {
-      const PodIdentity& pod = pods.at(v.netns);
-      if (pod.kind == PodIdentity::Kind::kGone) continue;
-      visit_sums[{impl.hook_label(v.hook_id), pod.namespace_name, pod.pod, netns_label(pod, v.netns)}].add(
-          v.packets, v.bytes);
+    if (impl.config.visit_pod_labels) {
+      for (const auto& v : snap.visits) {
+        const PodIdentity& pod = pods.at(v.netns);
+        if (pod.kind == PodIdentity::Kind::kGone) continue;
+        visit_sums[{impl.hook_label(v.hook_id), pod.namespace_name, pod.pod, netns_label(pod, v.netns)}].add(
+            v.packets, v.bytes);
+      }
+    } else {
+      // Gone pods' visits stay in: they happened on this node. namespace and
+      // pod are empty rather than absent, so that a scrape honoring the
+      // exported labels does not fill them in with the agent's own pod.
+      VisitTotals& totals = impl.visit_totals;
+      std::map<std::pair<std::uint32_t, std::uint16_t>, Sum> now;
+      for (const auto& v : snap.visits) now[{v.netns, v.hook_id}].add(v.packets, v.bytes);
+      for (const auto& [key, before] : totals.last) {
+        const auto it = now.find(key);
+        const Sum after = it == now.end() ? Sum{} : it->second;
+        // Erasing leaves a key's per-CPU cache slots behind: only the
+        // difference is gone, not the whole count.
+        totals.erased[key.second].add(before.packets - std::min(before.packets, after.packets),
+                                      before.bytes - std::min(before.bytes, after.bytes));
+      }
+      totals.last = now;
+      auto node_total = [&](std::uint16_t hook_id) -> Sum& {
+        return visit_sums[{impl.hook_label(hook_id), "", "", kAllNetnsLabel}];
+      };
+      for (const auto& [key, sum] : now) node_total(key.second).add(sum.packets, sum.bytes);
+      for (const auto& [hook_id, sum] : totals.erased) node_total(hook_id).add(sum.packets, sum.bytes);
     }
     drops = apply_cap(std::move(drop_sums), impl.drop_cap, impl.config.max_series);
     visits = apply_cap(std::move(visit_sums), impl.visit_cap, impl.config.max_series);
@@ -261,8 +304,9 @@ std::vector<prometheus::MetricFamily> SkbCounterCollector::Collect() const {
       "Packets the kernel dropped (kfree_skb with a drop reason). function: the kernel function that freed the skb "
       "(from kfree_skb's location); reason: enum skb_drop_reason without SKB_DROP_REASON_; namespace/pod: the "
       "Kubernetes pod whose network namespace the skb was in; netns: that namespace's inode when no pod (and not "
-      "the host) could be named, else empty. All three empty: the host. Label sets beyond the series cap are "
-      "summed into the series whose labels are all __overflow__.",
+      "the host) could be named, \"none\" when the skb had neither a device nor a socket to tell its namespace "
+      "by, else empty. All three empty: the host. Label sets beyond the series cap are summed into the series "
+      "whose labels are all __overflow__.",
       prometheus::MetricType::Counter));
   add_counters(f_drops, kDropLabelNames, drops, [](const Sum& s) { return s.packets; });
 
@@ -276,8 +320,9 @@ std::vector<prometheus::MetricFamily> SkbCounterCollector::Collect() const {
   auto& f_visits = out.emplace_back(family(
       kVisitsName,
       "Packets (skbs) that reached a traced kernel function. function: the traced function; namespace, pod, "
-      "netns: as in pwru_skb_drops_total. Label sets beyond the series cap are summed into the series whose "
-      "labels are all __overflow__.",
+      "netns: as in pwru_skb_drops_total, or, with metrics.visit_pod_labels false, empty, empty and \"all\": "
+      "one series per function summed over every network namespace. Label sets beyond the series cap are summed "
+      "into the series whose labels are all __overflow__.",
       prometheus::MetricType::Counter));
   add_counters(f_visits, kVisitLabelNames, visits, [](const Sum& s) { return s.packets; });
 

@@ -20,6 +20,10 @@ namespace pwru {
 
 struct SkbCounterCollectorConfig {
   std::size_t max_series = 10000;  // per family; later label sets fold into one series
+  // false: one visit series per function, summed over every netns (a busy
+  // node's pods times its hooks is most of the agent's series); drops keep
+  // their pod labels either way.
+  bool visit_pod_labels = true;
 };
 
 class SkbCounterCollector final : public prometheus::Collectable {
@@ -38,6 +42,7 @@ class SkbCounterCollector final : public prometheus::Collectable {
   //   pwru_skb_drops_total{function,reason,namespace,pod,netns}       counter (packets)
   //   pwru_skb_drop_bytes_total{function,reason,namespace,pod,netns}  counter
   //   pwru_skb_function_visits_total{function,namespace,pod,netns}    counter (packets)
+  //     (visit_pod_labels false: namespace="", pod="", netns="all")
   //   pwru_skb_uncounted_packets_total{map="drops"|"visits"}      counter
   //   pwru_metrics_folded_keys{metric}                                gauge
   //   pwru_events_lost_total                                          counter

@@ -45,6 +45,7 @@ TEST(AgentConfig, EmbeddedDefaultHasTheDocumentedValues) {
   EXPECT_EQ(config.counters.functions, Functions::kCatalogue);
   EXPECT_TRUE(config.counters.visit_functions.empty());
   EXPECT_EQ(config.metrics.max_series, 10000u);
+  EXPECT_TRUE(config.metrics.visit_pod_labels);
 }
 
 TEST(AgentConfig, EmptyOrCommentOnlyTextGivesTheDefault) {
@@ -245,6 +246,19 @@ TEST(AgentConfig, MaxSeriesMustBeAnIntegerInRange) {
   for (const std::string bad : {"0", "-5", "2.5", "lots", "1000001"}) {
     EXPECT_THAT(error_of("metrics:\n  max_series: " + bad + "\n"),
                 AllOf(StartsWith("/etc/pwru-agent.yaml:2: "), HasSubstr("metrics.max_series"), HasSubstr("1000000")))
+        << bad;
+  }
+}
+
+TEST(AgentConfig, VisitPodLabelsIsTrueOrFalse) {
+  EXPECT_FALSE(parse("metrics:\n  visit_pod_labels: false\n").metrics.visit_pod_labels);
+  EXPECT_TRUE(parse("metrics:\n  visit_pod_labels: true\n").metrics.visit_pod_labels);
+  // Overlaid alone, it leaves the cap as it was.
+  EXPECT_EQ(parse("metrics:\n  visit_pod_labels: false\n").metrics.max_series, 10000u);
+  for (const std::string bad : {"no", "False", "0", "off", "pods", "[true]", "{a: b}", ""}) {
+    EXPECT_THAT(error_of("metrics:\n  max_series: 50\n  visit_pod_labels: " + bad + "\n"),
+                AllOf(StartsWith("/etc/pwru-agent.yaml:3: "), HasSubstr("metrics.visit_pod_labels"),
+                      HasSubstr("one of true, false")))
         << bad;
   }
 }

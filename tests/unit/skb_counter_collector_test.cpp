@@ -58,7 +58,7 @@ struct Fixture {
   std::shared_ptr<std::map<std::uint64_t, int>> lookups = std::make_shared<std::map<std::uint64_t, int>>();
   std::unique_ptr<SkbCounterCollector> collector;
 
-  explicit Fixture(std::size_t max_series = 10000) {
+  explicit Fixture(std::size_t max_series = 10000, bool visit_pod_labels = true) {
     auto counted = lookups;
     auto function_of = [counted](std::uint64_t addr) -> std::string {
       ++(*counted)[addr];
@@ -70,7 +70,7 @@ struct Fixture {
         {2, "SKB_DROP_REASON_NO_SOCKET"}, {6, "SKB_DROP_REASON_NETFILTER_DROP"}, {7, "OTHERHOST"}};
     collector = std::make_unique<SkbCounterCollector>(source, resolver, function_of, reasons,
                                                       std::vector<std::string>{"ip_rcv", "__netif_receive_skb_core"},
-                                                      SkbCounterCollectorConfig{max_series});
+                                                      SkbCounterCollectorConfig{max_series, visit_pod_labels});
   }
 };
 
@@ -312,8 +312,99 @@ TEST(SkbCounterCollector, HostTrafficHasNoNetnsLabelAndGonePodsNoSeries) {
   EXPECT_EQ(folded(fs, "pwru_skb_drops_total"), 0);
 }
 
-TEST(SkbCounterCollector, EverySeriesIsMonotonicAcrossScrapes) {
-  Fixture fx(2);
+TEST(SkbCounterCollector, NoDeviceNorSocketIsNetnsNoneNotAnInode) {
+  Fixture fx;
+  // Whatever a resolver says about 0, it is no namespace.
+  fx.resolver->set(0, {PodIdentity::Kind::kHost, "", ""});
+  CounterSnapshot s;
+  s.drops = {{0, 2, kUdpRcv, 3, 30}, {kHostNetns, 2, kUdpRcv, 1, 10}};
+  s.visits = {{0, 0, 4, 40}};
+  fx.source->set(s);
+  const auto fs = fx.collector->Collect();
+  const Labels none = {{"function", "udp_queue_rcv_one_skb"}, {"reason", "NO_SOCKET"}, {"namespace", ""},
+                       {"pod", ""}, {"netns", "none"}};
+  EXPECT_EQ(series(fs, "pwru_skb_drops_total"),
+            (std::map<Labels, double>{{none, 3}, {drop("udp_queue_rcv_one_skb", "NO_SOCKET", "", "", kHostNetns), 1}}));
+  EXPECT_EQ(value(fs, "pwru_skb_drop_bytes_total", none), 30);
+  EXPECT_EQ(series(fs, "pwru_skb_function_visits_total"),
+            (std::map<Labels, double>{{{{"function", "ip_rcv"}, {"namespace", ""}, {"pod", ""}, {"netns", "none"}}, 4}}));
+  const std::string text = prometheus::TextSerializer().Serialize(fs);
+  EXPECT_EQ(text.find("netns=\"0\""), std::string::npos) << text;
+}
+
+Labels node_visit(const std::string& function) {
+  return {{"function", function}, {"namespace", ""}, {"pod", ""}, {"netns", "all"}};
+}
+
+TEST(SkbCounterCollector, WithoutVisitPodLabelsVisitsAreNodeTotalsAndDropsKeepPods) {
+  Fixture fx(10000, false);
+  fx.resolver->set(kHostNetns, {PodIdentity::Kind::kHost, "", ""});
+  CounterSnapshot s;
+  s.drops = {{kPodNetns, 2, kUdpRcv, 2, 20}, {4026539999u, 2, kUdpRcv, 3, 30}};
+  s.visits = {{kHostNetns, 0, 4, 40}, {kPodNetns, 0, 5, 50}, {kOtherPodNetns, 0, 6, 60},
+              {kPodNetns, 1, 7, 70}, {0, 1, 1, 10}, {4026539999u, 1, 2, 20}};
+  fx.source->set(s);
+  auto fs = fx.collector->Collect();
+  EXPECT_EQ(series(fs, "pwru_skb_function_visits_total"),
+            (std::map<Labels, double>{{node_visit("ip_rcv"), 15}, {node_visit("__netif_receive_skb_core"), 10}}));
+  EXPECT_EQ(series(fs, "pwru_skb_drops_total"),
+            (std::map<Labels, double>{{drop("udp_queue_rcv_one_skb", "NO_SOCKET", "shop", "web-1", kPodNetns), 2},
+                                      {drop("udp_queue_rcv_one_skb", "NO_SOCKET", "", "", 4026539999u), 3}}));
+  const std::string text = prometheus::TextSerializer().Serialize(fs);
+  EXPECT_NE(text.find("pwru_skb_function_visits_total{function=\"ip_rcv\",namespace=\"\",pod=\"\",netns=\"all\"} 15\n"),
+            std::string::npos)
+      << text;
+
+  // web-1 is gone: its drops go, its visits stay in the node's totals.
+  fx.resolver->set(kPodNetns, {PodIdentity::Kind::kGone, "", ""});
+  fs = fx.collector->Collect();
+  EXPECT_EQ(series(fs, "pwru_skb_function_visits_total"),
+            (std::map<Labels, double>{{node_visit("ip_rcv"), 15}, {node_visit("__netif_receive_skb_core"), 10}}));
+  EXPECT_EQ(series(fs, "pwru_skb_drops_total").size(), 1u);
+}
+
+TEST(SkbCounterCollector, NodeVisitTotalsKeepWhatErasedKernelKeysCounted) {
+  Fixture fx(10000, false);
+  CounterSnapshot s;
+  s.visits = {{kPodNetns, 0, 5, 50}, {kOtherPodNetns, 0, 6, 60}};
+  fx.source->set(s);
+  EXPECT_EQ(value(fx.collector->Collect(), "pwru_skb_function_visits_total", node_visit("ip_rcv")), 11);
+
+  // web-1's keys are erased, all but a per-CPU cache slot holding 1 of its
+  // 5; db-0 goes on counting.
+  s.visits = {{kPodNetns, 0, 1, 10}, {kOtherPodNetns, 0, 8, 80}};
+  fx.source->set(s);
+  EXPECT_EQ(value(fx.collector->Collect(), "pwru_skb_function_visits_total", node_visit("ip_rcv")), 5 + 8);
+
+  // The rest of web-1's and all of db-0's go too.
+  s.visits = {};
+  fx.source->set(s);
+  auto fs = fx.collector->Collect();
+  EXPECT_EQ(value(fs, "pwru_skb_function_visits_total", node_visit("ip_rcv")), 13);
+
+  // A new pod's netns (even an inode the kernel hands out again) adds on.
+  s.visits = {{kPodNetns, 0, 2, 20}};
+  fx.source->set(s);
+  EXPECT_EQ(value(fx.collector->Collect(), "pwru_skb_function_visits_total", node_visit("ip_rcv")), 15);
+}
+
+TEST(SkbCounterCollector, NodeVisitTotalsAreCappedLikeAnyFamily) {
+  Fixture fx(1, false);
+  CounterSnapshot s;
+  s.visits = {{kPodNetns, 0, 5, 50}, {kOtherPodNetns, 1, 6, 60}, {kHostNetns, 1, 1, 10}};
+  fx.source->set(s);
+  const auto fs = fx.collector->Collect();
+  // "__netif_receive_skb_core" sorts before "ip_rcv": it gets the one series.
+  EXPECT_EQ(series(fs, "pwru_skb_function_visits_total"),
+            (std::map<Labels, double>{{node_visit("__netif_receive_skb_core"), 7},
+                                      {{{"function", "__overflow__"}, {"namespace", "__overflow__"},
+                                        {"pod", "__overflow__"}, {"netns", "__overflow__"}},
+                                       5}}));
+  EXPECT_EQ(folded(fs, "pwru_skb_function_visits_total"), 1);
+}
+
+void expect_every_series_monotonic(bool visit_pod_labels) {
+  Fixture fx(2, visit_pod_labels);
   const std::vector<CounterSnapshot> scrapes = {
       {{{kHostNetns, 2, kUdpRcv, 1, 10}}, {{kHostNetns, 0, 1, 10}}, 0, 0},
       {{{kHostNetns, 2, kUdpRcv, 2, 20}, {kPodNetns, 2, kUdpRcv, 1, 10}, {kOtherPodNetns, 2, kUdpRcv, 5, 50}},
@@ -349,6 +440,15 @@ TEST(SkbCounterCollector, EverySeriesIsMonotonicAcrossScrapes) {
   // 2; scrape 3 adds a new label set to the same overflow series.
   EXPECT_EQ(previous["pwru_skb_drops_total"].at(kDropOverflow), 1 + 9);
   EXPECT_EQ(previous["pwru_skb_drops_total"].at(drop("udp_queue_rcv_one_skb", "NO_SOCKET", "", "", kHostNetns)), 5);
+}
+
+TEST(SkbCounterCollector, EverySeriesIsMonotonicAcrossScrapes) {
+  {
+    SCOPED_TRACE("visit_pod_labels: true");
+    expect_every_series_monotonic(true);
+  }
+  SCOPED_TRACE("visit_pod_labels: false");
+  expect_every_series_monotonic(false);
 }
 
 TEST(SkbCounterCollector, OverflowAndFoldedSeriesAlwaysPresent) {
