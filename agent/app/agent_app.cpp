@@ -8,6 +8,7 @@
 #include <spdlog/spdlog.h>
 
 #include <malloc.h>
+#include <sys/utsname.h>
 
 #include <atomic>
 #include <optional>
@@ -180,9 +181,18 @@ class NodePodsMetrics {
   std::uint64_t failures_seen_ = 0;
 };
 
+// The node's kernel, as `uname -r` says: a container shares the host's.
+std::string kernel_release() {
+  struct utsname names {};
+  if (uname(&names) != 0) return "unknown";
+  return names.release;
+}
+
 }  // namespace
 
 std::string agent_version() { return PWRU_VERSION; }
+
+std::string agent_revision() { return PWRU_REVISION; }
 
 int run_agent(const AgentConfig& config, const std::function<bool()>& stop_requested) {
   spdlog::info("pwru-agent {} starting", agent_version());
@@ -272,16 +282,12 @@ int run_agent(const AgentConfig& config, const std::function<bool()>& stop_reque
     node_pods->start();  // labels arrive while the probes load and attach
   }
 
-  prometheus::BuildGauge()
-      .Name("pwru_build_info")
-      .Help("pwru-agent's version; always 1")
-      .Register(*registry)
-      .Add({{"version", agent_version()}})
-      .Set(1);
-
   const auto load_start = std::chrono::steady_clock::now();
   const Ksyms ksyms = Ksyms::load();
-  if (ksyms.empty()) spdlog::warn("/proc/kallsyms shows no addresses: drop functions will be hex addresses");
+  if (ksyms.empty())
+    spdlog::warn("/proc/kallsyms shows no addresses to this process (it lacks CAP_SYSLOG, and "
+                 "kernel.perf_event_paranoid is 2 or more, or kernel.kptr_restrict is set): drop functions will be "
+                 "hex addresses and kprobes find no function. Add the SYSLOG capability (the Helm chart's default)");
   // The kernel's parsed BTF is tens of MiB: keep only what the scrapes need.
   std::map<std::uint64_t, std::string> reason_names;
   std::unique_ptr<CountingProbes> loaded;
@@ -295,6 +301,18 @@ int run_agent(const AgentConfig& config, const std::function<bool()>& stop_reque
   // it to the system rather than carry it for the agent's lifetime.
   malloc_trim(0);
   spdlog::info("backend {}: {}", probes.backend_name(), probes.backend_reason());
+  // Registered once the backend is chosen, so that its labels never change
+  // for the life of the process (a label change would be a new series).
+  prometheus::BuildGauge()
+      .Name("pwru_build_info")
+      .Help("pwru-agent's version, git revision, the node's kernel release (uname -r) and the counting backend; "
+            "always 1")
+      .Register(*registry)
+      .Add({{"version", agent_version()},
+            {"revision", agent_revision()},
+            {"kernel", kernel_release()},
+            {"backend", probes.backend_name()}})
+      .Set(1);
   for (const std::string& skipped : probes.skipped_functions()) spdlog::info("not counting {}", skipped);
   spdlog::info("loaded in {:.2f} s", seconds_since(load_start));
 
@@ -324,7 +342,7 @@ int run_agent(const AgentConfig& config, const std::function<bool()>& stop_reque
       counter_source, node_pods ? node_pods->resolver() : std::make_shared<NoPodResolver>(),
       [&ksyms](std::uint64_t addr) { return ksyms.nearest(addr); },
       std::move(reason_names), probes.hook_names(),
-      SkbCounterCollectorConfig{config.metrics.max_series});
+      SkbCounterCollectorConfig{config.metrics.max_series, config.metrics.visit_pod_labels});
   ready = true;
   spdlog::info("ready");
 

@@ -15,5 +15,7 @@ namespace pwru {
 int run_agent(const AgentConfig& config, const std::function<bool()>& stop_requested);
 
 std::string agent_version();
+// The git commit it was built from (short id), or "unknown".
+std::string agent_revision();
 
 }  // namespace pwru
