@@ -27,7 +27,7 @@ import urllib.request
 import pwru_e2e as base
 from pwru_e2e import Failure, Topology, check, sh, wait_until
 
-SCENARIOS = ("prometheus", "endpoints", "bad_config", "pods", "api_down", "dashboard")
+SCENARIOS = ("prometheus", "endpoints", "bad_config", "pods", "api_down", "dashboard", "operator_labels")
 TOOLS = ("ip", "nc", "nft", "prometheus", "promtool", "openssl")
 FAKE_APISERVER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "k8s",
                               "fake_kube_apiserver.py")
@@ -298,6 +298,15 @@ def pod_drop_series(agent, ns, pod):
     return None
 
 
+def visit_series(agent, function):
+    """{labels dict as sorted tuple: value} of the visit series of `function` in a fresh scrape."""
+    status, text = http_get(agent.url("/metrics"))
+    check(status == 200, "GET /metrics", 200, status)
+    return {tuple(sorted(dict(labels).items())): value
+            for labels, value in scrape_series(text, "pwru_skb_function_visits_total").items()
+            if dict(labels).get("function") == function}
+
+
 def metric_value(agent, name):
     status, text = http_get(agent.url("/metrics"))
     values = scrape_series(text, name)
@@ -356,7 +365,14 @@ def scenario_prometheus(ctx):
     hooks = prom.query('pwru_attached_hooks')
     check(hooks and hooks[0][1] >= 20 and hooks[0][0].get("backend") == "tracepoint", "pwru_attached_hooks",
           "tracepoint backend, >= 20 hooks", hooks)
-    check(prom.query('pwru_build_info') != [], "pwru_build_info", "present", "absent")
+    info = prom.query('pwru_build_info')
+    labels = info[0][0] if info else {}
+    check(len(info) == 1 and labels.get("kernel") == os.uname().release
+          and labels.get("backend") == hooks[0][0].get("backend")
+          and re.fullmatch(r"[0-9]+\.[0-9]+\.[0-9]+\S*", labels.get("version", ""))
+          and re.fullmatch(r"[0-9a-f]{7,}", labels.get("revision", "")),
+          "pwru_build_info", f"one series: a version, the git revision of this checkout, kernel {os.uname().release}, "
+          "the backend of pwru_attached_hooks", info)
 
     # Counters only grow: more drops, higher value, never a reset.
     before = sum(v for _, v in prom.query(no_socket))
@@ -381,6 +397,9 @@ def scenario_endpoints(ctx):
     check(status == 200, "GET /metrics", 200, status)
     check(f'netns="{topo.inode_b}"' in text and 'reason="NO_SOCKET"' in text, "/metrics content",
           "a NO_SOCKET drop series of the test netns", text[:3000])
+    # An skb with neither device nor socket has no netns: "none", never an inode-like 0.
+    check('netns="0"' not in text, "netns label of skbs without a namespace", 'netns="none"',
+          [l for l in text.splitlines() if 'netns="0"' in l][:5])
     p = subprocess.run(["promtool", "check", "metrics"], input=text.encode(), stdout=subprocess.PIPE,
                        stderr=subprocess.STDOUT, timeout=base.remaining(20))
     report = p.stdout.decode()
@@ -409,6 +428,7 @@ def scenario_bad_config(ctx):
         ("counters:\n  drop_max_entries: 10\n", "counters.drop_max_entries"),
         ("counters:\n  drops_max_entries: -5\n", "counters.drops_max_entries"),
         ("metrics:\n  max_series: lots\n", "metrics.max_series"),
+        ("metrics:\n  visit_pod_labels: yes\n", "metrics.visit_pod_labels"),
         ("probe:\n  backend: fentry\n", "probe.backend"),
         ("counters:\n  visit_tracepoints: [no_such_tracepoint]\n", "no_such_tracepoint"),
     ]
@@ -454,6 +474,10 @@ def scenario_pods(ctx):
                'pwru_skb_drops_total{namespace="shop",pod="web-0",reason="NO_SOCKET"}')
     check(pod_drop_series(agent, "shop", "web-0") == DATAGRAMS, "NO_SOCKET drops of shop/web-0", DATAGRAMS,
           pod_drop_series(agent, "shop", "web-0"))
+    # metrics.visit_pod_labels defaults to true: visits are by pod like drops.
+    pod_visits = (("function", "netif_receive_skb"), ("namespace", "shop"), ("netns", ""), ("pod", "web-0"))
+    wait_until(lambda: visit_series(agent, "netif_receive_skb").get(pod_visits, 0) >= DATAGRAMS, QUERY_TIMEOUT,
+               'pwru_skb_function_visits_total{function="netif_receive_skb",namespace="shop",pod="web-0"}')
     status, text = http_get(agent.url("/metrics"))
     check(f'netns="{topo.inode_b}"' not in text, "series of the pod's netns", "labelled by pod only",
           [l for l in text.splitlines() if str(topo.inode_b) in l][:5])
@@ -482,12 +506,15 @@ def scenario_pods(ctx):
 
 
 def scenario_api_down(ctx):
-    """The API server is down when the agent starts: metrics at once, pod labels soon after it comes up."""
+    """The API server is down when the agent starts: metrics at once, pod labels soon after it comes up.
+
+    Runs with metrics.visit_pod_labels false: the drops get their pod labels, the visits stay node totals."""
     topo = ctx.topology()
     api = ctx.track(FakeApiServer(ctx.workdir))  # certificates made, not started
     pod = ctx.track(PodProcess(ctx.workdir, topo.ns_b))
     started = time.monotonic()
-    agent = ctx.track(Agent(ctx.binary, ctx.workdir, extra_yaml=api.agent_yaml())).start().wait_ready()
+    agent = ctx.track(Agent(ctx.binary, ctx.workdir,
+                            extra_yaml=api.agent_yaml() + "metrics:\n  visit_pod_labels: false\n")).start().wait_ready()
     ready_after = time.monotonic() - started
     send_udp(topo, topo.ns_a, topo.ip_b, 9999, DATAGRAMS)
     unlabelled = None
@@ -513,6 +540,17 @@ def scenario_api_down(ctx):
     wait_until(lambda: pod_drop_series(agent, "shop", "web-0") == DATAGRAMS, LABELS_AFTER_API_TIMEOUT,
                f"shop/web-0 labels within {LABELS_AFTER_API_TIMEOUT}s of the API server starting")
     labelled_after = time.monotonic() - up
+    # The pod's netns is known now, and its visits are still in the node's
+    # one series per function: nothing else of this function is exported.
+    node_total = (("function", "netif_receive_skb"), ("namespace", ""), ("netns", "all"), ("pod", ""))
+    visits = visit_series(agent, "netif_receive_skb")
+    check(list(visits) == [node_total] and visits[node_total] >= DATAGRAMS,
+          "netif_receive_skb visits with visit_pod_labels false",
+          f'one series {{namespace="",pod="",netns="all"}} >= {DATAGRAMS}', visits)
+    status, text = http_get(agent.url("/metrics"))
+    stray = [labels for labels in scrape_series(text, "pwru_skb_function_visits_total")
+             if dict(labels).get("netns") != "all"]
+    check(not stray, "visit series with visit_pod_labels false", 'all netns="all"', stray[:5])
     took = agent.stop()
     return (f"ready {ready_after:.1f}s after start with the API down; labels {labelled_after:.1f}s after it "
             f"came up; stopped {took:.2f}s after SIGTERM")
@@ -589,6 +627,71 @@ def scenario_dashboard(ctx):
     by_pod = prom.query('sum by (namespace, pod) (rate(pwru_skb_drops_total{node=~".*"}[1m]))')
     check(any(r[0].get("pod") == "web-0" for r in by_pod), "drops by pod", "a shop/web-0 row", by_pod)
     return f"{len(queries)} dashboard queries ran; {len(queries) - len(empty)} with data (empty: {empty})"
+
+
+# The target labels the Prometheus Operator gives every target of a
+# ServiceMonitor (its relabeling of the Kubernetes SD meta labels), here
+# for the agent pod pwru/pwru-agent-x7k2p on node n1.
+OPERATOR_TARGET_LABELS = {"namespace": "pwru", "pod": "pwru-agent-x7k2p", "service": "pwru-agent",
+                          "endpoint": "http", "container": "pwru-agent", "node": "n1"}
+
+
+class OperatorPrometheus(Prometheus):
+    """Prometheus scraping the agent twice, with the Operator's target labels: job "chart" with
+    honor_labels true (the chart's ServiceMonitor, honorLabels: true) and job "operator-default" with the
+    Operator's default, honor_labels false."""
+
+    def __init__(self, workdir, target_port):
+        super().__init__(workdir, target_port)
+        labels = "".join(f"          {k}: '{v}'\n" for k, v in OPERATOR_TARGET_LABELS.items())
+        with open(self.config, "w") as f:
+            f.write("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n")
+            for job, honor in (("chart", "true"), ("operator-default", "false")):
+                f.write(f"  - job_name: {job}\n    honor_labels: {honor}\n    static_configs:\n"
+                        f"      - targets: ['127.0.0.1:{target_port}']\n        labels:\n{labels}")
+
+
+def scenario_operator_labels(ctx):
+    """Scraped as the Prometheus Operator scrapes the chart's ServiceMonitor, a drop in pod shop/web-0 is
+    queried as namespace="shop",pod="web-0", and the node's own drops carry no pod, not the agent's; the
+    Operator's default (honor_labels false) shows what goes wrong without honorLabels."""
+    topo = ctx.topology()
+    api = ctx.track(FakeApiServer(ctx.workdir).start())
+    pod = ctx.track(PodProcess(ctx.workdir, topo.ns_b))
+    api.control("add", {"uid": pod.uid, "namespace": "shop", "name": "web-0", "node": "n1"})
+    agent = ctx.track(Agent(ctx.binary, ctx.workdir, extra_yaml=api.agent_yaml())).start().wait_ready()
+    prom = ctx.track(OperatorPrometheus(ctx.workdir, agent.port).start())
+    wait_until(lambda: (metric_value(agent, "pwru_kubernetes_pod_netns") or 0) >= 1, 30, "shop/web-0's netns")
+    send_udp(topo, topo.ns_a, topo.ip_b, 9999, DATAGRAMS)
+    # A closed port on the host's loopback: a drop of the node itself.
+    host_port = 20000 + os.getpid() % 20000
+    for _ in range(DATAGRAMS):
+        sh(["nc", "-u", "-w0", "127.0.0.1", str(host_port)], input_bytes=b"pwru-agent e2e\n")
+
+    agent_pod = OPERATOR_TARGET_LABELS["pod"]
+    shop = 'sum(pwru_skb_drops_total{job="chart",namespace="shop",pod="web-0",reason="NO_SOCKET"})'
+    prom.wait_for(shop, lambda r: r and r[0][1] >= DATAGRAMS, "shop/web-0's drops under the chart's labels")
+    host = ('sum(pwru_skb_drops_total{job="chart",namespace="",pod="",netns="",reason="NO_SOCKET",'
+            'function="__udp4_lib_rcv"})')
+    prom.wait_for(host, lambda r: r and r[0][1] >= DATAGRAMS, "the node's own drops, with no pod")
+    on_agent = prom.query(f'pwru_skb_drops_total{{job="chart",pod="{agent_pod}"}}')
+    check(not on_agent, "drops attributed to the agent's own pod (honorLabels)", "none", on_agent[:3])
+    exported = prom.query('pwru_skb_drops_total{job="chart",exported_pod=~".+"}')
+    check(not exported, "exported_pod series (honorLabels)", "none", exported[:3])
+    for_node = prom.query(f'sum(pwru_skb_drops_total{{job="chart",node="n1",namespace="shop",pod="web-0"}})')
+    check(for_node and for_node[0][1] >= DATAGRAMS, "the node label beside the pod's", "the target's node n1",
+          for_node)
+
+    # The control: the Operator's default hides the pod and blames the agent.
+    control = prom.wait_for('sum(pwru_skb_drops_total{job="operator-default",exported_namespace="shop",'
+                            'exported_pod="web-0"})', lambda r: r and r[0][1] >= DATAGRAMS,
+                            "the control's drops as exported_namespace/exported_pod")
+    blamed = prom.query(f'sum(pwru_skb_drops_total{{job="operator-default",namespace="pwru",pod="{agent_pod}",'
+                        f'exported_pod=""}})')
+    check(blamed and blamed[0][1] >= DATAGRAMS, "the control's host drops", f"attributed to {agent_pod}", blamed)
+    return (f"chart labels: shop/web-0 NO_SOCKET drops under namespace=\"shop\",pod=\"web-0\", host drops with "
+            f"empty pod, none on {agent_pod}; Operator default: exported_pod=web-0 ({control[0][1]:.0f}), "
+            f"host drops blamed on the agent pod ({blamed[0][1]:.0f})")
 
 
 class Context:
