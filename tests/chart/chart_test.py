@@ -35,7 +35,7 @@ from k8s_schema import KubernetesSchemas
 ROOT, AGENT, WORK = sys.argv[1:4]
 CHART = os.path.join(ROOT, "charts", "pwru-agent")
 RENDER = os.path.join(WORK, "render")
-CAPABILITIES = ["BPF", "PERFMON", "SYS_ADMIN", "NET_ADMIN", "SYS_PTRACE", "SYS_RESOURCE"]
+CAPABILITIES = ["BPF", "PERFMON", "SYS_ADMIN", "NET_ADMIN", "SYS_PTRACE", "SYS_RESOURCE", "SYSLOG"]
 HOST_MOUNTS = {"/sys/kernel/btf": "/sys/kernel/btf", "/sys/kernel/tracing": "/sys/kernel/tracing",
                "/sys/kernel/debug": "/sys/kernel/debug", "/sys/fs/cgroup": "/sys/fs/cgroup",
                "/sys/fs/bpf": "/sys/fs/bpf", "/host/proc": "/proc"}
@@ -609,6 +609,255 @@ def two_releases_checks(first):
     return len(releases), cluster_scoped
 
 
+IMAGE_SCHEMA_REFUSALS = (
+    ({"image": {"repository": "ghcr.io/acme/pwru-agent:0.1.0"}}, "- image.repository: Does not match pattern"),
+    ({"image": {"repository": "ghcr.io/Acme/pwru-agent"}}, "- image.repository: Does not match pattern"),
+    ({"image": {"repository": "ghcr.io/acme/pwru-agent@sha256:00"}}, "- image.repository: Does not match pattern"),
+    ({"image": {"repository": ""}}, "- image.repository: Does not match pattern"),
+    ({"image": {"tag": "v1 "}}, "- image.tag: Does not match pattern"),
+    ({"image": {"tag": 1.10}}, "- image.tag: Invalid type. Expected: string"),  # YAML reads 1.10 as 1.1
+)
+
+
+def image_checks():
+    """The image: values.yaml's registry path tagged with the chart's
+    appVersion, which must be the agent's own version (CMakeLists.txt's
+    project VERSION, what pwru_build_info{version} and the image build's
+    VERSION check use), so that the default tag is the image a user built
+    from these sources; a tag and a registry of one's own; a repository
+    with a tag, digest or upper case refused by the schema."""
+    with open(os.path.join(CHART, "Chart.yaml")) as f:
+        app_version = yaml.safe_load(f)["appVersion"]
+    with open(os.path.join(CHART, "values.yaml")) as f:
+        repository = yaml.safe_load(f)["image"]["repository"]
+    with open(os.path.join(ROOT, "CMakeLists.txt")) as f:
+        project = re.search(r"^project\(pwru_agent VERSION (\S+)", f.read(), re.M)
+    check(project and app_version == project.group(1), "Chart.yaml appVersion", "CMakeLists.txt's project VERSION",
+          f"{app_version} vs {project and project.group(1)}")
+    registry = repository.split("/")[0]
+    check("/" in repository and ("." in registry or ":" in registry), "image.repository default",
+          "a registry path (REGISTRY/NAME), not a bare name that resolves to Docker Hub", repository)
+
+    def image(values):
+        return render(values)[DS]["spec"]["template"]["spec"]["containers"][0]["image"]
+
+    for values, want in ((None, f"{repository}:{app_version}"),
+                         ({"image": {"tag": ""}}, f"{repository}:{app_version}"),
+                         ({"image": {"repository": "ghcr.io/acme/pwru-agent", "tag": "0.1.0-rc.1"}},
+                          "ghcr.io/acme/pwru-agent:0.1.0-rc.1"),
+                         ({"image": {"repository": "localhost:5000/pwru-agent"}},
+                          f"localhost:5000/pwru-agent:{app_version}")):
+        seen = image(values)
+        check(seen == want, f"image with {values}", want, seen)
+    for values, expect in IMAGE_SCHEMA_REFUSALS:
+        schema_refused(values, expect)
+    return len(IMAGE_SCHEMA_REFUSALS)
+
+
+PROMETHEUS_RULE = ("PrometheusRule", "pwru-agent")
+ALERTS = {"PwruAgentDown", "PwruAgentsMissing", "PwruEventsLost", "PwruUncountedPackets", "PwruSeriesFolded",
+          "PwruKubernetesNotSynced", "PwruDropRateSpike"}
+# What Grafana substitutes before a query reaches Prometheus ("All" for the variables).
+GRAFANA_SUBSTITUTIONS = {"$__rate_interval": "5m", "$__range": "1h", "$__interval": "1m", "$node": ".*",
+                         "$namespace": ".*", "$pod": ".*"}
+
+
+def promtool(args, files, what):
+    """Runs promtool on files written into WORK/promtool/ (name: YAML object): (exit status, output)."""
+    d = os.path.join(WORK, "promtool")
+    os.makedirs(d, exist_ok=True)
+    for name, doc in files.items():
+        with open(os.path.join(d, name), "w") as f:
+            yaml.safe_dump(doc, f, sort_keys=False)
+    p = subprocess.run(["promtool"] + args, cwd=d, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120)
+    return p.returncode, p.stdout.decode()
+
+
+def promtool_rules_ok(groups, what):
+    code, out = promtool(["check", "rules", "rules.yaml"], {"rules.yaml": {"groups": groups}}, what)
+    check(code == 0 and "SUCCESS" in out, f"promtool check rules: {what}", "SUCCESS", out)
+
+
+def dashboard_expressions():
+    """(where, PromQL as Grafana sends it) of every panel target and query variable of the dashboard."""
+    with open(os.path.join(CHART, "dashboards", "pwru-agent.json")) as f:
+        board = json.load(f)
+    found = []
+    for panel in board["panels"]:
+        for t in panel.get("targets", []):
+            found.append((f'panel {panel["id"]} "{panel["title"]}" {t["refId"]}', t["expr"]))
+    for var in board["templating"]["list"]:
+        if var["type"] == "query":
+            m = re.fullmatch(r"label_values\((.*), *(\w+)\)", var["query"]["query"])
+            check(m, f"dashboard variable {var['name']}", "label_values(SELECTOR, LABEL)", var["query"]["query"])
+            found.append((f"variable {var['name']}", f"count by ({m.group(2)}) ({m.group(1)})"))
+    out = []
+    for where, expr in found:
+        for k, v in GRAFANA_SUBSTITUTIONS.items():
+            expr = expr.replace(k, v)
+        check("$" not in expr, f"dashboard {where}", "only Grafana's variables", expr)
+        out.append((where, expr))
+    return board, out
+
+
+def dashboard_checks():
+    """Every dashboard expression parsed by promtool (as recording rules);
+    bar gauges get one series per bar, not a table frame reduced to one;
+    rates and plain values never share a panel axis; host drops are
+    labelled host, evaluated by promtool on synthetic series."""
+    board, exprs = dashboard_expressions()
+    groups = [{"name": "dashboard", "rules": [{"record": f"dashboard:expr_{i}", "expr": e}
+                                              for i, (_, e) in enumerate(exprs)]}]
+    promtool_rules_ok(groups, f"{len(exprs)} dashboard expressions")
+    # Control: promtool refuses a broken expression, so the check above can fail.
+    code, out = promtool(["check", "rules", "rules.yaml"],
+                         {"rules.yaml": {"groups": [{"name": "x", "rules": [
+                             {"record": "x:y", "expr": exprs[0][1].replace(")", "", 1)}]}]}}, "control")
+    check(code != 0 and "parse error" in out, "promtool control on a broken expression", "refused", out)
+
+    for panel in board["panels"]:
+        targets = panel.get("targets", [])
+        where = f'panel {panel["id"]} "{panel["title"]}"'
+        if panel["type"] in ("bargauge", "stat", "gauge"):
+            reduce = panel["options"].get("reduceOptions", {})
+            for t in targets:
+                check(t.get("format", "time_series") == "time_series" and reduce.get("values") is False
+                      and reduce.get("calcs") == ["lastNotNull"], f"{where} {t['refId']}",
+                      "one series per bar, each reduced to its last value (a table frame reduces to one bar)",
+                      (t.get("format"), reduce))
+        right = {o["matcher"]["options"]: {p["id"]: p["value"] for p in o["properties"]}
+                 for o in panel.get("fieldConfig", {}).get("overrides", [])
+                 if o["matcher"]["id"] == "byFrameRefID"}
+        axes = {}
+        for t in targets:
+            props = right.get(t["refId"], {})
+            axis = props.get("custom.axisPlacement", "left")
+            unit = props.get("unit", panel["fieldConfig"]["defaults"].get("unit"))
+            per_second = bool(re.search(r"\b(rate|irate)\(", t["expr"]))
+            axes.setdefault(axis, set()).add((unit, per_second))
+        for axis, kinds in axes.items():
+            check(len(kinds) == 1, f"{where}, {axis} axis", "one unit: all rates or all plain values", kinds)
+
+    # Host drops as "host", a pod as namespace/pod, a netns no pod owns by its inode.
+    by_pod = next(e for w, e in exprs if '"Drops per second by pod"' in w)
+    series = {'pwru_skb_drops_total{job="pwru-agent",node="n1",function="f",reason="NO_SOCKET",namespace="",pod="",'
+              'netns=""}': "0+60x20",
+              'pwru_skb_drops_total{job="pwru-agent",node="n1",function="f",reason="NO_SOCKET",namespace="shop",'
+              'pod="web-0",netns=""}': "0+120x20",
+              'pwru_skb_drops_total{job="pwru-agent",node="n1",function="f",reason="NO_SOCKET",namespace="",pod="",'
+              'netns="4026532245"}': "0+180x20"}
+    want = [{"labels": '{who="host"}', "value": 1}, {"labels": '{who="shop/web-0"}', "value": 2},
+            {"labels": '{who="netns 4026532245"}', "value": 3}]
+    test = {"rule_files": ["empty.yaml"], "evaluation_interval": "1m",
+            "tests": [{"interval": "1m", "input_series": [{"series": s, "values": v} for s, v in series.items()],
+                       "promql_expr_test": [{"expr": by_pod, "eval_time": "15m", "exp_samples": want}]}]}
+    code, out = promtool(["test", "rules", "board-test.yaml"],
+                         {"empty.yaml": {"groups": []}, "board-test.yaml": test}, "drops by pod")
+    check(code == 0 and "SUCCESS" in out, "drops by pod evaluated by promtool", "host, shop/web-0, netns 4026532245",
+          out)
+    return len(exprs)
+
+
+def prometheus_rule_checks():
+    """The PrometheusRule: rendered only when asked or served (as the
+    ServiceMonitor), valid against the CRD schema, every expression parsed
+    by promtool, and every alert evaluated by promtool's rule tests on
+    synthetic series: each fires on its condition (others of another job
+    stay out) and none fires on a healthy fleet."""
+    check(PROMETHEUS_RULE not in render(), "PrometheusRule (auto) without the monitoring.coreos.com/v1 API",
+          "absent", "present")
+    check(PROMETHEUS_RULE not in render({"prometheusRule": {"enabled": False}}, ["monitoring.coreos.com/v1"]),
+          "PrometheusRule switched off", "absent", "present")
+    check(PROMETHEUS_RULE in render({"prometheusRule": {"enabled": True}}), "PrometheusRule forced on",
+          "present", "absent")
+    rule = render(None, ["monitoring.coreos.com/v1"]).get(PROMETHEUS_RULE)
+    check(rule is not None, "PrometheusRule (auto) with the API served", "present", "absent")
+
+    # Controls: the CRD schema refuses what the Operator's admission would.
+    for mutate, expect in ((lambda r: r["spec"]["groups"][0]["rules"][0].update({"for": "5 minutes"}), "does not match"),
+                           (lambda r: r["spec"]["groups"][0]["rules"][0].pop("expr"), "'expr' is a required"),
+                           (lambda r: r["spec"]["groups"][0]["rules"][0].update(severity="warning"),
+                            "'severity' was unexpected")):
+        broken = copy.deepcopy(rule)
+        mutate(broken)
+        problems = SCHEMAS.problems(broken)
+        check(any(expect in p for p in problems), f"validator control on PrometheusRule: {expect}", "refused",
+              problems or "accepted")
+
+    groups = rule["spec"]["groups"]
+    rules = [r for g in groups for r in g["rules"]]
+    check({r["alert"] for r in rules} == ALERTS, "alerts", sorted(ALERTS), [r.get("alert") for r in rules])
+    for r in rules:
+        check(r.get("for") and r["labels"].get("severity") in ("info", "warning", "critical")
+              and r["annotations"].get("summary") and len(r["annotations"].get("description", "")) > 80,
+              f"alert {r['alert']}", "for:, a severity, a summary and a description saying what to do", r)
+        names = set(re.findall(r"\b(pwru_\w+|up)\{([^}]*)\}", r["expr"]))
+        check(names and all('job="pwru-agent"' in sel for _, sel in names), f"alert {r['alert']} selectors",
+              "every agent series selected by the release's job", r["expr"])
+    promtool_rules_ok(groups, "the PrometheusRule's groups")
+
+    sel = 'job="pwru-agent"'
+    a, b = f'{sel},instance="10.0.0.1:9464",node="n1"', f'{sel},instance="10.0.0.2:9464",node="n2"'
+    drop = f'pwru_skb_drops_total{{{a},function="nft_do_chain",reason="NETFILTER_DROP",namespace="",pod="",netns=""}}'
+
+    def fleet(broken):
+        """Series over 100 minutes at 1m: two agents, everything healthy, or every condition induced."""
+        s = {f"up{{{a}}}": "1x100", f"up{{{b}}}": "0x100" if broken else "1x100",
+             'kube_daemonset_status_desired_number_scheduled{namespace="pwru",daemonset="pwru-agent",'
+             'job="kube-state-metrics"}': "2x100",
+             f"pwru_events_lost_total{{{a}}}": "0+5x100" if broken else "0x100",
+             f'pwru_skb_uncounted_packets_total{{{a},map="drops"}}': "0+10x100" if broken else "0x100",
+             f'pwru_skb_uncounted_packets_total{{{a},map="visits"}}': "0x100",
+             f'pwru_metrics_folded_keys{{{a},metric="pwru_skb_function_visits_total"}}': "3x100" if broken else "0x100",
+             f"pwru_kubernetes_synced{{{a}}}": "0x100" if broken else "1x100",
+             # 1 drop/s for 80 minutes, then 100/s: a spike (healthy: 1/s throughout).
+             drop: "0+60x80 4800+6000x20" if broken else "0+60x100",
+             # Another release's agents: every condition, none of this release's alerts.
+             'pwru_metrics_folded_keys{job="other",instance="10.0.0.3:9464",node="n3",metric="m"}': "9x100",
+             'pwru_kubernetes_synced{job="other",instance="10.0.0.3:9464",node="n3"}': "0x100",
+             'up{job="other",instance="10.0.0.3:9464",node="n3"}': "0x100"}
+        return [{"series": k, "values": v} for k, v in s.items()]
+
+    def firing(alert, severity, labels=""):
+        return {"labels": f'ALERTS{{alertname="{alert}",alertstate="firing",severity="{severity}"{labels}}}',
+                "value": 1}
+
+    expect = [firing("PwruAgentDown", "warning", f",{b}"), firing("PwruAgentsMissing", "warning"),
+              firing("PwruEventsLost", "warning", f",{a}"),
+              firing("PwruUncountedPackets", "warning", f',{a},map="drops"'),
+              firing("PwruSeriesFolded", "info", f',{a},metric="pwru_skb_function_visits_total"'),
+              firing("PwruKubernetesNotSynced", "warning", f",{a}"),
+              firing("PwruDropRateSpike", "warning", f',{sel},node="n1",reason="NETFILTER_DROP"')]
+    check({e["labels"].split('"')[1] for e in expect} == ALERTS, "alert tests", "one per alert", expect)
+    test = {"rule_files": ["rules.yaml"], "evaluation_interval": "1m", "tests": [
+        {"name": "every condition", "interval": "1m", "input_series": fleet(True),
+         "promql_expr_test": [{"expr": 'ALERTS{alertstate="firing"}', "eval_time": "99m", "exp_samples": expect}]},
+        {"name": "healthy", "interval": "1m", "input_series": fleet(False),
+         "promql_expr_test": [{"expr": "ALERTS", "eval_time": "99m", "exp_samples": []}]}]}
+    code, out = promtool(["test", "rules", "alerts-test.yaml"],
+                         {"rules.yaml": {"groups": groups}, "alerts-test.yaml": test}, "alerts")
+    check(code == 0 and "SUCCESS" in out, "alerts evaluated by promtool test rules",
+          "each fires on its condition, none on a healthy fleet", out)
+
+    # Values: the Operator's ruleSelector labels, another job, no kube-state-metrics.
+    rule = render({"prometheusRule": {"enabled": True, "labels": {"release": "kps"}, "job": "pwru",
+                                      "kubeStateMetrics": False, "dropSpike": {"factor": 4, "minRate": 0.5}}})[
+        PROMETHEUS_RULE]
+    rules = [r for g in rule["spec"]["groups"] for r in g["rules"]]
+    spike = next(r for r in rules if r["alert"] == "PwruDropRateSpike")["expr"]
+    check(rule["metadata"]["labels"].get("release") == "kps" and "PwruAgentsMissing" not in {r["alert"] for r in rules}
+          and all('job="pwru-agent"' not in r["expr"] and 'job="pwru"' in r["expr"] for r in rules)
+          and "> 0.5" in spike and "> 4 *" in spike, "PrometheusRule with labels, job, kubeStateMetrics false, dropSpike",
+          "the release label, job pwru everywhere, no PwruAgentsMissing, factor 4 and 0.5/s", rule)
+    promtool_rules_ok(rule["spec"]["groups"], "the PrometheusRule with other values")
+    for values, expect in (({"prometheusRule": {"enabled": "yes"}}, "prometheusRule.enabled"),
+                           ({"prometheusRule": {"dropSpike": {"factor": 1}}}, "prometheusRule.dropSpike.factor"),
+                           ({"prometheusRule": {"job": 'a"b'}}, "prometheusRule.job"),
+                           ({"prometheusRule": {"lables": {}}}, "Additional property lables is not allowed")):
+        schema_refused(values, expect)
+    return len(ALERTS)
+
+
 def main():
     subprocess.run(["go", "build", "-o", RENDER, "./tests/chart/render"], cwd=ROOT, check=True, timeout=300,
                    env={**os.environ, "GO111MODULE": "off", "GOPATH": "/usr/share/gocode",
@@ -620,6 +869,11 @@ def main():
     sc = c["securityContext"]
     check(sc["privileged"] is False and sc["capabilities"] == {"drop": ["ALL"], "add": CAPABILITIES},
           "securityContext", f"drop ALL, add {CAPABILITIES}", sc)
+    # The image e2e runs the image under exactly this (podman: --cap-drop ALL --cap-add ..., --read-only,
+    # no-new-privileges, podman's default seccomp filter).
+    check(sc.get("allowPrivilegeEscalation") is False and sc.get("readOnlyRootFilesystem") is True
+          and sc.get("seccompProfile") == {"type": "RuntimeDefault"}, "securityContext hardening",
+          "allowPrivilegeEscalation false, readOnlyRootFilesystem true, seccompProfile RuntimeDefault", sc)
     validator_controls({**objects, **render(None, ["monitoring.coreos.com/v1"])})
     config = agent_accepts(objects, "defaults")
     check(config["traces"]["auth"] == "kubernetes" and config["http"]["listen"] == "0.0.0.0:9464"
@@ -629,7 +883,10 @@ def main():
     peer_secret_checks(objects)
     peer_switch_checks()
     template_placement_refusals = placement_checks(objects)
+    image_refusals = image_checks()
     release_count, cluster_scoped = two_releases_checks(objects)
+    alert_count = prometheus_rule_checks()
+    dashboard_exprs = dashboard_checks()
     rules = objects[("ClusterRole", "pwru-agent")]["rules"]
     check({"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]} in rules,
           "ClusterRole", "get/list/watch pods", rules)
@@ -663,6 +920,9 @@ def main():
         relabel = sm["spec"]["endpoints"][0]["relabelings"][0]
         check(relabel == {"sourceLabels": ["__meta_kubernetes_pod_node_name"], "targetLabel": "node"},
               "ServiceMonitor relabeling", "the node label the dashboard uses", relabel)
+        # e2e agent.operator_labels scrapes as the Operator would with and without it.
+        check(sm["spec"]["endpoints"][0].get("honorLabels") is True, "ServiceMonitor honorLabels",
+              "true: the scraped namespace/pod name the packet's pod, not the agent's", sm["spec"]["endpoints"][0])
     check(("ServiceMonitor", "pwru-agent") not in render({"serviceMonitor": {"enabled": False}},
                                                           ["monitoring.coreos.com/v1"]),
           "ServiceMonitor switched off", "absent", "present")
@@ -676,7 +936,7 @@ def main():
     c = daemonset_checks({**objects, ("DaemonSet", "pwru-agent"): _with_port(objects, 9500)})
     check(c["securityContext"] == {"privileged": True}, "securityContext with privileged", "privileged only",
           c["securityContext"])
-    check(c["image"] == "pwru-agent:test", "image", "pwru-agent:test", c["image"])
+    check(c["image"].endswith("/pwru-agent:test"), "image", "REPOSITORY/pwru-agent:test", c["image"])
     config = agent_accepts(objects, "every switch")
     check(config["traces"] == {"auth": "token", "token_file": "/var/run/pwru-agent/token/token", "forward": False}
           and config["counters"]["drops_max_entries"] == 65536 and config["http"]["listen"] == "0.0.0.0:9500",
@@ -709,13 +969,16 @@ def main():
         check("values don't meet the specifications of the schema(s)" in err and expect in err,
               f"values {values}", f"refused by values.schema.json: {expect}", err)
     return (f"defaults, ServiceMonitor auto/on/off, every switch, three template refusals, 9 schema refusals; "
+            f"image REGISTRY/pwru-agent:appVersion (= the agent's version), {image_refusals} image refusals; "
             f"placement values rendered and merged, {template_placement_refusals} placement refusals by the chart and "
             f"{len(PLACEMENT_SCHEMA_REFUSALS)} by values.schema.json, global accepted; {release_count} releases "
             f"({cluster_scoped} cluster-scoped objects) with no shared name, the control collision seen; "
             f"the peer TLS Secret: mutual TLS with its files, kept by an upgrade (lookup), remade when broken, "
             f"another install's CA refused; tlsSecret and relay off; "
             f"{len(VALIDATED)} rendered objects valid against the Kubernetes {len(SCHEMAS.kinds())}-kind schemas, "
-            f"11 broken controls refused; NOTES for both auth modes; agent accepts both configurations")
+            f"11 broken controls refused; PrometheusRule auto/on/off, {alert_count} alerts each fired by promtool "
+            f"on its condition and quiet on a healthy fleet, 3 CRD controls, 4 schema refusals; {dashboard_exprs} "
+            f"dashboard expressions parsed by promtool, bar gauges, axis units, host label evaluated; NOTES for both auth modes; agent accepts both configurations")
 
 
 def _with_port(objects, port):
