@@ -27,7 +27,7 @@ import urllib.request
 import pwru_e2e as base
 from pwru_e2e import Failure, Topology, check, sh, wait_until
 
-SCENARIOS = ("prometheus", "endpoints", "bad_config", "pods", "api_down", "dashboard", "operator_labels")
+SCENARIOS = ("prometheus", "endpoints", "bad_config", "pods", "api_down", "dashboard", "operator_labels", "alerts")
 TOOLS = ("ip", "nc", "nft", "prometheus", "promtool", "openssl")
 FAKE_APISERVER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "k8s",
                               "fake_kube_apiserver.py")
@@ -692,6 +692,264 @@ def scenario_operator_labels(ctx):
     return (f"chart labels: shop/web-0 NO_SOCKET drops under namespace=\"shop\",pod=\"web-0\", host drops with "
             f"empty pod, none on {agent_pod}; Operator default: exported_pod=web-0 ({control[0][1]:.0f}), "
             f"host drops blamed on the agent pod ({blamed[0][1]:.0f})")
+
+
+# The chart's PrometheusRule groups as chart.render wrote them (ctest fixture chart_rules).
+ALERT_RULES_ENV = "PWRU_ALERT_RULES"
+# Alerts that need a source this e2e does not have: PwruEventsLost counts
+# ring-buffer losses, and the counting probes hand no events to user space,
+# so the agent cannot be made to lose one; it is asserted quiet throughout.
+ALERTS_NOT_INDUCED = {"PwruEventsLost"}
+# Agent B: a series cap and a drops map small enough to overflow with a few
+# network namespaces. Visits are counted on one tracepoint, per node, so that
+# only drop keys reach the caps.
+TINY_MAX_SERIES = 4
+TINY_DROPS_MAP = 16
+FOLD_NETNS = 6       # > TINY_MAX_SERIES new drop keys: folded, still fit in the map
+OVERFLOW_NETNS = 14  # FOLD_NETNS + this > TINY_DROPS_MAP: the map is full
+SPIKE_DATAGRAMS = 900  # over rate(...[5m]): about 3/s, above the chart's dropSpike.minRate 1
+
+
+def chart_alert_rules():
+    """The chart's rule groups with every `for:` set to 0s: the conditions are
+    the chart's own expressions, unchanged; only the waiting is shortened."""
+    import yaml
+    path = os.environ.get(ALERT_RULES_ENV)
+    check(path and os.path.isfile(path), f"the chart's alert rules (${ALERT_RULES_ENV})",
+          "a rules file written by ctest chart.render (ctest --test-dir build -R 'chart.render|agent.alerts' "
+          "runs both), or the variable set to one", path or "unset")
+    with open(path) as f:
+        doc = yaml.safe_load(f)
+    rules = [r for g in doc["groups"] for r in g["rules"]]
+    check(rules and all("alert" in r and r.get("for") for r in rules), f"alert rules in {path}",
+          "alerting rules with for:", rules)
+    for r in rules:
+        r["for"] = "0s"
+    return doc, {r["alert"] for r in rules}
+
+
+class StaticExporter:
+    """An HTTP server in this process serving one metrics text, changed by the test.
+
+    Stands in for kube-state-metrics (it is not the agent, nor kube-state-metrics:
+    only the one series PwruAgentsMissing joins with the agents' real `up`)."""
+
+    def __init__(self, text):
+        import http.server
+        import threading
+        self.text = text
+        exporter = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                body = exporter.text.encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain; version=0.0.4")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def kill(self):
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+            self.server = None
+
+
+def desired_agents(n):
+    return (f'kube_daemonset_status_desired_number_scheduled{{namespace="pwru",daemonset="pwru-agent"}} {n}\n')
+
+
+class AlertPrometheus(Prometheus):
+    """Prometheus evaluating the chart's rules every second. The agents are found through a file_sd
+    file the test rewrites, as a new node's agent appears to Kubernetes service discovery; the
+    stand-in kube-state-metrics is scraped as job kube-state-metrics."""
+
+    def __init__(self, workdir, rules, ksm_port):
+        super().__init__(workdir, 0)
+        import yaml
+        with open(os.path.join(self.dir, "rules.yaml"), "w") as f:
+            yaml.safe_dump(rules, f, sort_keys=False)
+        self.targets = os.path.join(self.dir, "targets.json")
+        self.set_targets({})
+        with open(self.config, "w") as f:
+            f.write("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n"
+                    "rule_files: [rules.yaml]\nscrape_configs:\n"
+                    "  - job_name: pwru-agent\n    file_sd_configs:\n"
+                    f"      - files: ['{self.targets}']\n        refresh_interval: 1s\n"
+                    "  - job_name: kube-state-metrics\n    honor_labels: true\n"
+                    f"    static_configs:\n      - targets: ['127.0.0.1:{ksm_port}']\n")
+
+    def set_targets(self, nodes):
+        """nodes: {node name: agent port}."""
+        tmp = self.targets + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump([{"targets": [f"127.0.0.1:{port}"], "labels": {"node": node}}
+                       for node, port in nodes.items()], f)
+        os.replace(tmp, self.targets)  # file_sd must never read half a file
+
+    def api(self, path):
+        status, body = http_get(f"http://127.0.0.1:{self.port}{path}")
+        check(status == 200, f"Prometheus {path}", "HTTP 200", f"{status}: {body}")
+        return json.loads(body)["data"]
+
+    def alerts(self):
+        return self.api("/api/v1/alerts")["alerts"]
+
+    def wait_evaluations(self, count=2):
+        """Waits for `count` more evaluations of the rule group; every rule must have evaluated cleanly
+        (a rule that errors would stay quiet for the wrong reason)."""
+        def last():
+            groups = self.api("/api/v1/rules")["groups"]
+            return groups[0]["lastEvaluation"] if groups else None
+        seen = [last()]
+        wait_until(lambda: seen.append(last()) or len(set(seen)) > count, 10, f"{count} rule evaluations")
+        for g in self.api("/api/v1/rules")["groups"]:
+            for r in g["rules"]:
+                check(r["health"] == "ok", f"rule {r['name']}", "health ok", r)
+
+
+def alert_matches(alert, pattern):
+    name, labels = pattern
+    return alert["labels"]["alertname"] == name and all(alert["labels"].get(k) == v for k, v in labels.items())
+
+
+def expect_alerts(prom, step, required, allowed=()):
+    """Waits until every `required` (alertname, label subset) fires and every other alert is one of
+    `allowed`; then checks it still holds two evaluations later. Returns the firing alerts."""
+    last = []
+
+    def settled():
+        nonlocal last
+        last = prom.alerts()
+        return (all(a["state"] == "firing" for a in last)
+                and all(any(alert_matches(a, p) for a in last) for p in required)
+                and all(any(alert_matches(a, p) for p in list(required) + list(allowed)) for a in last))
+
+    def shown():
+        return "; ".join(f"{a['labels']['alertname']} {a['state']} "
+                         f"{ {k: v for k, v in a['labels'].items() if k not in ('alertname', 'severity')} }"
+                         for a in last) or "none"
+
+    want = (", ".join(f"{n} {l}" for n, l in required) or "no alert") + \
+        (f" (also allowed: {', '.join(f'{n} {l}' for n, l in allowed)})" if allowed else "")
+    try:
+        wait_until(settled, QUERY_TIMEOUT, step)
+    except Failure:
+        raise Failure(f"alerts: {step}", want, f"{shown()}\n--- prometheus log:\n{prom.log()}")
+    prom.wait_evaluations()
+    check(settled(), f"alerts: {step}, two evaluations later", want, shown())
+    return last
+
+
+class NetnsSet:
+    """Network namespaces each holding one UDP drop (NO_SOCKET, on its loopback): a new drop key apiece."""
+
+    def __init__(self):
+        self.names = []
+
+    def add(self, count):
+        for _ in range(count):
+            name = f"pwa-{os.getpid()}-{len(self.names)}"
+            sh(["ip", "netns", "add", name])
+            self.names.append(name)
+            sh(["ip", "netns", "exec", name, "sh", "-c",
+                "ip link set lo up && echo pwru-agent e2e | nc -u -w0 127.0.0.1 9"])
+        return self
+
+    def flood(self, name, count):
+        """`count` datagrams to a closed port in netns `name`, paced so the backlog queue drops none."""
+        sh(["ip", "netns", "exec", name, "/usr/bin/python3", "-c",
+            "import socket, time\n"
+            "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+            f"for i in range({count}):\n"
+            "    s.sendto(b'pwru-agent e2e', ('127.0.0.1', 9))\n"
+            "    if i % 50 == 49: time.sleep(0.002)\n"])
+
+    def kill(self):
+        for name in self.names:
+            subprocess.run(["ip", "netns", "del", name], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.names = []
+
+
+def scenario_alerts(ctx):
+    """The chart's alert rules, loaded by a real Prometheus scraping real agents: quiet while the agent
+    is healthy, and each alert firing on its own induced condition while the others stay quiet."""
+    rules, alerts = chart_alert_rules()
+    api = ctx.track(FakeApiServer(ctx.workdir).start())
+    for node in ("n1", "n2"):  # each agent's configuration file in its own directory
+        os.makedirs(os.path.join(ctx.workdir, node))
+    healthy = ctx.track(Agent(ctx.binary, os.path.join(ctx.workdir, "n1"),
+                              extra_yaml=api.agent_yaml(node="n1"))).start()
+    healthy.wait_ready()
+    wait_until(lambda: metric_value(healthy, "pwru_kubernetes_synced") == 1.0, 30, "agent n1 synced with the API")
+    ksm = ctx.track(StaticExporter(desired_agents(1)))
+    prom = ctx.track(AlertPrometheus(ctx.workdir, rules, ksm.port).start())
+    prom.set_targets({"n1": healthy.port})
+    prom.wait_for('up{job="pwru-agent",node="n1"}', lambda r: r and r[0][1] == 1.0, "Prometheus scraping agent n1")
+    prom.wait_for('kube_daemonset_status_desired_number_scheduled', lambda r: bool(r), "the stand-in kube-state-metrics")
+    prom.wait_evaluations(3)
+    expect_alerts(prom, "a healthy agent", [])
+    steps = ["healthy: none"]
+
+    # A second node's agent that cannot reach its API server (certificates
+    # made, never started), with tiny caps for the steps after this one.
+    unreachable = ctx.track(FakeApiServer(os.path.join(ctx.workdir, "n2")))
+    tiny = ctx.track(Agent(ctx.binary, os.path.join(ctx.workdir, "n2"), extra_yaml=(
+        unreachable.agent_yaml(node="n2")
+        + f"counters:\n  drops_max_entries: {TINY_DROPS_MAP}\n  visit_tracepoints: [netif_receive_skb]\n"
+        + f"metrics:\n  max_series: {TINY_MAX_SERIES}\n  visit_pod_labels: false\n"))).start()
+    tiny.wait_ready()
+    prom.set_targets({"n1": healthy.port, "n2": tiny.port})
+    prom.wait_for('up{job="pwru-agent",node="n2"}', lambda r: r and r[0][1] == 1.0, "Prometheus scraping agent n2")
+    ksm.text = desired_agents(2)  # the DaemonSet now wants two, and two are up
+    n2 = {"node": "n2"}
+    fired = [("PwruKubernetesNotSynced", n2)]
+    expect_alerts(prom, "agent n2 without its API server", fired)
+    steps.append("API server unreachable: PwruKubernetesNotSynced")
+
+    netns = ctx.track(NetnsSet()).add(FOLD_NETNS)
+    # Drops and drop bytes share one series count: both fold together.
+    fired += [("PwruSeriesFolded", {**n2, "metric": m}) for m in ("pwru_skb_drops_total", "pwru_skb_drop_bytes_total")]
+    expect_alerts(prom, f"{FOLD_NETNS} new drop keys over max_series {TINY_MAX_SERIES}", fired)
+    folded = prom.query('pwru_metrics_folded_keys{node="n2",metric="pwru_skb_drops_total"}')
+    steps.append(f"{FOLD_NETNS} netns: PwruSeriesFolded ({folded[0][1]:.0f} keys folded)")
+
+    netns.add(OVERFLOW_NETNS)
+    fired.append(("PwruUncountedPackets", {**n2, "map": "drops"}))
+    expect_alerts(prom, f"{FOLD_NETNS + OVERFLOW_NETNS} drop keys in a {TINY_DROPS_MAP}-entry map", fired)
+    uncounted = prom.query('pwru_skb_uncounted_packets_total{node="n2",map="drops"}')
+    steps.append(f"{OVERFLOW_NETNS} more: PwruUncountedPackets ({uncounted[0][1]:.0f} packets)")
+
+    # A reason new to the node (no series an hour earlier) above minRate:
+    # the spike alert's "unless ... offset 1h" branch. From here on other
+    # spikes are allowed, not required: agent n2 sees the flood too (folded or
+    # uncounted), and killing it below purges socket queues (QUEUE_PURGE, seen
+    # on n1), both real new reasons.
+    netns.flood(netns.names[0], SPIKE_DATAGRAMS)
+    fired.append(("PwruDropRateSpike", {"node": "n1", "reason": "NO_SOCKET"}))
+    other_spikes = [("PwruDropRateSpike", {})]
+    expect_alerts(prom, f"{SPIKE_DATAGRAMS} NO_SOCKET drops in seconds", fired, other_spikes)
+    steps.append(f"{SPIKE_DATAGRAMS} drops: PwruDropRateSpike n1/NO_SOCKET")
+
+    tiny.kill()
+    # Killed, agent n2's series go stale: its instant-vector alerts resolve;
+    # the range-vector ones (increase, rate over minutes) may still fire.
+    down = [("PwruAgentDown", n2), ("PwruAgentsMissing", {})]
+    expect_alerts(prom, "agent n2 killed", down + [fired[-1]], [("PwruUncountedPackets", n2)] + other_spikes)
+    steps.append("agent n2 killed: PwruAgentDown and PwruAgentsMissing; its NotSynced and SeriesFolded resolved")
+    induced = {name for name, _ in fired + down}
+    check(induced | ALERTS_NOT_INDUCED == alerts, "alerts covered", sorted(alerts), sorted(induced))
+    healthy.stop()
+    return "; ".join(steps) + " (PwruEventsLost quiet throughout: the counting probes lose no events)"
 
 
 class Context:

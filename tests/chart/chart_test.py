@@ -35,6 +35,8 @@ from k8s_schema import KubernetesSchemas
 ROOT, AGENT, WORK = sys.argv[1:4]
 CHART = os.path.join(ROOT, "charts", "pwru-agent")
 RENDER = os.path.join(WORK, "render")
+# The default release's alert rules as a Prometheus rules file, for e2e/agent_e2e.py.
+RULES_FILE = os.path.join(WORK, "pwru-agent-rules.yaml")
 CAPABILITIES = ["BPF", "PERFMON", "SYS_ADMIN", "NET_ADMIN", "SYS_PTRACE", "SYS_RESOURCE", "SYSLOG"]
 HOST_MOUNTS = {"/sys/kernel/btf": "/sys/kernel/btf", "/sys/kernel/tracing": "/sys/kernel/tracing",
                "/sys/kernel/debug": "/sys/kernel/debug", "/sys/fs/cgroup": "/sys/fs/cgroup",
@@ -838,6 +840,11 @@ def prometheus_rule_checks():
                          {"rules.yaml": {"groups": groups}, "alerts-test.yaml": test}, "alerts")
     check(code == 0 and "SUCCESS" in out, "alerts evaluated by promtool test rules",
           "each fires on its condition, none on a healthy fleet", out)
+    # The e2e (agent.alerts, ctest fixture chart_rules) evaluates these very
+    # groups against a live agent: written only once they passed the checks.
+    with open(RULES_FILE + ".tmp", "w") as f:
+        yaml.safe_dump({"groups": groups}, f, sort_keys=False)
+    os.replace(RULES_FILE + ".tmp", RULES_FILE)
 
     # Values: the Operator's ruleSelector labels, another job, no kube-state-metrics.
     rule = render({"prometheusRule": {"enabled": True, "labels": {"release": "kps"}, "job": "pwru",
@@ -992,6 +999,8 @@ def _with_port(objects, port):
 
 if __name__ == "__main__":
     os.makedirs(WORK, exist_ok=True)
+    if os.path.exists(RULES_FILE):  # a failed run must not leave the last good rules for the e2e
+        os.remove(RULES_FILE)
     try:
         summary = main()
         print(f"PASS [chart]: {summary}")
