@@ -1,8 +1,9 @@
 #!/bin/sh
 # Guest script for e2e/vm/run_vm.sh: the e2e scenarios on a kprobe backend.
 # busybox sh; iproute2 by full path. PWRU_BACKEND (kprobe | kprobe-multi)
-# comes from the harness; /opt/pwru holds pwru, nc (netcat-openbsd) and
-# ping (iputils, for -m MARK).
+# comes from the harness; /opt/pwru holds pwru, nc (netcat-openbsd),
+# ping (iputils, for -m MARK) and setpriv (util-linux: busybox's cannot
+# shrink the bounding set).
 IP=/usr/sbin/ip
 P=/opt/pwru
 PWRU=$P/pwru
@@ -285,6 +286,69 @@ tail -n 1 /tmp/agent.trace
 interrupt_pwru 60 "pwru-agent SIGINT"
 grep "attached\|detached\|not counting" "$OUT.err"
 nothing_attached "after pwru-agent exited"
+
+# Whether SYS_ADMIN can be dropped where CAP_BPF and CAP_PERFMON exist: the
+# chart's capabilities without it (setpriv empties the bounding set, so
+# root keeps only these), kprobes counted and a trace with "functions".
+echo "== pwru-agent without CAP_SYS_ADMIN (BPF PERFMON NET_ADMIN SYS_PTRACE SYS_RESOURCE SYSLOG) on $B"
+OUT=/tmp/agent-nosysadmin.metrics
+without_sys_admin() {
+	"$P/setpriv" --bounding-set -all,+bpf,+perfmon,+net_admin,+sys_ptrace,+sys_resource,+syslog -- \
+		"$P/pwru-agent" --config /tmp/agent.yaml 2>"$OUT.err" &
+	PID=$!
+}
+paranoid=$(cat /proc/sys/kernel/perf_event_paranoid)
+echo "kernel.perf_event_paranoid=$paranoid"
+if [ "$B" = kprobe ] && [ "$paranoid" -ge 3 ]; then
+	# Debian's kernels default to 3, a Debian patch under which
+	# perf_event_open (how plain kprobes attach) needs CAP_SYS_ADMIN,
+	# CAP_PERFMON or not. kprobe-multi links do not go through it.
+	without_sys_admin
+	i=0
+	while kill -0 "$PID" 2>/dev/null; do
+		i=$((i + 1))
+		[ "$i" -le 1200 ] || fail "pwru-agent without SYS_ADMIN at perf_event_paranoid $paranoid kept running"
+		sleep 0.1
+	done
+	wait "$PID" && fail "pwru-agent without SYS_ADMIN at perf_event_paranoid $paranoid exited 0"
+	grep -q "backend kprobe is not available.*Permission denied" "$OUT.err" ||
+		fail "the refusal does not say why: $(tail -n 2 "$OUT.err")"
+	echo "refused as expected at perf_event_paranoid $paranoid: $(grep -o 'backend kprobe is not available[^;]*' "$OUT.err")"
+	nothing_attached "after the refused pwru-agent"
+	echo 2 >/proc/sys/kernel/perf_event_paranoid
+fi
+without_sys_admin
+i=0
+until wget -q -O /dev/null http://127.0.0.1:9464/readyz 2>/dev/null; do
+	kill -0 "$PID" 2>/dev/null || fail "pwru-agent without SYS_ADMIN exited before it was ready"
+	i=$((i + 1))
+	[ "$i" -le 1200 ] || fail "pwru-agent without SYS_ADMIN not ready within 120 s"
+	sleep 0.1
+done
+# BPF 39, PERFMON 38, SYSLOG 34, SYS_RESOURCE 24, SYS_PTRACE 19, NET_ADMIN 12.
+grep -q "^CapEff:[[:space:]]*000000c401081000\$" /proc/$PID/status ||
+	fail "not the chart's capabilities without SYS_ADMIN: $(grep Cap /proc/$PID/status | tr '\n' ' ')"
+echo pwru | $IP netns exec a "$P/nc" -u -w1 10.241.0.2 9999
+$IP netns exec a ping -c 1 10.241.0.2 >/dev/null || fail "ping"
+wget -q -O "$OUT" http://127.0.0.1:9464/metrics || fail "scrape without SYS_ADMIN"
+some_line "pwru_attached_hooks{backend=\"$B\"}" "backend without SYS_ADMIN"
+some_line "pwru_skb_function_visits_total{function=\"ip_rcv\",namespace=\"\",pod=\"\",netns=\"$INODE_B\"}" \
+	"ip_rcv visits (kprobe) without SYS_ADMIN"
+some_line "pwru_skb_drops_total{function=\"[a-z0-9_]*\",reason=\"NO_SOCKET\",namespace=\"\",pod=\"\",netns=\"$INODE_B\"}" \
+	"a named NO_SOCKET drop without SYS_ADMIN"
+$IP netns exec a ping -c 120 -i 0.25 10.241.0.2 >/dev/null &
+PING=$!
+wget -q -O /tmp/agent-nosysadmin.trace --header 'Content-Type: application/json' \
+	--post-data "{\"netns\":$INODE_B,\"functions\":\"^(ip_rcv|icmp_rcv)\$\",\"filter\":\"icmp\",\"duration\":\"4s\"}" \
+	http://127.0.0.1:9464/v1/traces || fail "POST /v1/traces with functions without SYS_ADMIN"
+kill "$PING" 2>/dev/null
+wait "$PING"
+grep -q '"func":"icmp_rcv"' /tmp/agent-nosysadmin.trace ||
+	fail "no icmp_rcv (kprobe) event without SYS_ADMIN: $(head -c 600 /tmp/agent-nosysadmin.trace)"
+interrupt_pwru 60 "pwru-agent without SYS_ADMIN, SIGINT"
+nothing_attached "after pwru-agent without SYS_ADMIN exited"
+echo "pwru-agent without SYS_ADMIN on $B at perf_event_paranoid $(cat /proc/sys/kernel/perf_event_paranoid): kprobes counted, named drops, a kprobe trace"
+echo "$paranoid" >/proc/sys/kernel/perf_event_paranoid
 
 echo "== --filter-trace-tc, --filter-trace-xdp: fentry on a tc and an XDP program in netns b"
 "$P/pwru-test-attach" /run/netns/b vb >/tmp/attach.out 2>&1 &
