@@ -930,6 +930,12 @@ def main():
         # e2e agent.operator_labels scrapes as the Operator would with and without it.
         check(sm["spec"]["endpoints"][0].get("honorLabels") is True, "ServiceMonitor honorLabels",
               "true: the scraped namespace/pod name the packet's pod, not the agent's", sm["spec"]["endpoints"][0])
+    # kube-prometheus-stack's Prometheus selects ServiceMonitors labelled release: <its release>.
+    sm = render({"serviceMonitor": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}}}).get(
+        ("ServiceMonitor", "pwru-agent"))
+    check(sm["metadata"]["labels"].get("release") == "kube-prometheus-stack"
+          and sm["metadata"]["labels"].get("app.kubernetes.io/name") == "pwru-agent",
+          "serviceMonitor.labels", "added to the chart's own labels", sm["metadata"]["labels"])
     check(("ServiceMonitor", "pwru-agent") not in render({"serviceMonitor": {"enabled": False}},
                                                           ["monitoring.coreos.com/v1"]),
           "ServiceMonitor switched off", "absent", "present")
