@@ -144,18 +144,9 @@ AgentHttpServer::AgentHttpServer(const std::string& address, std::uint16_t port,
     }
   }));
   if (handlers_.traces) add_trace_routes(*handlers_.traces);
-  const int bound = port == 0 ? server_->bind_to_any_port(address) : (server_->bind_to_port(address, port) ? port : -1);
-  if (bound <= 0)
-    throw SystemError("cannot listen on " + address + ":" + std::to_string(port) +
+  port_ = serve_in_thread(*server_, address, port, thread_,
                           " (address not on this host, or port in use?); set http.listen in the configuration",
-                      EADDRNOTAVAIL);
-  port_ = static_cast<std::uint16_t>(bound);
-  server_->widen_backlog();
-  thread_ = std::thread([this] { server_->listen_after_bind(); });
-  // httplib's stop() does nothing until the loop runs: a stop() right after
-  // construction would leave the thread serving and the join hanging.
-  for (int i = 0; i < 5000 && !server_->is_running(); ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+                          [this] { server_->widen_backlog(); });
 }
 
 AgentHttpServer::~AgentHttpServer() { stop(); }

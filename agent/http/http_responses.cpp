@@ -2,7 +2,12 @@
 
 #include <poll.h>
 
+#include <cerrno>
+#include <chrono>
+
 #include <nlohmann/json.hpp>
+
+#include "common/error.h"
 
 namespace pwru {
 
@@ -21,6 +26,18 @@ bool StreamResponseSink::closed() const {
   pollfd p{fd_, POLLRDHUP, 0};
   if (poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR))) closed_ = true;
   return closed_;
+}
+
+std::uint16_t serve_in_thread(httplib::Server& server, const std::string& address, std::uint16_t port,
+                              std::thread& thread, const std::string& what_to_do,
+                              const std::function<void()>& before_listen) {
+  const int bound = port == 0 ? server.bind_to_any_port(address) : (server.bind_to_port(address, port) ? port : -1);
+  if (bound <= 0)
+    throw SystemError("cannot listen on " + address + ":" + std::to_string(port) + what_to_do, EADDRNOTAVAIL);
+  if (before_listen) before_listen();
+  thread = std::thread([&server] { server.listen_after_bind(); });
+  for (int i = 0; i < 5000 && !server.is_running(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  return static_cast<std::uint16_t>(bound);
 }
 
 }  // namespace pwru

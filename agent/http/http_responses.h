@@ -1,11 +1,15 @@
-// What the agent's two HTTP servers (the main port, the peer port) answer
-// alike: refusal bodies, and trace streams as chunked responses.
+// What the agent's two HTTP servers (the main port, the peer port) do
+// alike: refusal bodies, trace streams as chunked responses, and serving
+// from a thread of their own.
 #pragma once
 
 #include <httplib.h>
 
+#include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
+#include <thread>
 
 #include "output/sink.h"
 
@@ -32,5 +36,14 @@ class StreamResponseSink final : public LineSink {
   int fd_;
   mutable bool closed_ = false;
 };
+
+// Binds `server` to address:port (0: any free port), runs `before_listen`,
+// and starts its accept loop on `thread`; returns the port once the loop
+// runs, because httplib's stop() does nothing before that (a stop() right
+// after would leave the thread serving and the join hanging). A failed bind
+// is a SystemError: "cannot listen on ADDRESS:PORT" and `what_to_do`.
+std::uint16_t serve_in_thread(httplib::Server& server, const std::string& address, std::uint16_t port,
+                              std::thread& thread, const std::string& what_to_do,
+                              const std::function<void()>& before_listen = {});
 
 }  // namespace pwru

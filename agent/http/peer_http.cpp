@@ -104,16 +104,8 @@ PeerHttpServer::PeerHttpServer(const std::string& address, std::uint16_t port,
     }
   });
 
-  const int bound = port == 0 ? server_->bind_to_any_port(address) : (server_->bind_to_port(address, port) ? port : -1);
-  if (bound <= 0)
-    throw SystemError("cannot listen on " + address + ":" + std::to_string(port) +
-                          " for other agents (port in use?); set traces.peer_port in the configuration",
-                      EADDRNOTAVAIL);
-  port_ = static_cast<std::uint16_t>(bound);
-  thread_ = std::thread([this] { server_->listen_after_bind(); });
-  // As for the main port: stop() before the loop runs would do nothing.
-  for (int i = 0; i < 5000 && !server_->is_running(); ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  port_ = serve_in_thread(*server_, address, port, thread_,
+                          " for other agents (port in use?); set traces.peer_port in the configuration");
 }
 
 PeerHttpServer::~PeerHttpServer() { stop(); }
