@@ -75,13 +75,7 @@ void AgentHttpServer::add_trace_routes(const TraceRoutes& routes) {
       // leaves during a quiet trace ends it at once, not at the next event.
       const int fd = GuardedServer::current_connection();
       if (routes.answered) routes.answered(200);
-      res.set_chunked_content_provider(
-          "application/x-ndjson", [stream = std::move(stream), fd](std::size_t, httplib::DataSink& sink) {
-            StreamResponseSink out(sink, fd);
-            stream(out);
-            if (!out.closed()) sink.done();
-            return !out.closed();
-          });
+      stream_ndjson(res, std::move(stream), fd);
     } catch (const RequestError& e) {
       answer_error(res, e.status(), e.what());
     } catch (const std::exception& e) {

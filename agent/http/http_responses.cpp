@@ -28,6 +28,16 @@ bool StreamResponseSink::closed() const {
   return closed_;
 }
 
+void stream_ndjson(httplib::Response& res, std::function<void(LineSink&)> stream, int fd) {
+  res.set_chunked_content_provider(
+      "application/x-ndjson", [stream = std::move(stream), fd](std::size_t, httplib::DataSink& sink) {
+        StreamResponseSink out(sink, fd);
+        stream(out);
+        if (!out.closed()) sink.done();
+        return !out.closed();
+      });
+}
+
 std::uint16_t serve_in_thread(httplib::Server& server, const std::string& address, std::uint16_t port,
                               std::thread& thread, const std::string& what_to_do,
                               const std::function<void()>& before_listen) {

@@ -37,6 +37,11 @@ class StreamResponseSink final : public LineSink {
   mutable bool closed_ = false;
 };
 
+// Answers with `stream` as chunked NDJSON over the connection `fd`: the
+// stream runs once the response starts, and ends the response unless the
+// client has gone.
+void stream_ndjson(httplib::Response& res, std::function<void(LineSink&)> stream, int fd);
+
 // Binds `server` to address:port (0: any free port), runs `before_listen`,
 // and starts its accept loop on `thread`; returns the port once the loop
 // runs, because httplib's stop() does nothing before that (a stop() right

@@ -90,13 +90,7 @@ PeerHttpServer::PeerHttpServer(const std::string& address, std::uint16_t port,
                                                 req.get_header_value("X-Pwru-Forwarded-By"));
       const int fd = SSL_get_fd(req.ssl);
       if (routes_.answered) routes_.answered(200);
-      res.set_chunked_content_provider(
-          "application/x-ndjson", [stream = std::move(stream), fd](std::size_t, httplib::DataSink& sink) {
-            StreamResponseSink out(sink, fd);
-            stream(out);
-            if (!out.closed()) sink.done();
-            return !out.closed();
-          });
+      stream_ndjson(res, std::move(stream), fd);
     } catch (const RequestError& e) {
       answer_error(res, e.status(), e.what());
     } catch (const std::exception& e) {
