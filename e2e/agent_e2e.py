@@ -540,6 +540,22 @@ def scenario_api_down(ctx):
     wait_until(lambda: pod_drop_series(agent, "shop", "web-0") == DATAGRAMS, LABELS_AFTER_API_TIMEOUT,
                f"shop/web-0 labels within {LABELS_AFTER_API_TIMEOUT}s of the API server starting")
     labelled_after = time.monotonic() - up
+
+    # Lost after the first LIST: synced goes to 0 (what was listed keeps its
+    # labels), and back to 1 once the watch reconnects.
+    api.control("outage", {"down": True})
+    lost_at = time.monotonic()
+    wait_until(lambda: metric_value(agent, "pwru_kubernetes_synced") == 0.0, 20,
+               "pwru_kubernetes_synced 0 once a synced agent's API server fails")
+    unsynced_after = time.monotonic() - lost_at
+    check(pod_drop_series(agent, "shop", "web-0") == DATAGRAMS, "shop/web-0's drops during the outage",
+          "still labelled", pod_drop_series(agent, "shop", "web-0"))
+    time.sleep(3)  # a few failed retries
+    api.control("outage", {"down": False})
+    back = time.monotonic()
+    wait_until(lambda: metric_value(agent, "pwru_kubernetes_synced") == 1.0, LABELS_AFTER_API_TIMEOUT,
+               f"pwru_kubernetes_synced 1 within {LABELS_AFTER_API_TIMEOUT}s of the API server's return")
+    resynced_after = time.monotonic() - back
     # The pod's netns is known now, and its visits are still in the node's
     # one series per function: nothing else of this function is exported.
     node_total = (("function", "netif_receive_skb"), ("namespace", ""), ("netns", "all"), ("pod", ""))
@@ -553,7 +569,8 @@ def scenario_api_down(ctx):
     check(not stray, "visit series with visit_pod_labels false", 'all netns="all"', stray[:5])
     took = agent.stop()
     return (f"ready {ready_after:.1f}s after start with the API down; labels {labelled_after:.1f}s after it "
-            f"came up; stopped {took:.2f}s after SIGTERM")
+            f"came up; a later outage: synced 0 after {unsynced_after:.1f}s, 1 again {resynced_after:.1f}s after "
+            f"its end; stopped {took:.2f}s after SIGTERM")
 
 
 DASHBOARD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "charts", "pwru-agent", "dashboards",
@@ -696,10 +713,10 @@ def scenario_operator_labels(ctx):
 
 # The chart's PrometheusRule groups as chart.render wrote them (ctest fixture chart_rules).
 ALERT_RULES_ENV = "PWRU_ALERT_RULES"
-# Alerts that need a source this e2e does not have: PwruEventsLost counts
-# ring-buffer losses, and the counting probes hand no events to user space,
-# so the agent cannot be made to lose one; it is asserted quiet throughout.
-ALERTS_NOT_INDUCED = {"PwruEventsLost"}
+# Agent n1's traces get the smallest ring the configuration takes, and a
+# flood of more datagrams than it holds events: PwruEventsLost.
+TINY_TRACE_RING = 4096
+LOSS_DATAGRAMS = 3000
 # Agent B: a series cap and a drops map small enough to overflow with a few
 # network namespaces. Visits are counted on one tracepoint, per node, so that
 # only drop keys reach the caps.
@@ -874,10 +891,49 @@ class NetnsSet:
             "    s.sendto(b'pwru-agent e2e', ('127.0.0.1', 9))\n"
             "    if i % 50 == 49: time.sleep(0.002)\n"])
 
+    def inode(self, name):
+        return os.stat(f"/run/netns/{name}").st_ino
+
     def kill(self):
         for name in self.names:
             subprocess.run(["ip", "netns", "del", name], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.names = []
+
+
+def lossy_trace(agent, netns, name):
+    """Traces netns `name` on `agent` (auth none, its ring TINY_TRACE_RING) while LOSS_DATAGRAMS go unpaced to
+    a closed port there; up to 3 rounds until the trace's summary counts a loss. Returns the events lost."""
+    import http.client
+    import threading
+    body = json.dumps({"netns": netns.inode(name), "filter": "udp port 9", "duration": "6s",
+                       "max_events": 1000000})
+    for _ in range(3):
+        answer = {}
+
+        def run_trace():
+            conn = http.client.HTTPConnection("127.0.0.1", agent.port, timeout=60)
+            try:
+                conn.request("POST", "/v1/traces", body=body, headers={"Content-Type": "application/json"})
+                res = conn.getresponse()
+                answer["status"], answer["lines"] = res.status, res.read().decode().splitlines()
+            finally:
+                conn.close()
+
+        thread = threading.Thread(target=run_trace)
+        thread.start()
+        wait_until(lambda: json.loads(http_get(agent.url("/v1/traces"))[1])["traces"], 20, "the lossy trace to start")
+        time.sleep(2.0)  # listed while it still attaches
+        sh(["ip", "netns", "exec", name, "/usr/bin/python3", "-c",
+            "import socket\n"
+            "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+            f"for i in range({LOSS_DATAGRAMS}):\n"
+            "    s.sendto(b'pwru-agent e2e', ('127.0.0.1', 9))\n"])
+        thread.join(30)
+        check(answer.get("status") == 200 and answer["lines"], "the lossy trace", "HTTP 200 with a summary", answer)
+        summary = json.loads(answer["lines"][-1]).get("summary", {})
+        if summary.get("events_lost"):
+            return summary["events_lost"]
+    raise Failure("a trace with a 4 KiB ring under a flood, 3 rounds", "events lost", summary)
 
 
 def scenario_alerts(ctx):
@@ -887,8 +943,8 @@ def scenario_alerts(ctx):
     api = ctx.track(FakeApiServer(ctx.workdir).start())
     for node in ("n1", "n2"):  # each agent's configuration file in its own directory
         os.makedirs(os.path.join(ctx.workdir, node))
-    healthy = ctx.track(Agent(ctx.binary, os.path.join(ctx.workdir, "n1"),
-                              extra_yaml=api.agent_yaml(node="n1"))).start()
+    healthy = ctx.track(Agent(ctx.binary, os.path.join(ctx.workdir, "n1"), extra_yaml=(
+        api.agent_yaml(node="n1") + f"traces:\n  ring_buffer_bytes: {TINY_TRACE_RING}\n"))).start()
     healthy.wait_ready()
     wait_until(lambda: metric_value(healthy, "pwru_kubernetes_synced") == 1.0, 30, "agent n1 synced with the API")
     ksm = ctx.track(StaticExporter(desired_agents(1)))
@@ -935,21 +991,40 @@ def scenario_alerts(ctx):
     # uncounted), and killing it below purges socket queues (QUEUE_PURGE, seen
     # on n1), both real new reasons.
     netns.flood(netns.names[0], SPIKE_DATAGRAMS)
-    fired.append(("PwruDropRateSpike", {"node": "n1", "reason": "NO_SOCKET"}))
+    spike = ("PwruDropRateSpike", {"node": "n1", "reason": "NO_SOCKET"})
+    fired.append(spike)
     other_spikes = [("PwruDropRateSpike", {})]
     expect_alerts(prom, f"{SPIKE_DATAGRAMS} NO_SOCKET drops in seconds", fired, other_spikes)
     steps.append(f"{SPIKE_DATAGRAMS} drops: PwruDropRateSpike n1/NO_SOCKET")
+
+    lost = lossy_trace(healthy, netns, netns.names[0])
+    fired.append(("PwruEventsLost", {"node": "n1"}))
+    expect_alerts(prom, f"a trace with a {TINY_TRACE_RING}-byte ring lost {lost} events", fired, other_spikes)
+    exported = metric_value(healthy, "pwru_events_lost_total")
+    check(exported >= lost, "pwru_events_lost_total of agent n1", f">= the trace's {lost}", exported)
+    steps.append(f"a trace losing {lost} events: PwruEventsLost n1")
 
     tiny.kill()
     # Killed, agent n2's series go stale: its instant-vector alerts resolve;
     # the range-vector ones (increase, rate over minutes) may still fire.
     down = [("PwruAgentDown", n2), ("PwruAgentsMissing", {})]
-    expect_alerts(prom, "agent n2 killed", down + [fired[-1]], [("PwruUncountedPackets", n2)] + other_spikes)
+    # Range-vector alerts of n1 (losses, the spike) last their window.
+    still = [("PwruEventsLost", {"node": "n1"}), spike]
+    expect_alerts(prom, "agent n2 killed", down + still, [("PwruUncountedPackets", n2)] + other_spikes)
     steps.append("agent n2 killed: PwruAgentDown and PwruAgentsMissing; its NotSynced and SeriesFolded resolved")
-    induced = {name for name, _ in fired + down}
-    check(induced | ALERTS_NOT_INDUCED == alerts, "alerts covered", sorted(alerts), sorted(induced))
+
+    # Agent n1 was synced: its API server failing later is an alert too.
+    api.control("outage", {"down": True})
+    lost_api = [("PwruKubernetesNotSynced", {"node": "n1"})]
+    expect_alerts(prom, "agent n1's API server down after the first LIST", down + still + lost_api,
+                  [("PwruUncountedPackets", n2)] + other_spikes)
+    api.control("outage", {"down": False})
+    expect_alerts(prom, "agent n1's API server back", down + still, [("PwruUncountedPackets", n2)] + other_spikes)
+    steps.append("n1's API server down and back: PwruKubernetesNotSynced n1, then resolved")
+    induced = {name for name, _ in fired + down + lost_api}
+    check(induced == alerts, "alerts covered", sorted(alerts), sorted(induced))
     healthy.stop()
-    return "; ".join(steps) + " (PwruEventsLost quiet throughout: the counting probes lose no events)"
+    return "; ".join(steps)
 
 
 class Context:

@@ -137,7 +137,9 @@ class NodePodsMetrics {
   explicit NodePodsMetrics(prometheus::Registry& registry)
       : synced_(prometheus::BuildGauge()
                     .Name("pwru_kubernetes_synced")
-                    .Help("1 once the agent has listed this node's pods from the API server")
+                    .Help("1 while the agent's view of this node's pods is current: it listed them from the API "
+                          "server and no LIST or WATCH failed since; 0 before the first LIST and from an API "
+                          "failure until a retry succeeds (pods created meanwhile carry no labels yet)")
                     .Register(registry)
                     .Add({})),
         pods_(prometheus::BuildGauge()
@@ -162,7 +164,7 @@ class NodePodsMetrics {
                     .Add({})) {}
 
   void update(const NodePodsStatus& status, std::size_t newly_gone) {
-    synced_.Set(status.synced ? 1 : 0);
+    synced_.Set(status.current ? 1 : 0);
     pods_.Set(static_cast<double>(status.pods));
     pod_netns_.Set(static_cast<double>(status.resolve.pod_netns + status.resolve.departed_netns));
     if (status.watch.failures > failures_seen_) {
@@ -180,6 +182,21 @@ class NodePodsMetrics {
   prometheus::Counter& erased_;
   std::uint64_t failures_seen_ = 0;
 };
+
+// Read from the traces' own count at each scrape, so concurrent scrapes
+// need no state of their own to stay monotonic. No per-trace label: trace
+// ids are unbounded; each trace's summary line and log line carry its own.
+prometheus::MetricFamily trace_losses_family(std::uint64_t lost) {
+  prometheus::MetricFamily f;
+  f.name = "pwru_events_lost_total";
+  f.help = "Events this node's traces (POST /v1/traces) could not put into their ring buffers "
+           "(traces.ring_buffer_bytes), since the agent started; the counters themselves lose nothing";
+  f.type = prometheus::MetricType::Counter;
+  prometheus::ClientMetric m;
+  m.counter.value = static_cast<double>(lost);
+  f.metric.push_back(std::move(m));
+  return f;
+}
 
 // The node's kernel, as `uname -r` says: a container shares the host's.
 std::string kernel_release() {
@@ -230,6 +247,7 @@ int run_agent(const AgentConfig& config, const std::function<bool()>& stop_reque
     if (ready.load()) families = collector->Collect();
     const auto own = registry->Collect();
     families.insert(families.end(), own.begin(), own.end());
+    families.push_back(trace_losses_family(traces.events_lost()));
     return prometheus::TextSerializer().Serialize(families);
   };
   AgentHttpHandlers handlers{metrics_text, [&] { return ready.load(); }, [&] { return std::string(phase.load()); },

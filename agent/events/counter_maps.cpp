@@ -100,7 +100,6 @@ CounterSnapshot BpfCounterSource::read() const {
   const auto counters = read_counters(fds_.counters);
   snapshot.drops_overflow_packets = counters[PWRU_CNT_DROPS_OVERFLOW];
   snapshot.visits_overflow_packets = counters[PWRU_CNT_VISITS_OVERFLOW];
-  snapshot.events_lost = counters[PWRU_CNT_LOST];
   return snapshot;
 }
 

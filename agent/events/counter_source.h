@@ -32,8 +32,6 @@ struct CounterSnapshot {
   // Packets the kernel could not count because its map was full.
   std::uint64_t drops_overflow_packets = 0;
   std::uint64_t visits_overflow_packets = 0;
-  // Events the kernel could not put into the ring buffer (trace sessions).
-  std::uint64_t events_lost = 0;
 };
 
 class CounterSource {

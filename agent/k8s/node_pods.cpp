@@ -30,7 +30,7 @@ PodNetns NodePods::netns_of_pod(const std::string& namespace_name, const std::st
 bool NodePods::has_pod(const std::string& pod_uid) const { return cache_.by_uid(pod_uid).has_value(); }
 
 NodePodsStatus NodePods::status() const {
-  return NodePodsStatus{watcher_.synced(), cache_.size(), watcher_.stats(), resolver_->stats()};
+  return NodePodsStatus{watcher_.synced(), watcher_.current(), cache_.size(), watcher_.stats(), resolver_->stats()};
 }
 
 }  // namespace pwru

@@ -17,7 +17,8 @@
 namespace pwru {
 
 struct NodePodsStatus {
-  bool synced = false;  // a LIST succeeded since start
+  bool synced = false;   // a LIST succeeded since start
+  bool current = false;  // ... and no API failure since (PodWatcher::current)
   std::size_t pods = 0;
   PodWatcherStats watch;
   PodResolverStats resolve;

@@ -49,6 +49,11 @@ void PodWatcher::fail(const std::string& why) {
   std::lock_guard<std::mutex> lock(mutex_);
   ++stats_.failures;
   stats_.last_error = why;
+  current_ = false;
+}
+
+void PodWatcher::caught_up(const char* how) {
+  if (!current_.exchange(true) && synced_.load()) spdlog::info("kubernetes: {} again: pod labels are current", how);
 }
 
 void PodWatcher::sleep_for(std::chrono::milliseconds d) {
@@ -115,6 +120,7 @@ bool PodWatcher::list() {
       std::lock_guard<std::mutex> lock(mutex_);
       ++stats_.lists;
     }
+    caught_up("listed pods");
     if (!synced_.exchange(true)) spdlog::info("kubernetes: {} pods on node {}", pods.size(), config_.node_name);
     return true;
   } catch (const std::exception& e) {
@@ -130,7 +136,12 @@ PodWatcher::WatchEnd PodWatcher::watch() {
                            "&resourceVersion=" + httplib::detail::encode_query_param(cache_.resource_version());
   std::string pending;
   bool gone = false;
-  auto res = client->Get(path, [&](const char* data, std::size_t length) {
+  const auto connected = [&](const httplib::Response& response) {
+    // Resumed from our resourceVersion: nothing in between is missed.
+    if (response.status == 200) caught_up("watching pods");
+    return true;
+  };
+  auto res = client->Get(path, connected, [&](const char* data, std::size_t length) {
     if (stopping_) return false;
     pending.append(data, length);
     for (std::size_t eol; (eol = pending.find('\n')) != std::string::npos;) {

@@ -37,8 +37,13 @@ class PodWatcher {
   void start();
   // Ends the watch (also a stream in progress) and joins the thread.
   void stop() noexcept;
-  // True once a LIST succeeded: the cache reflects the node.
+  // True once a LIST succeeded: the cache reflects the node (maybe late).
   bool synced() const { return synced_.load(); }
+  // True while the cache keeps up: synced, and no LIST or WATCH failed
+  // since the last LIST succeeded or WATCH connected. An API server gone
+  // after the first LIST makes it false; labels of pods created meanwhile
+  // are missing until it is true again.
+  bool current() const { return current_.load(); }
   PodWatcherStats stats() const;
   const KubeApiConfig& config() const { return config_; }
 
@@ -53,12 +58,14 @@ class PodWatcher {
   enum class WatchEnd { kResume, kRelist, kReconnect, kStopped };
   WatchEnd watch();
   void fail(const std::string& why);
+  void caught_up(const char* how);
   void sleep_for(std::chrono::milliseconds d);
 
   KubeApiConfig config_;
   PodCache& cache_;
   std::atomic<bool> stopping_{false};
   std::atomic<bool> synced_{false};
+  std::atomic<bool> current_{false};
   std::thread thread_;
   mutable std::mutex mutex_;
   std::condition_variable wake_;

@@ -18,7 +18,6 @@ constexpr const char* kDropBytesName = "pwru_skb_drop_bytes_total";
 constexpr const char* kVisitsName = "pwru_skb_function_visits_total";
 constexpr const char* kOverflowName = "pwru_skb_uncounted_packets_total";
 constexpr const char* kFoldedName = "pwru_metrics_folded_keys";
-constexpr const char* kEventsLostName = "pwru_events_lost_total";
 constexpr const char* kOverflowLabel = "__overflow__";
 // netns label values that are not inodes. No namespace has inode 0 (they
 // sit near 0xF0000000), so the BPF side's 0 means it found no namespace.
@@ -353,14 +352,6 @@ std::vector<prometheus::MetricFamily> SkbCounterCollector::Collect() const {
     f_folded.metric.push_back(std::move(m));
   }
 
-  // Straight from the kernel's cumulative count, so concurrent scrapes need
-  // no state of their own to stay monotonic.
-  auto& f_lost = out.emplace_back(family(
-      kEventsLostName, "Events the kernel could not hand to user space because the ring buffer was full",
-      prometheus::MetricType::Counter));
-  prometheus::ClientMetric lost;
-  lost.counter.value = static_cast<double>(snap.events_lost);
-  f_lost.metric.push_back(std::move(lost));
   return out;
 }
 

@@ -45,7 +45,6 @@ class SkbCounterCollector final : public prometheus::Collectable {
   //     (visit_pod_labels false: namespace="", pod="", netns="all")
   //   pwru_skb_uncounted_packets_total{map="drops"|"visits"}      counter
   //   pwru_metrics_folded_keys{metric}                                gauge
-  //   pwru_events_lost_total                                          counter
   std::vector<prometheus::MetricFamily> Collect() const override;
 
  private:

@@ -254,6 +254,10 @@ void TraceSession::run(const std::function<bool()>& stop) {
   }
 }
 
+std::uint64_t TraceSession::events_lost_so_far() const {
+  return read_counters(impl_->backend->counters_fd())[PWRU_CNT_LOST];
+}
+
 TraceStats TraceSession::finish() {
   if (finished_) return stats_;
   finished_ = true;

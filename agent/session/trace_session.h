@@ -84,6 +84,9 @@ class TraceSession {
   // Reads and prints events until `stop()` says so (asked about every
   // poll round, 100 ms), the limit is hit or the sink closes.
   void run(const std::function<bool()>& stop);
+  // Events the kernel could not put into the ring so far (the kernel's
+  // running count; finish() reports the last one in TraceStats).
+  std::uint64_t events_lost_so_far() const;
   // Detaches every link, prints what is still in the ring, flushes.
   TraceStats finish();
   // With TraceConfig::summary, after finish(): the skbs followed, their

@@ -366,6 +366,12 @@ const char* RunningTrace::pod_ended() const {
   return nullptr;
 }
 
+void RunningTrace::publish_losses(std::uint64_t lost_so_far) {
+  if (lost_so_far <= losses_published_) return;
+  service_.events_lost_ += lost_so_far - losses_published_;
+  losses_published_ = lost_so_far;
+}
+
 void RunningTrace::stream(LineSink& out) {
   sink_->attach(&out);
   const auto start = std::chrono::steady_clock::now();
@@ -376,12 +382,16 @@ void RunningTrace::stream(LineSink& out) {
     if (now >= next_pod_check) {
       next_pod_check = now + kPodCheckEvery;
       if (const char* why = pod_ended()) cancel(why);
+      // Live, so that a long trace's losses reach pwru_events_lost_total
+      // (and its alert) while it runs, not only when it ends.
+      publish_losses(session_->events_lost_so_far());
     }
     return stop_reason_.load() != nullptr || now >= deadline;
   };
   const AttachReport report = session_->attach([&] { return stop() || out.closed(); });
   session_->run(stop);
   const TraceStats stats = session_->finish();
+  publish_losses(stats.events_lost);
   std::string ended = "duration";
   if (stats.limit_reached) ended = "max_events";
   else if (out.closed()) ended = "client gone";

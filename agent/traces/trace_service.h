@@ -84,6 +84,10 @@ class TraceService {
   bool cancel(const std::string& id, const std::string& authorization);
   // Ends every trace (agent shutdown) and refuses new ones.
   void stop_all();
+  // Events this node's traces could not put into their ring buffers, since
+  // start: finished traces and, within a poll round, running ones. Relayed
+  // requests count on the node that ran them.
+  std::uint64_t events_lost() const { return events_lost_.load(); }
 
  private:
   friend class RunningTrace;
@@ -104,6 +108,7 @@ class TraceService {
   std::size_t reserved_ = 0;  // slots of traces still loading
   std::size_t relays_ = 0;    // slots of requests relayed to other nodes' agents
   bool stopping_ = false;
+  std::atomic<std::uint64_t> events_lost_{0};
 };
 
 class RunningTrace {
@@ -122,6 +127,8 @@ class RunningTrace {
  private:
   // Why a pod-scoped trace's pod is no longer the one traced, or null.
   const char* pod_ended() const;
+  // Adds the losses since the last call to the service's count.
+  void publish_losses(std::uint64_t lost_so_far);
   friend class TraceService;
   class ForwardingSink;
   RunningTrace(TraceService& service, std::string id, TraceRequest request, std::string target, std::string remote,
@@ -143,6 +150,7 @@ class RunningTrace {
   std::unique_ptr<TraceSession> session_;
   std::atomic<const char*> stop_reason_{nullptr};
   std::atomic<std::uint64_t> events_sent_{0};
+  std::uint64_t losses_published_ = 0;
 };
 
 }  // namespace pwru

@@ -905,7 +905,13 @@ def main():
         rules = objects[("ClusterRole", f"pwru-agent-{role}")]["rules"]
         check(rules == [{"apiGroups": [""], "resources": [resource], "verbs": verbs}], f"ClusterRole {role}",
               f"{verbs} on {resource}, what the agent's SubjectAccessReview asks", rules)
-    notes_checks(render(notes=True), "kubernetes")
+    default_notes = render(notes=True)
+    notes_checks(default_notes, "kubernetes")
+    # The placeholder image never pulls: the install says so at once, not a pod's ErrImagePull later.
+    check("WARNING: image.repository is still the chart's placeholder" in default_notes,
+          "NOTES.txt with the default image.repository", "a warning to build, push and set it", default_notes[:400])
+    pushed = render({"image": {"repository": "ghcr.io/acme/pwru-agent"}}, notes=True)
+    check("WARNING" not in pushed, "NOTES.txt with image.repository set", "no warning", pushed[:400])
     binding = objects[("ClusterRoleBinding", "pwru-agent")]
     check(binding["subjects"][0] == {"kind": "ServiceAccount", "name": "pwru-agent", "namespace": "pwru"},
           "ClusterRoleBinding subject", "the chart's service account", binding["subjects"])

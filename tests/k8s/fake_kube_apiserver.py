@@ -3,12 +3,15 @@
 auth, and the real LIST/WATCH protocol for pods (fieldSelector on the node,
 paging with limit/continue, chunked watch streams of JSON lines, BOOKMARK
 events, 410 Gone for a compacted resourceVersion or on demand mid-stream,
-connections dropped on demand).
+connections dropped on demand, an outage on demand).
 
 Usage: fake_kube_apiserver.py CERT KEY TOKEN_FILE [PORT]
 Prints "PORT <n>" once listening on 127.0.0.1 (PORT, or any free port). The token file is re-read for
 every request, so a test rotates the token by rewriting it. Test control
 (no auth): POST /__control/{add,delete,gone,drop,compact} with a JSON body,
+POST /__control/outage {"down": true|false} (while down: open watches are
+dropped and every API request gets 503, as an API server behind a failed
+load balancer answers),
 GET /__control/stats; POST /__control/user {"token","username","groups"} makes
 a token that TokenReview accepts, POST /__control/allow {"username","verb",
 "resource","subresource","namespace","name"} a rule SubjectAccessReview
@@ -26,7 +29,7 @@ import time
 import urllib.parse
 
 LOCK = threading.Condition()
-STATE = {"rv": 100, "pods": {}, "log": [], "min_rv": 0, "epoch": 0, "drop_epoch": 0, "users": {}, "rules": [],
+STATE = {"rv": 100, "pods": {}, "log": [], "min_rv": 0, "epoch": 0, "drop_epoch": 0, "down": False, "users": {}, "rules": [],
          "stats": {"lists": 0, "watches": 0, "unauthorized": 0, "gone_sent": 0, "token_reviews": 0,
                    "access_reviews": 0}}
 
@@ -89,6 +92,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 "code": code}
 
     def authorized(self):
+        with LOCK:
+            down = STATE["down"]
+        if down:
+            self.send_json(503, self.status(503, "ServiceUnavailable", "the API server is down (test outage)"))
+            return False
         with open(TOKEN_FILE) as f:
             token = f.read().strip()
         if self.headers.get("Authorization") == f"Bearer {token}":
@@ -151,6 +159,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
             elif url.path == "/__control/gone":
                 STATE["min_rv"] = STATE["rv"] + 1
                 STATE["epoch"] += 1
+                LOCK.notify_all()
+            elif url.path == "/__control/outage":
+                STATE["down"] = bool(body["down"])
+                STATE["drop_epoch"] += 1
                 LOCK.notify_all()
             elif url.path == "/__control/drop":
                 STATE["drop_epoch"] += 1

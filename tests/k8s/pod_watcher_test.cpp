@@ -81,6 +81,31 @@ TEST_F(FakeApiServer, GoneMidStreamRelistsAndDroppedConnectionsReconnect) {
   watcher.stop();
 }
 
+TEST_F(FakeApiServer, AnOutageAfterTheFirstListIsNotCurrentUntilTheWatchReconnects) {
+  add_pod("u1", "shop", "web-0");
+  PodCache cache;
+  PodWatcher watcher(config_, cache);
+  watcher.start();
+  ASSERT_TRUE(eventually([&] { return watcher.current(); })) << watcher.stats().last_error;
+  EXPECT_TRUE(watcher.synced());
+
+  control("outage", R"({"down":true})");
+  ASSERT_TRUE(eventually([&] { return !watcher.current(); })) << "the watch broke and retries fail";
+  EXPECT_TRUE(watcher.synced()) << "what was listed stays: labels of known pods keep working";
+  EXPECT_EQ(cache.by_uid("u1")->name, "web-0");
+  // The broken watch first, then the retries the API server refuses.
+  EXPECT_TRUE(eventually([&] { return watcher.stats().last_error.find("503") != std::string::npos; }))
+      << watcher.stats().last_error;
+  EXPECT_FALSE(watcher.current());
+
+  control("outage", R"({"down":false})");
+  add_pod("u2", "shop", "web-1");  // created during the reconnect: the resumed watch brings it
+  ASSERT_TRUE(eventually([&] { return watcher.current(); }, std::chrono::seconds(25)))
+      << "current again once the retry succeeds; " << watcher.stats().last_error;
+  ASSERT_TRUE(eventually([&] { return cache.by_uid("u2").has_value(); }));
+  watcher.stop();
+}
+
 TEST_F(FakeApiServer, ARotatedTokenIsPickedUpAndAWrongOneIsRetried) {
   PodCache cache;
   write_file(dir_ / "token", "token-two\n");  // the server and our file agree on the new token
@@ -98,6 +123,7 @@ TEST_F(FakeApiServer, ARotatedTokenIsPickedUpAndAWrongOneIsRetried) {
   refused.start();
   ASSERT_TRUE(eventually([&] { return refused.stats().failures >= 2; })) << "no retry after a 401";
   EXPECT_FALSE(refused.synced());
+  EXPECT_FALSE(refused.current());
   EXPECT_NE(refused.stats().last_error.find("401"), std::string::npos) << refused.stats().last_error;
   // The token is fixed in place (as kubelet rewrites it): the next retry succeeds.
   write_file(dir_ / "wrong-token", "token-two\n");
