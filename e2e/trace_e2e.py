@@ -668,7 +668,7 @@ def scenario_track_skb(ctx):
     journeys = summary.get("journeys", [])
     dropped = [j for j in journeys if j["fate"] == "dropped" and j["tuple"].get("dport") == 7777
                and j["reason"].endswith("NO_SOCKET") and j["hint"].startswith("nothing listens")]
-    check(dropped and "udp" in dropped[0]["where"] and dropped[0]["hooks"][-1]["func"].startswith("kfree_skb("),
+    check(dropped and "udp" in dropped[0]["where"] and dropped[0]["hooks"][-1]["func"].endswith("(SKB_DROP_REASON_NO_SOCKET)"),
           "journeys in the summary line with \"summary\": true",
           "datagrams first seen at port 7777, dropped with NO_SOCKET and its hint",
           [(j["tuple"], j["fate"], j["where"]) for j in journeys][:5])

@@ -40,6 +40,7 @@ struct PwruOptions {
   bool filter_trace_xdp = false;  // fentry on every XDP program
   bool filter_track_skb_by_stackid = false;
   std::vector<std::string> filter_non_skb_funcs;  // implies filter_track_skb_by_stackid
+  bool filter_track_bpf_helpers = false;  // probes what loaded BPF programs call; implies filter_track_skb_by_stackid
   std::string kernel_btf;
   std::uint32_t ring_buffer_bytes = 8u << 20;
   bool summary = false;  // --summary: each skb's journey and fate at the end
@@ -52,11 +53,16 @@ struct ParsedArgs {
   int exit_code = 0;                   // otherwise: exit with this
 };
 
-// Parses argv. --help and --version print to `out` and return exit code 0;
-// a bad flag or value prints what to do to `err` and returns exit code 2.
+// Parses argv as cilium/pwru (Go pflag) does. --version prints to `out`,
+// --help to `err` (as pflag), both with exit code 0. Otherwise a problem
+// is printed to `err` with what to do, and the exit code is pwru's: 2 when
+// its flag parser would refuse the command line (unknown flag, missing or
+// unreadable value), 1 for what pwru checks as it starts (backend, pcap
+// expression, --filter-func regex, ...).
 ParsedArgs parse_pwru_args(int argc, const char* const* argv, std::ostream& out, std::ostream& err);
 
-// "0xa00/0xf00", "42": exact match when the mask is omitted.
+// "0xa00/0xf00", "42": exact match when the mask is omitted; "0": no
+// filter (pwru's mark 0). Numbers in any of pwru's forms (0x, 0o, 0b, 0).
 MarkFilter parse_mark(const std::string& text);
 
 std::string pwru_version();

@@ -1,6 +1,8 @@
 // pwru: the command-line skb tracer. Parses flags, resolves what the user
 // named, and runs one TraceSession until Ctrl-C, SIGTERM or the line limit.
 #include <bpf/libbpf.h>
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -14,11 +16,12 @@
 #include <iostream>
 
 #include "btf/kernel_btf.h"
+#include "cli/deferred_file_sink.h"
 #include "cli/pwru_options.h"
 #include "common/error.h"
 #include "netns/netns.h"
 #include "output/pcap_file.h"
-#include "output/sink.h"
+#include "session/startup_phases.h"
 #include "session/trace_session.h"
 
 namespace {
@@ -27,6 +30,15 @@ std::atomic<bool> g_stop{false};
 bool g_debug = false;
 
 extern "C" void on_signal(int) { g_stop.store(true); }
+
+// The library's warnings (spdlog's default logger writes to stdout) go to
+// stderr like every other message of pwru: stdout is the trace.
+void log_to_stderr(bool debug) {
+  auto logger = std::make_shared<spdlog::logger>("", std::make_shared<spdlog::sinks::stderr_sink_mt>());
+  logger->set_pattern("pwru: %l: %v");
+  logger->set_level(debug ? spdlog::level::debug : spdlog::level::info);
+  spdlog::set_default_logger(std::move(logger));
+}
 
 extern "C" int libbpf_log(enum libbpf_print_level level, const char* fmt, va_list args) {
   if (level == LIBBPF_DEBUG && !g_debug) return 0;
@@ -118,9 +130,11 @@ void write_summary(const pwru::TraceSession& session, bool json, pwru::LineSink&
 }
 
 int run(const pwru::PwruOptions& o) {
+  const auto start = std::chrono::steady_clock::now();
   const pwru_filter_cfg filter = resolve_filters(o);
-  pwru::FileSink sink(o.output_file);
-  const pwru::KernelBtf btf = pwru::KernelBtf::load(o.kernel_btf);
+  pwru::DeferredFileSink sink(o.output_file);
+  pwru::StartupPhases startup;
+  const pwru::KernelBtf btf = startup.time("btf", [&] { return pwru::KernelBtf::load(o.kernel_btf); });
 
   pwru::TraceConfig config;
   config.filter = filter;
@@ -133,6 +147,7 @@ int run(const pwru::PwruOptions& o) {
   config.all_kmods = o.all_kmods;
   config.kprobe_batch = o.filter_kprobe_batch;
   config.non_skb_funcs = o.filter_non_skb_funcs;
+  config.track_bpf_helpers = o.filter_track_bpf_helpers;
   config.filter.track_skb_by_stack = o.filter_track_skb_by_stackid ? 1 : 0;
   config.filter.track_skb = o.filter_track_skb ? 1 : 0;
   config.pcap = o.pcap;
@@ -164,10 +179,16 @@ int run(const pwru::PwruOptions& o) {
     std::fprintf(stderr, "pwru: skipped %s\n", report.skipped[i].c_str());
   }
 
+  // Created here, not before: a start that fails leaves --output-file alone.
+  sink.open();
+  if (config.pcap_file) config.pcap_file->open();
   if (!o.ready_file.empty() && !g_stop.load()) {
     std::ofstream ready(o.ready_file);
     if (!ready) throw pwru::UsageError("--ready-file " + o.ready_file + ": cannot create it");
   }
+  startup.append(session.startup_phases());
+  startup.add("total", seconds_since(start));
+  std::fprintf(stderr, "pwru: startup: %s\n", startup.line().c_str());
   std::fprintf(stderr, "pwru: listening for events...\n");
   session.run([] { return g_stop.load(); });
   const auto detach_start = std::chrono::steady_clock::now();
@@ -201,15 +222,15 @@ int main(int argc, char** argv) {
   const pwru::ParsedArgs parsed = pwru::parse_pwru_args(argc, argv, std::cout, std::cerr);
   if (!parsed.options) return parsed.exit_code;
   g_debug = parsed.options->debug;
+  log_to_stderr(g_debug);
   libbpf_set_print(libbpf_log);
   install_signal_handlers();
   raise_open_file_limit();
   try {
     return run(*parsed.options);
-  } catch (const pwru::UsageError& e) {
-    std::fprintf(stderr, "pwru: %s\n", e.what());
-    return 2;
   } catch (const std::exception& e) {
+    // Whatever stops pwru once its flags are read (a netns that does not
+    // exist, a kernel that refuses): exit 1, as cilium/pwru's log.Fatalf.
     std::fprintf(stderr, "pwru: %s\n", e.what());
     return 1;
   }

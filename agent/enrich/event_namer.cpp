@@ -1,6 +1,10 @@
 #include "enrich/event_namer.h"
 
+#include <unistd.h>
+
 #include <array>
+#include <cerrno>
+#include <sys/stat.h>
 
 namespace pwru {
 
@@ -11,8 +15,8 @@ EventNamer::EventNamer(std::vector<std::string> hook_names,
 std::string_view EventNamer::func(const pwru_event& e) {
   static const std::string unknown = "?";
   if (e.hook_id >= hook_names_.size()) return unknown;
-  const std::string& hook = hook_names_[e.hook_id];
-  if (!e.has_drop_reason) return hook;
+  const std::string& hook = e.hook_id == drop_hook_ ? drop_function_ : hook_names_[e.hook_id];
+  if (!e.has_drop_reason) return hook_names_[e.hook_id];
   const std::uint64_t key = (std::uint64_t{e.hook_id} << 32) | e.drop_reason;
   auto it = drop_names_.find(key);
   if (it != drop_names_.end()) return it->second;
@@ -20,6 +24,17 @@ std::string_view EventNamer::func(const pwru_event& e) {
   std::string name = reason != reasons_.end() ? hook + "(" + reason->second + ")"
                                               : hook + " (" + std::to_string(e.drop_reason) + ")";
   return drop_names_.emplace(key, std::move(name)).first->second;
+}
+
+void EventNamer::print_drops_as(std::uint16_t drop_hook, std::string drop_function) {
+  drop_hook_ = drop_hook;
+  drop_function_ = std::move(drop_function);
+  drop_names_.clear();
+}
+
+std::string_view EventNamer::printed_hook(const pwru_event& e) const {
+  if (e.has_drop_reason && e.hook_id == drop_hook_) return drop_function_;
+  return hook_name(e);
 }
 
 std::string_view EventNamer::hook_name(const pwru_event& e) const {
@@ -68,6 +83,42 @@ std::string EventNamer::caller(const std::vector<std::string>& stack, std::strin
   for (const std::string& frame : stack)
     if (!is_tracing_machinery(frame) && frame != hook) return frame;
   return "";
+}
+
+namespace {
+
+constexpr std::size_t kMaxCachedPrograms = 4096;
+constexpr std::string_view kDeletedSuffix = " (deleted)";
+
+}  // namespace
+
+ProgramNamer::ProgramNamer(std::string proc_root) : proc_root_(std::move(proc_root)) {}
+
+std::string_view ProgramNamer::program(const pwru_event& e) {
+  std::size_t comm_len = 0;
+  while (comm_len < sizeof(e.comm) && e.comm[comm_len] != '\0') ++comm_len;
+  const std::string_view comm(e.comm, comm_len);
+  auto it = cache_.find(e.pid);
+  if (it != cache_.end() && it->second.first == comm) return it->second.second;
+  if (cache_.size() >= kMaxCachedPrograms) cache_.clear();
+  auto& entry = cache_[e.pid];
+  entry = {std::string(comm), lookup(e.pid, comm)};
+  return entry.second;
+}
+
+std::string ProgramNamer::lookup(std::uint32_t pid, std::string_view comm) const {
+  const std::string dir = proc_root_ + "/" + std::to_string(pid);
+  struct stat st {};
+  if (lstat(dir.c_str(), &st) != 0) return std::string(comm);
+  char target[4096];
+  const ssize_t n = readlink((dir + "/exe").c_str(), target, sizeof(target));
+  // pwru resolves the link with filepath.EvalSymlinks, which fails for a
+  // deleted binary ("/path (deleted)") and falls back to the comm.
+  if (n <= 0 || static_cast<std::size_t>(n) >= sizeof(target)) return std::string(comm);
+  std::string_view path(target, static_cast<std::size_t>(n));
+  if (path.size() >= kDeletedSuffix.size() && path.substr(path.size() - kDeletedSuffix.size()) == kDeletedSuffix)
+    return std::string(comm);
+  return std::string(path);
 }
 
 }  // namespace pwru

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -21,8 +22,18 @@ class EventNamer {
              const Ksyms* ksyms);
 
   // "netif_receive_skb", "kfree_skb(SKB_DROP_REASON_NO_SOCKET)",
-  // "kfree_skb (123)" for a reason this kernel's BTF does not name.
+  // "kfree_skb (123)" for a reason this kernel's BTF does not name; a drop
+  // from the hook given to print_drops_as() carries that function's name.
   std::string_view func(const pwru_event& event);
+
+  // pwru names a drop after the kernel function it probes for drops and that
+  // function's reason argument: "kfree_skb_reason(SKB_DROP_REASON_NO_SOCKET)",
+  // "sk_skb_reason_drop(...)" on 6.11+. The kfree_skb tracepoint fires inside
+  // that function with the same reason, so naming its drops the same way
+  // lets pwru users' greps find them on every backend.
+  void print_drops_as(std::uint16_t drop_hook, std::string drop_function);
+  // func() without the drop reason: the name the event is printed under.
+  std::string_view printed_hook(const pwru_event& event) const;
 
   // Frame names, innermost first, without the BPF and tracing frames that
   // sit between the hook and the program: the first one left is the kernel
@@ -48,6 +59,30 @@ class EventNamer {
   std::map<std::uint64_t, std::string> reasons_;
   const Ksyms* ksyms_;
   std::unordered_map<std::uint64_t, std::string> drop_names_;  // (hook << 32 | reason) -> name
+  std::optional<std::uint16_t> drop_hook_;
+  std::string drop_function_;
+};
+
+// pwru's PROCESS column names the executable, read from /proc when the line
+// is printed (github.com/tklauser/ps: the /proc/PID/exe link, else the
+// process's comm). pwru prints "<empty>" for a PID /proc no longer has; the
+// comm the kernel recorded in the event says more, so it is printed instead.
+class ProgramNamer {
+ public:
+  explicit ProgramNamer(std::string proc_root = "/proc");
+
+  // "/usr/bin/ping"; the event's comm for a process without a readable
+  // executable (kernel threads, a deleted binary), one that has exited, and
+  // PID 0 (the idle task, which /proc never lists).
+  std::string_view program(const pwru_event& event);
+
+ private:
+  std::string lookup(std::uint32_t pid, std::string_view comm) const;
+
+  std::string proc_root_;
+  // PID -> (comm, program). An exec changes the comm nearly always, so the
+  // comm guards against a PID whose program has changed since.
+  std::unordered_map<std::uint32_t, std::pair<std::string, std::string>> cache_;
 };
 
 }  // namespace pwru

@@ -77,8 +77,9 @@ std::string format_tuple(const pwru_tuple& t, bool tcp_flags) {
                      format_addr(t.l3_proto, t.daddr), ntohs(t.dport), l4);
 }
 
-std::string process_column(const pwru_event& e) {
-  return cut_left(fmt::format("{}:{}", bounded(e.comm, sizeof(e.comm)), e.pid));
+std::string process_column(const pwru_event& e, std::string_view program) {
+  if (program.empty()) program = bounded(e.comm, sizeof(e.comm));
+  return cut_left(fmt::format("{}:{}", program, e.pid));
 }
 
 std::string iface_column(const pwru_event& e) {
@@ -114,21 +115,21 @@ EventFormatter::EventFormatter(OutputOptions options, WallClock clock)
 }
 
 std::string EventFormatter::absolute_time() const {
-  // Go's "2006-01-02T15:04:05.000" in local time, as pwru prints it.
+  // Go's "15:04:05.000" in local time: pwru's absoluteTS.
   const auto now = clock_();
   const std::time_t secs = std::chrono::system_clock::to_time_t(now);
   const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
   std::tm tm{};
   localtime_r(&secs, &tm);
   char buf[32];
-  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm);
+  std::strftime(buf, sizeof(buf), "%H:%M:%S", &tm);
   return fmt::format("{}.{:03d}", buf, ms);
 }
 
 std::string EventFormatter::header() const {
   if (options_.json) return "";
   std::string out;
-  if (options_.timestamp == TimestampMode::Absolute) out += fmt::format("{:<23} ", "TIME");
+  if (options_.timestamp == TimestampMode::Absolute) out += fmt::format("{:<12} ", "TIME");
   out += fmt::format("{:<18} {:<3} {:<16}", "SKB", "CPU", "PROCESS");
   if (options_.timestamp != TimestampMode::None) out += fmt::format(" {:<16}", "TIMESTAMP");
   if (options_.meta)
@@ -161,8 +162,9 @@ void EventFormatter::format(const EventView& view, std::string& out) {
 void EventFormatter::format_text(const EventView& view, std::uint64_t ts, std::string& out) {
   const pwru_event& e = view.event;
   auto it = std::back_inserter(out);
-  if (options_.timestamp == TimestampMode::Absolute) fmt::format_to(it, "{:<23} ", absolute_time());
-  fmt::format_to(it, "{:<18} {:<3} {:<16}", fmt::format("{:#x}", e.skb_addr), e.cpu, process_column(e));
+  if (options_.timestamp == TimestampMode::Absolute) fmt::format_to(it, "{:<12} ", absolute_time());
+  fmt::format_to(it, "{:<18} {:<3} {:<16}", fmt::format("{:#x}", e.skb_addr), e.cpu,
+                 process_column(e, view.program));
   if (options_.timestamp != TimestampMode::None) fmt::format_to(it, " {:<16}", ts);
   if (options_.meta) {
     fmt::format_to(it, " {:<10} {:<8} {:>16} 0x{:04x} {:<5} {:<5}", e.netns, fmt::format("{:x}", e.mark),
@@ -200,20 +202,20 @@ void EventFormatter::format_json(const EventView& view, std::uint64_t ts, std::s
   }
   if (e.cpu != 0) fmt::format_to(it, ",\"cpu\":{}", e.cpu);
   out += ",\"process\":";
-  append_json_string(out, process_column(e));
+  append_json_string(out, process_column(e, view.program));
   out += ",\"func\":";
   append_json_string(out, view.func);
   if (options_.caller && !view.caller.empty()) {
     out += ",\"caller_func\":";
     append_json_string(out, view.caller);
   }
+  // pwru's time is an interface{} with omitempty: only "none" leaves it
+  // nil, so a relative 0 (an skb's first event) is still written.
   switch (options_.timestamp) {
     case TimestampMode::None: break;
     case TimestampMode::Absolute: fmt::format_to(it, ",\"time\":\"{}\"", absolute_time()); break;
     case TimestampMode::Current:
-    case TimestampMode::Relative:
-      if (ts != 0) fmt::format_to(it, ",\"time\":{}", ts);
-      break;
+    case TimestampMode::Relative: fmt::format_to(it, ",\"time\":{}", ts); break;
   }
   if (options_.meta) {
     if (e.netns) fmt::format_to(it, ",\"netns\":{}", e.netns);

@@ -3,6 +3,10 @@
 #include <arpa/inet.h>
 #include <pcap/pcap.h>
 
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 #include <ctime>
 
 #include "common/error.h"
@@ -66,15 +70,21 @@ std::string nflog_record(const pwru_event& event, std::string_view hook, std::sp
 }
 
 PcapFile::PcapFile(const std::string& path) : path_(path) {
-  dead_ = pcap_open_dead(DLT_NFLOG, kSnapLen);
-  if (!dead_) throw UsageError("--output-pcap: libpcap could not set up an NFLOG capture");
-  dumper_ = pcap_dump_open(dead_, path.c_str());
-  if (!dumper_) {
-    const std::string why = pcap_geterr(dead_);
-    pcap_close(dead_);
-    throw UsageError("--output-pcap " + path + ": cannot write it (" + why + ")");
-  }
+  // What pcap_dump_open would say, asked without creating the file.
+  const bool exists = ::access(path.c_str(), F_OK) == 0;
+  const auto slash = path.rfind('/');
+  const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+  if (exists ? ::access(path.c_str(), W_OK) != 0 : ::access(dir.c_str(), W_OK | X_OK) != 0)
+    throw UsageError("--output-pcap " + path + ": cannot write it (" + std::strerror(errno) + ")");
   realtime_minus_monotonic_ns_ = ns_of(CLOCK_REALTIME) - ns_of(CLOCK_MONOTONIC);
+}
+
+void PcapFile::open() {
+  if (dumper_) return;
+  if (!dead_) dead_ = pcap_open_dead(DLT_NFLOG, kSnapLen);
+  if (!dead_) throw UsageError("--output-pcap: libpcap could not set up an NFLOG capture");
+  dumper_ = pcap_dump_open(dead_, path_.c_str());
+  if (!dumper_) throw UsageError("--output-pcap " + path_ + ": cannot write it (" + pcap_geterr(dead_) + ")");
 }
 
 PcapFile::~PcapFile() {
@@ -84,6 +94,7 @@ PcapFile::~PcapFile() {
 
 void PcapFile::write(const pwru_event& event, std::string_view hook, std::span<const std::uint8_t> packet,
                      std::uint32_t packet_len) {
+  open();
   record_ = nflog_record(event, hook, packet);
   const std::int64_t wall = static_cast<std::int64_t>(event.ts_ns) + realtime_minus_monotonic_ns_;
   pcap_pkthdr header{};
@@ -97,6 +108,8 @@ void PcapFile::write(const pwru_event& event, std::string_view hook, std::span<c
   ++records_;
 }
 
-void PcapFile::flush() { pcap_dump_flush(dumper_); }
+void PcapFile::flush() {
+  if (dumper_) pcap_dump_flush(dumper_);
+}
 
 }  // namespace pwru

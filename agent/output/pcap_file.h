@@ -2,7 +2,7 @@
 // libpcap's dumper, so tcpdump and Wireshark open the trace. The link type
 // is NFLOG (239): each record carries, next to the packet from its network
 // header, a prefix naming the hook that saw it ("netif_receive_skb",
-// "kfree_skb(SKB_DROP_REASON_NO_SOCKET)"), which Wireshark shows and filters
+// "sk_skb_reason_drop(SKB_DROP_REASON_NO_SOCKET)"), which Wireshark shows and filters
 // on (nflog.prefix) and which keeps the hook of every packet findable.
 #pragma once
 
@@ -20,7 +20,9 @@ namespace pwru {
 
 class PcapFile {
  public:
-  // Creates or truncates `path`; throws UsageError saying why it cannot.
+  // Checks that `path` can be written (UsageError saying why not) but
+  // creates nothing: open() does, once the trace is attached, so a start
+  // that fails leaves an existing file as it was (as --output-file).
   explicit PcapFile(const std::string& path);
   ~PcapFile();
   PcapFile(const PcapFile&) = delete;
@@ -28,6 +30,10 @@ class PcapFile {
 
   // One record: the event's packet bytes (maybe fewer than packet_len, or
   // none when the skb had no header to start from) under the hook's name.
+  // Creates or truncates the file; later calls do nothing. Throws
+  // UsageError saying why it cannot.
+  void open();
+  // Opens the file first if open() was not called.
   void write(const pwru_event& event, std::string_view hook, std::span<const std::uint8_t> packet,
              std::uint32_t packet_len);
   void flush();

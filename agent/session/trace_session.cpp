@@ -4,7 +4,9 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
+#include <unordered_set>
 
 #include "btf/kernel_btf.h"
 #include "common/error.h"
@@ -15,6 +17,7 @@
 #include "output/pcap_file.h"
 #include "output/sink.h"
 #include "probe/backend_select.h"
+#include "probe/bpf_helper_scan.h"
 #include "probe/bpfprog_backend.h"
 #include "probe/kprobe_backend.h"
 #include "probe/kprobe_plan.h"
@@ -25,6 +28,33 @@ namespace pwru {
 namespace {
 constexpr std::size_t kFlushBytes = 1 << 16;
 constexpr int kPollMs = 100;
+
+// pwru v1.0.9 prints a drop from its kprobe on the kernel's drop function:
+// sk_skb_reason_drop since 6.11 (kfree_skb_reason became an inline wrapper of
+// it), kfree_skb_reason from 5.17. The kfree_skb tracepoint fires inside that
+// function with the same reason and is attached on every backend, so its drops
+// take that name, and a kprobe on the function would print each drop a second
+// time, without the reason: returns the ids of such kprobes.
+std::unordered_set<std::uint16_t> name_drops_as_pwru(const KernelBtf& btf, const std::vector<Hook>& tracepoints,
+                                                     const std::vector<Hook>* kprobes, EventNamer& namer) {
+  std::string drop_function;
+  for (const char* name : {"sk_skb_reason_drop", "kfree_skb_reason"})
+    if (btf.function(name)) {
+      drop_function = name;
+      break;
+    }
+  if (drop_function.empty()) return {};  // no drop reasons before 5.17: "kfree_skb", as pwru
+  auto drop_tracepoint = std::find_if(tracepoints.begin(), tracepoints.end(),
+                                      [](const Hook& hook) { return hook.name == "kfree_skb"; });
+  if (drop_tracepoint == tracepoints.end()) return {};
+  namer.print_drops_as(drop_tracepoint->id, drop_function);
+  std::unordered_set<std::uint16_t> repeated;
+  if (kprobes)
+    for (const Hook& hook : *kprobes)
+      if (hook.name == drop_function) repeated.insert(hook.id);
+  return repeated;
+}
+
 }  // namespace
 
 
@@ -69,22 +99,28 @@ struct TraceSession::Impl {
   std::unique_ptr<BpfProgBackend> bpfprogs;
   Ksyms ksyms;
   std::unique_ptr<EventNamer> namer;
+  ProgramNamer programs;
+  // Kprobes on the function the drop tracepoint reports from: each of their
+  // events would repeat, without the reason, a drop that event prints.
+  std::unordered_set<std::uint16_t> repeated_drop_hooks;
   std::unique_ptr<EventFormatter> formatter;
   std::unique_ptr<RingReader> reader;
   std::unique_ptr<JourneyTracker> journeys;
   std::optional<SkbPseudonym> pseudonym;  // TraceConfig::hide_kernel_addresses
+  BpfHelperScan bpf_helpers;              // TraceConfig::track_bpf_helpers
 };
 
 // vmlinux's skb functions plus those of the modules asked for, narrowed.
-KprobePlan TraceSession::plan_for(const KernelBtf& btf, const Ksyms& ksyms) const {
-  std::vector<SkbFunction> candidates = btf.skb_functions();
+KprobePlan TraceSession::plan_for(const KernelBtf& btf, const Ksyms& ksyms) {
+  std::vector<SkbFunction> candidates = startup_.time("btf functions", [&] { return btf.skb_functions(); });
   std::vector<KernelBtf> module_btfs;
   const std::vector<std::string> modules = config_.all_kmods ? KernelBtf::modules_with_btf() : config_.kmods;
-  for (const std::string& module : modules) {
-    module_btfs.push_back(KernelBtf::load_module(module, btf));
-    const std::vector<SkbFunction> more = module_btfs.back().skb_functions();
-    candidates.insert(candidates.end(), more.begin(), more.end());
-  }
+  for (const std::string& module : modules)
+    startup_.time("module btf", [&] {
+      module_btfs.push_back(KernelBtf::load_module(module, btf));
+      const std::vector<SkbFunction> more = module_btfs.back().skb_functions();
+      candidates.insert(candidates.end(), more.begin(), more.end());
+    });
   std::vector<SkbFunction> named;
   for (const std::string& name : config_.non_skb_funcs) {
     std::optional<SkbFunction> fn = btf.function(name);
@@ -94,25 +130,48 @@ KprobePlan TraceSession::plan_for(const KernelBtf& btf, const Ksyms& ksyms) cons
                        "' (a module's function needs --kmods MODULE)");
     named.push_back(*fn);
   }
-  return plan_kprobes(candidates, ksyms, read_traceable_functions(), config_.filter_func, named);
+  // Found in kallsyms, not BTF: pwru probes them by name, BTF or not.
+  for (const std::string& name : impl_->bpf_helpers.functions) named.push_back(SkbFunction{name, -1});
+  const auto traceable = startup_.time("available_filter_functions", [] { return read_traceable_functions(); });
+  return startup_.time("plan", [&] { return plan_kprobes(candidates, ksyms, traceable, config_.filter_func, named); });
 }
 
 TraceSession::TraceSession(const KernelBtf& btf, TraceConfig config, LineSink& sink)
     : config_(std::move(config)), sink_(sink), impl_(std::make_unique<Impl>()) {
-  const BackendChoice choice = choose_backend(config_.backend);
+  const BackendChoice choice = startup_.time("backend probe", [&] { return choose_backend(config_.backend); });
   backend_name_ = choice.name;
   backend_reason_ = choice.reason;
-  if (!config_.filter_func.empty() && !choice.kprobe) {
-    // pwru's rule holds without kprobes too: a pattern that names none of
-    // the kernel's skb functions is a mistake to fix, not to ignore.
-    const std::vector<SkbFunction> candidates = btf.skb_functions();
-    if (count_matching(candidates, FunctionNameFilter(config_.filter_func)) == 0)
-      throw UsageError("--filter-func '" + config_.filter_func + "' matches no kernel function among the " +
-                       std::to_string(candidates.size()) +
+  if (!choice.kprobe && (!config_.filter_func.empty() || !config_.kmods.empty())) {
+    // pwru's rules hold without kprobes too: a module without BTF, or a
+    // pattern that names none of the skb functions, is a mistake to fix,
+    // not to ignore.
+    std::vector<SkbFunction> candidates = btf.skb_functions();
+    for (const std::string& module : config_.kmods) {
+      const std::vector<SkbFunction> more = KernelBtf::load_module(module, btf).skb_functions();
+      candidates.insert(candidates.end(), more.begin(), more.end());
+    }
+    if (!config_.filter_func.empty() && count_matching(candidates, FunctionNameFilter(config_.filter_func)) == 0)
+      throw UsageError("Cannot find a matching kernel function: --filter-func '" + config_.filter_func +
+                       "' matches no kernel function among the " + std::to_string(candidates.size()) +
                        " that take an skb; the whole name must match (pwru's rule): '^ip_.*', not '^ip_'");
-    spdlog::warn("--filter-func selects kprobe hooks, and this kernel has no kprobe backend ({}): the skb "
-                 "tracepoints are traced whatever their name",
-                 choice.reason);
+    const bool both = !config_.filter_func.empty() && !config_.kmods.empty();
+    spdlog::warn("{} {} the kernel functions that get kprobes, and this kernel has no kprobe backend ({}): every "
+                 "skb tracepoint is traced whatever the function names",
+                 both ? "--filter-func and --kmods" : config_.kmods.empty() ? "--filter-func" : "--kmods",
+                 both ? "choose" : "chooses", choice.reason);
+  }
+  if (config_.track_bpf_helpers) {
+    if (!choice.kprobe)
+      throw SystemError("--filter-track-bpf-helpers probes BPF helpers with kprobes, and this kernel accepts none (" +
+                            choice.reason + "); it needs a kernel built with CONFIG_KPROBES, or run without it",
+                        ENOTSUP);
+    // Read before this session loads a program: the helpers pwru's own
+    // programs call would otherwise report pwru's own work on each skb.
+    impl_->bpf_helpers = scan_loaded_bpf_helpers();
+    if (impl_->bpf_helpers.functions.empty())
+      spdlog::warn("--filter-track-bpf-helpers: none of the {} loaded BPF programs calls a kernel function; "
+                   "load the programs to watch before starting pwru",
+                   impl_->bpf_helpers.programs);
   }
   if (config_.filter.track_skb_by_stack && !choice.kprobe)
     throw UsageError("--filter-track-skb-by-stackid and --filter-non-skb-funcs need a kprobe backend, and this "
@@ -126,10 +185,13 @@ TraceSession::TraceSession(const KernelBtf& btf, TraceConfig config, LineSink& s
   config_.filter.want_stack = want_stack ? 1 : 0;
   // The skb tracepoints stay attached on every backend: kfree_skb carries
   // the drop reason, which no kprobe argument does on every kernel.
-  impl_->backend = std::make_unique<TracepointBackend>(btf.skb_tracepoints(), config_.filter,
-                                                       config_.ring_bytes, config_.pcap);
+  const std::vector<SkbTracepoint> tracepoints = startup_.time("btf tracepoints", [&] { return btf.skb_tracepoints(); });
+  impl_->backend = startup_.time("tracepoint load", [&] {
+    return std::make_unique<TracepointBackend>(tracepoints, config_.filter, config_.ring_bytes, config_.pcap);
+  });
   // --summary names the function that dropped or freed an skb.
-  if (want_stack || choice.kprobe || config_.summary) impl_->ksyms = Ksyms::load();
+  if (want_stack || choice.kprobe || config_.summary)
+    impl_->ksyms = startup_.time("kallsyms", [] { return Ksyms::load(); });
   if (config_.summary)
     impl_->journeys = std::make_unique<JourneyTracker>(
         config_.drop_hints ? *config_.drop_hints : DropHints::builtin(),
@@ -141,10 +203,16 @@ TraceSession::TraceSession(const KernelBtf& btf, TraceConfig config, LineSink& s
   if (choice.kprobe) {
     const KprobePlan plan = plan_for(btf, impl_->ksyms);
     plan_summary_ = describe(plan);
+    if (config_.track_bpf_helpers)
+      plan_summary_ += "; --filter-track-bpf-helpers: " + std::to_string(impl_->bpf_helpers.functions.size()) +
+                       " kernel functions called by " + std::to_string(impl_->bpf_helpers.programs) +
+                       " loaded BPF programs";
     const SharedMaps maps = impl_->backend->shared_maps();
-    impl_->kprobes = std::make_unique<KprobeBackend>(*choice.kprobe, plan.functions,
-                                                     static_cast<std::uint16_t>(impl_->backend->hooks().size()),
-                                                     config_.filter, config_.pcap, maps);
+    impl_->kprobes = startup_.time("kprobe load", [&] {
+      return std::make_unique<KprobeBackend>(*choice.kprobe, plan.functions,
+                                             static_cast<std::uint16_t>(impl_->backend->hooks().size()),
+                                             config_.filter, config_.pcap, maps);
+    });
   }
   if (config_.trace_tc || config_.trace_xdp)
     impl_->bpfprogs = std::make_unique<BpfProgBackend>(
@@ -159,6 +227,8 @@ TraceSession::TraceSession(const KernelBtf& btf, TraceConfig config, LineSink& s
     for (const Hook& hook : impl_->bpfprogs->hooks()) names.push_back(hook.name);
   impl_->namer = std::make_unique<EventNamer>(std::move(names), btf.enum_values("skb_drop_reason"),
                                               &impl_->ksyms);
+  impl_->repeated_drop_hooks = name_drops_as_pwru(btf, impl_->backend->hooks(),
+                                                  impl_->kprobes ? &impl_->kprobes->hooks() : nullptr, *impl_->namer);
   impl_->formatter = std::make_unique<EventFormatter>(config_.output);
   if (config_.hide_kernel_addresses) impl_->pseudonym.emplace();
   impl_->reader = std::make_unique<RingReader>(
@@ -178,14 +248,15 @@ std::size_t TraceSession::hook_count() const {
 
 AttachReport TraceSession::attach(const std::function<bool()>& cancelled,
                                   const std::function<void(std::size_t, std::size_t)>& progress) {
-  AttachReport report = impl_->backend->attach(cancelled);
+  AttachReport report = startup_.time("attach tracepoints", [&] { return impl_->backend->attach(cancelled); });
   if (impl_->kprobes) {
     const std::size_t base = report.attached + report.skipped.size();
     const std::size_t total = hook_count();
-    AttachReport kp = impl_->kprobes->attach(
-        cancelled, [&](std::size_t done, std::size_t) {
-          if (progress) progress(base + done, total);
-        });
+    AttachReport kp = startup_.time("attach kprobes", [&] {
+      return impl_->kprobes->attach(cancelled, [&](std::size_t done, std::size_t) {
+        if (progress) progress(base + done, total);
+      });
+    });
     report.attached += kp.attached;
     report.skipped.insert(report.skipped.end(), kp.skipped.begin(), kp.skipped.end());
   }
@@ -200,6 +271,7 @@ AttachReport TraceSession::attach(const std::function<bool()>& cancelled,
 }
 
 bool TraceSession::handle(const RingRecord& record) {
+  if (impl_->repeated_drop_hooks.count(record.event.hook_id)) return true;
   pwru_event masked;
   if (impl_->pseudonym) {
     masked = record.event;
@@ -218,12 +290,16 @@ bool TraceSession::handle(const RingRecord& record) {
     if (impl_->pseudonym)
       for (std::string& frame : stack)
         if (frame.rfind("0x", 0) == 0) frame = "?";
-    if (config_.output.caller) caller = EventNamer::caller(stack, impl_->namer->hook_name(event));
+    if (config_.output.caller) caller = EventNamer::caller(stack, impl_->namer->printed_hook(event));
   }
   std::string skb_text, shinfo_text;
   if (config_.output.skb) skb_text = take_btf_text(impl_->backend->print_skb_fd(), event.dump_id);
   if (config_.output.shinfo) shinfo_text = take_btf_text(impl_->backend->print_shinfo_fd(), event.dump_id);
-  EventView view{event, impl_->namer->func(event), caller, &stack, skb_text, shinfo_text};
+  // The trace API shows comm:pid only: a packet is often handled in softirq
+  // on whatever task was running, and a pod's tracer must not learn the
+  // host paths of other tenants' executables from /proc.
+  const std::string_view program = impl_->pseudonym ? std::string_view{} : impl_->programs.program(event);
+  EventView view{event, impl_->namer->func(event), caller, &stack, skb_text, shinfo_text, program};
   impl_->formatter->format(view, buffer_);
   if (config_.pcap_file) config_.pcap_file->write(event, view.func, record.packet, record.packet_len);
   if (impl_->journeys) {

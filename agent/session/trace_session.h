@@ -12,6 +12,7 @@
 #include "output/event_formatter.h"
 #include "probe/tracepoint_backend.h"
 #include "pwru_abi.h"
+#include "session/startup_phases.h"
 
 namespace pwru {
 
@@ -36,6 +37,9 @@ struct TraceConfig {
   bool all_kmods = false;                    // every module with BTF
   unsigned kprobe_batch = 10;                // threads that detach kprobes
   std::vector<std::string> non_skb_funcs;    // probed by name; their skb is the one their stack carries
+  // --filter-track-bpf-helpers: what the BPF programs loaded before this
+  // session call is probed as non_skb_funcs are (kprobe backends only).
+  bool track_bpf_helpers = false;
   std::shared_ptr<const CompiledPcap> pcap;  // null: no pcap filter
   // --summary: follow every reported skb and decide its fate at the end.
   bool summary = false;
@@ -77,6 +81,8 @@ class TraceSession {
   std::size_t hook_count() const;
   // kprobe backends: how the function list was narrowed ("" otherwise).
   const std::string& plan_summary() const { return plan_summary_; }
+  // Time spent so far per start-up phase (construction, then attach()).
+  const StartupPhases& startup_phases() const { return startup_; }
 
   // Tracepoints first, then kprobes, reporting (done, total) as it goes.
   AttachReport attach(const std::function<bool()>& cancelled,
@@ -95,13 +101,14 @@ class TraceSession {
 
  private:
   bool handle(const RingRecord& record);
-  KprobePlan plan_for(const KernelBtf& btf, const Ksyms& ksyms) const;
+  KprobePlan plan_for(const KernelBtf& btf, const Ksyms& ksyms);
 
   TraceConfig config_;
   LineSink& sink_;
   std::string backend_name_;
   std::string backend_reason_;
   std::string plan_summary_;
+  StartupPhases startup_;
   struct Impl;
   std::unique_ptr<Impl> impl_;
   TraceStats stats_;

@@ -4,7 +4,10 @@
 #include <nlohmann/json.hpp>
 
 #include <cstring>
+#include <ctime>
+#include <sstream>
 
+#include "cli/pwru_options.h"
 #include "output/event_formatter.h"
 
 namespace pwru {
@@ -152,21 +155,143 @@ TEST(EventFormatter, RelativeTimestampPerSkb) {
   EXPECT_NE(out.find("nc:4242          700              z\n"), std::string::npos) << out;
 }
 
+// A wall clock at 13:04:05.007 local time, whatever the test's time zone.
+EventFormatter::WallClock clock_at_13_04_05_007() {
+  std::tm tm{};
+  tm.tm_year = 124;
+  tm.tm_mon = 5;
+  tm.tm_mday = 1;
+  tm.tm_hour = 13;
+  tm.tm_min = 4;
+  tm.tm_sec = 5;
+  tm.tm_isdst = -1;
+  const auto at = std::chrono::system_clock::from_time_t(std::mktime(&tm)) + std::chrono::milliseconds(7);
+  return [at] { return at; };
+}
+
+TEST(EventFormatter, AbsoluteTimeIsPwruClockIn12Columns) {
+  OutputOptions o;
+  o.timestamp = TimestampMode::Absolute;
+  EventFormatter f(o, clock_at_13_04_05_007());
+  // pwru v1.0.9: "%-12s " TIME, then the usual columns and TIMESTAMP.
+  EXPECT_EQ(f.header(),
+            "TIME         SKB                CPU PROCESS          TIMESTAMP        NETNS      MARK/x        IFACE       "
+            "PROTO  MTU   LEN   TUPLE FUNC\n");
+  const pwru_event e = udp_event();
+  std::string out;
+  f.format(EventView{e, "ip_rcv", "", nullptr}, out);
+  EXPECT_EQ(out,
+            "13:04:05.007 0xffff888012345600 1   nc:4242          1000             4026532001 a00          veth0:7      "
+            "0x0800 1500  84    10.231.0.1:40000->10.231.0.2:9(udp) ip_rcv\n");
+}
+
 TEST(EventFormatter, AbsoluteTimeColumnAndStack) {
   OutputOptions o;
   o.meta = o.tuple = false;
   o.timestamp = TimestampMode::Absolute;
   o.stack = true;
   o.caller = true;
-  EventFormatter f(o, [] { return std::chrono::system_clock::from_time_t(0) + std::chrono::milliseconds(5); });
-  EXPECT_EQ(f.header().substr(0, 24), "TIME                    ");
+  EventFormatter f(o, clock_at_13_04_05_007());
+  EXPECT_EQ(f.header(), "TIME         SKB                CPU PROCESS          TIMESTAMP        FUNC CALLER\n");
   const pwru_event e = udp_event();
   const std::vector<std::string> stack = {"ip_rcv", "__netif_receive_skb_one_core"};
   std::string out;
   f.format(EventView{e, "netif_receive_skb", "ip_rcv", &stack}, out);
-  EXPECT_NE(out.find(".005 0xffff888012345600"), std::string::npos) << out;
-  EXPECT_NE(out.find(" netif_receive_skb ip_rcv\nip_rcv\n__netif_receive_skb_one_core\n"), std::string::npos)
-      << out;
+  EXPECT_EQ(out,
+            "13:04:05.007 0xffff888012345600 1   nc:4242          1000             netif_receive_skb ip_rcv\n"
+            "ip_rcv\n__netif_receive_skb_one_core\n");
+}
+
+// pwru's JSON "time" is an interface{} with omitempty: absent only for
+// "none", a string for "absolute", a number (0 included) otherwise.
+std::string json_line(TimestampMode mode, std::uint64_t ts_ns) {
+  OutputOptions o;
+  o.json = true;
+  o.meta = o.tuple = false;
+  o.timestamp = mode;
+  EventFormatter f(o, clock_at_13_04_05_007());
+  pwru_event e = udp_event();
+  e.ts_ns = ts_ns;
+  std::string out;
+  f.format(EventView{e, "ip_rcv", "", nullptr}, out);
+  return out;
+}
+
+TEST(EventFormatter, JsonTimeForEveryTimestampMode) {
+  EXPECT_EQ(json_line(TimestampMode::None, 1000),
+            "{\"skb\":\"0xffff888012345600\",\"cpu\":1,\"process\":\"nc:4242\",\"func\":\"ip_rcv\"}\n");
+  EXPECT_EQ(json_line(TimestampMode::Current, 1000),
+            "{\"skb\":\"0xffff888012345600\",\"cpu\":1,\"process\":\"nc:4242\",\"func\":\"ip_rcv\",\"time\":1000}\n");
+  EXPECT_EQ(json_line(TimestampMode::Current, 0),
+            "{\"skb\":\"0xffff888012345600\",\"cpu\":1,\"process\":\"nc:4242\",\"func\":\"ip_rcv\",\"time\":0}\n");
+  // An skb's first event: relative 0, still written.
+  EXPECT_EQ(json_line(TimestampMode::Relative, 1000),
+            "{\"skb\":\"0xffff888012345600\",\"cpu\":1,\"process\":\"nc:4242\",\"func\":\"ip_rcv\",\"time\":0}\n");
+  EXPECT_EQ(json_line(TimestampMode::Absolute, 1000),
+            "{\"skb\":\"0xffff888012345600\",\"cpu\":1,\"process\":\"nc:4242\",\"func\":\"ip_rcv\","
+            "\"time\":\"13:04:05.007\"}\n");
+}
+
+TEST(EventFormatter, RelativeJsonCarriesTheDelta) {
+  OutputOptions o;
+  o.json = true;
+  o.meta = o.tuple = false;
+  o.timestamp = TimestampMode::Relative;
+  EventFormatter f(o);
+  pwru_event a = udp_event(), b = udp_event();
+  a.ts_ns = 1000;
+  b.ts_ns = 1700;
+  std::string out;
+  f.format(EventView{a, "x", "", nullptr}, out);
+  f.format(EventView{b, "y", "", nullptr}, out);
+  EXPECT_NE(out.find("\"func\":\"x\",\"time\":0}\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("\"func\":\"y\",\"time\":700}\n"), std::string::npos) << out;
+}
+
+TEST(EventFormatter, ProcessIsTheExecutablePathCutLikePwru) {
+  pwru_event e = udp_event();
+  e.pid = 13001;
+  // pwru's getExecName: "path:pid", the last 16 characters, '~' first.
+  EXPECT_EQ(process_column(e, "/usr/bin/ping"), "~/bin/ping:13001");
+  EXPECT_EQ(process_column(e, "/bin/nc"), "/bin/nc:13001");
+  EXPECT_EQ(process_column(e, "<empty>"), "<empty>:13001");
+  EXPECT_EQ(process_column(e), "nc:13001") << "without a program, the comm";
+  OutputOptions o;
+  o.tuple = false;
+  EventFormatter text(o);
+  std::string out;
+  text.format(EventView{e, "ip_rcv", "", nullptr, {}, {}, "/usr/bin/ping"}, out);
+  EXPECT_EQ(out, "0xffff888012345600 1   ~/bin/ping:13001 4026532001 a00          veth0:7      0x0800 1500  84    "
+                 "ip_rcv\n");
+  o.json = true;
+  EventFormatter json(o);
+  out.clear();
+  json.format(EventView{e, "ip_rcv", "", nullptr, {}, {}, "/usr/bin/ping"}, out);
+  EXPECT_NE(out.find("\"process\":\"~/bin/ping:13001\""), std::string::npos) << out;
+}
+
+TEST(EventFormatter, FilterTraceTcAddsNoCbColumn) {
+  // pwru v1.0.9 has no cb column at all; ours prints it only when asked.
+  const char* argv[] = {"pwru", "--filter-trace-tc"};
+  std::ostringstream out, err;
+  const ParsedArgs parsed = parse_pwru_args(2, argv, out, err);
+  ASSERT_TRUE(parsed.options) << err.str();
+  EXPECT_FALSE(parsed.options->output.cb);
+  EventFormatter text(parsed.options->output);
+  EXPECT_EQ(text.header(),
+            "SKB                CPU PROCESS          NETNS      MARK/x        IFACE       PROTO  MTU   LEN   TUPLE FUNC\n");
+  OutputOptions o = parsed.options->output;
+  o.json = true;
+  EventFormatter json(o);
+  const pwru_event e = udp_event();
+  std::string line;
+  json.format(EventView{e, "ip_rcv(tc)", "", nullptr}, line);
+  EXPECT_EQ(line.find("\"cb\""), std::string::npos) << line;
+  o.cb = true;  // --output-skb-cb
+  EventFormatter with_cb(o);
+  line.clear();
+  with_cb.format(EventView{e, "ip_rcv(tc)", "", nullptr}, line);
+  EXPECT_NE(line.find("\"cb\":[0,0,0,0,0]"), std::string::npos) << line;
 }
 
 }  // namespace

@@ -69,7 +69,8 @@ TEST(KprobePlan, ARegexThatKeepsNothingStopsThePlanAsInPwru) {
     plan_kprobes(kCandidates, kallsyms(), std::nullopt, "^ip_");  // a prefix: no whole name
     ADD_FAILURE() << "planned with a regex matching no function";
   } catch (const UsageError& e) {
-    EXPECT_NE(std::string(e.what()).find("--filter-func '^ip_' matches no kernel function among the 6"),
+    EXPECT_NE(std::string(e.what()).find("Cannot find a matching kernel function: --filter-func '^ip_' matches no "
+                                         "kernel function among the 6"),
               std::string::npos)
         << e.what();
     EXPECT_NE(std::string(e.what()).find("'^ip_.*'"), std::string::npos) << e.what();

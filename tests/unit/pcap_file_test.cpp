@@ -5,6 +5,7 @@
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <pcap/pcap.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -99,6 +100,25 @@ TEST(PcapFile, LibpcapReadsBackTimesAndTruncation) {
   EXPECT_EQ(h->len, h->caplen + 1460) << "the part not captured counts in the original length";
   EXPECT_EQ(pcap_next_ex(p, &h, &data), PCAP_ERROR_BREAK);
   pcap_close(p);
+  unlink(path);
+}
+
+TEST(PcapFile, AnExistingFileIsTruncatedOnlyWhenOpened) {
+  char path[] = "/tmp/pwru-pcap-test-XXXXXX";
+  const int fd = mkstemp(path);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::write(fd, "keep", 4), 4);
+  close(fd);
+  struct stat st {};
+  {
+    PcapFile file(path);  // pwru checked its flags; start-up may still fail
+    ASSERT_EQ(stat(path, &st), 0);
+    EXPECT_EQ(st.st_size, 4) << "a start that fails must leave the file as it was";
+    file.open();  // attached
+    file.flush();
+    ASSERT_EQ(stat(path, &st), 0);
+    EXPECT_EQ(st.st_size, 24) << "a pcap file header and no record";
+  }
   unlink(path);
 }
 
