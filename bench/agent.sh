@@ -13,8 +13,8 @@
 #
 # Measures, in one run:
 #   1. TCP throughput over a veth pair between two netns without the agent
-#      and with it counting every packet at every hook (the embedded default
-#      configuration), runs interleaved; prints the ratio.
+#      and with it counting every packet at the default visit hooks (the
+#      embedded default configuration), runs interleaved; prints the ratio.
 #   2. Scrape time of /metrics (curl, loopback) with BENCH_SERIES label sets
 #      in the kernel maps (half drops, half visits; real kernel addresses to
 #      symbolize), and the agent's resident memory.

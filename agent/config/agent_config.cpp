@@ -185,6 +185,12 @@ class ConfigReader {
         {"visits_max_entries", integer_field(counters.visits_max_entries, 1, kMaxMapEntries)},
         {"visit_tracepoints",
          [this, &counters](const YAML::Node& v, const Location& at) { read_visit_tracepoints(v, at, counters); }},
+        {"visit_hooks",
+         [this, &counters](const YAML::Node& v, const Location& at) {
+           counters.visit_hooks = read_choice(v, at, {"default", "all"}) == "all"
+                                      ? AgentConfig::Counters::VisitHooks::kAll
+                                      : AgentConfig::Counters::VisitHooks::kDefault;
+         }},
         {"visit_functions",
          [this, &counters](const YAML::Node& v, const Location& at) { read_visit_functions(v, at, counters); }},
     };

@@ -31,6 +31,9 @@ struct AgentConfig {
     std::uint32_t visits_max_entries = 16384;
     bool all_tracepoints = true;                  // visit_tracepoints: all
     std::vector<std::string> visit_tracepoints;   // when not all
+    // visit_tracepoints all: kDefault counts each stage once (no entry
+    // twins, no net_dev_xmit: probe/visit_hooks.h), kAll every tracepoint.
+    enum class VisitHooks { kDefault, kAll } visit_hooks = VisitHooks::kDefault;
     enum class Functions { kCatalogue, kNone, kList } functions = Functions::kCatalogue;
     std::vector<std::string> visit_functions;     // when kList
   } counters;

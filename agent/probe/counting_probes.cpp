@@ -1,11 +1,14 @@
 #include "probe/counting_probes.h"
 
+#include <bpf/btf.h>
+
 #include <algorithm>
 #include <optional>
 
 #include "common/error.h"
 #include "probe/backend_select.h"
 #include "probe/kprobe_plan.h"
+#include "probe/visit_hooks.h"
 
 namespace pwru {
 
@@ -17,9 +20,17 @@ constexpr const char* kDropTracepoint = "kfree_skb";
 // Events are never written in count-only mode: the smallest ring will do.
 constexpr std::uint32_t kUnusedRingBytes = 4096;
 
-std::vector<SkbTracepoint> select_tracepoints(const KernelBtf& btf, const CountingSpec& spec) {
+std::vector<SkbTracepoint> select_tracepoints(const KernelBtf& btf, const CountingSpec& spec,
+                                              std::vector<std::string>& left_out) {
   std::vector<SkbTracepoint> all = btf.skb_tracepoints();
-  if (spec.all_tracepoints) return all;
+  if (spec.all_tracepoints && spec.visit_hooks == CountingSpec::VisitHooks::kAll) return all;
+  if (spec.all_tracepoints) {
+    StageTracepoints stages = stage_tracepoints(all, [&](const std::string& name) {
+      return btf__find_by_name_kind(btf.raw(), ("btf_trace_" + name).c_str(), BTF_KIND_TYPEDEF) > 0;
+    });
+    left_out = std::move(stages.left_out);
+    return stages.kept;
+  }
   std::vector<std::string> wanted = spec.tracepoints;
   if (std::find(wanted.begin(), wanted.end(), kDropTracepoint) == wanted.end()) wanted.push_back(kDropTracepoint);
   std::vector<SkbTracepoint> chosen;
@@ -72,10 +83,14 @@ CountingProbes::CountingProbes(const KernelBtf& btf, const Ksyms& ksyms, const C
   pwru_filter_cfg cfg{};
   cfg.count_only = 1;
   cfg.visit_cache_slots = spec.sizes.visit_cache_slots;
-  tracepoints_ = std::make_unique<TracepointBackend>(select_tracepoints(btf, spec), cfg, kUnusedRingBytes,
-                                                     nullptr, spec.sizes);
-  if (choice.kprobe && !spec.functions.empty()) {
-    const std::vector<SkbFunction> named = resolve_functions(btf, spec.functions, skipped_functions_);
+  const std::vector<SkbTracepoint> tracepoints = select_tracepoints(btf, spec, left_out_tracepoints_);
+  tracepoints_ = std::make_unique<TracepointBackend>(tracepoints, cfg, kUnusedRingBytes, nullptr, spec.sizes);
+  const std::vector<std::string> functions =
+      !choice.kprobe || spec.visit_hooks == CountingSpec::VisitHooks::kAll
+          ? spec.functions
+          : functions_apart_from_tracepoints(spec.functions, tracepoints, skipped_functions_);
+  if (choice.kprobe && !functions.empty()) {
+    const std::vector<SkbFunction> named = resolve_functions(btf, functions, skipped_functions_);
     const KprobePlan plan = plan_kprobes({}, ksyms, read_traceable_functions(), "", named);
     for (const SkbFunction& fn : named) {
       const bool planned = std::any_of(plan.functions.begin(), plan.functions.end(),

@@ -21,6 +21,10 @@ struct CountingSpec {
   std::string backend = "auto";  // auto | kprobe-multi | kprobe | tracepoint
   CounterMapSizes sizes{16384, 16384, PWRU_VISIT_CACHE_SLOTS};
   bool all_tracepoints = true;
+  // With all_tracepoints: kStages leaves out the tracepoints that see a
+  // packet a second time at the same stage (probe/visit_hooks.h); a list of
+  // tracepoints is taken as written either way.
+  enum class VisitHooks { kStages, kAll } visit_hooks = VisitHooks::kStages;
   std::vector<std::string> tracepoints;  // when !all_tracepoints; kfree_skb is always added
   std::vector<std::string> functions;    // kprobe backends: skb functions whose visits count
 };
@@ -43,6 +47,8 @@ class CountingProbes {
   // hook_names()[hook_id]: the names visit counters are keyed by.
   std::vector<std::string> hook_names() const;
   const std::vector<std::string>& skipped_functions() const { return skipped_functions_; }
+  // Tracepoints visit_hooks kStages left out, "name: why".
+  const std::vector<std::string>& left_out_tracepoints() const { return left_out_tracepoints_; }
 
   int drop_counts_fd() const { return tracepoints_->drop_counts_fd(); }
   int visit_counts_fd() const { return tracepoints_->visit_counts_fd(); }
@@ -53,6 +59,7 @@ class CountingProbes {
   std::string backend_name_;
   std::string backend_reason_;
   std::vector<std::string> skipped_functions_;  // "name: why"
+  std::vector<std::string> left_out_tracepoints_;
   std::unique_ptr<TracepointBackend> tracepoints_;
   std::unique_ptr<KprobeBackend> kprobes_;
 };

@@ -15,6 +15,7 @@ using ::testing::AllOf;
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
 using Functions = AgentConfig::Counters::Functions;
+using VisitHooks = AgentConfig::Counters::VisitHooks;
 
 constexpr const char* kSource = "/etc/pwru-agent.yaml";
 
@@ -42,6 +43,7 @@ TEST(AgentConfig, EmbeddedDefaultHasTheDocumentedValues) {
   EXPECT_EQ(config.counters.visits_max_entries, 16384u);
   EXPECT_TRUE(config.counters.all_tracepoints);
   EXPECT_TRUE(config.counters.visit_tracepoints.empty());
+  EXPECT_EQ(config.counters.visit_hooks, VisitHooks::kDefault);
   EXPECT_EQ(config.counters.functions, Functions::kCatalogue);
   EXPECT_TRUE(config.counters.visit_functions.empty());
   EXPECT_EQ(config.metrics.max_series, 10000u);
@@ -140,6 +142,24 @@ TEST(AgentConfig, VisitTracepointsTakesAllOrAList) {
   EXPECT_TRUE(config.counters.visit_tracepoints.empty());
 }
 
+TEST(AgentConfig, VisitHooksTakesDefaultOrAll) {
+  EXPECT_EQ(parse("counters:\n  visit_hooks: all\n").counters.visit_hooks, VisitHooks::kAll);
+  EXPECT_EQ(parse("counters:\n  visit_hooks: default\n").counters.visit_hooks, VisitHooks::kDefault);
+  // Kept beside a list, where it has no effect: a list is taken as written.
+  const AgentConfig config = parse("counters:\n  visit_hooks: all\n  visit_tracepoints: [netif_rx_entry]\n");
+  EXPECT_EQ(config.counters.visit_hooks, VisitHooks::kAll);
+  EXPECT_EQ(config.counters.visit_tracepoints, (std::vector<std::string>{"netif_rx_entry"}));
+}
+
+TEST(AgentConfig, VisitHooksRejectsOtherValues) {
+  for (const std::string bad : {"stages", "ALL", "[all]", "{a: b}", "''", "true"}) {
+    EXPECT_THAT(error_of("counters:\n  visit_hooks: " + bad + "\n"),
+                AllOf(StartsWith("/etc/pwru-agent.yaml:2: "), HasSubstr("counters.visit_hooks"),
+                      HasSubstr("one of default, all")))
+        << bad;
+  }
+}
+
 TEST(AgentConfig, VisitFunctionsTakesCatalogueNoneOrAList) {
   AgentConfig config = parse("counters:\n  visit_functions:\n    - ip_rcv\n    - tcp_v4_rcv\n");
   EXPECT_EQ(config.counters.functions, Functions::kList);
@@ -155,7 +175,7 @@ TEST(AgentConfig, UnknownKeysAreRejectedWithTheAllowedKeys) {
   EXPECT_THAT(error_of("counters:\n  drop_max_entries: 10\n"),
               AllOf(StartsWith("/etc/pwru-agent.yaml:2: "), HasSubstr("counters.drop_max_entries"),
                     HasSubstr("unknown key"), HasSubstr("did you mean drops_max_entries?"),
-                    HasSubstr("drops_max_entries, visits_max_entries, visit_tracepoints, visit_functions")));
+                    HasSubstr("drops_max_entries, visits_max_entries, visit_tracepoints, visit_hooks, visit_functions")));
   EXPECT_THAT(error_of("log:\n  level: info\nlogs:\n  level: info\n"),
               AllOf(StartsWith("/etc/pwru-agent.yaml:3: "), HasSubstr("logs"),
                     HasSubstr("log, http, probe, counters, metrics, kubernetes")));
