@@ -166,8 +166,9 @@ struct pwru_count {
 };
 
 /* Per-CPU direct-mapped slots in front of visit_counts: the first key to
- * land on a slot keeps it for good, so a key lives on one CPU either in its
- * slot or in the hash map, never moving, and every sum only grows. All
+ * land on a slot keeps it until its netns is gone (then user space frees
+ * it, bpf/pwru_visit_sweep.bpf.c), so a live key lives on one CPU either in
+ * its slot or in the hash map, never moving, and every sum only grows. All
  * slots form one per-CPU value (24 KiB, under the kernel's 32 KiB per-CPU
  * limit): contiguous memory, measured 30 ns a hit cheaper than one array
  * element per slot. */
@@ -182,6 +183,9 @@ struct pwru_visit_slot {
 struct pwru_visit_cache {
 	struct pwru_visit_slot slot[PWRU_VISIT_CACHE_SLOTS];
 };
+
+/* Gone netns one run of bpf/pwru_visit_sweep.bpf.c frees the slots of. */
+#define PWRU_VISIT_SWEEP_MAX_NETNS 1024
 
 /* Indexes of the per-CPU counters map. */
 enum pwru_counter {

@@ -15,6 +15,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -27,7 +28,8 @@ import urllib.request
 import pwru_e2e as base
 from pwru_e2e import Failure, Topology, check, sh, wait_until
 
-SCENARIOS = ("prometheus", "endpoints", "bad_config", "pods", "api_down", "dashboard", "operator_labels", "alerts")
+SCENARIOS = ("prometheus", "endpoints", "bad_config", "pods", "api_down", "dashboard", "operator_labels", "alerts",
+             "churn")
 TOOLS = ("ip", "nc", "nft", "prometheus", "promtool", "openssl")
 FAKE_APISERVER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "k8s",
                               "fake_kube_apiserver.py")
@@ -254,8 +256,9 @@ class PodProcess:
     """A process placed as a container runtime places a pod's container: in the
     pod's netns and in a cgroup named as the kubelet's systemd driver names it."""
 
-    def __init__(self, workdir, ns):
-        self.uid = "-".join(secrets.token_hex(n) for n in (4, 2, 2, 2, 6))
+    def __init__(self, workdir, ns, command=None, uid=None):
+        """Runs `sleep 300` in named netns `ns`, or (ns None) the shell `command`."""
+        self.uid = uid or "-".join(secrets.token_hex(n) for n in (4, 2, 2, 2, 6))
         root = os.path.join(cgroup2_mount(), f"pwru-e2e-{os.getpid()}")
         self.cgroup = os.path.join(
             root, "kubepods.slice", "kubepods-besteffort.slice",
@@ -269,8 +272,9 @@ class PodProcess:
                 os.mkdir(path)
                 self.made.append(path)
         # Joins the cgroup first, then the netns: the scan never sees it half placed.
+        inner = command if ns is None else f"ip netns exec {ns} sleep 300"
         self.proc = subprocess.Popen(
-            ["sh", "-c", f'echo $$ > "{self.cgroup}/cgroup.procs" && exec ip netns exec {ns} sleep 300'],
+            ["sh", "-c", f'echo $$ > "{self.cgroup}/cgroup.procs" && exec {inner}'],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def kill(self):
@@ -314,8 +318,13 @@ def metric_value(agent, name):
 
 
 def send_udp(topo, from_ns, dst, port, count):
-    for _ in range(count):
-        sh(topo.exec_args(from_ns, "nc", "-u", "-w0", dst, str(port)), input_bytes=b"pwru-agent e2e\n")
+    """`count` datagrams, each from a socket of its own (nc -w0 on a loaded machine sometimes sent none)."""
+    sh(topo.exec_args(from_ns, "/usr/bin/python3", "-c",
+                      "import socket, sys\n"
+                      "for _ in range(int(sys.argv[3])):\n"
+                      "    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:\n"
+                      "        s.sendto(b'pwru-agent e2e\\n', (sys.argv[1], int(sys.argv[2])))\n",
+                      dst, str(port), str(count)))
 
 
 def scenario_prometheus(ctx):
@@ -683,7 +692,8 @@ def scenario_operator_labels(ctx):
     # A closed port on the host's loopback: a drop of the node itself.
     host_port = 20000 + os.getpid() % 20000
     for _ in range(DATAGRAMS):
-        sh(["nc", "-u", "-w0", "127.0.0.1", str(host_port)], input_bytes=b"pwru-agent e2e\n")
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.sendto(b"pwru-agent e2e\n", ("127.0.0.1", host_port))
 
     agent_pod = OPERATOR_TARGET_LABELS["pod"]
     shop = 'sum(pwru_skb_drops_total{job="chart",namespace="shop",pod="web-0",reason="NO_SOCKET"})'
@@ -1027,6 +1037,197 @@ def scenario_alerts(ctx):
     return "; ".join(steps)
 
 
+CHURN_PODS = 1000        # netns created and deleted, each a pod of the fake API server
+CHURN_LIVE = 20          # pods alive at once
+CHURN_GRACE = 2          # deleted_pod_grace_seconds
+CHURN_SAMPLE_EVERY = 100  # these pods' last counts are checked before and after their deletion
+CHURN_SAMPLE_DATAGRAMS = 3
+# Peaks while churning: pods alive or in their grace period hold entries, the rest must not. Leaking, the
+# 1,000 pods would hold ~1,000 drop entries, ~4,000 visit keys (slots or entries) and ~5,000 series.
+CHURN_BOUND_DROPS = 300
+CHURN_BOUND_VISITS = 1200
+CHURN_BOUND_SERIES = 1500
+
+
+class AgentMaps:
+    """The agent's counter maps, read with bpftool: hash entries and cache slots in use."""
+
+    NAMES = ("drop_counts", "visit_counts", "visit_cache")
+
+    def __init__(self, agent_pid):
+        # The agent's maps by the ids in its fds' fdinfo (this bpftool lists no owner pids), named by bpftool.
+        held = set()
+        for fd in os.listdir(f"/proc/{agent_pid}/fd"):
+            try:
+                if os.readlink(f"/proc/{agent_pid}/fd/{fd}") != "anon_inode:bpf-map":
+                    continue
+                with open(f"/proc/{agent_pid}/fdinfo/{fd}") as f:
+                    held.update(int(line.split()[1]) for line in f if line.startswith("map_id:"))
+            except OSError:
+                continue  # closed meanwhile
+        _, out, _ = sh(["bpftool", "-j", "map", "show"])
+        self.ids = {}
+        for m in json.loads(out):
+            if m.get("name") in self.NAMES and m["id"] in held:
+                check(m["name"] not in self.ids, f"one {m['name']} map held by the agent", "one",
+                      f"ids {self.ids.get(m['name'])} and {m['id']}")
+                self.ids[m["name"]] = m["id"]
+        check(set(self.ids) == set(self.NAMES), "the agent's counter maps (its fds' map ids in bpftool map show)",
+              sorted(self.NAMES), sorted(self.ids))
+
+    def dump(self, name):
+        _, out, _ = sh(["bpftool", "-j", "map", "dump", "id", str(self.ids[name])], timeout=60)
+        return json.loads(out)
+
+    def read(self, netns):
+        """{"drop_counts": entries, "visit_counts": entries, "visit_cache": slots in use over all CPUs}, of the
+        netns in `netns` only: the machine may run other tests' namespaces meanwhile."""
+        out = {name: sum(1 for e in self.dump(name) if e["formatted"]["key"]["netns"] in netns)
+               for name in ("drop_counts", "visit_counts")}
+        slots = 0
+        for entry in self.dump("visit_cache"):
+            for per_cpu in entry["formatted"]["values"]:
+                slots += sum(1 for slot in per_cpu["value"]["slot"]
+                             if slot["packets"] != 0 and slot["key"]["netns"] in netns)
+        out["visit_cache"] = slots
+        return out
+
+
+def churn_series_count(agent, netns):
+    """Series of the churned pods: labelled with their namespace, or (unresolved) with one of their inodes."""
+    status, text = http_get(agent.url("/metrics"))
+    check(status == 200, "GET /metrics", 200, status)
+    inodes = {str(n) for n in netns}
+    return sum(1 for name in ("pwru_skb_drops_total", "pwru_skb_function_visits_total")
+               for labels in scrape_series(text, name)
+               if dict(labels).get("namespace") == "churn" or dict(labels).get("netns") in inodes)
+
+
+def scenario_churn(ctx):
+    """1,000 pods' netns created and deleted with traffic: the agent's kernel maps, its visit cache and its
+    series stay bounded, and a deleted pod's last counts are scraped before its series go."""
+    check(shutil.which("bpftool") is not None, "bpftool", "installed (reads the agent's maps)", "not in PATH")
+    api = ctx.track(FakeApiServer(ctx.workdir).start())
+    agent = ctx.track(Agent(ctx.binary, ctx.workdir, extra_yaml=api.agent_yaml(grace=CHURN_GRACE))).start()
+    agent.wait_ready()
+    maps = AgentMaps(agent.proc.pid)
+    inodes = set()  # every netns a churned pod had (the kernel reuses them)
+    sender = os.path.join(ctx.workdir, "send_udp.py")
+    with open(sender, "w") as f:
+        f.write("import socket, sys\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+                "for _ in range(int(sys.argv[1])):\n    s.sendto(b'x', ('127.0.0.1', 9))\n")
+
+    def start_pod(i, datagrams, delay=0):
+        # The delay keeps a checked pod's traffic clear of a race the test cannot control: the kernel gives
+        # a new netns the inode of one destroyed moments ago, and an erase of the old one's counters already
+        # under way (decided by a scan just before the new netns existed) also erases what the new one
+        # counted in those milliseconds.
+        # nc -w0 may quit before it read its stdin: a checked pod's datagrams come from python, all of them.
+        sends = (f"sleep {delay}; python3 {sender} {datagrams}" if datagrams > 1
+                 else "printf x | nc -u -w0 127.0.0.1 9")
+        uid = "-".join(secrets.token_hex(n) for n in (4, 2, 2, 2, 6))
+        # Listed before its sandbox exists, as the kubelet only starts pods the API server has.
+        api.control("add", {"uid": uid, "namespace": "churn", "name": f"pod-{i}", "node": "n1"})
+        log = os.path.join(ctx.workdir, f"pod-{i}.log")
+        pod = PodProcess(ctx.workdir, None, f"unshare -n sh -c 'ip link set lo up; {sends}; exec sleep 300' "
+                         f"2>{log}", uid=uid)
+        return ctx.track(pod)
+
+    def delete_pod(pod):
+        try:
+            inodes.add(os.stat(f"/proc/{pod.proc.pid}/ns/net").st_ino)
+        except OSError as e:
+            raise Failure(f"netns of pod process {pod.proc.pid}", "readable", e)
+        api.control("delete", {"uid": pod.uid})
+        pod.kill()
+        ctx.tracked.remove(pod)
+
+    started = time.monotonic()
+    live, peak, peak_series, samples = [], {"drop_counts": 0, "visit_counts": 0, "visit_cache": 0}, 0, 0
+    for i in range(CHURN_PODS):
+        sampled = i % CHURN_SAMPLE_EVERY == CHURN_SAMPLE_EVERY - 1
+        pod = start_pod(i, CHURN_SAMPLE_DATAGRAMS, delay=0.5) if sampled else start_pod(i, 1)
+        if sampled:
+            name = f"pod-{i}"
+            # At least: the kernel hands a new netns the inode of one destroyed moments ago, and while that
+            # one's pod is in its grace period the agent takes the inode (and its counts) for the new pod.
+            try:
+                wait_until(lambda: (pod_drop_series(agent, "churn", name) or 0) >= CHURN_SAMPLE_DATAGRAMS,
+                           QUERY_TIMEOUT, f'pwru_skb_drops_total{{namespace="churn",pod="{name}",'
+                           f'reason="NO_SOCKET"}} >= {CHURN_SAMPLE_DATAGRAMS}')
+            except Failure as f:
+                inode = str(os.stat(f"/proc/{pod.proc.pid}/ns/net").st_ino)
+                _, text = http_get(agent.url("/metrics"))
+                with open(os.path.join(ctx.workdir, f"{name}.log")) as logf:
+                    f.seen += f"; its stderr: {logf.read()!r}"
+                f.seen += f"; its netns {inode}:\n" + "\n".join(
+                    line for line in text.splitlines() if inode in line or f'pod="{name}"' in line or
+                    line.startswith("pwru_kubernetes"))
+                raise
+            final = pod_drop_series(agent, "churn", name)
+            delete_pod(pod)
+            # Deleted, its netns destroyed: its last counts stay for the grace period.
+            last = pod_drop_series(agent, "churn", name)
+            check(last == final, f"{name}'s drops scraped right after its deletion", final, last)
+            samples += 1
+            now = maps.read(inodes)
+            peak = {k: max(peak[k], now[k]) for k in peak}
+            peak_series = max(peak_series, churn_series_count(agent, inodes))
+        else:
+            live.append(pod)
+        while len(live) > CHURN_LIVE:
+            delete_pod(live.pop(0))
+    while live:
+        delete_pod(live.pop(0))
+    churn_took = time.monotonic() - started
+
+    # Every pod is deleted: after the grace (plus a rescan and a scrape) their series, entries and slots go.
+    # Other tests on this machine may make namespaces meanwhile, which the kernel gives the freed inodes of
+    # the churned ones: only inodes no namespace has now are expected empty.
+    def dead_inodes():
+        alive = set()
+        for path in [f"/proc/{p}/ns/net" for p in os.listdir("/proc") if p.isdigit()] + \
+                [os.path.join("/run/netns", n) for n in (os.listdir("/run/netns") if os.path.isdir("/run/netns")
+                                                        else [])]:
+            try:
+                alive.add(os.stat(path).st_ino)
+            except OSError:
+                pass
+        return inodes - alive
+
+    def settled():
+        dead = dead_inodes()
+        return not any(maps.read(dead).values()) and churn_series_count(agent, dead) == 0
+    try:
+        wait_until(settled, CHURN_GRACE + 20, "the churned pods' entries, slots and series to go")
+    except Failure:
+        _, text = http_get(agent.url("/metrics"))
+        dead = dead_inodes()
+        left = [e["formatted"]["key"] for name in ("drop_counts", "visit_counts") for e in maps.dump(name)
+                if e["formatted"]["key"]["netns"] in dead]
+        left += [(cpu, slot["key"], slot["packets"]) for e in maps.dump("visit_cache")
+                 for cpu, per_cpu in enumerate(e["formatted"]["values"]) for slot in per_cpu["value"]["slot"]
+                 if slot["packets"] != 0 and slot["key"]["netns"] in dead]
+        raise Failure("counter maps and series of 1,000 pods after they came and went", "none left",
+                      f"{maps.read(dead)}, {churn_series_count(agent, dead)} series; left: {left[:30]}\n" +
+                      "\n".join(line for line in text.splitlines() if 'namespace="churn"' in line or
+                                 any(f'netns="{n}"' in line for n in inodes)))
+    settled_after = time.monotonic() - started - churn_took
+    # Bound while churning: what the pods alive or in their grace period hold (a pod's netns has a drop key,
+    # a few visit keys, one slot per key and CPU), never what the 1,000 that passed held.
+    check(peak["drop_counts"] <= CHURN_BOUND_DROPS, "peak drop_counts entries of churned pods",
+          f"<= {CHURN_BOUND_DROPS}", peak)
+    check(peak["visit_counts"] + peak["visit_cache"] <= CHURN_BOUND_VISITS,
+          "peak visit_counts entries + visit cache slots of churned pods", f"<= {CHURN_BOUND_VISITS}", peak)
+    check(peak_series <= CHURN_BOUND_SERIES, "peak series of churned pods", f"<= {CHURN_BOUND_SERIES}",
+          peak_series)
+    overflow = metric_value(agent, "pwru_skb_uncounted_packets_total")
+    took = agent.stop()
+    return (f"{CHURN_PODS} pods ({len(inodes)} distinct netns inodes) in {churn_took:.0f}s, {samples} checked "
+            f"after deletion; churned pods' maps peak {peak}, {peak_series} series, none {settled_after:.1f}s "
+            f"after the last deletion; uncounted {overflow}; stopped {took:.2f}s after SIGTERM")
+
+
 class Context:
     def __init__(self, binary, workdir):
         self.binary = binary
@@ -1063,8 +1264,10 @@ def teardown_agent(ctx):
 
 def main(argv):
     scenarios = {name: globals()[f"scenario_{name}"] for name in SCENARIOS}
+    # churn makes and deletes 1,000 pods: minutes, not seconds.
+    deadline = 400.0 if argv[2:3] == ["churn"] else 150.0
     return base.scenario_main(argv, scenarios, preflight, Context, show_agent_failure, teardown_agent,
-                              deadline=150.0)
+                              deadline=deadline)
 
 
 if __name__ == "__main__":

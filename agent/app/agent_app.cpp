@@ -48,6 +48,9 @@ CountingSpec counting_spec(const AgentConfig& config) {
                                PWRU_VISIT_CACHE_SLOTS};
   spec.all_tracepoints = config.counters.all_tracepoints;
   spec.tracepoints = config.counters.visit_tracepoints;
+  spec.visit_hooks = config.counters.visit_hooks == AgentConfig::Counters::VisitHooks::kAll
+                         ? CountingSpec::VisitHooks::kAll
+                         : CountingSpec::VisitHooks::kStages;
   switch (config.counters.functions) {
     case AgentConfig::Counters::Functions::kCatalogue:
       spec.functions = parse_name_list(skb_function_catalogue());
@@ -332,6 +335,9 @@ int run_agent(const AgentConfig& config, const std::function<bool()>& stop_reque
             {"backend", probes.backend_name()}})
       .Set(1);
   for (const std::string& skipped : probes.skipped_functions()) spdlog::info("not counting {}", skipped);
+  // Debug: the same lines on every start of every node say nothing new.
+  for (const std::string& left_out : probes.left_out_tracepoints())
+    spdlog::debug("counters.visit_hooks default: not counting {}", left_out);
   spdlog::info("loaded in {:.2f} s", seconds_since(load_start));
 
   phase = "attaching hooks";
@@ -369,8 +375,10 @@ int run_agent(const AgentConfig& config, const std::function<bool()>& stop_reque
       const std::vector<std::uint32_t> gone = node_pods->refresh();
       if (!gone.empty()) {
         try {
-          spdlog::debug("kubernetes: {} netns of deleted pods gone; {} kernel counter entries erased", gone.size(),
-                        counter_source->erase_netns(gone));
+          const ErasedCounters erased = counter_source->erase_netns(gone);
+          spdlog::debug("kubernetes: {} netns of deleted pods gone; {} kernel counter entries erased, {} visit "
+                        "cache slots freed",
+                        gone.size(), erased.entries, erased.cache_slots);
         } catch (const std::exception& e) {
           // Their series are hidden anyway; the entries only take up room.
           spdlog::warn("kubernetes: erasing counters of deleted pods' netns: {}", e.what());

@@ -9,6 +9,9 @@
 #include <set>
 #include <vector>
 
+#include <spdlog/spdlog.h>
+
+#include "bpfobj/visit_sweep_object.h"
 #include "common/error.h"
 #include "events/ring_reader.h"
 #include "pwru_abi.h"
@@ -66,7 +69,16 @@ pwru_count sum(const pwru_count* per_cpu, int ncpus) {
 
 BpfCounterSource::BpfCounterSource(CounterMapFds fds) : fds_(fds), ncpus_(libbpf_num_possible_cpus()) {
   if (ncpus_ <= 0) throw SystemError("counting the possible CPUs", -ncpus_);
+  try {
+    sweeper_ = std::make_unique<VisitSweepObject>(fds_.visit_cache);
+  } catch (const std::exception& e) {
+    spdlog::warn("visit cache slots of deleted pods' netns will not be freed (their traffic is counted in the "
+                 "slower hash map instead once the cache is full): {}",
+                 e.what());
+  }
 }
+
+BpfCounterSource::~BpfCounterSource() = default;
 
 CounterSnapshot BpfCounterSource::read() const {
   CounterSnapshot snapshot;
@@ -122,11 +134,26 @@ std::size_t erase_keys_of(int fd, int ncpus, const std::set<std::uint32_t>& netn
 
 }  // namespace
 
-std::size_t BpfCounterSource::erase_netns(const std::vector<std::uint32_t>& netns) const {
-  if (netns.empty()) return 0;
+ErasedCounters BpfCounterSource::erase_netns(const std::vector<std::uint32_t>& netns) const {
+  ErasedCounters erased;
+  if (netns.empty()) return erased;
   const std::set<std::uint32_t> doomed(netns.begin(), netns.end());
-  return erase_keys_of<pwru_drop_key>(fds_.drop_counts, ncpus_, doomed) +
-         erase_keys_of<pwru_visit_key>(fds_.visit_counts, ncpus_, doomed);
+  erased.entries = erase_keys_of<pwru_drop_key>(fds_.drop_counts, ncpus_, doomed) +
+                   erase_keys_of<pwru_visit_key>(fds_.visit_counts, ncpus_, doomed);
+  if (sweeper_) {
+    try {
+      erased.cache_slots = sweeper_->free_slots_of(std::vector<std::uint32_t>(doomed.begin(), doomed.end()));
+    } catch (const SystemError& e) {
+      // EINVAL: the kernel loaded the sweeper but cannot run it on a chosen
+      // CPU (older than 5.10), and no later call will do better. Anything
+      // else leaves these slots taken; the next gone netns try again.
+      const bool for_good = e.code() == EINVAL || e.code() == ENOTSUP || e.code() == EOPNOTSUPP;
+      spdlog::warn("visit cache slots of deleted pods' netns {}freed: {}", for_good ? "will not be " : "not ",
+                   e.what());
+      if (for_good) sweeper_.reset();
+    }
+  }
+  return erased;
 }
 
 }  // namespace pwru

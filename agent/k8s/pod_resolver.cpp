@@ -25,7 +25,7 @@ bool PodResolver::refresh(Clock::time_point now) {
   // catches those the event-driven one was too early for.
   // scanned_generation_ starts at a value no generation reaches: the first
   // call always scans.
-  const bool due = generation != scanned_generation_ || now - last_scan_ >= times_.rescan_every;
+  const bool due = generation != scanned_generation_ || now - last_scan_ >= times_.rescan_every || gone_due(now);
   if (!due) {
     std::lock_guard<std::mutex> lock(mutex_);
     age(now);
@@ -53,7 +53,7 @@ bool PodResolver::refresh(Clock::time_point now) {
 
   std::lock_guard<std::mutex> lock(mutex_);
   for (auto& [netns, identity] : live_)
-    if (live.count(netns) == 0) departed_.emplace(netns, Departed{std::move(identity), now});
+    if (live.count(netns) == 0) departed_.emplace(netns, Departed{std::move(identity), now, held_[netns]});
   for (const auto& [netns, identity] : live) {
     departed_.erase(netns);
     gone_.erase(netns);  // the kernel reused the inode for a new netns
@@ -65,13 +65,34 @@ bool PodResolver::refresh(Clock::time_point now) {
   if (std::exchange(scan_failing_, false)) spdlog::info("kubernetes: scanning processes works again");
   scanned_generation_ = generation;
   last_scan_ = now;
+  last_good_scan_ = now;
+  held_.clear();
+  for (const auto& [uid, netns] : netns_by_uid_) held_[netns].insert(uid);
   age(now);
   return true;
 }
 
+bool PodResolver::gone_due(Clock::time_point now) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  for (const auto& [netns, departed] : departed_)
+    // Against last_scan_, not last_good_scan_: a failing scan is retried at
+    // rescan_every, not at every call.
+    if (now - departed.since >= times_.deleted_pod_grace && last_scan_ < departed.since + times_.deleted_pod_grace)
+      return true;
+  return false;
+}
+
 void PodResolver::age(Clock::time_point now) {
   for (auto it = departed_.begin(); it != departed_.end();) {
-    if (now - it->second.since < times_.deleted_pod_grace) {
+    // Gone only once a scan after the grace did not find it either: the
+    // kernel hands a destroyed netns's inode to the next new one, and a pod
+    // that got it meanwhile must not have its fresh counters erased.
+    // Nor while another pod's process holds it, even one of a pod this agent
+    // has not been told about yet (its ADDED event still on the way). The
+    // deleted pod's own processes do not count: a force-deleted pod's may
+    // linger, and its series go after the grace all the same.
+    const Clock::time_point grace_end = it->second.since + times_.deleted_pod_grace;
+    if (now < grace_end || last_good_scan_ < grace_end || held_by_another_pod(it->first, it->second)) {
       ++it;
       continue;
     }
@@ -86,6 +107,14 @@ void PodResolver::age(Clock::time_point now) {
   for (const auto& [netns, since] : gone_) by_age.emplace_back(since, netns);
   std::sort(by_age.begin(), by_age.end());
   for (std::size_t i = 0; i < by_age.size() / 4; ++i) gone_.erase(by_age[i].second);
+}
+
+bool PodResolver::held_by_another_pod(std::uint32_t netns, const Departed& departed) const {
+  const auto it = held_.find(netns);
+  if (it == held_.end()) return false;
+  for (const std::string& uid : it->second)
+    if (departed.uids.count(uid) == 0) return true;
+  return false;
 }
 
 std::vector<std::uint32_t> PodResolver::take_gone() {

@@ -54,8 +54,10 @@ class PodResolver final : public NetnsResolver {
 
   PodIdentity resolve(std::uint32_t netns_inode) const override;
 
-  // Rescans when the pod set changed since the last scan or `rescan_every`
-  // has passed, and ages departed netns into gone ones; returns whether it
+  // Rescans when the pod set changed since the last scan, `rescan_every`
+  // has passed, or a departed netns's grace ended after the last scan, and
+  // ages departed netns into gone ones (only those a scan after their grace
+  // did not find: a new pod may have their inode); returns whether it
   // scanned. A scan that throws is counted and retried at the next call.
   // `now` is injectable for tests.
   bool refresh(Clock::time_point now = Clock::now());
@@ -76,14 +78,21 @@ class PodResolver final : public NetnsResolver {
   struct Departed {
     PodIdentity identity;
     Clock::time_point since;
+    std::set<std::string> uids;  // of the pod(s) that had it: their own lingering processes do not hold it
   };
+  bool held_by_another_pod(std::uint32_t netns, const Departed& departed) const;  // caller holds mutex_
   void age(Clock::time_point now);  // caller holds mutex_
+  // A departed netns is past its grace but no scan has looked since.
+  bool gone_due(Clock::time_point now) const;
 
   const PodCache& cache_;
   Scan scan_;
   PodResolverTimes times_;
   std::uint64_t scanned_generation_ = ~std::uint64_t{0};
   Clock::time_point last_scan_{};
+  Clock::time_point last_good_scan_{};  // under mutex_: age() compares it with grace ends
+  // netns -> UIDs of the pods whose processes the last good scan found in it.
+  std::map<std::uint32_t, std::set<std::string>> held_;
 
   mutable std::mutex mutex_;
   std::map<std::uint32_t, PodIdentity> live_;

@@ -279,8 +279,8 @@ std::vector<prometheus::MetricFamily> SkbCounterCollector::Collect() const {
       for (const auto& [key, before] : totals.last) {
         const auto it = now.find(key);
         const Sum after = it == now.end() ? Sum{} : it->second;
-        // Erasing leaves a key's per-CPU cache slots behind: only the
-        // difference is gone, not the whole count.
+        // A key's erased entry and freed slots can go in different reads
+        // (and a slot on an offline CPU stays): count only what went.
         totals.erased[key.second].add(before.packets - std::min(before.packets, after.packets),
                                       before.bytes - std::min(before.bytes, after.bytes));
       }

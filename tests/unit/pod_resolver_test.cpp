@@ -115,6 +115,53 @@ TEST(PodResolver, ADeletedPodKeepsItsLabelsForTheGraceThenIsGoneOnce) {
   EXPECT_EQ(resolver.stats().gone_netns, 0u);
 }
 
+TEST(PodResolver, ANetnsIsGoneOnlyIfAScanAfterItsGraceMissesItForANewPodMayHaveItsInode) {
+  PodCache cache;
+  cache.replace({PodInfo{"u1", "shop", "web-0", false}}, "10");
+  FakeScan scan({{"u1", kWebNetns}});
+  PodResolver resolver(cache, scan.fn(), PodResolverTimes{seconds(300), seconds(60)});
+  const auto t0 = PodResolver::Clock::now();
+  ASSERT_TRUE(resolver.refresh(t0));
+  cache.apply(event(WatchEvent::Type::kDeleted, PodInfo{"u1", "shop", "web-0", false}));
+  scan.netns.clear();
+  ASSERT_TRUE(resolver.refresh(t0 + seconds(5)));
+  // A new pod is listed (scanned: no process yet), then its sandbox gets the
+  // destroyed netns's inode; no scan is due for minutes.
+  cache.apply(event(WatchEvent::Type::kAdded, PodInfo{"u2", "shop", "web-1", false}));
+  ASSERT_TRUE(resolver.refresh(t0 + seconds(30)));
+  scan.netns["u2"] = kWebNetns;
+  EXPECT_FALSE(resolver.refresh(t0 + seconds(40)));
+  const int scans = scan.scans;
+  // The grace ends: a scan first, which finds the inode taken.
+  EXPECT_TRUE(resolver.refresh(t0 + seconds(66)));
+  EXPECT_EQ(scan.scans, scans + 1);
+  EXPECT_TRUE(resolver.take_gone().empty()) << "the new pod's counters would be erased";
+  EXPECT_EQ(resolver.resolve(kWebNetns).pod, "web-1");
+  EXPECT_EQ(resolver.stats().departed_netns, 0u);
+}
+
+TEST(PodResolver, AFailingScanAtTheEndOfAGraceIsRetriedAtTheRescanIntervalAndNothingIsGoneMeanwhile) {
+  PodCache cache;
+  cache.replace({PodInfo{"u1", "shop", "web-0", false}}, "10");
+  FakeScan scan({{"u1", kWebNetns}});
+  PodResolver resolver(cache, scan.fn(), PodResolverTimes{seconds(30), seconds(10)});
+  const auto t0 = PodResolver::Clock::now();
+  ASSERT_TRUE(resolver.refresh(t0));
+  cache.apply(event(WatchEvent::Type::kDeleted, PodInfo{"u1", "shop", "web-0", false}));
+  scan.netns.clear();
+  ASSERT_TRUE(resolver.refresh(t0 + seconds(1)));
+  scan.fail = true;
+  EXPECT_FALSE(resolver.refresh(t0 + seconds(12)));  // grace over: tried, failed
+  EXPECT_FALSE(resolver.refresh(t0 + seconds(13)));
+  EXPECT_FALSE(resolver.refresh(t0 + seconds(20)));
+  EXPECT_EQ(scan.scans, 3);
+  EXPECT_TRUE(resolver.take_gone().empty());
+  EXPECT_EQ(resolver.resolve(kWebNetns).pod, "web-0");
+  scan.fail = false;
+  EXPECT_TRUE(resolver.refresh(t0 + seconds(42)));
+  EXPECT_EQ(resolver.take_gone(), std::vector<std::uint32_t>{kWebNetns});
+}
+
 TEST(PodResolver, APodSeenAgainWithinTheGraceIsNotGone) {
   PodCache cache;
   cache.replace({PodInfo{"u1", "shop", "web-0", false}}, "10");
@@ -140,6 +187,24 @@ TEST(PodResolver, ZeroGraceIsGoneAtTheNextScan) {
   cache.apply(event(WatchEvent::Type::kDeleted, PodInfo{"u1", "shop", "web-0", false}));
   ASSERT_TRUE(resolver.refresh());
   EXPECT_EQ(resolver.resolve(kWebNetns).kind, Kind::kGone);
+}
+
+TEST(PodResolver, ANetnsAPodProcessStillHoldsIsNotGoneEvenForAPodNotListedYet) {
+  PodCache cache;
+  cache.replace({PodInfo{"u1", "shop", "web-0", false}}, "10");
+  FakeScan scan({{"u1", kWebNetns}});
+  PodResolver resolver(cache, scan.fn(), PodResolverTimes{seconds(30), seconds(0)});
+  const auto t0 = PodResolver::Clock::now();
+  ASSERT_TRUE(resolver.refresh(t0));
+  cache.apply(event(WatchEvent::Type::kDeleted, PodInfo{"u1", "shop", "web-0", false}));
+  // A new pod's sandbox has the inode before its ADDED event arrives.
+  scan.netns = {{"u2", kWebNetns}};
+  ASSERT_TRUE(resolver.refresh(t0 + seconds(1)));
+  EXPECT_TRUE(resolver.take_gone().empty());
+  cache.apply(event(WatchEvent::Type::kAdded, PodInfo{"u2", "shop", "web-1", false}));
+  ASSERT_TRUE(resolver.refresh(t0 + seconds(2)));
+  EXPECT_EQ(resolver.resolve(kWebNetns).pod, "web-1");
+  EXPECT_TRUE(resolver.take_gone().empty());
 }
 
 TEST(PodResolver, AFailingScanKeepsWhatWasKnownAndIsRetriedLater) {
