@@ -236,9 +236,13 @@ TraceSession::TraceSession(const KernelBtf& btf, TraceConfig config, LineSink& s
 }
 
 TraceSession::~TraceSession() {
-  if (impl_ && impl_->bpfprogs) impl_->bpfprogs->detach();
-  if (impl_ && impl_->kprobes) impl_->kprobes->detach(config_.kprobe_batch);
-  if (impl_ && impl_->backend) impl_->backend->detach();
+  if (impl_) detach();
+}
+
+void TraceSession::detach() noexcept {
+  if (impl_->bpfprogs) impl_->bpfprogs->detach();
+  if (impl_->kprobes) impl_->kprobes->detach(config_.kprobe_batch);
+  if (impl_->backend) impl_->backend->detach();
 }
 
 std::size_t TraceSession::hook_count() const {
@@ -336,12 +340,15 @@ std::uint64_t TraceSession::events_lost_so_far() const {
 
 TraceStats TraceSession::finish() {
   if (finished_) return stats_;
-  finished_ = true;
-  if (impl_->bpfprogs) impl_->bpfprogs->detach();
-  if (impl_->kprobes) impl_->kprobes->detach(config_.kprobe_batch);
-  impl_->backend->detach();
+  detach();
   // Events the kernel wrote before detach are still in the ring: print them
   // (up to the limit) rather than drop what was already collected.
+  return stop_output();
+}
+
+TraceStats TraceSession::stop_output() {
+  if (finished_) return stats_;
+  finished_ = true;
   impl_->reader->drain();
   sink_.write(buffer_);
   buffer_.clear();

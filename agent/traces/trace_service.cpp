@@ -390,7 +390,10 @@ void RunningTrace::stream(LineSink& out) {
   };
   const AttachReport report = session_->attach([&] { return stop() || out.closed(); });
   session_->run(stop);
-  const TraceStats stats = session_->finish();
+  // The summary goes out before the links are detached: on kernels without
+  // kprobe-multi that takes about 30 s, which no client should wait for.
+  // ~RunningTrace detaches, once the response has ended.
+  const TraceStats stats = session_->stop_output();
   publish_losses(stats.events_lost);
   std::string ended = "duration";
   if (stats.limit_reached) ended = "max_events";

@@ -291,6 +291,28 @@ grep -v '"summary"' /tmp/agent.trace | grep -qv "\"netns\":$INODE_B," && fail "t
 tail -n 1 /tmp/agent.trace | grep -q "\"summary\".*\"backend\":\"$B\".*\"ended\":\"duration\"" ||
 	fail "summary line: $(tail -n 1 /tmp/agent.trace)"
 tail -n 1 /tmp/agent.trace
+if [ "$B" = kprobe ]; then
+	# Plain kprobes detach one grace period per link (about 30 s for a
+	# whole trace): the client gets its summary and the end of the response
+	# first, and the agent detaches after.
+	echo "== pwru-agent: a trace of every skb function on $B answers before it detaches"
+	kprobes() { wc -l </sys/kernel/debug/kprobes/list; }
+	counting=$(kprobes)
+	wget -q -O /tmp/agent.full --header 'Content-Type: application/json' \
+		--post-data "{\"netns\":$INODE_B,\"filter\":\"icmp\",\"duration\":\"1s\"}" \
+		http://127.0.0.1:9464/v1/traces || fail "POST /v1/traces of every skb function"
+	after_answer=$(kprobes)
+	tail -n 1 /tmp/agent.full | grep -q '"summary".*"ended":"duration"' || fail "summary line: $(tail -n 1 /tmp/agent.full)"
+	[ "$after_answer" -gt "$counting" ] ||
+		fail "the trace's kprobes ($after_answer, counters' $counting) were gone before the answer ended: the client waited for the detach"
+	i=0
+	while [ "$(kprobes)" -gt "$counting" ]; do
+		i=$((i + 1))
+		[ "$i" -le 1800 ] || fail "the trace's kprobes still attached 180 s after its answer"
+		sleep 0.1
+	done
+	echo "answer ended with $((after_answer - counting)) trace kprobes attached; detached $((i / 10)) s later"
+fi
 interrupt_pwru 60 "pwru-agent SIGINT"
 grep "attached\|detached\|not counting" "$OUT.err"
 nothing_attached "after pwru-agent exited"
