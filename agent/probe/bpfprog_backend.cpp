@@ -4,9 +4,14 @@
 #include <bpf/btf.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <exception>
+#include <thread>
 
 #include "bpfobj/libbpf_quiet.h"
 #include "common/error.h"
@@ -72,6 +77,17 @@ std::vector<TracedProg> find_programs(bool tc, bool xdp, std::vector<std::string
   return out;
 }
 
+// The kernel's verifier runs on the loading thread: one per core.
+// PWRU_PROG_LOAD_THREADS=1 loads one after another (bench/vm_tc_start.sh
+// compares the two in one run).
+unsigned load_threads() {
+  if (const char* forced = std::getenv("PWRU_PROG_LOAD_THREADS")) {
+    const long n = std::strtol(forced, nullptr, 10);
+    if (n >= 1 && n <= 64) return static_cast<unsigned>(n);
+  }
+  return std::clamp(std::thread::hardware_concurrency(), 1u, 16u);
+}
+
 }  // namespace
 
 BpfProgBackend::BpfProgBackend(bool trace_tc, bool trace_xdp, std::uint16_t first_hook_id,
@@ -81,15 +97,41 @@ BpfProgBackend::BpfProgBackend(bool trace_tc, bool trace_xdp, std::uint16_t firs
   QuietLibbpf quiet;
   std::vector<TracedProg> progs = find_programs(trace_tc, trace_xdp, skipped_);
   for (TracedProg& p : progs) target_fds_.push_back(p.fd);
-  for (TracedProg& p : progs) {
-    const auto hook_id = static_cast<std::uint16_t>(first_hook_id + hooks_.size());
+  // Each tracer is a verifier run of its own (an fentry program names its
+  // target at load): on a node with a hundred tc programs, loading them one
+  // after another is most of pwru's start-up.
+  std::vector<std::unique_ptr<BpfProgObject>> loaded(progs.size());
+  std::vector<std::exception_ptr> failed(progs.size());
+  std::atomic<std::size_t> next{0};
+  const auto load_some = [&] {
+    for (std::size_t i; (i = next++) < progs.size();) {
+      const TracedProg& p = progs[i];
+      try {
+        const auto hook_id = static_cast<std::uint16_t>(first_hook_id + i);
+        loaded[i] = std::make_unique<BpfProgObject>(p.kind, p.fd, p.entry, hook_id, filter, pcap, maps);
+      } catch (...) {
+        failed[i] = std::current_exception();
+      }
+    }
+  };
+  std::vector<std::thread> loaders;
+  for (unsigned t = 1; t < std::min<std::size_t>(load_threads(), progs.size()); ++t) loaders.emplace_back(load_some);
+  load_some();
+  for (std::thread& t : loaders) t.join();
+  // Hook ids are the programs' positions, so a skipped one leaves a gap
+  // rather than renumbering the rest.
+  for (std::size_t i = 0; i < progs.size(); ++i) {
+    if (loaded[i]) {
+      tracers_.push_back(std::move(loaded[i]));
+      hooks_.push_back(Hook{static_cast<std::uint16_t>(first_hook_id + i), progs[i].name, false});
+      continue;
+    }
     try {
-      tracers_.push_back(std::make_unique<BpfProgObject>(p.kind, p.fd, p.entry, hook_id, filter, pcap, maps));
-      hooks_.push_back(Hook{hook_id, p.name, false});
+      std::rethrow_exception(failed[i]);
     } catch (const UsageError&) {
       throw;  // the pcap filter, not the program: the user must change it
     } catch (const std::exception& e) {
-      skipped_.push_back(p.name + ": " + e.what());
+      skipped_.push_back(progs[i].name + ": " + e.what());
     }
   }
   if (hooks_.empty() && !skipped_.empty())

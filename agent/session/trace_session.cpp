@@ -219,12 +219,17 @@ TraceSession::TraceSession(const KernelBtf& btf, TraceConfig config, LineSink& s
         config_.trace_tc, config_.trace_xdp,
         static_cast<std::uint16_t>(impl_->backend->hooks().size() + (impl_->kprobes ? impl_->kprobes->hooks().size() : 0)),
         config_.filter, config_.pcap, impl_->backend->shared_maps());
+  // By id: a tc or XDP program that could not be traced leaves its id unused.
   std::vector<std::string> names;
-  for (const Hook& hook : impl_->backend->hooks()) names.push_back(hook.name);
-  if (impl_->kprobes)
-    for (const Hook& hook : impl_->kprobes->hooks()) names.push_back(hook.name);
-  if (impl_->bpfprogs)
-    for (const Hook& hook : impl_->bpfprogs->hooks()) names.push_back(hook.name);
+  const auto name_hooks = [&names](const std::vector<Hook>& hooks) {
+    for (const Hook& hook : hooks) {
+      if (names.size() <= hook.id) names.resize(hook.id + 1u);
+      names[hook.id] = hook.name;
+    }
+  };
+  name_hooks(impl_->backend->hooks());
+  if (impl_->kprobes) name_hooks(impl_->kprobes->hooks());
+  if (impl_->bpfprogs) name_hooks(impl_->bpfprogs->hooks());
   impl_->namer = std::make_unique<EventNamer>(std::move(names), btf.enum_values("skb_drop_reason"),
                                               &impl_->ksyms);
   impl_->repeated_drop_hooks = name_drops_as_pwru(btf, impl_->backend->hooks(),

@@ -1,7 +1,9 @@
-// pwru-test-attach NETNS_PATH IFACE: attaches a pass-everything tc (ingress)
-// and XDP program (bpf/pwru_test_progs.bpf.c) to IFACE inside the netns,
-// prints "attached" and keeps them until SIGTERM or SIGINT; then detaches.
-// Gives --filter-trace-tc/-xdp something to trace in tests.
+// pwru-test-attach NETNS_PATH IFACE [MORE]: attaches a pass-everything tc
+// (ingress) and XDP program (bpf/pwru_test_progs.bpf.c) to IFACE inside the
+// netns, loads MORE further copies of them (loaded, not attached: pwru
+// traces every loaded tc and XDP program), prints "attached" and keeps them
+// until SIGTERM or SIGINT; then detaches. Gives --filter-trace-tc/-xdp
+// something to trace in tests, and many programs in bench/vm_tc_start.sh.
 #include <bpf/libbpf.h>
 #include <fcntl.h>
 #include <net/if.h>
@@ -11,7 +13,9 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <vector>
 
 #include "pwru_test_progs.skel.h"
 
@@ -21,8 +25,13 @@ void on_signal(int) { g_stop = 1; }
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 3) {
-    std::fprintf(stderr, "usage: %s NETNS_PATH IFACE\n", argv[0]);
+  if (argc != 3 && argc != 4) {
+    std::fprintf(stderr, "usage: %s NETNS_PATH IFACE [MORE]\n", argv[0]);
+    return 2;
+  }
+  const long more = argc == 4 ? std::strtol(argv[3], nullptr, 10) : 0;
+  if (more < 0 || more > 1000) {
+    std::fprintf(stderr, "MORE must be 0 to 1000, not %s\n", argv[3]);
     return 2;
   }
   const int ns = open(argv[1], O_RDONLY | O_CLOEXEC);
@@ -55,6 +64,15 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "xdp attach on %s: %s\n", argv[2], std::strerror(-err));
     return 1;
   }
+  std::vector<struct pwru_test_progs*> copies;
+  for (long i = 0; i < more; ++i) {
+    struct pwru_test_progs* copy = pwru_test_progs__open_and_load();
+    if (!copy) {
+      std::fprintf(stderr, "loading copy %ld of the test programs: %s\n", i + 1, std::strerror(errno));
+      return 1;
+    }
+    copies.push_back(copy);
+  }
   // Blocked until sigsuspend, so a signal between the check and the wait
   // is not lost.
   sigset_t stop_signals, old;
@@ -72,6 +90,7 @@ int main(int argc, char** argv) {
   bpf_xdp_detach(ifindex, 0, nullptr);
   hook.attach_point = static_cast<bpf_tc_attach_point>(BPF_TC_INGRESS | BPF_TC_EGRESS);
   bpf_tc_hook_destroy(&hook);
+  for (struct pwru_test_progs* copy : copies) pwru_test_progs__destroy(copy);
   pwru_test_progs__destroy(skel);
   return 0;
 }
