@@ -30,6 +30,15 @@ TEST(Ksyms, NearestTextSymbolIncludingModules) {
   EXPECT_EQ(k.name_or_hex(0x1000), "0x1000");
 }
 
+TEST(Ksyms, LastLineWithoutNewlineAndTabsBetweenFields) {
+  std::istringstream in("ffffffff81000000\tT\t_stext\n\nffffffffc0a02000 t  nf_nat_ipv4_fn  [nf_nat]");
+  const Ksyms k = Ksyms::parse(in);
+  EXPECT_EQ(k.size(), 2u);
+  EXPECT_EQ(k.nearest(0xffffffffc0a02010), "nf_nat_ipv4_fn [nf_nat]");
+  EXPECT_TRUE(k.has_function("nf_nat_ipv4_fn"));
+  EXPECT_TRUE(k.has_function("_stext"));
+}
+
 TEST(Ksyms, RestrictedKallsymsIsEmptyNotAnError) {
   std::istringstream in("0000000000000000 T _stext\n0000000000000000 t ip_rcv\n");
   const Ksyms k = Ksyms::parse(in);
