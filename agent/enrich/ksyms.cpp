@@ -75,6 +75,13 @@ bool Ksyms::has_function(std::string_view name) const {
   return it != by_name_.end() && name_of(syms_[*it]) == name;
 }
 
+std::optional<std::uint64_t> Ksyms::address_of(std::string_view name) const {
+  auto it = std::lower_bound(by_name_.begin(), by_name_.end(), name,
+                             [this](std::uint32_t i, std::string_view n) { return name_of(syms_[i]) < n; });
+  if (it == by_name_.end() || name_of(syms_[*it]) != name) return std::nullopt;
+  return syms_[*it].addr;
+}
+
 std::string Ksyms::nearest(std::uint64_t addr) const {
   auto it = std::upper_bound(syms_.begin(), syms_.end(), addr,
                              [](std::uint64_t a, const Sym& s) { return a < s.addr; });

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <istream>
 #include <string>
 #include <string_view>
@@ -24,6 +25,9 @@ class Ksyms {
   std::string name_or_hex(std::uint64_t addr) const;
   // Whether a text symbol of this exact name exists (in vmlinux or a module).
   bool has_function(std::string_view name) const;
+  // The address of the text symbol of this exact name (the first, if a
+  // module has one of the same name); nullopt when there is none.
+  std::optional<std::uint64_t> address_of(std::string_view name) const;
   bool empty() const { return syms_.empty(); }
   std::size_t size() const { return syms_.size(); }
 

@@ -4,35 +4,11 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <fstream>
-#include <iterator>
-#include <sstream>
 
 #include "common/error.h"
 #include "common/unique_fd.h"
 
 namespace pwru {
-
-std::optional<std::uint64_t> kallsyms_address(std::string_view kallsyms_text, std::string_view name) {
-  std::size_t line_start = 0;
-  while (line_start < kallsyms_text.size()) {
-    std::size_t line_end = kallsyms_text.find('\n', line_start);
-    if (line_end == std::string_view::npos) line_end = kallsyms_text.size();
-    const std::string_view line = kallsyms_text.substr(line_start, line_end - line_start);
-    line_start = line_end + 1;
-    // "ffffffff81234560 T __bpf_call_base"; a module symbol has a tab and
-    // "[module]" after its name.
-    const std::size_t type_end = line.find(' ', line.find(' ') + 1);
-    if (type_end == std::string_view::npos) continue;
-    std::string_view symbol = line.substr(type_end + 1);
-    symbol = symbol.substr(0, symbol.find_first_of("\t "));
-    if (symbol != name) continue;
-    const std::uint64_t addr = std::strtoull(std::string(line.substr(0, line.find(' '))).c_str(), nullptr, 16);
-    if (addr == 0) return std::nullopt;
-    return addr;
-  }
-  return std::nullopt;
-}
 
 std::vector<std::string> called_kernel_functions(const std::vector<bpf_insn>& insns, std::uint64_t call_base,
                                                  const Ksyms& ksyms) {
@@ -79,17 +55,14 @@ std::vector<bpf_insn> translated_instructions(int prog_fd) {
 }
 
 BpfHelperScan scan_loaded_bpf_helpers(const std::string& kallsyms_path) {
-  std::ifstream in(kallsyms_path);
-  if (!in) throw SystemError("--filter-track-bpf-helpers: cannot read " + kallsyms_path, errno ? errno : ENOENT);
-  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  const std::optional<std::uint64_t> call_base = kallsyms_address(text, "__bpf_call_base");
+  const Ksyms ksyms = Ksyms::load(kallsyms_path);
+  // Empty when unreadable or when kptr_restrict shows only zeros.
+  const std::optional<std::uint64_t> call_base = ksyms.address_of("__bpf_call_base");
   if (!call_base)
     throw SystemError("--filter-track-bpf-helpers needs kernel addresses, and " + kallsyms_path +
-                          " shows no address for __bpf_call_base (kernel.kptr_restrict hides them from this "
-                          "user: run pwru as root with kernel.kptr_restrict 0 or 1)",
+                          " shows no address for __bpf_call_base (unreadable, or kernel.kptr_restrict hides them "
+                          "from this user: run pwru as root with kernel.kptr_restrict 0 or 1)",
                       EPERM);
-  std::istringstream symbols(text);
-  const Ksyms ksyms = Ksyms::parse(symbols);
   BpfHelperScan scan;
   std::uint32_t id = 0;
   while (true) {

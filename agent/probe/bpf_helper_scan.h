@@ -29,10 +29,6 @@ struct BpfHelperScan {
   std::size_t programs_gone = 0;       // unloaded between listing and reading
 };
 
-// The address of `name` in /proc/kallsyms text, nullopt when absent or
-// hidden (kptr_restrict prints zeros).
-std::optional<std::uint64_t> kallsyms_address(std::string_view kallsyms_text, std::string_view name);
-
 // The kernel functions that translated instructions call: each helper or
 // kfunc call's target (call_base + imm) named by `ksyms`, module suffix
 // dropped. Calls of the program's own subprograms, tail calls and targets

@@ -27,11 +27,9 @@ struct TestProgs {
 TEST(BpfHelperScanRoot, FindsTheHelperALoadedTcProgramCalls) {
   const TestProgs progs;
   ASSERT_NE(progs.skel, nullptr) << "loading bpf/pwru_test_progs.bpf.c";
-  std::ifstream in("/proc/kallsyms");
-  const std::string kallsyms((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  const std::optional<std::uint64_t> call_base = kallsyms_address(kallsyms, "__bpf_call_base");
-  ASSERT_TRUE(call_base.has_value()) << "root sees kernel addresses";
   const Ksyms ksyms = Ksyms::load();
+  const std::optional<std::uint64_t> call_base = ksyms.address_of("__bpf_call_base");
+  ASSERT_TRUE(call_base.has_value()) << "root sees kernel addresses";
 
   // The tc program calls bpf_skb_load_bytes and nothing else; the XDP
   // program calls nothing.

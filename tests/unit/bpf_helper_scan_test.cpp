@@ -38,13 +38,15 @@ bpf_insn call(std::uint64_t target, std::uint8_t src_reg = 0) {
 }
 
 TEST(BpfHelperScan, FindsTheAddressOfASymbol) {
-  EXPECT_EQ(kallsyms_address(kKallsyms, "__bpf_call_base"), kCallBase);
-  EXPECT_EQ(kallsyms_address(kKallsyms, "nf_conntrack_kfunc_lookup"), 0xffffffffc0001000);
+  const Ksyms ksyms = symbols();
+  EXPECT_EQ(ksyms.address_of("__bpf_call_base"), kCallBase);
+  EXPECT_EQ(ksyms.address_of("nf_conntrack_kfunc_lookup"), 0xffffffffc0001000);
   // A prefix of a name, or a name absent, is not found.
-  EXPECT_FALSE(kallsyms_address(kKallsyms, "__bpf_call").has_value());
-  EXPECT_FALSE(kallsyms_address(kKallsyms, "no_such_symbol").has_value());
+  EXPECT_FALSE(ksyms.address_of("__bpf_call").has_value());
+  EXPECT_FALSE(ksyms.address_of("no_such_symbol").has_value());
   // kptr_restrict shows zeros: no address to compute calls from.
-  EXPECT_FALSE(kallsyms_address("0000000000000000 T __bpf_call_base\n", "__bpf_call_base").has_value());
+  std::istringstream hidden("0000000000000000 T __bpf_call_base\n");
+  EXPECT_FALSE(Ksyms::parse(hidden).address_of("__bpf_call_base").has_value());
 }
 
 TEST(BpfHelperScan, NamesHelperAndKfuncCallsOnly) {
