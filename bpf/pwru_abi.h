@@ -47,7 +47,7 @@
 
 /* --output-pcap: the room for packet bytes after an event (one less is copied at most). */
 #define PWRU_CAPTURE_MAX 2048
-/* pwru_event.capture_from: where the copied bytes start. */
+/* pwru_part_capture.capture_from: where the copied bytes start. */
 #define PWRU_CAPTURE_NONE 0
 #define PWRU_CAPTURE_L3 1 /* the network header (IP, IPv6, ARP) */
 #define PWRU_CAPTURE_L2 2 /* the MAC header, for skbs without a network header */
@@ -74,11 +74,24 @@ struct pwru_tuple {
 	PWRU_U8 tcp_flags; /* byte 13 of the TCP header */
 };
 
-struct pwru_event {
+/*
+ * A ring record is a fixed core, then the optional parts the trace asked
+ * for, in PWRU_PART_* bit order, each present only when its bit is set in
+ * core.parts. A plain trace pays for the core alone; the parts are chosen
+ * once per trace from pwru_filter_cfg (rodata), so every reservation size is
+ * a constant the verifier knows.
+ */
+#define PWRU_PART_STACK (1 << 0)   /* struct pwru_part_stack: --output-stack / --output-caller */
+#define PWRU_PART_DUMP (1 << 1)    /* struct pwru_part_dump: --output-skb / --output-skb-shared-info */
+#define PWRU_PART_CB (1 << 2)      /* struct pwru_part_cb: --output-skb-cb */
+#define PWRU_PART_TUNNEL (1 << 3)  /* struct pwru_part_tunnel: --output-tunnel */
+#define PWRU_PART_CAPTURE (1 << 4) /* struct pwru_part_capture: --output-pcap; always last */
+#define PWRU_PARTS_KNOWN 0x1f
+
+struct pwru_event_core {
 	PWRU_U64 skb_addr;
 	PWRU_U64 ts_ns; /* bpf_ktime_get_ns() */
 	PWRU_U64 drop_location; /* kfree_skb's location: return address into the dropping function */
-	PWRU_S64 stack_id; /* id in the stack map, < 0 when not captured */
 	PWRU_U32 pid; /* thread group id */
 	PWRU_U32 cpu;
 	char comm[PWRU_COMM_LEN];
@@ -92,31 +105,72 @@ struct pwru_event {
 	PWRU_U16 protocol; /* skb->protocol, network byte order */
 	PWRU_U16 hook_id; /* index into the hook table user space built */
 	PWRU_U8 has_drop_reason; /* 1 when the hook carries a drop reason */
-	PWRU_U8 capture_from; /* PWRU_CAPTURE_*: packet bytes follow (struct pwru_event_capture) */
-	PWRU_U16 capture_len; /* bytes in pwru_event_capture.data */
+	PWRU_U8 parts; /* PWRU_PART_*: the optional parts after the core */
 	struct pwru_tuple tuple;
-	/* With PWRU_OUT_SKB/SHINFO: key of this event's texts in the
-	 * print_skb / print_shinfo maps; 0 when none was stored. */
-	PWRU_U64 dump_id;
-	PWRU_U32 cb[5]; /* PWRU_OUT_CB */
-	PWRU_U32 pad2;
-	struct pwru_tuple tunnel_tuple; /* PWRU_OUT_TUNNEL: from skb->inner_network_header */
+	PWRU_U16 pad;
 };
+
+struct pwru_part_stack {
+	PWRU_S64 stack_id; /* id in the stack map, < 0 when the map refused it */
+};
+
+struct pwru_part_dump {
+	/* Key of this event's texts in the print_skb / print_shinfo maps; 0
+	 * when none was stored. */
+	PWRU_U64 dump_id;
+};
+
+struct pwru_part_cb {
+	PWRU_U32 cb[5]; /* qdisc_skb_cb->data, as __sk_buff->cb[] */
+	PWRU_U32 pad;
+};
+
+struct pwru_part_tunnel {
+	struct pwru_tuple tuple; /* from skb->inner_network_header; zero when not tunnel traffic */
+};
+
+/* The packet's first bytes from capture_from; the rest of the record. */
+struct pwru_part_capture {
+	PWRU_U32 packet_len; /* the whole packet's length from capture_from (linear or not) */
+	PWRU_U16 capture_len; /* bytes of data that hold packet bytes */
+	PWRU_U8 capture_from; /* PWRU_CAPTURE_* */
+	PWRU_U8 pad;
+	PWRU_U8 data[PWRU_CAPTURE_MAX];
+};
+
+/* The layout of a record with `parts`: where `part` starts (present or
+ * not), and the whole size. Shared by the writer and the reader. */
+#ifdef __cplusplus
+#define PWRU_LAYOUT_FN static constexpr
+#else
+#define PWRU_LAYOUT_FN static inline __attribute__((always_inline))
+#endif
+
+PWRU_LAYOUT_FN PWRU_U32 pwru_part_offset(PWRU_U32 parts, PWRU_U32 part)
+{
+	PWRU_U32 offset = (PWRU_U32)sizeof(struct pwru_event_core);
+	if ((parts & PWRU_PART_STACK) && part > PWRU_PART_STACK)
+		offset += (PWRU_U32)sizeof(struct pwru_part_stack);
+	if ((parts & PWRU_PART_DUMP) && part > PWRU_PART_DUMP)
+		offset += (PWRU_U32)sizeof(struct pwru_part_dump);
+	if ((parts & PWRU_PART_CB) && part > PWRU_PART_CB)
+		offset += (PWRU_U32)sizeof(struct pwru_part_cb);
+	if ((parts & PWRU_PART_TUNNEL) && part > PWRU_PART_TUNNEL)
+		offset += (PWRU_U32)sizeof(struct pwru_part_tunnel);
+	return offset;
+}
+
+PWRU_LAYOUT_FN PWRU_U32 pwru_record_size(PWRU_U32 parts)
+{
+	return pwru_part_offset(parts, PWRU_PART_CAPTURE) +
+	       ((parts & PWRU_PART_CAPTURE) ? (PWRU_U32)sizeof(struct pwru_part_capture) : 0);
+}
 
 /* One BTF rendering (bpf_snprintf_btf) of a kernel object. */
 struct pwru_btf_text {
 	PWRU_S32 len; /* what the rendering needed; more than PWRU_BTF_TEXT_MAX - 1 means cut */
 	PWRU_U32 pad;
 	char text[PWRU_BTF_TEXT_MAX];
-};
-
-/* The ring record when filter_cfg.capture_bytes is set: the event, then
- * the packet's first bytes from capture_from. */
-struct pwru_event_capture {
-	struct pwru_event event;
-	PWRU_U32 packet_len; /* the whole packet's length from capture_from (linear or not) */
-	PWRU_U32 pad;
-	PWRU_U8 data[PWRU_CAPTURE_MAX];
 };
 
 /* Per-hook settings fixed at load time (rodata), one entry per program slot. */
@@ -201,14 +255,40 @@ enum pwru_counter {
 };
 
 PWRU_STATIC_ASSERT(sizeof(struct pwru_tuple) == 40, "pwru_tuple ABI size");
-PWRU_STATIC_ASSERT(sizeof(struct pwru_event) == 216, "pwru_event ABI size");
+PWRU_STATIC_ASSERT(sizeof(struct pwru_event_core) == 136, "pwru_event_core ABI size");
+PWRU_STATIC_ASSERT(sizeof(struct pwru_part_stack) == 8, "pwru_part_stack ABI size");
+PWRU_STATIC_ASSERT(sizeof(struct pwru_part_dump) == 8, "pwru_part_dump ABI size");
+PWRU_STATIC_ASSERT(sizeof(struct pwru_part_cb) == 24, "pwru_part_cb ABI size");
+PWRU_STATIC_ASSERT(sizeof(struct pwru_part_tunnel) == 40, "pwru_part_tunnel ABI size");
+PWRU_STATIC_ASSERT(sizeof(struct pwru_part_capture) == 8 + PWRU_CAPTURE_MAX, "pwru_part_capture ABI size");
 PWRU_STATIC_ASSERT(sizeof(struct pwru_btf_text) == 8 + PWRU_BTF_TEXT_MAX, "pwru_btf_text ABI size");
-PWRU_STATIC_ASSERT(sizeof(struct pwru_event_capture) == 216 + 8 + PWRU_CAPTURE_MAX, "pwru_event_capture ABI size");
 PWRU_STATIC_ASSERT(sizeof(struct pwru_hook_cfg) == 8, "pwru_hook_cfg ABI size");
 PWRU_STATIC_ASSERT(sizeof(struct pwru_filter_cfg) == 32, "pwru_filter_cfg ABI size");
 PWRU_STATIC_ASSERT(sizeof(struct pwru_drop_key) == 16, "pwru_drop_key ABI size");
 PWRU_STATIC_ASSERT(sizeof(struct pwru_visit_key) == 8, "pwru_visit_key ABI size");
 PWRU_STATIC_ASSERT(sizeof(struct pwru_count) == 16, "pwru_count ABI size");
 PWRU_STATIC_ASSERT(sizeof(struct pwru_visit_slot) == 24, "pwru_visit_slot ABI size");
+
+#ifdef __cplusplus
+static_assert(pwru_record_size(0) == 136, "a plain trace's record is the core alone");
+static_assert(pwru_record_size(PWRU_PARTS_KNOWN & ~PWRU_PART_CAPTURE) == 216, "record with every text part");
+static_assert(pwru_part_offset(PWRU_PART_STACK | PWRU_PART_TUNNEL, PWRU_PART_TUNNEL) == 144, "parts follow in bit order");
+
+/*
+ * User space's view of one event: the core and every optional part, those
+ * the record did not carry at their "absent" values (stack_id -1, zeros).
+ * Filled by pwru::decode_event_record (agent/events/event_record.h); never
+ * crosses the boundary.
+ */
+struct pwru_event : pwru_event_core {
+	PWRU_S64 stack_id;
+	PWRU_U64 dump_id;
+	PWRU_U32 cb[5];
+	PWRU_U8 capture_from;
+	PWRU_U8 pad2;
+	PWRU_U16 capture_len;
+	struct pwru_tuple tunnel_tuple;
+};
+#endif
 
 #endif /* PWRU_ABI_H */

@@ -45,7 +45,8 @@ int pwru_fentry_xdp(__u64 *ctx)
 		count(PWRU_CNT_FILTERED);
 		return 0;
 	}
-	struct pwru_event *event = bpf_ringbuf_reserve(&events, sizeof(*event), 0);
+	/* The core alone: an xdp_buff has no stack id, texts or cb to show. */
+	struct pwru_event_core *event = bpf_ringbuf_reserve(&events, sizeof(*event), 0);
 	if (!event) {
 		count(PWRU_CNT_LOST);
 		return 0;
@@ -59,7 +60,6 @@ int pwru_fentry_xdp(__u64 *ctx)
 	fill_event_device(event, dev);
 	if (event->protocol == bpf_htons(PWRU_ETH_P_IP) || event->protocol == bpf_htons(PWRU_ETH_P_IPV6))
 		fill_tuple_at(data, 14, event->protocol == bpf_htons(PWRU_ETH_P_IP) ? 4 : 6, &event->tuple);
-	event->stack_id = -1;
 	bpf_ringbuf_submit(event, 0);
 	count(PWRU_CNT_EVENTS);
 	return 0;

@@ -56,6 +56,12 @@ static __always_inline __u64 stack_key(struct pt_regs *ctx)
 static __always_inline void handle_kprobe(struct pt_regs *ctx, struct sk_buff *skb)
 {
 	const __u16 hook_id = (__u16)bpf_get_attach_cookie(ctx);
+	/* pwru-agent's programs: straight to the counters. */
+	if (filter_cfg.count_only) {
+		if (skb)
+			count_skb(skb, hook_id, false, 0, 0);
+		return;
+	}
 	if (!filter_cfg.track_skb_by_stack) {
 		report_skb(ctx, skb, hook_id, false, 0, 0);
 		return;

@@ -52,8 +52,32 @@ static __always_inline __u64 tp_arg(__u64 *ctx, int pos)
 	}
 }
 
+/*
+ * pwru-agent's programs: straight from the arguments to the counters. The
+ * fields are read from hook_cfg one by one, where the verifier sees each as
+ * a constant, rather than through a copy on the stack as below (a dozen
+ * loads and stores a hit); the skb position is read unsigned (never
+ * PWRU_ARG_NONE), which spares its sign extension.
+ */
+static __always_inline int count_tp(__u64 *ctx, const int slot)
+{
+	struct sk_buff *skb = (struct sk_buff *)tp_arg(ctx, (__u8)hook_cfg[slot].skb_arg);
+	if (!skb)
+		return 0;
+	if (hook_cfg[slot].reason_arg == PWRU_ARG_NONE) {
+		count_skb(skb, hook_cfg[slot].hook_id, false, 0, 0);
+		return 0;
+	}
+	__u32 reason = (__u32)tp_arg(ctx, hook_cfg[slot].reason_arg);
+	__u64 location = hook_cfg[slot].location_arg != PWRU_ARG_NONE ? tp_arg(ctx, hook_cfg[slot].location_arg) : 0;
+	count_skb(skb, hook_cfg[slot].hook_id, true, reason, location);
+	return 0;
+}
+
 static __always_inline int handle_tp(__u64 *ctx, const int slot)
 {
+	if (filter_cfg.count_only)
+		return count_tp(ctx, slot);
 	const struct pwru_hook_cfg cfg = hook_cfg[slot];
 	struct sk_buff *skb = (struct sk_buff *)tp_arg(ctx, cfg.skb_arg);
 	bool has_reason = cfg.reason_arg != PWRU_ARG_NONE;

@@ -312,18 +312,23 @@ static __always_inline bool skb_passes_filters(struct sk_buff *skb)
  * data is not copied; packet_len still says how long the packet is, so the
  * pcap record shows it truncated rather than wrong.
  */
-static __always_inline void capture_packet(struct sk_buff *skb, struct pwru_event_capture *rec)
+static __always_inline void capture_packet(struct sk_buff *skb, struct pwru_part_capture *rec)
 {
+	rec->packet_len = 0;
+	rec->capture_len = 0;
+	rec->capture_from = PWRU_CAPTURE_NONE;
+	rec->pad = 0;
 	unsigned char *head = BPF_CORE_READ(skb, head);
 	__u16 network = BPF_CORE_READ(skb, network_header);
 	__u16 mac = BPF_CORE_READ(skb, mac_header);
 	__u16 start;
+	__u8 from;
 	if (network != PWRU_HDR_UNSET) {
 		start = network;
-		rec->event.capture_from = PWRU_CAPTURE_L3;
+		from = PWRU_CAPTURE_L3;
 	} else if (mac != PWRU_HDR_UNSET) {
 		start = mac;
-		rec->event.capture_from = PWRU_CAPTURE_L2;
+		from = PWRU_CAPTURE_L2;
 	} else {
 		return;
 	}
@@ -332,10 +337,8 @@ static __always_inline void capture_packet(struct sk_buff *skb, struct pwru_even
 	long data_off = (long)(BPF_CORE_READ(skb, data) - head);
 	long packet = (long)BPF_CORE_READ(skb, len) + data_off - start;
 	__u32 tail = BPF_CORE_READ(skb, tail);
-	if (packet <= 0 || tail <= start) {
-		rec->event.capture_from = PWRU_CAPTURE_NONE;
+	if (packet <= 0 || tail <= start)
 		return;
-	}
 	__u32 n = tail - start;
 	if (n > (__u64)packet)
 		n = packet;
@@ -348,11 +351,10 @@ static __always_inline void capture_packet(struct sk_buff *skb, struct pwru_even
 	if (n >= PWRU_CAPTURE_MAX)
 		n = PWRU_CAPTURE_MAX - 1;
 	asm volatile("%0 &= %1" : "+r"(n) : "i"(PWRU_CAPTURE_MAX - 1));
-	if (bpf_probe_read_kernel(rec->data, n, head + start)) {
-		rec->event.capture_from = PWRU_CAPTURE_NONE;
+	if (bpf_probe_read_kernel(rec->data, n, head + start))
 		return;
-	}
-	rec->event.capture_len = n;
+	rec->capture_from = from;
+	rec->capture_len = n;
 	rec->packet_len = packet;
 }
 
@@ -375,19 +377,31 @@ static __always_inline bool store_btf_text(void *map, __u64 id, void *ptr, __u32
 	return true;
 }
 
-/* --output-skb, --output-skb-shared-info, --output-skb-cb, --output-tunnel. */
-static __always_inline void fill_extra_outputs(struct sk_buff *skb, struct pwru_event *event)
+/* The record's part `part` (a PWRU_PART_* bit set in parts). */
+#define PWRU_EVENT_PART(event, parts, part) ((void *)(event) + pwru_part_offset(parts, part))
+
+/* --output-skb, --output-skb-shared-info, --output-skb-cb, --output-tunnel:
+ * fills the parts of them that `parts` has. */
+static __always_inline void fill_extra_outputs(struct sk_buff *skb, struct pwru_event_core *event, __u8 parts)
 {
 	const __u8 flags = filter_cfg.output_flags;
-	if (flags & PWRU_OUT_CB) {
+	if (parts & PWRU_PART_CB) {
+		struct pwru_part_cb *part = PWRU_EVENT_PART(event, parts, PWRU_PART_CB);
 		unsigned long cb = (unsigned long)skb + bpf_core_field_offset(struct sk_buff, cb) +
 				   bpf_core_field_offset(struct qdisc_skb_cb, data);
-		bpf_probe_read_kernel(event->cb, sizeof(event->cb), (void *)cb);
+		/* zeroes the part when it fails */
+		bpf_probe_read_kernel(part->cb, sizeof(part->cb), (void *)cb);
+		part->pad = 0;
 	}
-	if (flags & PWRU_OUT_TUNNEL)
-		fill_tunnel_tuple(skb, &event->tunnel_tuple);
-	if (!(flags & (PWRU_OUT_SKB | PWRU_OUT_SHINFO)))
+	if (parts & PWRU_PART_TUNNEL) {
+		struct pwru_part_tunnel *part = PWRU_EVENT_PART(event, parts, PWRU_PART_TUNNEL);
+		__builtin_memset(part, 0, sizeof(*part));
+		fill_tunnel_tuple(skb, &part->tuple);
+	}
+	if (!(parts & PWRU_PART_DUMP))
 		return;
+	struct pwru_part_dump *dump = PWRU_EVENT_PART(event, parts, PWRU_PART_DUMP);
+	dump->dump_id = 0;
 	__u32 zero = 0;
 	__u32 *seq = bpf_map_lookup_elem(&dump_seq, &zero);
 	if (!seq)
@@ -404,11 +418,11 @@ static __always_inline void fill_extra_outputs(struct sk_buff *skb, struct pwru_
 					 bpf_core_type_id_kernel(struct skb_shared_info));
 	}
 	if (stored)
-		event->dump_id = id;
+		dump->dump_id = id;
 }
 
 /* Who and when: the fields every event has, whatever it describes. */
-static __always_inline void fill_event_origin(struct pwru_event *event, __u64 addr, __u16 hook_id)
+static __always_inline void fill_event_origin(struct pwru_event_core *event, __u64 addr, __u16 hook_id)
 {
 	event->skb_addr = addr;
 	event->ts_ns = bpf_ktime_get_ns();
@@ -418,7 +432,7 @@ static __always_inline void fill_event_origin(struct pwru_event *event, __u64 ad
 	event->hook_id = hook_id;
 }
 
-static __always_inline void fill_event_device(struct pwru_event *event, struct net_device *dev)
+static __always_inline void fill_event_device(struct pwru_event_core *event, struct net_device *dev)
 {
 	if (!dev)
 		return;
@@ -427,25 +441,39 @@ static __always_inline void fill_event_device(struct pwru_event *event, struct n
 	bpf_probe_read_kernel_str(event->ifname, sizeof(event->ifname), &dev->name);
 }
 
+/* The optional parts of this trace's records (pwru_abi.h), from rodata:
+ * the verifier sees a constant, so each record size is one too. */
+static __always_inline __u8 event_parts(void)
+{
+	const __u8 flags = filter_cfg.output_flags;
+	__u8 parts = 0;
+	if (filter_cfg.want_stack)
+		parts |= PWRU_PART_STACK;
+	if (flags & (PWRU_OUT_SKB | PWRU_OUT_SHINFO))
+		parts |= PWRU_PART_DUMP;
+	if (flags & PWRU_OUT_CB)
+		parts |= PWRU_PART_CB;
+	if (flags & PWRU_OUT_TUNNEL)
+		parts |= PWRU_PART_TUNNEL;
+	if (filter_cfg.capture_bytes)
+		parts |= PWRU_PART_CAPTURE;
+	return parts;
+}
+
 /* Reserves and fills one event for an skb that already passed (or, when it
- * is tracked, skipped) the filters; with --output-pcap the packet's bytes
- * follow it in the same record. */
+ * is tracked, skipped) the filters: the core, then only the parts the
+ * trace's options need; with --output-pcap the packet's bytes last. */
 static __always_inline void emit_skb_event(void *ctx, struct sk_buff *skb, __u16 hook_id,
 					   bool has_reason, __u32 reason, __u64 location)
 {
-	struct pwru_event_capture *rec = NULL;
-	struct pwru_event *event;
-	if (filter_cfg.capture_bytes) {
-		rec = bpf_ringbuf_reserve(&events, sizeof(*rec), 0);
-		event = rec ? &rec->event : NULL;
-	} else {
-		event = bpf_ringbuf_reserve(&events, sizeof(*event), 0);
-	}
+	const __u8 parts = event_parts();
+	struct pwru_event_core *event = bpf_ringbuf_reserve(&events, pwru_record_size(parts), 0);
 	if (!event) {
 		count(PWRU_CNT_LOST);
 		return;
 	}
 	__builtin_memset(event, 0, sizeof(*event));
+	event->parts = parts;
 
 	fill_event_origin(event, (__u64)skb, hook_id);
 	event->netns = skb_netns(skb);
@@ -458,18 +486,16 @@ static __always_inline void emit_skb_event(void *ctx, struct sk_buff *skb, __u16
 	event->drop_location = location;
 	fill_tuple(skb, &event->tuple);
 
-	event->stack_id = -1;
-	if (filter_cfg.want_stack) {
-		event->stack_id = bpf_get_stackid(ctx, &stacks, 0);
-		if (event->stack_id < 0)
+	if (parts & PWRU_PART_STACK) {
+		struct pwru_part_stack *stack = PWRU_EVENT_PART(event, parts, PWRU_PART_STACK);
+		stack->stack_id = bpf_get_stackid(ctx, &stacks, 0);
+		if (stack->stack_id < 0)
 			count(PWRU_CNT_STACK_FAIL);
 	}
-	if (filter_cfg.output_flags)
-		fill_extra_outputs(skb, event);
-	if (rec) {
-		rec->packet_len = 0;
-		capture_packet(skb, rec);
-	}
+	if (parts & (PWRU_PART_DUMP | PWRU_PART_CB | PWRU_PART_TUNNEL))
+		fill_extra_outputs(skb, event, parts);
+	if (parts & PWRU_PART_CAPTURE)
+		capture_packet(skb, PWRU_EVENT_PART(event, parts, PWRU_PART_CAPTURE));
 
 	bpf_ringbuf_submit(event, 0);
 	count(PWRU_CNT_EVENTS);
@@ -495,41 +521,53 @@ static __always_inline void add_count(void *map, const void *key, __u32 len, __u
 	c->bytes += len;
 }
 
-static __always_inline void count_visit(__u32 netns, __u16 hook_id, __u32 len)
+/*
+ * The visit cache slot of (netns, hook_id) on this CPU, counted into when it
+ * is free or already holds that key; false when another key holds it.
+ *
+ * Multiplicative hashing spreads consecutive netns inodes; a netns's hooks
+ * then take consecutive slots (hook ids are dense), so the slots one netns's
+ * packets touch share a dozen cache lines instead of one line each. The
+ * data copies of a busy flow evict the slots between hits: scattered slots
+ * cost a cache miss per hit, clustered ones mostly do not (bpf stats, TCP
+ * over veth: ~15 ns less of ~90 ns per hit).
+ */
+static __always_inline bool count_visit_cached(struct pwru_visit_cache *cache, __u32 netns, __u16 hook_id,
+					       __u32 len)
 {
-	/*
-	 * Multiplicative hashing spreads consecutive netns inodes; a netns's
-	 * hooks then take consecutive slots (hook ids are dense), so the slots
-	 * one netns's packets touch share a dozen cache lines instead of one
-	 * line each. The data copies of a busy flow evict the slots between
-	 * hits: scattered slots cost a cache miss per hit, clustered ones mostly
-	 * do not (bpf stats, TCP over veth: ~15 ns less of ~90 ns per hit).
-	 */
 	__u32 index = (netns * 0x9E3779B1u + (__u32)hook_id) & (filter_cfg.visit_cache_slots - 1);
-	__u32 zero = 0;
-	struct pwru_visit_cache *cache = filter_cfg.visit_cache_slots ? bpf_map_lookup_elem(&visit_cache, &zero) : NULL;
-	struct pwru_visit_slot *slot = cache ? &cache->slot[index & (PWRU_VISIT_CACHE_SLOTS - 1)] : NULL;
-	if (slot) {
-		if (slot->packets == 0) {
-			slot->key.netns = netns;
-			slot->key.hook_id = hook_id;
-		}
-		if (slot->key.netns == netns && slot->key.hook_id == hook_id) {
-			slot->packets += 1;
-			slot->bytes += len;
-			return;
-		}
-	}
-	struct pwru_visit_key key = {.netns = netns, .hook_id = hook_id};
-	add_count(&visit_counts, &key, len, PWRU_CNT_VISITS_OVERFLOW);
+	struct pwru_visit_slot *slot = &cache->slot[index & (PWRU_VISIT_CACHE_SLOTS - 1)];
+	/* The key as one word (its pad is 0): one load and one compare. */
+	const struct pwru_visit_key key = {.netns = netns, .hook_id = hook_id};
+	__u64 want;
+	__builtin_memcpy(&want, &key, sizeof(want));
+	__u64 *slot_key = (__u64 *)&slot->key;
+	if (slot->packets == 0)
+		*slot_key = want;
+	else if (*slot_key != want)
+		return false;
+	slot->packets += 1;
+	slot->bytes += len;
+	return true;
 }
 
+/*
+ * pwru-agent's counting, the per-hit cost of its always-on programs: every
+ * instruction here runs for every skb at every hook. The per-CPU cache is
+ * looked up first, while only the skb is live, so that clang keeps fewer
+ * values across the call (the verifier inlines it, clang cannot know).
+ */
 static __always_inline void count_skb(struct sk_buff *skb, __u16 hook_id, bool has_reason, __u32 reason,
 				      __u64 location)
 {
+	__u32 zero = 0;
+	struct pwru_visit_cache *cache = filter_cfg.visit_cache_slots ? bpf_map_lookup_elem(&visit_cache, &zero) : NULL;
 	__u32 netns = skb_netns(skb);
 	__u32 len = PWRU_SKB_READ(skb, len);
-	count_visit(netns, hook_id, len);
+	if (!cache || !count_visit_cached(cache, netns, hook_id, len)) {
+		struct pwru_visit_key key = {.netns = netns, .hook_id = hook_id};
+		add_count(&visit_counts, &key, len, PWRU_CNT_VISITS_OVERFLOW);
+	}
 	if (has_reason) {
 		struct pwru_drop_key drop = {.netns = netns, .reason = reason, .location = location};
 		add_count(&drop_counts, &drop, len, PWRU_CNT_DROPS_OVERFLOW);

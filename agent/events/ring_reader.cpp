@@ -3,10 +3,8 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
-#include <cstddef>
-#include <cstring>
-
 #include "common/error.h"
+#include "events/event_record.h"
 
 namespace pwru {
 
@@ -19,23 +17,12 @@ RingReader::~RingReader() { ring_buffer__free(ring_); }
 
 int RingReader::on_sample(void* ctx, void* data, std::size_t size) noexcept {
   auto* self = static_cast<RingReader*>(ctx);
-  if (size < sizeof(pwru_event)) {
+  DecodedEvent decoded;
+  if (!decode_event_record({static_cast<const std::uint8_t*>(data), size}, decoded)) {
     ++self->malformed_;
     return 0;
   }
-  pwru_event event;
-  std::memcpy(&event, data, sizeof(event));
-  RingRecord record{event, {}, 0};
-  if (event.capture_from != PWRU_CAPTURE_NONE) {
-    constexpr std::size_t kData = offsetof(pwru_event_capture, data);
-    if (size < kData || event.capture_len > size - kData || event.capture_len > PWRU_CAPTURE_MAX) {
-      ++self->malformed_;
-      return 0;
-    }
-    const auto* capture = static_cast<const pwru_event_capture*>(data);
-    record.packet = std::span<const std::uint8_t>(capture->data, event.capture_len);
-    std::memcpy(&record.packet_len, &capture->packet_len, sizeof(record.packet_len));
-  }
+  RingRecord record{decoded.event, decoded.packet, decoded.packet_len};
   try {
     if (!self->handler_(record)) {
       self->stopped_ = true;

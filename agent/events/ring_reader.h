@@ -36,8 +36,7 @@ class RingReader {
   bool poll(int timeout_ms);
   // Handles everything already in the ring without waiting.
   bool drain();
-  // Records that came out with a size that is not an event, or packet
-  // bytes that do not fit their record (ABI mismatch).
+  // Records decode_event_record refused (ABI mismatch).
   std::uint64_t malformed() const { return malformed_; }
 
  private:

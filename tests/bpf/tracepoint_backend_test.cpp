@@ -316,7 +316,7 @@ TEST(TracepointBackend, EventsThatDoNotFitAreCounted) {
   const auto counters = read_counters(backend.counters_fd());
   EXPECT_GT(counters[PWRU_CNT_LOST], 0u);
   EXPECT_GT(counters[PWRU_CNT_EVENTS], 0u);
-  EXPECT_LE(counters[PWRU_CNT_EVENTS] * sizeof(pwru_event), 4096u);
+  EXPECT_LE(counters[PWRU_CNT_EVENTS] * sizeof(pwru_event_core), 4096u);
 }
 
 // Counts raw tracepoint links whose program is one of ours.
