@@ -235,7 +235,7 @@ ParsedArgs parse_pwru_args(int argc, const char* const* argv, std::ostream& out,
                "trace a packet even if it does not match given filters (e.g., after NAT or tunnel "
                "decapsulation; kprobe backends)");
   app.add_option("--filter-kprobe-batch", kprobe_batch_text,
-                 "how many kprobes are detached in parallel, 1 to 256 (default 10)")
+                 "how many kprobes are attached and detached in parallel, 1 to 256 (default 10)")
       ->type_name("UINT");
   app.add_option("--ring-buffer-size", ring_text,
                  "event ring buffer size in bytes, a power of two >= 4096 (default 8388608)")

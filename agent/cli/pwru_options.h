@@ -34,7 +34,7 @@ struct PwruOptions {
   std::string filter_func;             // RE2 regex over kprobe function names, whole-name match
   std::vector<std::string> kmods;      // --kmods a,b: modules probed too
   bool all_kmods = false;
-  unsigned filter_kprobe_batch = 10;   // threads that detach kprobes
+  unsigned filter_kprobe_batch = 10;   // threads that attach and detach kprobes
   bool filter_track_skb = false;
   bool filter_trace_tc = false;   // fentry on every tc program
   bool filter_trace_xdp = false;  // fentry on every XDP program

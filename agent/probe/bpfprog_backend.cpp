@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <system_error>
 #include <thread>
 
 #include "bpfobj/libbpf_quiet.h"
@@ -115,7 +116,13 @@ BpfProgBackend::BpfProgBackend(bool trace_tc, bool trace_xdp, std::uint16_t firs
     }
   };
   std::vector<std::thread> loaders;
-  for (unsigned t = 1; t < std::min<std::size_t>(load_threads(), progs.size()); ++t) loaders.emplace_back(load_some);
+  for (unsigned t = 1; t < std::min<std::size_t>(load_threads(), progs.size()); ++t) {
+    try {
+      loaders.emplace_back(load_some);
+    } catch (const std::system_error&) {
+      break;  // no more threads: this one and those started load the rest
+    }
+  }
   load_some();
   for (std::thread& t : loaders) t.join();
   // Hook ids are the programs' positions, so a skipped one leaves a gap

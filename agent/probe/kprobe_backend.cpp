@@ -10,6 +10,7 @@
 
 #include "bpfobj/libbpf_quiet.h"
 #include "common/error.h"
+#include "probe/parallel_attach.h"
 
 namespace pwru {
 
@@ -54,7 +55,8 @@ void KprobeBackend::attach_multi_batch(int skb_arg, std::vector<std::size_t> idx
   attach_multi_batch(skb_arg, std::vector<std::size_t>(mid, idx.end()), report, cancelled);
 }
 
-AttachReport KprobeBackend::attach(const std::function<bool()>& cancelled, const AttachProgress& progress) {
+AttachReport KprobeBackend::attach(const std::function<bool()>& cancelled, const AttachProgress& progress,
+                                   unsigned threads) {
   // Refusals are reported once each in report.skipped, not by libbpf.
   QuietLibbpf quiet;
   AttachReport report;
@@ -69,25 +71,48 @@ AttachReport KprobeBackend::attach(const std::function<bool()>& cancelled, const
       if (progress) progress(report.attached + report.skipped.size(), total);
     }
   } else {
-    for (std::size_t i = 0; i < total; ++i) {
-      if (cancelled && cancelled()) break;
-      LIBBPF_OPTS(bpf_kprobe_opts, opts, .bpf_cookie = hooks_[i].id);
-      struct bpf_link* link =
-          bpf_program__attach_kprobe_opts(object_.program(functions_[i].skb_arg), functions_[i].name.c_str(), &opts);
-      if (link) {
-        links_.push_back(link);
-        ++report.attached;
-      } else {
-        report.skipped.push_back(functions_[i].name + ": " + std::strerror(errno));
-      }
-      if (progress && (i % 16 == 15 || i + 1 == total)) progress(i + 1, total);
-    }
+    attach_each_kprobe(cancelled, progress, threads, report);
   }
   if (report.attached == 0 && total > 0 && !(cancelled && cancelled()))
     throw SystemError("could not attach a single kprobe (" + report.skipped.front() + ")", EPERM);
   if (object_.skb_freed_program() && !(cancelled && cancelled())) attach_skb_freed();
   if (object_.clone_entry_program() && !(cancelled && cancelled())) attach_clone_tracking(report);
   return report;
+}
+
+void KprobeBackend::attach_each_kprobe(const std::function<bool()>& cancelled, const AttachProgress& progress,
+                                       unsigned threads, AttachReport& report) {
+  const std::size_t total = functions_.size();
+  // Slots by function, so threads never share one and the outcome keeps
+  // function order; refused[i] stays 0 for functions never tried (cancelled).
+  std::vector<struct bpf_link*> made(total, nullptr);
+  std::vector<int> refused(total, 0);
+  // Reserved up front so handing links over cannot throw: every link made
+  // ends up in links_ (and so in detach()), even when attaching throws.
+  links_.reserve(links_.size() + total);
+  struct HandOver {
+    std::vector<struct bpf_link*>& made;
+    std::vector<struct bpf_link*>& links;
+    ~HandOver() {
+      for (struct bpf_link* link : made)
+        if (link) links.push_back(link);
+    }
+  } hand_over{made, links_};
+  attach_each_in_parallel(
+      total, threads,
+      [&](std::size_t i) {
+        LIBBPF_OPTS(bpf_kprobe_opts, opts, .bpf_cookie = hooks_[i].id);
+        made[i] = bpf_program__attach_kprobe_opts(object_.program(functions_[i].skb_arg),
+                                                  functions_[i].name.c_str(), &opts);
+        if (!made[i]) refused[i] = errno ? errno : EINVAL;
+      },
+      cancelled, progress);
+  for (std::size_t i = 0; i < total; ++i) {
+    if (made[i])
+      ++report.attached;
+    else if (refused[i])
+      report.skipped.push_back(functions_[i].name + ": " + std::strerror(refused[i]));
+  }
 }
 
 // The functions that make a new skb out of a tracked one (skb_copy_expand

@@ -28,20 +28,27 @@ class KprobeBackend {
   KprobeBackend(const KprobeBackend&) = delete;
   KprobeBackend& operator=(const KprobeBackend&) = delete;
 
-  AttachReport attach(const std::function<bool()>& cancelled, const AttachProgress& progress);
+  // Plain kprobes are attached from `threads` threads (registering one
+  // waits on the kernel, not on us: the waits overlap); report.skipped
+  // keeps `functions` order. Progress comes from the calling thread.
+  AttachReport attach(const std::function<bool()>& cancelled, const AttachProgress& progress,
+                      unsigned threads = kDefaultThreads);
   // Destroys every link, from `threads` threads for plain kprobes (closing a
   // kprobe waits for an RCU grace period; those waits overlap across
   // threads). Idempotent; the destructor does it with the default.
-  void detach(unsigned threads = kDefaultDetachThreads) noexcept;
+  void detach(unsigned threads = kDefaultThreads) noexcept;
 
   const std::vector<Hook>& hooks() const { return hooks_; }
   KprobeKind kind() const { return kind_; }
 
-  static constexpr unsigned kDefaultDetachThreads = 10;
+  // pwru's --filter-kprobe-batch default.
+  static constexpr unsigned kDefaultThreads = 10;
 
  private:
   void attach_multi_batch(int skb_arg, std::vector<std::size_t> idx, AttachReport& report,
                           const std::function<bool()>& cancelled);
+  void attach_each_kprobe(const std::function<bool()>& cancelled, const AttachProgress& progress, unsigned threads,
+                          AttachReport& report);
   void attach_skb_freed();
   void attach_clone_tracking(AttachReport& report);
 

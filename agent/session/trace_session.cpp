@@ -264,7 +264,7 @@ AttachReport TraceSession::attach(const std::function<bool()>& cancelled,
     AttachReport kp = startup_.time("attach kprobes", [&] {
       return impl_->kprobes->attach(cancelled, [&](std::size_t done, std::size_t) {
         if (progress) progress(base + done, total);
-      });
+      }, config_.kprobe_batch);
     });
     report.attached += kp.attached;
     report.skipped.insert(report.skipped.end(), kp.skipped.begin(), kp.skipped.end());

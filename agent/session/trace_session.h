@@ -35,7 +35,7 @@ struct TraceConfig {
   std::string filter_func;                   // regex over kprobe function names
   std::vector<std::string> kmods;            // modules whose skb functions are probed too
   bool all_kmods = false;                    // every module with BTF
-  unsigned kprobe_batch = 10;                // threads that detach kprobes
+  unsigned kprobe_batch = 10;                // threads that attach and detach kprobes
   std::vector<std::string> non_skb_funcs;    // probed by name; their skb is the one their stack carries
   // --filter-track-bpf-helpers: what the BPF programs loaded before this
   // session call is probed as non_skb_funcs are (kprobe backends only).
