@@ -1039,6 +1039,10 @@ def scenario_alerts(ctx):
 
 CHURN_PODS = 1000        # netns created and deleted, each a pod of the fake API server
 CHURN_LIVE = 20          # pods alive at once
+# A pod lives at least one of the agent's periodic /proc scans (agent_yaml's rescan_interval_seconds 2, and
+# a margin): a netns no scan ever saw cannot be known as a pod's, so its counters would stay as any
+# non-pod netns' do. Real pods live far longer, and every change of theirs triggers a scan.
+CHURN_MIN_LIFE = 3.0
 CHURN_GRACE = 2          # deleted_pod_grace_seconds
 CHURN_SAMPLE_EVERY = 100  # these pods' last counts are checked before and after their deletion
 CHURN_SAMPLE_DATAGRAMS = 3
@@ -1142,6 +1146,11 @@ def scenario_churn(ctx):
         pod.kill()
         ctx.tracked.remove(pod)
 
+    def oldest_after_min_life(live):
+        pod, born = live.pop(0)
+        time.sleep(max(0.0, born + CHURN_MIN_LIFE - time.monotonic()))
+        return pod
+
     started = time.monotonic()
     live, peak, peak_series, samples = [], {"drop_counts": 0, "visit_counts": 0, "visit_cache": 0}, 0, 0
     for i in range(CHURN_PODS):
@@ -1174,11 +1183,11 @@ def scenario_churn(ctx):
             peak = {k: max(peak[k], now[k]) for k in peak}
             peak_series = max(peak_series, churn_series_count(agent, inodes))
         else:
-            live.append(pod)
+            live.append((pod, time.monotonic()))
         while len(live) > CHURN_LIVE:
-            delete_pod(live.pop(0))
+            delete_pod(oldest_after_min_life(live))
     while live:
-        delete_pod(live.pop(0))
+        delete_pod(oldest_after_min_life(live))
     churn_took = time.monotonic() - started
 
     # Every pod is deleted: after the grace (plus a rescan and a scrape) their series, entries and slots go.

@@ -115,6 +115,11 @@ struct GuardedServer::Connection {
   // thread without the lock. Linux goes on receiving on a socket shut down
   // for reading, so the thread must check this rather than rely on EOF.
   std::atomic<bool> evicted{false};
+  // Under mu_: whether it still counts toward its address's cap. Dropped
+  // before the client can see its connection end (the FIN of a close or an
+  // eviction), so a client that reconnects at once is not refused for a
+  // connection whose thread is still on its way out.
+  bool counts_for_client = true;
 };
 
 // One connection's socket for httplib's request parser: poll() (no
@@ -365,6 +370,10 @@ bool GuardedServer::process_and_close_socket(socket_t sock) {
       // Out of waiting_ before the descriptor is closed: an eviction must
       // never shut down a number the kernel has handed to another socket.
       stop_waiting(*connection);
+      {
+        std::lock_guard lock(mu_);
+        stop_counting_for_client(*connection);
+      }
       shutdown(connection->sock, SHUT_RDWR);
       close(connection->sock);
       release(*connection);
@@ -379,6 +388,13 @@ bool GuardedServer::process_and_close_socket(socket_t sock) {
   return true;
 }
 
+void GuardedServer::stop_counting_for_client(Connection& connection) {
+  if (!connection.counts_for_client) return;
+  connection.counts_for_client = false;
+  if (auto it = per_client_.find(connection.client); it != per_client_.end() && --it->second == 0)
+    per_client_.erase(it);
+}
+
 bool GuardedServer::evict_longest_waiting() {
   if (waiting_.empty()) return false;
   const auto longest = waiting_.begin();
@@ -387,6 +403,7 @@ bool GuardedServer::evict_longest_waiting() {
   victim.waiting = false;
   victim.evicted = true;
   ++evicting_;
+  stop_counting_for_client(victim);
   // Wakes its thread's poll(); the client gets a FIN, as at a head
   // deadline. The thread closes the descriptor only after stop_waiting(),
   // which takes mu_, so the number still names this connection's socket.
@@ -467,8 +484,7 @@ void GuardedServer::release(Connection& connection) {
   // may touch it.
   if (observer_.open_changed) observer_.open_changed(-1);
   std::lock_guard lock(mu_);
-  if (auto it = per_client_.find(connection.client); it != per_client_.end() && --it->second == 0)
-    per_client_.erase(it);
+  stop_counting_for_client(connection);
   if (connection.evicted) --evicting_;
   if (--open_ == 0) all_closed_.notify_all();
 }

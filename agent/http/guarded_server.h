@@ -69,6 +69,8 @@ class GuardedServer final : public httplib::Server {
   // if any connection is waiting; whether one was.
   bool evict_longest_waiting();
   void release(Connection& connection);
+  // Under mu_: the connection no longer counts toward its address's cap.
+  void stop_counting_for_client(Connection& connection);
   void refuse(int sock, int status, const char* reason, const std::string& message);
   void count(const char* reason);
   // Called once the accept loop has ended: wakes connections waiting for a

@@ -203,6 +203,12 @@ TraceStream TraceService::start_as(const TraceCaller& caller, std::string_view b
   running->netns_ = trace.filter.netns;
   running->pod_uid_ = std::move(pod_uid);
   try {
+    // The parsed BTF was tens of MiB: give it back once it is freed, also
+    // when the request fails after it (a bad filter), or every trace would
+    // leave the agent that much bigger.
+    struct TrimWhenDone {
+      ~TrimWhenDone() { malloc_trim(0); }
+    } trim_when_done;
     {
       const KernelBtf btf = KernelBtf::load();
       // pwru's rule, on every backend and before any program loads: a
@@ -222,9 +228,6 @@ TraceStream TraceService::start_as(const TraceCaller& caller, std::string_view b
       }
       running->session_ = std::make_unique<TraceSession>(btf, trace, *running->sink_);
     }
-    // The parsed BTF was tens of MiB: give it back now, or every trace
-    // would leave the agent that much bigger.
-    malloc_trim(0);
   } catch (const UsageError& e) {
     throw RequestError(400, e.what());
   } catch (const std::exception& e) {
@@ -345,6 +348,7 @@ RunningTrace::RunningTrace(TraceService& service, std::string id, TraceRequest r
 
 RunningTrace::~RunningTrace() {
   session_.reset();  // detaches whatever is still attached
+  malloc_trim(0);     // its programs, ring and journeys were several MiB
   service_.release(id_);
 }
 
