@@ -67,19 +67,10 @@ HOLDER_KIND=""
 NS_CREATED=()
 BPF_STATS_BEFORE=$(sysctl -n kernel.bpf_stats_enabled 2>/dev/null || echo 0)
 
-cleanup() {
-    local rc=$?
-    set +e
-    trap - EXIT INT TERM
-    [[ -n $HOLDER_PID ]] && kill -KILL "$HOLDER_PID" 2>/dev/null && wait "$HOLDER_PID" 2>/dev/null
-    cleanup_netns
-    sysctl -q -w kernel.bpf_stats_enabled="$BPF_STATS_BEFORE" 2>/dev/null
-    rm -rf "$TMP"
-    exit "$rc"
+stop_bench_processes() {
+    stop_pid "$HOLDER_PID" KILL
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+bench_cleanup_on_exit
 
 setup_forwarding() {
     local ns

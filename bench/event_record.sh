@@ -52,8 +52,6 @@ for ns in "$NS_A" "$NS_B"; do
     [[ ! -e /var/run/netns/$ns ]] || die "netns $ns already exists"
 done
 
-RESET_SIGINT=(env --default-signal=INT)
-"${RESET_SIGINT[@]}" true 2>/dev/null || RESET_SIGINT=()
 
 TMP=$(mktemp -d /tmp/pwru-bench-record.XXXXXX)
 PWRU_PID=""
@@ -61,68 +59,12 @@ SERVER_PID=""
 NS_CREATED=()
 BPF_STATS_BEFORE=$(sysctl -n kernel.bpf_stats_enabled 2>/dev/null || echo 0)
 
-cleanup() {
-    local rc=$?
-    set +e
-    trap - EXIT INT TERM
-    if [[ -n $PWRU_PID ]] && kill -0 "$PWRU_PID" 2>/dev/null; then
-        kill -INT "$PWRU_PID" 2>/dev/null
-        for _ in $(seq 1 50); do
-            kill -0 "$PWRU_PID" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$PWRU_PID" 2>/dev/null
-        wait "$PWRU_PID" 2>/dev/null
-    fi
-    if [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
-        kill -TERM "$SERVER_PID" 2>/dev/null
-        wait "$SERVER_PID" 2>/dev/null
-    fi
-    cleanup_netns
-    sysctl -q -w kernel.bpf_stats_enabled="$BPF_STATS_BEFORE" 2>/dev/null
-    rm -rf "$TMP"
-    exit "$rc"
+stop_bench_processes() {
+    stop_pid "$PWRU_PID" INT
+    stop_pid "$SERVER_PID" TERM
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+bench_cleanup_on_exit
 
-start_pwru() { # start_pwru BINARY LOGNAME ARGS...
-    local bin=$1 name=$2
-    shift 2
-    local ready=$TMP/$name.ready
-    PWRU_LOG=$TMP/$name.stderr
-    "${RESET_SIGINT[@]}" "$bin" --ready-file "$ready" "$@" >"$TMP/$name.stdout" 2>"$PWRU_LOG" &
-    PWRU_PID=$!
-    local deadline=$((SECONDS + READY_TIMEOUT))
-    while [[ ! -e $ready ]]; do
-        if ! kill -0 "$PWRU_PID" 2>/dev/null; then
-            PWRU_PID=""
-            tail -n 20 "$PWRU_LOG" >&2
-            die "pwru exited before becoming ready: $bin $*"
-        fi
-        ((SECONDS < deadline)) || { tail -n 20 "$PWRU_LOG" >&2; die "pwru not ready within ${READY_TIMEOUT} s"; }
-        sleep 0.1
-    done
-}
-
-stop_pwru() {
-    local rc
-    kill -INT "$PWRU_PID" 2>/dev/null || true
-    for _ in $(seq 1 $((STOP_TIMEOUT * 10))); do
-        kill -0 "$PWRU_PID" 2>/dev/null || break
-        sleep 0.1
-    done
-    if kill -0 "$PWRU_PID" 2>/dev/null; then
-        kill -KILL "$PWRU_PID" 2>/dev/null || true
-        wait "$PWRU_PID" 2>/dev/null || true
-        PWRU_PID=""
-        die "pwru did not exit within ${STOP_TIMEOUT} s of SIGINT"
-    fi
-    wait "$PWRU_PID" && rc=0 || rc=$?
-    PWRU_PID=""
-    ((rc == 0)) || { tail -n 20 "$PWRU_LOG" >&2; die "pwru exited with status $rc after SIGINT"; }
-}
 
 pwru_count() { # pwru_count received|lost : from the last run's stderr
     local n

@@ -1,7 +1,6 @@
 # Helpers shared by the benchmarks (sourced). The caller sets NS_A, NS_B,
 # NS_EXTRA (more namespaces to create), ADDR_A, ADDR_B, PORT, TMP, DURATION,
-# CLIENT_TIMEOUT and NS_CREATED=(), and cleans up NS_CREATED and SERVER_PID
-# on exit.
+# CLIENT_TIMEOUT and NS_CREATED=(), and calls bench_cleanup_on_exit.
 
 die() {
     echo "bench: ERROR: $*" >&2
@@ -81,6 +80,38 @@ run_client() {
 
 # Kills what still runs inside the namespaces we created (we started it),
 # then deletes them. For the caller's EXIT trap.
+stop_pid() { # stop_pid PID SIGNAL: SIGNAL, up to 5 s to end, then SIGKILL; reaped. "" is nothing.
+    local pid=$1 sig=$2
+    [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 0
+    kill -"$sig" "$pid" 2>/dev/null
+    for _ in $(seq 1 50); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+}
+
+# bench_cleanup_on_exit: on exit, SIGINT or SIGTERM, runs the caller's
+# stop_bench_processes, removes NS_CREATED, restores kernel.bpf_stats_enabled
+# to BPF_STATS_BEFORE and removes TMP; keeps the exit status.
+bench_cleanup_on_exit() {
+    trap bench_cleanup EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+}
+
+bench_cleanup() {
+    local rc=$?
+    set +e
+    trap - EXIT INT TERM
+    stop_bench_processes
+    cleanup_netns
+    sysctl -q -w kernel.bpf_stats_enabled="$BPF_STATS_BEFORE" 2>/dev/null
+    rm -rf "$TMP"
+    exit "$rc"
+}
+
 cleanup_netns() {
     local ns pid
     for ns in "${NS_CREATED[@]}"; do
@@ -89,4 +120,55 @@ cleanup_netns() {
         done
         ip netns del "$ns" 2>/dev/null
     done
+}
+
+# Background jobs of a non-interactive shell start with SIGINT ignored; env
+# resets it so that pwru gets the SIGINT that stops it.
+RESET_SIGINT=(env --default-signal=INT)
+"${RESET_SIGINT[@]}" true 2>/dev/null || RESET_SIGINT=()
+
+# start_pwru BINARY LOGNAME ARGS... : start pwru in the background (PWRU_PID,
+# PWRU_LOG), wait up to READY_TIMEOUT s for its ready file
+start_pwru() {
+    local bin=$1 name=$2
+    shift 2
+    local ready=$TMP/$name.ready
+    rm -f "$ready"
+    PWRU_LOG=$TMP/$name.stderr
+    "${RESET_SIGINT[@]}" "$bin" --ready-file "$ready" "$@" >"$TMP/$name.stdout" 2>"$PWRU_LOG" &
+    PWRU_PID=$!
+    local deadline=$((SECONDS + READY_TIMEOUT))
+    while [[ ! -e $ready ]]; do
+        if ! kill -0 "$PWRU_PID" 2>/dev/null; then
+            wait "$PWRU_PID" 2>/dev/null && rc=0 || rc=$?
+            PWRU_PID=""
+            tail -n 20 "$PWRU_LOG" >&2
+            die "pwru exited (status $rc) before becoming ready: $bin $*"
+        fi
+        ((SECONDS < deadline)) || { tail -n 20 "$PWRU_LOG" >&2; die "pwru did not write its ready file within ${READY_TIMEOUT} s"; }
+        sleep 0.1
+    done
+}
+
+# stop_pwru : SIGINT, up to STOP_TIMEOUT s, require exit status 0
+stop_pwru() {
+    local rc
+    kill -INT "$PWRU_PID" 2>/dev/null || true
+    for _ in $(seq 1 $((STOP_TIMEOUT * 10))); do
+        kill -0 "$PWRU_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$PWRU_PID" 2>/dev/null; then
+        kill -KILL "$PWRU_PID" 2>/dev/null || true
+        wait "$PWRU_PID" 2>/dev/null || true
+        PWRU_PID=""
+        tail -n 20 "$PWRU_LOG" >&2
+        die "pwru did not exit within ${STOP_TIMEOUT} s of SIGINT"
+    fi
+    wait "$PWRU_PID" && rc=0 || rc=$?
+    PWRU_PID=""
+    if ((rc != 0)); then
+        tail -n 20 "$PWRU_LOG" >&2
+        die "pwru exited with status $rc after SIGINT"
+    fi
 }

@@ -62,8 +62,6 @@ for ns in "$NS_A" "$NS_B" "$NS_IDLE"; do
     [[ ! -e /var/run/netns/$ns ]] || die "netns $ns already exists"
 done
 
-RESET_SIGINT=(env --default-signal=INT)
-"${RESET_SIGINT[@]}" true 2>/dev/null || RESET_SIGINT=()
 
 TMP=$(mktemp -d /tmp/pwru-bench.XXXXXX)
 PWRU_PID=""
@@ -72,83 +70,17 @@ NS_CREATED=()
 BPF_STATS_BEFORE=$(sysctl -n kernel.bpf_stats_enabled 2>/dev/null || echo 0)
 
 # ---------------------------------------------------------------- cleanup
-cleanup() {
-    local rc=$?
-    set +e
-    trap - EXIT INT TERM
-    if [[ -n $PWRU_PID ]] && kill -0 "$PWRU_PID" 2>/dev/null; then
-        kill -INT "$PWRU_PID" 2>/dev/null
-        for _ in $(seq 1 50); do
-            kill -0 "$PWRU_PID" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$PWRU_PID" 2>/dev/null
-        wait "$PWRU_PID" 2>/dev/null
-    fi
-    if [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
-        kill -TERM "$SERVER_PID" 2>/dev/null
-        wait "$SERVER_PID" 2>/dev/null
-    fi
-    cleanup_netns
-    sysctl -q -w kernel.bpf_stats_enabled="$BPF_STATS_BEFORE" 2>/dev/null
-    rm -rf "$TMP"
-    exit "$rc"
+stop_bench_processes() {
+    stop_pid "$PWRU_PID" INT
+    stop_pid "$SERVER_PID" TERM
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+bench_cleanup_on_exit
 
 # ---------------------------------------------------------------- helpers
 netns_inode() {
     stat -L -c %i "/var/run/netns/$1" || die "cannot stat netns $1"
 }
 
-# start_pwru LOGNAME ARGS... : start pwru, wait for its ready file
-start_pwru() {
-    local name=$1
-    shift
-    local ready=$TMP/$name.ready
-    rm -f "$ready"
-    PWRU_LOG=$TMP/$name.stderr
-    # Background jobs of a non-interactive shell start with SIGINT ignored;
-    # env resets it so that pwru gets the SIGINT we send to stop it.
-    "${RESET_SIGINT[@]}" "$PWRU" --ready-file "$ready" "$@" >"$TMP/$name.stdout" 2>"$PWRU_LOG" &
-    PWRU_PID=$!
-    local deadline=$((SECONDS + READY_TIMEOUT))
-    while [[ ! -e $ready ]]; do
-        if ! kill -0 "$PWRU_PID" 2>/dev/null; then
-            wait "$PWRU_PID" 2>/dev/null && rc=0 || rc=$?
-            PWRU_PID=""
-            tail -n 20 "$PWRU_LOG" >&2
-            die "pwru exited (status $rc) before becoming ready: $PWRU $*"
-        fi
-        ((SECONDS < deadline)) || { tail -n 20 "$PWRU_LOG" >&2; die "pwru did not write its ready file within ${READY_TIMEOUT} s"; }
-        sleep 0.1
-    done
-}
-
-# stop_pwru : SIGINT, bounded wait, require exit status 0
-stop_pwru() {
-    local rc
-    kill -INT "$PWRU_PID" 2>/dev/null || true
-    for _ in $(seq 1 $((STOP_TIMEOUT * 10))); do
-        kill -0 "$PWRU_PID" 2>/dev/null || break
-        sleep 0.1
-    done
-    if kill -0 "$PWRU_PID" 2>/dev/null; then
-        kill -KILL "$PWRU_PID" 2>/dev/null || true
-        wait "$PWRU_PID" 2>/dev/null || true
-        PWRU_PID=""
-        tail -n 20 "$PWRU_LOG" >&2
-        die "pwru did not exit within ${STOP_TIMEOUT} s of SIGINT"
-    fi
-    wait "$PWRU_PID" && rc=0 || rc=$?
-    PWRU_PID=""
-    if ((rc != 0)); then
-        tail -n 20 "$PWRU_LOG" >&2
-        die "pwru exited with status $rc after SIGINT"
-    fi
-}
 
 # stderr counters of the last pwru run
 pwru_received() {
@@ -185,7 +117,7 @@ for round in $(seq 1 "$ROUNDS"); do
     BASE+=("$bps")
     log "round $round baseline: $(calc "round($bps/1e9, 3)") Gbit/s"
 
-    start_pwru "tcp-$round" --filter-netns "inode:$IDLE_INODE" --output-file /dev/null
+    start_pwru "$PWRU" "tcp-$round" --filter-netns "inode:$IDLE_INODE" --output-file /dev/null
     run_client "$TMP/tcp-traced-$round.json"
     stop_pwru
     bps=$(pyjson "$TMP/tcp-traced-$round.json" 'j["end"]["sum_received"]["bits_per_second"]') \
@@ -214,7 +146,7 @@ for step in $(seq 1 "$MAX_EVENT_STEPS"); do
     bitrate=$((pps * UDP_LEN * 8))
     # The server's netns sees the most hooks per datagram (veth xmit end,
     # netif_rx, receive, socket delivery), so fewer packets reach the target.
-    start_pwru "events-$step" --filter-netns "inode:$SERVER_INODE" --output-json --output-file /dev/null
+    start_pwru "$PWRU" "events-$step" --filter-netns "inode:$SERVER_INODE" --output-json --output-file /dev/null
     t0=$(now)
     run_client "$TMP/udp-$step.json" -u -b "$bitrate" -l "$UDP_LEN"
     t1=$(now)
@@ -293,7 +225,7 @@ for round in $(seq 1 "$ROUNDS"); do
             match_pcap) args=(--filter-netns "inode:$CLIENT_INODE" "${MODE_ARGS[$mode]}") ;;
             *) args=("${MODE_ARGS[$mode]}") ;;
         esac
-        start_pwru "cost-$mode-$round" --output-file /dev/null "${args[@]}"
+        start_pwru "$PWRU" "cost-$mode-$round" --output-file /dev/null "${args[@]}"
         run_client "$TMP/cost-$mode-$round.json"
         read -r ns cnt < <(prog_stats)
         stop_pwru
