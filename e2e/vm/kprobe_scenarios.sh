@@ -68,6 +68,20 @@ nothing_attached() {
 	[ -z "$left" ] || fail "$1: still attached: $left"
 }
 
+# attach_test_progs: pwru-test-attach's tc and XDP programs on vb in netns
+# b, kept until `kill "$ATTACH"`
+attach_test_progs() {
+	"$P/pwru-test-attach" /run/netns/b vb >/tmp/attach.out 2>&1 &
+	ATTACH=$!
+	i=0
+	until grep -q attached /tmp/attach.out; do
+		kill -0 "$ATTACH" 2>/dev/null || fail "pwru-test-attach: $(cat /tmp/attach.out)"
+		i=$((i + 1))
+		[ "$i" -le 300 ] || fail "pwru-test-attach did not attach within 30 s"
+		sleep 0.1
+	done
+}
+
 # every_line PATTERN WHAT: all output lines match PATTERN (and there are some)
 every_line() {
 	[ -s "$OUT" ] || fail "no events: $2"
@@ -381,15 +395,7 @@ echo "pwru-agent without SYS_ADMIN on $B at perf_event_paranoid $(cat /proc/sys/
 echo "$paranoid" >/proc/sys/kernel/perf_event_paranoid
 
 echo "== --filter-trace-tc, --filter-trace-xdp: fentry on a tc and an XDP program in netns b"
-"$P/pwru-test-attach" /run/netns/b vb >/tmp/attach.out 2>&1 &
-ATTACH=$!
-i=0
-until grep -q attached /tmp/attach.out; do
-	kill -0 "$ATTACH" 2>/dev/null || fail "pwru-test-attach: $(cat /tmp/attach.out)"
-	i=$((i + 1))
-	[ "$i" -le 300 ] || fail "pwru-test-attach did not attach within 30 s"
-	sleep 0.1
-done
+attach_test_progs
 start_pwru bpfprogs --filter-trace-tc --filter-trace-xdp --filter-func '^ip_rcv$' "icmp and host 10.241.0.2"
 $IP netns exec a ping -c 2 -i 0.2 10.241.0.2 >/dev/null || fail "ping through the tc and XDP programs"
 stop_pwru
@@ -401,15 +407,7 @@ no_line '"cb":' "a cb field without --output-skb-cb (pwru v1.0.9 prints none wit
 some_line '"func":"bpf_prog_[0-9a-f]*_pwru_test_xdp(xdp)".*"saddr":"10.241.0.1","daddr":"10.241.0.2","proto":1' "the XDP frame's tuple"
 
 echo "== --filter-track-bpf-helpers: bpf_skb_load_bytes, which the tc program on vb calls, reports the skb its stack carries"
-"$P/pwru-test-attach" /run/netns/b vb >/tmp/attach.out 2>&1 &
-ATTACH=$!
-i=0
-until grep -q attached /tmp/attach.out; do
-	kill -0 "$ATTACH" 2>/dev/null || fail "pwru-test-attach: $(cat /tmp/attach.out)"
-	i=$((i + 1))
-	[ "$i" -le 300 ] || fail "pwru-test-attach did not attach within 30 s"
-	sleep 0.1
-done
+attach_test_progs
 # tcf_classify runs the tc program, so it starts tracking the echo request
 # on the stack the helper then runs on.
 start_pwru helpers --filter-track-bpf-helpers --filter-func '^tcf_classify$' "icmp and host 10.241.0.2"
