@@ -108,6 +108,10 @@ def pod_icmp_trace(agent, pod, netns, what, seconds=3):
     check(not foreign, f"events outside shop/{pod}'s netns {netns} ({what})", "none", foreign[:3])
     check(all(e["tuple"]["proto"] == 1 for e in events), f"protocol of the events ({what})",
           "ICMP only (filter icmp)", [e["tuple"] for e in events[:5]])
+    # pwru's PROCESS is the executable path; a pod's tracer gets comm:pid only (softirq runs on whatever
+    # task was current, maybe another tenant's).
+    paths = [e["process"] for e in events if e["process"].startswith(("/", "~"))]
+    check(not paths, f"PROCESS of the events ({what})", "comm:pid, never an executable path", paths[:5])
     return events, summary
 
 
