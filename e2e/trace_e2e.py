@@ -112,6 +112,17 @@ def pod_icmp_trace(agent, pod, netns, what, seconds=3):
     # task was current, maybe another tenant's).
     paths = [e["process"] for e in events if e["process"].startswith(("/", "~"))]
     check(not paths, f"PROCESS of the events ({what})", "comm:pid, never an executable path", paths[:5])
+    # ...and only a task of the traced netns: ping runs in the client's netns, and its softirq handles the
+    # pod's packets on ping's stack.
+    foreign = []
+    for e in events:
+        pid = int(e["process"].rsplit(":", 1)[1])
+        try:
+            if pid and os.stat(f"/proc/{pid}/ns/net").st_ino != netns:
+                foreign.append(e["process"])
+        except OSError:  # exited since
+            pass
+    check(not foreign, f"PROCESS of the events ({what})", f"a task of netns {netns} or '-:0'", foreign[:5])
     return events, summary
 
 

@@ -106,6 +106,20 @@ std::string_view ProgramNamer::program(const pwru_event& e) {
   return entry.second;
 }
 
+std::uint32_t ProgramNamer::task_netns(const pwru_event& e) {
+  std::size_t comm_len = 0;
+  while (comm_len < sizeof(e.comm) && e.comm[comm_len] != '\0') ++comm_len;
+  const std::string_view comm(e.comm, comm_len);
+  auto it = netns_cache_.find(e.pid);
+  if (it != netns_cache_.end() && it->second.first == comm) return it->second.second;
+  if (netns_cache_.size() >= kMaxCachedPrograms) netns_cache_.clear();
+  struct stat st {};
+  const std::string path = proc_root_ + "/" + std::to_string(e.pid) + "/ns/net";
+  const std::uint32_t inode = e.pid != 0 && stat(path.c_str(), &st) == 0 ? static_cast<std::uint32_t>(st.st_ino) : 0;
+  netns_cache_[e.pid] = {std::string(comm), inode};
+  return inode;
+}
+
 std::string ProgramNamer::lookup(std::uint32_t pid, std::string_view comm) const {
   const std::string dir = proc_root_ + "/" + std::to_string(pid);
   struct stat st {};

@@ -75,6 +75,9 @@ class ProgramNamer {
   // executable (kernel threads, a deleted binary), one that has exited, and
   // PID 0 (the idle task, which /proc never lists).
   std::string_view program(const pwru_event& event);
+  // The netns inode of the event's task (/proc/PID/ns/net); 0 when it has
+  // exited or cannot be read.
+  std::uint32_t task_netns(const pwru_event& event);
 
  private:
   std::string lookup(std::uint32_t pid, std::string_view comm) const;
@@ -83,6 +86,7 @@ class ProgramNamer {
   // PID -> (comm, program). An exec changes the comm nearly always, so the
   // comm guards against a PID whose program has changed since.
   std::unordered_map<std::uint32_t, std::pair<std::string, std::string>> cache_;
+  std::unordered_map<std::uint32_t, std::pair<std::string, std::uint32_t>> netns_cache_;  // PID -> (comm, inode)
 };
 
 }  // namespace pwru

@@ -285,6 +285,14 @@ bool TraceSession::handle(const RingRecord& record) {
   if (impl_->pseudonym) {
     masked = record.event;
     masked.skb_addr = (*impl_->pseudonym)(masked.skb_addr);
+    // A packet is often handled in softirq on whatever task was running:
+    // a netns-scoped trace names only tasks of that netns, never another
+    // tenant's process (it prints "-:0").
+    if (config_.filter.netns && impl_->programs.task_netns(masked) != config_.filter.netns) {
+      std::memset(masked.comm, 0, sizeof(masked.comm));
+      masked.comm[0] = '-';
+      masked.pid = 0;
+    }
   }
   const pwru_event& event = impl_->pseudonym ? masked : record.event;
   if (config_.limit && stats_.events_written >= config_.limit) {
@@ -304,9 +312,7 @@ bool TraceSession::handle(const RingRecord& record) {
   std::string skb_text, shinfo_text;
   if (config_.output.skb) skb_text = take_btf_text(impl_->backend->print_skb_fd(), event.dump_id);
   if (config_.output.shinfo) shinfo_text = take_btf_text(impl_->backend->print_shinfo_fd(), event.dump_id);
-  // The trace API shows comm:pid only: a packet is often handled in softirq
-  // on whatever task was running, and a pod's tracer must not learn the
-  // host paths of other tenants' executables from /proc.
+  // The trace API shows comm:pid only, never a host path from /proc.
   const std::string_view program = impl_->pseudonym ? std::string_view{} : impl_->programs.program(event);
   EventView view{event, impl_->namer->func(event), caller, &stack, skb_text, shinfo_text, program};
   impl_->formatter->format(view, buffer_);
