@@ -7,6 +7,7 @@
 
 #include "common/error.h"
 #include "k8s/kube_client.h"
+#include "k8s/url_encode.h"
 
 namespace pwru {
 
@@ -119,8 +120,8 @@ PeerAgent PeerLocator::locate(const std::string& namespace_name, const std::stri
   const std::string who = namespace_name + "/" + pod;
   int status = 0;
   const json found = get_json(api_,
-                              "/api/v1/namespaces/" + httplib::detail::encode_query_param(namespace_name) + "/pods/" +
-                                  httplib::detail::encode_query_param(pod),
+                              "/api/v1/namespaces/" + url_encode_component(namespace_name) + "/pods/" +
+                                  url_encode_component(pod),
                               "find pod " + who, &status);
   if (status == 404) throw RequestError(404, "no pod " + who + " in the cluster");
   PeerAgent peer;
@@ -131,9 +132,9 @@ PeerAgent PeerLocator::locate(const std::string& namespace_name, const std::stri
   if (peer.node.empty()) throw RequestError(404, "pod " + who + " is not scheduled on a node yet");
 
   const std::string agents_path =
-      "/api/v1/namespaces/" + httplib::detail::encode_query_param(agent_namespace_) +
-      "/pods?labelSelector=" + httplib::detail::encode_query_param(agent_selector_) +
-      "&fieldSelector=" + httplib::detail::encode_query_param("spec.nodeName=" + peer.node);
+      "/api/v1/namespaces/" + url_encode_component(agent_namespace_) +
+      "/pods?labelSelector=" + url_encode_component(agent_selector_) +
+      "&fieldSelector=" + url_encode_component("spec.nodeName=" + peer.node);
   const json agents = get_json(api_, agents_path, "find the pwru-agent on node " + peer.node, &status);
   std::vector<std::string> passed_over;
   if (status == 200) {

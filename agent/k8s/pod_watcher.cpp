@@ -6,6 +6,7 @@
 #include <random>
 
 #include "k8s/kube_client.h"
+#include "k8s/url_encode.h"
 
 namespace pwru {
 
@@ -20,7 +21,7 @@ constexpr int kWatchTimeoutSeconds = 300;
 constexpr int kReadTimeoutSeconds = 90;
 
 std::string pods_path(const KubeApiConfig& config) {
-  return "/api/v1/pods?fieldSelector=" + httplib::detail::encode_query_param("spec.nodeName=" + config.node_name);
+  return "/api/v1/pods?fieldSelector=" + url_encode_component("spec.nodeName=" + config.node_name);
 }
 
 }  // namespace
@@ -104,7 +105,7 @@ bool PodWatcher::list() {
     std::string continue_token, resource_version;
     do {
       std::string path = pods_path(config_) + "&limit=" + std::to_string(kListPageSize);
-      if (!continue_token.empty()) path += "&continue=" + httplib::detail::encode_query_param(continue_token);
+      if (!continue_token.empty()) path += "&continue=" + url_encode_component(continue_token);
       auto res = client->Get(path);
       if (!res || res->status != 200) {
         fail("listing pods: " + describe_kube_result(res));
@@ -133,7 +134,7 @@ PodWatcher::WatchEnd PodWatcher::watch() {
   auto client = make_kube_client(config_, kReadTimeoutSeconds);
   const std::string path = pods_path(config_) + "&watch=1&allowWatchBookmarks=true&timeoutSeconds=" +
                            std::to_string(kWatchTimeoutSeconds) +
-                           "&resourceVersion=" + httplib::detail::encode_query_param(cache_.resource_version());
+                           "&resourceVersion=" + url_encode_component(cache_.resource_version());
   std::string pending;
   bool gone = false;
   const auto connected = [&](const httplib::Response& response) {

@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -333,6 +334,22 @@ TEST_F(PeerMutualTls, RelaysTheStreamAndTheHangUp) {
   EXPECT_EQ(body_, R"({"pod":"p"})");
   EXPECT_EQ(caller_, R"({"user":"alice"})");
   EXPECT_EQ(from_, "n1");
+}
+
+// A peer whose node vanished mid-trace sends nothing more: after quiet_for
+// the relay ends as broken (not clean), and the connection is closed.
+TEST_F(PeerMutualTls, APeerQuietLongerThanQuietForEndsTheRelay) {
+  auto server = serve(server_tls_, "{\"func\":\"a\"}\n");
+  PeerTrace trace(peer_at(server->port()), pki_.peer(release_, release_, "client"), "{}", "{}", "n1",
+                  std::chrono::seconds(1));
+  ASSERT_EQ(trace.status(), 200);
+  CollectingSink out;  // a caller that stays
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_FALSE(trace.relay(out)) << "a peer that went quiet counted as a clean end";
+  // The peer's stream itself lasts 10 s: ending sooner is the read timeout.
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
+  EXPECT_EQ(out.text(), "{\"func\":\"a\"}\n");
+  EXPECT_TRUE(testing::eventually([&] { return saw_hang_up_.load(); })) << "the peer's trace never saw the hang-up";
 }
 
 TEST_F(PeerMutualTls, APeerRefusalComesBackWithItsStatus) {
