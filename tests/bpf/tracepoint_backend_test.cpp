@@ -12,6 +12,7 @@
 
 #include "btf/kernel_btf.h"
 #include "enrich/ksyms.h"
+#include "eventually.h"
 #include "events/ring_reader.h"
 #include "netns_fixture.h"
 #include "output/event_formatter.h"
@@ -232,7 +233,8 @@ TEST(TracepointBackend, TcpHandshakeTuplesAndFlags) {
   Trace t(netns_filter(net.inode_a));
   // A listener in ns_b and one bounded connection from ns_a.
   sh(net.exec(net.ns_b, "sh -c 'timeout 5 nc -l -p 8080 >/dev/null 2>&1 &'"));
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  const auto listening = [&] { return !sh(net.exec(net.ns_b, "ss -Hltn 'sport = :8080'")).empty(); };
+  ASSERT_TRUE(testing::eventually(listening, std::chrono::seconds(4))) << "the listener in ns_b never listened";
   sh(net.exec(net.ns_a, "sh -c 'echo hello | timeout 3 nc -N -w 1 " + net.ip_b + " 8080'"));
   auto syn = [&](const pwru_event& e) {
     return is_v4(e, net.ip_a, net.ip_b, 6) && ntohs(e.tuple.dport) == 8080 && (e.tuple.tcp_flags & 0x02) &&

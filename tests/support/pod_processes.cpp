@@ -15,6 +15,8 @@
 #include <sstream>
 #include <thread>
 
+#include "eventually.h"
+
 namespace pwru::testing {
 
 // Where the cgroup v2 hierarchy is mounted: /sys/fs/cgroup on unified
@@ -67,10 +69,8 @@ CgroupDirs::~CgroupDirs() {
   for (auto dir = made_.rbegin(); dir != made_.rend(); ++dir) {
     // A killed process leaves its cgroup a moment after waitpid() on some
     // kernels: EBUSY until then.
-    for (int attempt = 0; attempt < 100; ++attempt) {
-      if (::rmdir(dir->c_str()) == 0 || errno != EBUSY) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
+    eventually([&] { return ::rmdir(dir->c_str()) == 0 || errno != EBUSY; }, std::chrono::seconds(1),
+               std::chrono::milliseconds(10));
   }
 }
 

@@ -20,6 +20,7 @@
 #include <stdexcept>
 
 #include "common/error.h"
+#include "eventually.h"
 #include "http/agent_http.h"
 
 namespace pwru {
@@ -226,7 +227,7 @@ TEST(AgentHttpTraces, AClientThatHangsUpEndsItsStreamWithinAPollRound) {
     ::close(sock);
   }
   // The stream writes every 50 ms: it must notice within a few rounds.
-  for (int i = 0; i < 40 && fake.streams_ended == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_TRUE(pwru::testing::eventually([&] { return fake.streams_ended != 0; }, std::chrono::seconds(2)));
   EXPECT_EQ(fake.streams_ended, 1);
   EXPECT_TRUE(fake.saw_closed);
   EXPECT_LE(fake.lines_before_close, 3);
@@ -444,12 +445,14 @@ TEST(AgentHttpConnections, APerClientCapRefusesTheNextConnectionWithA429) {
   // A closed connection gives its place back.
   a.close();
   std::string answer;
-  for (int i = 0; i < 100 && answer.find("HTTP/1.1 200 OK") == std::string::npos; ++i) {
-    RawClient again("127.0.0.1", server.port());
-    again.send("GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    answer = again.read_all();
-    if (answer.find("HTTP/1.1 200 OK") == std::string::npos) std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
+  pwru::testing::eventually(
+      [&] {
+        RawClient again("127.0.0.1", server.port());
+        again.send("GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        answer = again.read_all();
+        return answer.find("HTTP/1.1 200 OK") != std::string::npos;
+      },
+      std::chrono::seconds(2), std::chrono::milliseconds(20));
   EXPECT_NE(answer.find("HTTP/1.1 200 OK"), std::string::npos) << answer;
 }
 
@@ -465,11 +468,13 @@ TEST(AgentHttpConnections, AtTheTotalCapTheConnectionWaitingLongestMakesRoom) {
   RawClient younger("127.0.0.3", server.port()), youngest("127.0.0.4", server.port());
   ASSERT_GE(younger.fd, 0);
   ASSERT_GE(youngest.fd, 0);
-  for (int i = 0; i < 100; ++i) {  // all three admitted (accepted in order, on one thread)
-    std::lock_guard lock(observed.mu);
-    if (observed.opened == 3) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
+  // All three admitted (accepted in order, on one thread).
+  pwru::testing::eventually(
+      [&] {
+        std::lock_guard lock(observed.mu);
+        return observed.opened == 3;
+      },
+      std::chrono::seconds(1), std::chrono::milliseconds(10));
 
   RawClient probe("127.0.0.9", server.port());
   ASSERT_TRUE(probe.send("GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"));
