@@ -29,6 +29,9 @@
 #define PWRU_S64 __s64
 #define PWRU_STATIC_ASSERT(cond, msg) _Static_assert(cond, msg)
 #endif
+/* Both compilers have the builtin; neither side needs <stddef.h> for it. */
+#define PWRU_OFFSETOF(type, member) __builtin_offsetof(type, member)
+#define PWRU_SIZEOF_FIELD(type, member) sizeof(((type *)0)->member)
 
 #define PWRU_IFNAMSIZ 16
 #define PWRU_COMM_LEN 16
@@ -60,9 +63,73 @@
 #define PWRU_OUT_CB (1 << 2)     /* --output-skb-cb: qdisc_skb_cb->data, as __sk_buff->cb[] */
 #define PWRU_OUT_TUNNEL (1 << 3) /* --output-tunnel: the inner headers' tuple */
 
+/*
+ * Wire formats: what the BPF programs parse (skb_event.bpf.h: fill_tuple_at,
+ * the pcap filter's choice of L2 or L3) and user space prints, named once
+ * here because the kernel's UAPI headers cannot be included next to
+ * vmlinux_min.h. *_AT is a byte offset from the start of that header.
+ * tests/unit/abi_wire_test.cpp checks each against the C library's headers.
+ */
 /* Ethertypes in host order, as stored in pwru_tuple.l3_proto. */
 #define PWRU_ETH_P_IP 0x0800
 #define PWRU_ETH_P_IPV6 0x86DD
+#define PWRU_ETH_P_ARP 0x0806
+#define PWRU_ETH_P_8021Q 0x8100
+#define PWRU_ETH_P_8021AD 0x88A8 /* the outer (service) tag of QinQ */
+#define PWRU_ETH_HLEN 14
+#define PWRU_ETH_TYPE_AT 12 /* ethhdr.h_proto */
+#define PWRU_VLAN_HLEN 4
+#define PWRU_VLAN_PROTO_AT 2 /* after the TCI: the EtherType of what follows the tag */
+/* IPPROTO_* values, as stored in pwru_tuple.l4_proto. */
+#define PWRU_IPPROTO_ICMP 1
+#define PWRU_IPPROTO_TCP 6
+#define PWRU_IPPROTO_UDP 17
+#define PWRU_IPPROTO_ICMPV6 58
+/* The version nibble is the first byte's high half in IPv4 and IPv6 alike. */
+#define PWRU_IP_VERSION_SHIFT 4
+#define PWRU_IPV4_MIN_HLEN 20 /* the header without options */
+#define PWRU_IPV4_IHL_MASK 0x0f /* low half of the first byte: header length in 4-byte words */
+#define PWRU_IPV4_IHL_UNIT 4
+#define PWRU_IPV4_FRAG_AT 6 /* frag_off, network order: flags and fragment offset */
+#define PWRU_IPV4_FRAG_OFFSET_MASK 0x1fff /* nonzero: a later fragment, no L4 header */
+#define PWRU_IPV4_PROTOCOL_AT 9
+#define PWRU_IPV4_ADDRS_AT 12 /* saddr, then daddr right after it */
+#define PWRU_IPV4_ADDR_LEN 4
+#define PWRU_IPV6_NEXTHDR_AT 6
+#define PWRU_IPV6_ADDRS_AT 8 /* saddr, then daddr right after it */
+#define PWRU_IPV6_ADDR_LEN 16
+#define PWRU_IPV6_HLEN 40
+/* IPv6 extension headers (next header values) that stand between the IPv6
+ * header and the transport header. */
+#define PWRU_IPV6_NEXTHDR_HOP 0
+#define PWRU_IPV6_NEXTHDR_ROUTING 43
+#define PWRU_IPV6_NEXTHDR_FRAGMENT 44
+#define PWRU_IPV6_NEXTHDR_AUTH 51
+#define PWRU_IPV6_NEXTHDR_DEST 60
+/* Each starts with next header, then its length: in 8-byte units not
+ * counting the first 8 bytes, except AH's, in 4-byte units not counting the
+ * first 8. The fragment header's length is fixed. */
+#define PWRU_IPV6_EXT_NEXTHDR_AT 0
+#define PWRU_IPV6_EXT_LEN_AT 1
+#define PWRU_IPV6_EXT_LEN_SHIFT 3
+#define PWRU_IPV6_AUTH_LEN_SHIFT 2
+#define PWRU_IPV6_FRAG_HLEN 8
+#define PWRU_IPV6_FRAG_AT 2 /* frag_off, network order: offset << 3, then the M flag */
+#define PWRU_IPV6_FRAG_OFFSET_MASK 0xfff8 /* nonzero: a later fragment, no L4 header */
+/*
+ * How far fill_tuple follows header chains; each step costs a helper call
+ * on every traced hit. Two tags are QinQ (802.1ad, then 802.1Q, or two
+ * 802.1Q). Six extension headers are RFC 8200's recommended order in full
+ * (hop-by-hop, destination options, routing, fragment, AH, destination
+ * options). Behind a third tag there is no tuple; a longer extension chain's
+ * tuple has the addresses, the header type the walk stopped at as l4_proto,
+ * and no ports.
+ */
+#define PWRU_MAX_VLAN_TAGS 2
+#define PWRU_IPV6_MAX_EXT_HEADERS 6
+/* TCP and UDP both start with source port, then destination port. */
+#define PWRU_L4_PORTS_AT 0
+#define PWRU_TCP_FLAGS_AT 13 /* FIN .. CWR, bit 0 first */
 
 struct pwru_tuple {
 	PWRU_U8 saddr[16]; /* IPv4 uses the first 4 bytes */
@@ -183,7 +250,8 @@ struct pwru_hook_cfg {
 	PWRU_U16 pad2;
 };
 
-/* Filters and output switches fixed at load time (rodata). */
+/* The tracer's filters and output switches, fixed at load time (rodata
+ * filter_cfg). pwru-agent's counting programs leave it all zero. */
 struct pwru_filter_cfg {
 	PWRU_U32 netns; /* 0: any */
 	PWRU_U32 mark;
@@ -192,16 +260,21 @@ struct pwru_filter_cfg {
 	PWRU_U8 want_stack; /* capture a stack id for --output-stack / --output-caller */
 	PWRU_U8 has_pcap; /* run the injected pcap filter (bpf/pcap_stub.bpf.h) */
 	PWRU_U8 track_skb_by_stack; /* kprobe backends: --filter-track-skb-by-stackid */
-	PWRU_U8 count_only; /* pwru-agent: count drops and visits, make no events */
-	PWRU_U32 visit_cache_slots; /* count_only: slots of visit_cache in use, a power of two; 0: none */
 	PWRU_U8 track_skb; /* --filter-track-skb: a matched skb is reported until freed, filters or not */
 	PWRU_U8 track_skb_in_netns; /* ...but only while it is in filter netns (the agent's scoped traces) */
-	PWRU_U16 capture_bytes; /* --output-pcap: packet bytes copied per event (<= PWRU_CAPTURE_MAX); 0: none */
 	PWRU_U8 output_flags; /* PWRU_OUT_* */
-	PWRU_U8 pad2[3];
+	PWRU_U16 capture_bytes; /* --output-pcap: packet bytes copied per event (<= PWRU_CAPTURE_MAX); 0: none */
 };
 
-/* pwru-agent's always-on counters (count_only): per-CPU hash maps. */
+/* pwru-agent's always-on counting, fixed at load time (rodata count_cfg);
+ * all zero in a trace, whose programs then never touch the counter maps. */
+struct pwru_count_cfg {
+	PWRU_U8 count_only; /* count drops and visits, make no events; filter_cfg is ignored */
+	PWRU_U8 pad[3];
+	PWRU_U32 visit_cache_slots; /* slots of visit_cache in use, a power of two; 0: none */
+};
+
+/* pwru-agent's always-on counters (pwru_count_cfg.count_only): per-CPU hash maps. */
 struct pwru_drop_key {
 	PWRU_U32 netns;
 	PWRU_U32 reason; /* enum skb_drop_reason */
@@ -227,6 +300,8 @@ struct pwru_count {
  * limit): contiguous memory, measured 30 ns a hit cheaper than one array
  * element per slot. */
 #define PWRU_VISIT_CACHE_SLOTS 1024
+/* The kernel's PCPU_MIN_UNIT_SIZE: the largest value a per-CPU map takes. */
+#define PWRU_PERCPU_VALUE_MAX (32 << 10)
 
 struct pwru_visit_slot {
 	struct pwru_visit_key key;
@@ -263,11 +338,52 @@ PWRU_STATIC_ASSERT(sizeof(struct pwru_part_tunnel) == 40, "pwru_part_tunnel ABI 
 PWRU_STATIC_ASSERT(sizeof(struct pwru_part_capture) == 8 + PWRU_CAPTURE_MAX, "pwru_part_capture ABI size");
 PWRU_STATIC_ASSERT(sizeof(struct pwru_btf_text) == 8 + PWRU_BTF_TEXT_MAX, "pwru_btf_text ABI size");
 PWRU_STATIC_ASSERT(sizeof(struct pwru_hook_cfg) == 8, "pwru_hook_cfg ABI size");
-PWRU_STATIC_ASSERT(sizeof(struct pwru_filter_cfg) == 32, "pwru_filter_cfg ABI size");
+PWRU_STATIC_ASSERT(sizeof(struct pwru_filter_cfg) == 24, "pwru_filter_cfg ABI size");
+PWRU_STATIC_ASSERT(sizeof(struct pwru_count_cfg) == 8, "pwru_count_cfg ABI size");
 PWRU_STATIC_ASSERT(sizeof(struct pwru_drop_key) == 16, "pwru_drop_key ABI size");
 PWRU_STATIC_ASSERT(sizeof(struct pwru_visit_key) == 8, "pwru_visit_key ABI size");
 PWRU_STATIC_ASSERT(sizeof(struct pwru_count) == 16, "pwru_count ABI size");
 PWRU_STATIC_ASSERT(sizeof(struct pwru_visit_slot) == 24, "pwru_visit_slot ABI size");
+
+/*
+ * Layout the BPF programs rely on beyond the sizes: one read or copy that
+ * spans several fields, or a mask standing in for a bound.
+ */
+/* fill_tuple_at reads an IPv6 header's saddr and daddr (adjacent on the
+ * wire) with one 32-byte read into tuple->saddr. */
+PWRU_STATIC_ASSERT(PWRU_SIZEOF_FIELD(struct pwru_tuple, saddr) == PWRU_IPV6_ADDR_LEN &&
+			   PWRU_SIZEOF_FIELD(struct pwru_tuple, daddr) == PWRU_IPV6_ADDR_LEN,
+		   "pwru_tuple addresses hold an IPv6 address each");
+PWRU_STATIC_ASSERT(PWRU_OFFSETOF(struct pwru_tuple, daddr) ==
+			   PWRU_OFFSETOF(struct pwru_tuple, saddr) + PWRU_IPV6_ADDR_LEN,
+		   "pwru_tuple daddr follows saddr: IPv6 addresses are read into both at once");
+/* count_visit_cached loads, compares and stores a slot's key as one u64. */
+PWRU_STATIC_ASSERT(sizeof(struct pwru_visit_key) == sizeof(PWRU_U64),
+		   "pwru_visit_key is compared as one 64-bit word");
+PWRU_STATIC_ASSERT(PWRU_OFFSETOF(struct pwru_visit_slot, key) == 0 && sizeof(struct pwru_visit_slot) % 8 == 0,
+		   "every visit slot's key is 8-byte aligned for its 64-bit access");
+/* The cache is one per-CPU value: the kernel refuses per-CPU values over
+ * PCPU_MIN_UNIT_SIZE (32 KiB); slot indexes are masked, not compared. */
+PWRU_STATIC_ASSERT(sizeof(struct pwru_visit_cache) == PWRU_VISIT_CACHE_SLOTS * sizeof(struct pwru_visit_slot),
+		   "pwru_visit_cache is its slots, nothing else");
+PWRU_STATIC_ASSERT(sizeof(struct pwru_visit_cache) == (24 << 10), "pwru_visit_cache is the 24 KiB per CPU its comments state");
+PWRU_STATIC_ASSERT(sizeof(struct pwru_visit_cache) <= PWRU_PERCPU_VALUE_MAX,
+		   "pwru_visit_cache fits the kernel's per-CPU value limit");
+PWRU_STATIC_ASSERT((PWRU_VISIT_CACHE_SLOTS & (PWRU_VISIT_CACHE_SLOTS - 1)) == 0,
+		   "PWRU_VISIT_CACHE_SLOTS is a power of two (slot indexes are masked)");
+/* capture_packet bounds the copy with n &= PWRU_CAPTURE_MAX - 1. */
+PWRU_STATIC_ASSERT((PWRU_CAPTURE_MAX & (PWRU_CAPTURE_MAX - 1)) == 0 && PWRU_CAPTURE_MAX <= 0x10000,
+		   "PWRU_CAPTURE_MAX is a power of two that capture_len (u16) can count");
+PWRU_STATIC_ASSERT(PWRU_OFFSETOF(struct pwru_part_capture, data) == 8, "capture header before the packet bytes");
+/* Parts are written at pwru_part_offset() with 64-bit stores: every part
+ * must keep the next one 8-byte aligned. */
+PWRU_STATIC_ASSERT(sizeof(struct pwru_event_core) % 8 == 0 && sizeof(struct pwru_part_stack) % 8 == 0 &&
+			   sizeof(struct pwru_part_dump) % 8 == 0 && sizeof(struct pwru_part_cb) % 8 == 0 &&
+			   sizeof(struct pwru_part_tunnel) % 8 == 0,
+		   "record parts keep 8-byte alignment");
+PWRU_STATIC_ASSERT(PWRU_PARTS_KNOWN == (PWRU_PART_STACK | PWRU_PART_DUMP | PWRU_PART_CB | PWRU_PART_TUNNEL |
+					PWRU_PART_CAPTURE),
+		   "PWRU_PARTS_KNOWN names every part");
 
 #ifdef __cplusplus
 static_assert(pwru_record_size(0) == 136, "a plain trace's record is the core alone");

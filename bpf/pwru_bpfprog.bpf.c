@@ -54,12 +54,12 @@ int pwru_fentry_xdp(__u64 *ctx)
 	__builtin_memset(event, 0, sizeof(*event));
 	fill_event_origin(event, (__u64)xdp, traced_hook_id);
 	event->len = (__u32)((unsigned long)data_end - (unsigned long)data);
-	bpf_probe_read_kernel(&event->protocol, sizeof(event->protocol), data + 12);
+	bpf_probe_read_kernel(&event->protocol, sizeof(event->protocol), data + PWRU_ETH_TYPE_AT);
 	if (dev)
 		event->netns = BPF_CORE_READ(dev, nd_net.net, ns.inum);
 	fill_event_device(event, dev);
 	if (event->protocol == bpf_htons(PWRU_ETH_P_IP) || event->protocol == bpf_htons(PWRU_ETH_P_IPV6))
-		fill_tuple_at(data, 14, event->protocol == bpf_htons(PWRU_ETH_P_IP) ? 4 : 6, &event->tuple);
+		fill_tuple_at(data, PWRU_ETH_HLEN, event->len, event->protocol == bpf_htons(PWRU_ETH_P_IP) ? 4 : 6, &event->tuple);
 	bpf_ringbuf_submit(event, 0);
 	count(PWRU_CNT_EVENTS);
 	return 0;

@@ -57,7 +57,7 @@ static __always_inline void handle_kprobe(struct pt_regs *ctx, struct sk_buff *s
 {
 	const __u16 hook_id = (__u16)bpf_get_attach_cookie(ctx);
 	/* pwru-agent's programs: straight to the counters. */
-	if (filter_cfg.count_only) {
+	if (count_cfg.count_only) {
 		if (skb)
 			count_skb(skb, hook_id, false, 0, 0);
 		return;

@@ -76,7 +76,7 @@ static __always_inline int count_tp(__u64 *ctx, const int slot)
 
 static __always_inline int handle_tp(__u64 *ctx, const int slot)
 {
-	if (filter_cfg.count_only)
+	if (count_cfg.count_only)
 		return count_tp(ctx, slot);
 	const struct pwru_hook_cfg cfg = hook_cfg[slot];
 	struct sk_buff *skb = (struct sk_buff *)tp_arg(ctx, cfg.skb_arg);
@@ -98,5 +98,6 @@ static __always_inline int handle_tp(__u64 *ctx, const int slot)
 	PWRU_TP_SLOT(a##4) PWRU_TP_SLOT(a##5) PWRU_TP_SLOT(a##6) PWRU_TP_SLOT(a##7)
 
 /* 64 slots, named pwru_tp_00 .. pwru_tp_77 (octal digits keep the macro simple). */
+_Static_assert(PWRU_MAX_TP_SLOTS == 8 * 8, "the slot programs below are eight rows of eight");
 PWRU_TP_SLOTS8(0) PWRU_TP_SLOTS8(1) PWRU_TP_SLOTS8(2) PWRU_TP_SLOTS8(3)
 PWRU_TP_SLOTS8(4) PWRU_TP_SLOTS8(5) PWRU_TP_SLOTS8(6) PWRU_TP_SLOTS8(7)

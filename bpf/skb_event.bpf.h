@@ -14,10 +14,7 @@
 #include "pwru_abi.h"
 #include "pcap_stub.bpf.h"
 
-#define PWRU_IPPROTO_TCP 6
-#define PWRU_IPPROTO_UDP 17
-#define PWRU_ETH_P_8021Q 0x8100
-#define PWRU_VLAN_HLEN 4
+/* Protocol numbers and header offsets: pwru_abi.h, shared with user space. */
 /* skb->network_header / transport_header value meaning "not set". */
 #define PWRU_HDR_UNSET 0xffff
 
@@ -125,6 +122,7 @@ struct {
 } dump_seq SEC(".maps");
 
 const volatile struct pwru_filter_cfg filter_cfg = {};
+const volatile struct pwru_count_cfg count_cfg = {};
 
 static __always_inline void count(__u32 which)
 {
@@ -192,7 +190,6 @@ static __always_inline bool skb_passes_meta_filters(struct sk_buff *skb)
  * tracepoints; there an ARP frame has no network header the L3 filter
  * could match, and `arp` saw only its free.
  */
-#define PWRU_ETH_HLEN 14
 static __always_inline bool skb_passes_pcap(struct sk_buff *skb)
 {
 	if (!filter_cfg.has_pcap)
@@ -210,30 +207,41 @@ static __always_inline bool skb_passes_pcap(struct sk_buff *skb)
 	return pwru_pcap_filter_l3((void *)(head + network), (void *)data_end);
 }
 
-static __always_inline void fill_tuple_at(unsigned char *head, __u16 l3_off, __u8 expected_version,
-					  struct pwru_tuple *tuple);
+static __always_inline void fill_tuple_at(unsigned char *head, unsigned long l3_off, unsigned long end,
+					  __u8 expected_version, struct pwru_tuple *tuple);
 
 static __always_inline void fill_tuple(struct sk_buff *skb, struct pwru_tuple *tuple)
 {
 	unsigned char *head = BPF_CORE_READ(skb, head);
-	__u16 l3_off = BPF_CORE_READ(skb, network_header);
+	unsigned long l3_off = PWRU_SKB_READ(skb, network_header);
 	if (l3_off == PWRU_HDR_UNSET || !head)
 		return;
+	/* The linear data ends at tail; what follows is stale bytes or room
+	 * for later data, never this packet's headers (a runt that
+	 * PKT_TOO_SMALL drops, headers left in page fragments). */
+	unsigned long end = PWRU_SKB_READ(skb, tail);
 	/* Only skbs that say they carry IP get a tuple: netlink and other
-	 * non-IP skbs have stale bytes where an IP header would be. */
-	__u8 expected_version;
-	__be16 protocol = BPF_CORE_READ(skb, protocol);
-	if (protocol == bpf_htons(PWRU_ETH_P_IP)) {
-		expected_version = 4;
-	} else if (protocol == bpf_htons(PWRU_ETH_P_IPV6)) {
-		expected_version = 6;
-	} else if (protocol == bpf_htons(PWRU_ETH_P_8021Q)) {
+	 * non-IP skbs have stale bytes where an IP header would be. Tags still
+	 * in the packet (no offload took them) each name what follows them;
+	 * the next header's version nibble alone took a tag with priority 2
+	 * or 3 for IPv4 or IPv6. */
+	__be16 protocol = PWRU_SKB_READ(skb, protocol);
+	for (int tag = 0; tag < PWRU_MAX_VLAN_TAGS; tag++) {
+		if (protocol != bpf_htons(PWRU_ETH_P_8021Q) && protocol != bpf_htons(PWRU_ETH_P_8021AD))
+			break;
+		if (l3_off + PWRU_VLAN_HLEN > end ||
+		    bpf_probe_read_kernel(&protocol, sizeof(protocol), head + l3_off + PWRU_VLAN_PROTO_AT))
+			return;
 		l3_off += PWRU_VLAN_HLEN;
-		expected_version = 0; /* inner type unknown here: trust the header */
-	} else {
-		return;
 	}
-	fill_tuple_at(head, l3_off, expected_version, tuple);
+	__u8 expected_version;
+	if (protocol == bpf_htons(PWRU_ETH_P_IP))
+		expected_version = 4;
+	else if (protocol == bpf_htons(PWRU_ETH_P_IPV6))
+		expected_version = 6;
+	else
+		return;
+	fill_tuple_at(head, l3_off, end, expected_version, tuple);
 }
 
 /* --output-tunnel: the tuple of the headers inside the encapsulation, where
@@ -242,59 +250,119 @@ static __always_inline void fill_tuple(struct sk_buff *skb, struct pwru_tuple *t
 static __always_inline void fill_tunnel_tuple(struct sk_buff *skb, struct pwru_tuple *tuple)
 {
 	unsigned char *head = BPF_CORE_READ(skb, head);
-	__u16 inner = BPF_CORE_READ(skb, inner_network_header);
+	unsigned long inner = PWRU_SKB_READ(skb, inner_network_header);
 	if (inner == 0 || !head)
 		return;
-	fill_tuple_at(head, inner, 0, tuple);
+	fill_tuple_at(head, inner, PWRU_SKB_READ(skb, tail), 0, tuple);
 }
 
-/* The tuple of the IP header at head + l3_off; expected_version 0 trusts the
- * header's own version nibble. */
-static __always_inline void fill_tuple_at(unsigned char *head, __u16 l3_off, __u8 expected_version,
-					  struct pwru_tuple *tuple)
+/* The next header values that are IPv6 extension headers, as bits. */
+#define PWRU_IPV6_EXT_HEADERS                                                                  \
+	((1ULL << PWRU_IPV6_NEXTHDR_HOP) | (1ULL << PWRU_IPV6_NEXTHDR_ROUTING) |               \
+	 (1ULL << PWRU_IPV6_NEXTHDR_FRAGMENT) | (1ULL << PWRU_IPV6_NEXTHDR_AUTH) |             \
+	 (1ULL << PWRU_IPV6_NEXTHDR_DEST))
+_Static_assert(PWRU_IPV6_NEXTHDR_DEST < 64, "the extension header bits fit one word");
+
+static __always_inline bool ipv6_is_extension(__u8 next)
 {
-	__u8 first = 0;
-	bpf_probe_read_kernel(&first, 1, head + l3_off);
-	__u8 version = first >> 4;
+	return next < 64 && ((PWRU_IPV6_EXT_HEADERS >> next) & 1);
+}
+
+/*
+ * The tuple of the IP header at head + l3_off, from the bytes before
+ * head + end alone: no tuple when the fixed IP header is cut, no ports when
+ * they are. expected_version 0 trusts the header's own version nibble.
+ * Few helper calls: each costs more than the arithmetic around it, on every
+ * traced hit.
+ */
+static __always_inline void fill_tuple_at(unsigned char *head, unsigned long l3_off, unsigned long end,
+					  __u8 expected_version, struct pwru_tuple *tuple)
+{
+	/* Both versions' headers are at least this long, and IPv4's fields
+	 * are all in it: one read. */
+	__u8 ip[PWRU_IPV4_MIN_HLEN] __attribute__((aligned(8)));
+	if (l3_off + sizeof(ip) > end || bpf_probe_read_kernel(ip, sizeof(ip), head + l3_off))
+		return;
+	__u8 version = ip[0] >> PWRU_IP_VERSION_SHIFT;
 	if (expected_version && version != expected_version)
 		return;
-	__u16 l4_off;
+	/* Offsets as wide as pointers: no zero-extension on every sum. */
+	unsigned long l4_off;
+	__u8 l4_proto;
 	if (version == 4) {
-		/* saddr and daddr are adjacent at offset 12 of the IPv4 header */
-		__u8 addrs[8];
-		if (bpf_probe_read_kernel(addrs, sizeof(addrs), head + l3_off + 12))
+		__u8 ihl = ip[0] & PWRU_IPV4_IHL_MASK;
+		/* Under 5 words is no header (ip_rcv drops it): its "transport
+		 * header" would lie inside the IP header. */
+		if (ihl < PWRU_IPV4_MIN_HLEN / PWRU_IPV4_IHL_UNIT)
 			return;
-		__builtin_memcpy(tuple->saddr, addrs, 4);
-		__builtin_memcpy(tuple->daddr, addrs + 4, 4);
-		bpf_probe_read_kernel(&tuple->l4_proto, 1, head + l3_off + 9);
+		__builtin_memcpy(tuple->saddr, ip + PWRU_IPV4_ADDRS_AT, PWRU_IPV4_ADDR_LEN);
+		__builtin_memcpy(tuple->daddr, ip + PWRU_IPV4_ADDRS_AT + PWRU_IPV4_ADDR_LEN, PWRU_IPV4_ADDR_LEN);
+		l4_proto = ip[PWRU_IPV4_PROTOCOL_AT];
+		tuple->l4_proto = l4_proto;
 		tuple->l3_proto = PWRU_ETH_P_IP;
 		/* Later fragments carry no L4 header: leave the ports at 0. */
-		__u16 frag = 0;
-		bpf_probe_read_kernel(&frag, 2, head + l3_off + 6);
-		if (bpf_ntohs(frag) & 0x1fff)
+		__be16 frag;
+		__builtin_memcpy(&frag, ip + PWRU_IPV4_FRAG_AT, sizeof(frag));
+		if (bpf_ntohs(frag) & PWRU_IPV4_FRAG_OFFSET_MASK)
 			return;
 		/* Computed from IHL, not transport_header: on the receive path the
 		 * transport header still equals the network header at the early hooks. */
-		l4_off = l3_off + (first & 0x0f) * 4;
+		l4_off = l3_off + ihl * PWRU_IPV4_IHL_UNIT;
 	} else if (version == 6) {
-		if (bpf_probe_read_kernel(tuple->saddr, 32, head + l3_off + 8))
+		/* saddr and daddr at once: adjacent on the wire and in pwru_tuple
+		 * (asserted in pwru_abi.h). */
+		if (l3_off + PWRU_IPV6_HLEN > end ||
+		    bpf_probe_read_kernel(tuple->saddr, 2 * PWRU_IPV6_ADDR_LEN, head + l3_off + PWRU_IPV6_ADDRS_AT))
 			return;
-		bpf_probe_read_kernel(&tuple->l4_proto, 1, head + l3_off + 6);
 		tuple->l3_proto = PWRU_ETH_P_IPV6;
-		l4_off = l3_off + 40;
+		l4_off = l3_off + PWRU_IPV6_HLEN;
+		/* The transport is behind the extension headers (bounded: pwru_abi.h).
+		 * A cut one stops the walk with its own type as l4_proto, which
+		 * has no ports. */
+		l4_proto = ip[PWRU_IPV6_NEXTHDR_AT];
+		for (int i = 0; i < PWRU_IPV6_MAX_EXT_HEADERS && ipv6_is_extension(l4_proto); i++) {
+			/* next header, length, the fragment header's frag_off */
+			__u8 ext[PWRU_IPV6_FRAG_AT + 2] __attribute__((aligned(4)));
+			bool fragment = l4_proto == PWRU_IPV6_NEXTHDR_FRAGMENT;
+			if (l4_off + (fragment ? PWRU_IPV6_FRAG_HLEN : PWRU_IPV6_EXT_LEN_AT + 1) > end ||
+			    bpf_probe_read_kernel(ext, sizeof(ext), head + l4_off))
+				break;
+			if (fragment) {
+				__be16 frag;
+				__builtin_memcpy(&frag, ext + PWRU_IPV6_FRAG_AT, sizeof(frag));
+				if (bpf_ntohs(frag) & PWRU_IPV6_FRAG_OFFSET_MASK) {
+					/* A later fragment: its payload's start is data, not ports. */
+					tuple->l4_proto = ext[PWRU_IPV6_EXT_NEXTHDR_AT];
+					return;
+				}
+				l4_off += PWRU_IPV6_FRAG_HLEN;
+			} else {
+				/* Both length units leave out the first 8 bytes. */
+				unsigned long shift = l4_proto == PWRU_IPV6_NEXTHDR_AUTH ? PWRU_IPV6_AUTH_LEN_SHIFT
+										 : PWRU_IPV6_EXT_LEN_SHIFT;
+				l4_off += 8 + ((unsigned long)ext[PWRU_IPV6_EXT_LEN_AT] << shift);
+			}
+			l4_proto = ext[PWRU_IPV6_EXT_NEXTHDR_AT];
+		}
+		tuple->l4_proto = l4_proto;
 	} else {
 		return;
 	}
 
-	if (tuple->l4_proto == PWRU_IPPROTO_TCP || tuple->l4_proto == PWRU_IPPROTO_UDP) {
-		__u16 ports[2];
-		if (bpf_probe_read_kernel(ports, sizeof(ports), head + l4_off))
+	if (l4_proto != PWRU_IPPROTO_TCP && l4_proto != PWRU_IPPROTO_UDP)
+		return;
+	/* Ports, and TCP's flags when they are there (nearly always): one read. */
+	__u8 l4[PWRU_TCP_FLAGS_AT + 1] __attribute__((aligned(8)));
+	if (l4_proto == PWRU_IPPROTO_TCP && l4_off + sizeof(l4) <= end) {
+		if (bpf_probe_read_kernel(l4, sizeof(l4), head + l4_off))
 			return;
-		tuple->sport = ports[0];
-		tuple->dport = ports[1];
-		if (tuple->l4_proto == PWRU_IPPROTO_TCP)
-			bpf_probe_read_kernel(&tuple->tcp_flags, 1, head + l4_off + 13);
+		tuple->tcp_flags = l4[PWRU_TCP_FLAGS_AT];
+	} else if (l4_off + PWRU_L4_PORTS_AT + 4 > end ||
+		   bpf_probe_read_kernel(l4, PWRU_L4_PORTS_AT + 4, head + l4_off)) {
+		return;
 	}
+	__builtin_memcpy(&tuple->sport, l4 + PWRU_L4_PORTS_AT, sizeof(tuple->sport));
+	__builtin_memcpy(&tuple->dport, l4 + PWRU_L4_PORTS_AT + 2, sizeof(tuple->dport));
 }
 
 static __always_inline bool skb_passes_filters(struct sk_buff *skb)
@@ -376,6 +444,10 @@ static __always_inline bool store_btf_text(void *map, __u64 id, void *ptr, __u32
 	}
 	return true;
 }
+
+/* --output-skb-cb copies qdisc_skb_cb->data whole into the part. */
+_Static_assert(sizeof(((struct qdisc_skb_cb *)0)->data) == PWRU_SIZEOF_FIELD(struct pwru_part_cb, cb),
+	       "pwru_part_cb.cb holds qdisc_skb_cb->data");
 
 /* The record's part `part` (a PWRU_PART_* bit set in parts). */
 #define PWRU_EVENT_PART(event, parts, part) ((void *)(event) + pwru_part_offset(parts, part))
@@ -535,7 +607,7 @@ static __always_inline void add_count(void *map, const void *key, __u32 len, __u
 static __always_inline bool count_visit_cached(struct pwru_visit_cache *cache, __u32 netns, __u16 hook_id,
 					       __u32 len)
 {
-	__u32 index = (netns * 0x9E3779B1u + (__u32)hook_id) & (filter_cfg.visit_cache_slots - 1);
+	__u32 index = (netns * 0x9E3779B1u + (__u32)hook_id) & (count_cfg.visit_cache_slots - 1);
 	struct pwru_visit_slot *slot = &cache->slot[index & (PWRU_VISIT_CACHE_SLOTS - 1)];
 	/* The key as one word (its pad is 0): one load and one compare. */
 	const struct pwru_visit_key key = {.netns = netns, .hook_id = hook_id};
@@ -561,7 +633,7 @@ static __always_inline void count_skb(struct sk_buff *skb, __u16 hook_id, bool h
 				      __u64 location)
 {
 	__u32 zero = 0;
-	struct pwru_visit_cache *cache = filter_cfg.visit_cache_slots ? bpf_map_lookup_elem(&visit_cache, &zero) : NULL;
+	struct pwru_visit_cache *cache = count_cfg.visit_cache_slots ? bpf_map_lookup_elem(&visit_cache, &zero) : NULL;
 	__u32 netns = skb_netns(skb);
 	__u32 len = PWRU_SKB_READ(skb, len);
 	if (!cache || !count_visit_cached(cache, netns, hook_id, len)) {
@@ -581,7 +653,7 @@ static __always_inline bool report_skb(void *ctx, struct sk_buff *skb, __u16 hoo
 {
 	if (!skb)
 		return false;
-	if (filter_cfg.count_only) {
+	if (count_cfg.count_only) {
 		count_skb(skb, hook_id, has_reason, reason, location);
 		return false;
 	}

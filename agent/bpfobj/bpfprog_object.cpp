@@ -25,16 +25,7 @@ BpfProgObject::BpfProgObject(TracedProgKind kind, int target_fd, const std::stri
     *const_cast<std::uint16_t*>(&skel_->rodata->traced_hook_id) = hook_id;
     if (int err = bpf_program__set_attach_target(prog_, target_fd, entry.c_str()))
       throw_libbpf("pointing fentry at " + entry + " (the program needs BTF)", err);
-    const struct {
-      struct bpf_map* map;
-      int fd;
-    } shared[] = {{skel_->maps.events, maps.events_fd},         {skel_->maps.counters, maps.counters_fd},
-                  {skel_->maps.stacks, maps.stacks_fd},         {skel_->maps.drop_counts, maps.drop_counts_fd},
-                  {skel_->maps.visit_counts, maps.visit_counts_fd}, {skel_->maps.visit_cache, maps.visit_cache_fd},
-                  {skel_->maps.tracked_skbs, maps.tracked_skbs_fd}, {skel_->maps.print_skb, maps.print_skb_fd},
-                  {skel_->maps.print_shinfo, maps.print_shinfo_fd}, {skel_->maps.dump_seq, maps.dump_seq_fd}};
-    for (const auto& m : shared)
-      if (int err = bpf_map__reuse_fd(m.map, m.fd)) throw_libbpf("sharing the tracepoint object's maps", err);
+    maps.share_with(skel_->obj);
     if (int err = pwru_bpfprog__load(skel_)) {
       throw_if_injection_failed({prog_});
       throw_libbpf("loading fentry on " + entry, err);
@@ -53,14 +44,12 @@ BpfProgObject::~BpfProgObject() {
 }
 
 bool BpfProgObject::attach() {
-  link_ = bpf_program__attach_trace(prog_);
-  if (!link_) return false;
-  return true;
+  link_.reset(bpf_program__attach_trace(prog_));
+  return static_cast<bool>(link_);
 }
 
 void BpfProgObject::detach() noexcept {
-  if (link_) bpf_link__destroy(link_);
-  link_ = nullptr;
+  link_.reset();
 }
 
 }  // namespace pwru

@@ -8,12 +8,12 @@
 #include <memory>
 #include <string>
 
+#include "bpfobj/bpf_link.h"
 #include "bpfobj/kprobe_object.h"
 #include "filter/pcap_compiler.h"
 #include "pwru_abi.h"
 
 struct pwru_bpfprog;
-struct bpf_link;
 
 namespace pwru {
 
@@ -36,7 +36,7 @@ class BpfProgObject {
  private:
   struct pwru_bpfprog* skel_ = nullptr;
   struct bpf_program* prog_ = nullptr;
-  struct bpf_link* link_ = nullptr;
+  BpfLink link_;
 };
 
 }  // namespace pwru

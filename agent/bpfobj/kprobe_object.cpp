@@ -33,7 +33,7 @@ void KprobeObject::only_autoload(const std::vector<struct bpf_program*>& wanted)
 }
 
 void KprobeObject::load(KprobeKind kind, const pwru_filter_cfg& filter, std::shared_ptr<const CompiledPcap> pcap,
-                        const SharedMaps& maps) {
+                        const SharedMaps& maps, const pwru_count_cfg& counting) {
   auto& p = skel_->progs;
   const bool multi = kind == KprobeKind::kKprobeMulti;
   struct bpf_program* chosen[5] = {
@@ -63,24 +63,10 @@ void KprobeObject::load(KprobeKind kind, const pwru_filter_cfg& filter, std::sha
   // Only the skb programs filter; the other two have no skb of their own.
   const pwru_filter_cfg cfg = arm_pcap(programs, filter, pcap);
   std::memcpy(const_cast<pwru_filter_cfg*>(&skel_->rodata->filter_cfg), &cfg, sizeof(cfg));
-  // Every map the tracepoint object already made: one ring, one set of
-  // counters, one tracked set for both objects.
-  const struct {
-    struct bpf_map* map;
-    int fd;
-    const char* what;
-  } shared[] = {{skel_->maps.events, maps.events_fd, "the ring buffer"},
-                {skel_->maps.counters, maps.counters_fd, "the counters map"},
-                {skel_->maps.stacks, maps.stacks_fd, "the stack map"},
-                {skel_->maps.drop_counts, maps.drop_counts_fd, "the drop counter map"},
-                {skel_->maps.visit_counts, maps.visit_counts_fd, "the visit counter map"},
-                {skel_->maps.visit_cache, maps.visit_cache_fd, "the visit cache"},
-                {skel_->maps.tracked_skbs, maps.tracked_skbs_fd, "the tracked skb map"},
-                {skel_->maps.print_skb, maps.print_skb_fd, "the skb text map"},
-                {skel_->maps.print_shinfo, maps.print_shinfo_fd, "the shared-info text map"},
-                {skel_->maps.dump_seq, maps.dump_seq_fd, "the text sequence"}};
-  for (const auto& m : shared)
-    if (int err = bpf_map__reuse_fd(m.map, m.fd)) throw_libbpf(std::string("sharing ") + m.what, err);
+  std::memcpy(const_cast<pwru_count_cfg*>(&skel_->rodata->count_cfg), &counting, sizeof(counting));
+  // The tracepoint object's maps: one ring, one set of counters, one
+  // tracked set for both objects.
+  maps.share_with(skel_->obj);
   if (int err = pwru_kprobe__load(skel_)) {
     throw_if_injection_failed(programs);
     throw_libbpf(std::string("loading the ") + (multi ? "kprobe-multi" : "kprobe") +

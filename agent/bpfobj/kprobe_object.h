@@ -8,6 +8,7 @@
 #include <memory>
 #include <string>
 
+#include "bpfobj/shared_maps.h"
 #include "filter/pcap_compiler.h"
 #include "pwru_abi.h"
 
@@ -18,18 +19,6 @@ namespace pwru {
 
 enum class KprobeKind { kKprobe, kKprobeMulti };
 
-struct SharedMaps {
-  int events_fd = -1;
-  int counters_fd = -1;
-  int stacks_fd = -1;
-  int drop_counts_fd = -1;
-  int visit_counts_fd = -1;
-  int visit_cache_fd = -1;
-  int tracked_skbs_fd = -1;
-  int print_skb_fd = -1;
-  int print_shinfo_fd = -1;
-  int dump_seq_fd = -1;
-};
 
 class KprobeObject {
  public:
@@ -39,9 +28,10 @@ class KprobeObject {
   KprobeObject& operator=(const KprobeObject&) = delete;
 
   // Loads the programs of `kind`, writing into `maps`; the stack-tracking
-  // pair too when filter.track_skb_by_stack is set.
+  // pair too when filter.track_skb_by_stack is set. `counting` must be the
+  // tracepoint object's (pwru-agent's counters), zero in a trace.
   void load(KprobeKind kind, const pwru_filter_cfg& filter, std::shared_ptr<const CompiledPcap> pcap,
-            const SharedMaps& maps);
+            const SharedMaps& maps, const pwru_count_cfg& counting = {});
   // Loads only the empty feature-probe program of `kind` (tiny maps).
   void load_feature_probe(KprobeKind kind);
 

@@ -1,24 +1,26 @@
-// Silences libbpf's log for a scope: for attempts whose failure is an
-// answer (backend probes, kprobes the kernel refuses), which the caller
-// reports itself, once, instead of a libbpf warning per function.
+// libbpf prints through one process-wide callback. Swapping it for a scope
+// races between concurrent traces (one scope restores another's "discard"
+// and libbpf stays silent for good), so it is installed once and never
+// swapped: QuietLibbpf silences only the thread it lives on, for attempts
+// whose failure is an answer (backend probes, kprobes the kernel refuses)
+// that the caller reports itself, once, instead of a libbpf warning each.
 #pragma once
 
 #include <bpf/libbpf.h>
 
-#include <cstdarg>
-
 namespace pwru {
+
+// Where libbpf's messages go when the calling thread is not quiet (pwru:
+// stderr; the agent: its log). Before any call, libbpf's own rule: every
+// message but debug to stderr.
+void set_libbpf_log(libbpf_print_fn_t sink);
 
 class QuietLibbpf {
  public:
-  QuietLibbpf() : previous_(libbpf_set_print(&QuietLibbpf::discard)) {}
-  ~QuietLibbpf() { libbpf_set_print(previous_); }
+  QuietLibbpf();
+  ~QuietLibbpf();
   QuietLibbpf(const QuietLibbpf&) = delete;
   QuietLibbpf& operator=(const QuietLibbpf&) = delete;
-
- private:
-  static int discard(enum libbpf_print_level, const char*, va_list) { return 0; }
-  libbpf_print_fn_t previous_;
 };
 
 }  // namespace pwru

@@ -74,16 +74,17 @@ void TpObject::configure(const std::vector<TpSlot>& slots, const pwru_filter_cfg
   bpf_map__set_max_entries(skel_->maps.print_shinfo, (filter.output_flags & PWRU_OUT_SHINFO) ? kPendingTexts : 1);
 }
 
-void TpObject::size_counter_maps(std::uint32_t drop_entries, std::uint32_t visit_entries,
-                                 std::uint32_t visit_cache_slots) {
+void TpObject::configure_counting(const pwru_count_cfg& counting, std::uint32_t drop_entries,
+                                  std::uint32_t visit_entries) {
   if (int err = bpf_map__set_max_entries(skel_->maps.drop_counts, drop_entries))
     throw_libbpf("sizing the drop counter map", err);
   if (int err = bpf_map__set_max_entries(skel_->maps.visit_counts, visit_entries))
     throw_libbpf("sizing the visit counter map", err);
-  if (visit_cache_slots > PWRU_VISIT_CACHE_SLOTS || (visit_cache_slots & (visit_cache_slots - 1)) != 0)
+  const std::uint32_t slots = counting.visit_cache_slots;
+  if (slots > PWRU_VISIT_CACHE_SLOTS || (slots & (slots - 1)) != 0)
     throw SystemError("visit cache slots must be a power of two up to " + std::to_string(PWRU_VISIT_CACHE_SLOTS),
                       EINVAL);
-
+  std::memcpy(const_cast<pwru_count_cfg*>(&skel_->rodata->count_cfg), &counting, sizeof(counting));
 }
 
 void TpObject::load() {
@@ -103,6 +104,6 @@ int TpObject::visit_cache_fd() const { return bpf_map__fd(skel_->maps.visit_cach
 int TpObject::tracked_skbs_fd() const { return bpf_map__fd(skel_->maps.tracked_skbs); }
 int TpObject::print_skb_fd() const { return bpf_map__fd(skel_->maps.print_skb); }
 int TpObject::print_shinfo_fd() const { return bpf_map__fd(skel_->maps.print_shinfo); }
-int TpObject::dump_seq_fd() const { return bpf_map__fd(skel_->maps.dump_seq); }
+SharedMaps TpObject::shared_maps() const { return SharedMaps::of(skel_->obj); }
 
 }  // namespace pwru

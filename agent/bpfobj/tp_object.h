@@ -8,6 +8,7 @@
 #include <string_view>
 #include <vector>
 
+#include "bpfobj/shared_maps.h"
 #include "filter/pcap_compiler.h"
 #include "pwru_abi.h"
 
@@ -36,10 +37,10 @@ class TpObject {
   // `pcap` (may be null: match all) is written into every loaded program.
   void configure(const std::vector<TpSlot>& slots, const pwru_filter_cfg& filter,
                  std::uint32_t ring_bytes, std::shared_ptr<const CompiledPcap> pcap);
-  // Sizes pwru-agent's drop and visit counter maps (count_only); trace
-  // sessions leave them at one entry and shrink the visit cache to one slot.
-  // Before load().
-  void size_counter_maps(std::uint32_t drop_entries, std::uint32_t visit_entries, std::uint32_t visit_cache_slots);
+  // pwru-agent's counting (count_cfg in rodata) and the sizes of its drop
+  // and visit counter maps; a trace passes a zero `counting` and one entry
+  // each. Before load().
+  void configure_counting(const pwru_count_cfg& counting, std::uint32_t drop_entries, std::uint32_t visit_entries);
   // Verifies and loads every configured slot (one BTF parse for all).
   void load();
 
@@ -53,7 +54,8 @@ class TpObject {
   int tracked_skbs_fd() const;
   int print_skb_fd() const;
   int print_shinfo_fd() const;
-  int dump_seq_fd() const;
+  // The maps the other objects of a trace write into (after load()).
+  SharedMaps shared_maps() const;
 
  private:
   struct pwru_tp* skel_ = nullptr;

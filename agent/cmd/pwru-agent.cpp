@@ -12,6 +12,7 @@
 #include <iostream>
 #include <sstream>
 
+#include "bpfobj/libbpf_quiet.h"
 #include "app/agent_app.h"
 #include "common/error.h"
 #include "common/log.h"
@@ -87,7 +88,7 @@ int main(int argc, char** argv) {
       return 0;
     }
     pwru::setup_logging(config.log.level, config.log.format);
-    libbpf_set_print(libbpf_to_spdlog);
+    pwru::set_libbpf_log(libbpf_to_spdlog);
     install_stop_signals();
     return pwru::run_agent(config, [] { return g_stop.load(); });
   } catch (const pwru::UsageError& e) {

@@ -16,6 +16,7 @@
 #include <iostream>
 
 #include "btf/kernel_btf.h"
+#include "bpfobj/libbpf_quiet.h"
 #include "cli/deferred_file_sink.h"
 #include "cli/pwru_options.h"
 #include "common/error.h"
@@ -223,7 +224,7 @@ int main(int argc, char** argv) {
   if (!parsed.options) return parsed.exit_code;
   g_debug = parsed.options->debug;
   log_to_stderr(g_debug);
-  libbpf_set_print(libbpf_log);
+  pwru::set_libbpf_log(libbpf_log);
   install_signal_handlers();
   raise_open_file_limit();
   try {

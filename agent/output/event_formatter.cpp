@@ -30,10 +30,10 @@ std::string center(std::string_view s, std::size_t width) {
 
 std::string_view l4_name(std::uint8_t proto) {
   switch (proto) {
-    case 6: return "tcp";
-    case 17: return "udp";
-    case 1: return "icmp";
-    case 58: return "icmp6";
+    case PWRU_IPPROTO_TCP: return "tcp";
+    case PWRU_IPPROTO_UDP: return "udp";
+    case PWRU_IPPROTO_ICMP: return "icmp";
+    case PWRU_IPPROTO_ICMPV6: return "icmp6";
     default: return "";
   }
 }
@@ -72,7 +72,7 @@ std::string tcp_flags_string(std::uint8_t flags) {
 
 std::string format_tuple(const pwru_tuple& t, bool tcp_flags) {
   std::string l4(l4_name(t.l4_proto));
-  if (tcp_flags && t.l4_proto == 6 && t.tcp_flags != 0) l4 += ":" + tcp_flags_string(t.tcp_flags);
+  if (tcp_flags && t.l4_proto == PWRU_IPPROTO_TCP && t.tcp_flags != 0) l4 += ":" + tcp_flags_string(t.tcp_flags);
   return fmt::format("{}:{}->{}:{}({})", format_addr(t.l3_proto, t.saddr), ntohs(t.sport),
                      format_addr(t.l3_proto, t.daddr), ntohs(t.dport), l4);
 }
@@ -261,7 +261,7 @@ void EventFormatter::append_json_tuple(std::string& out, std::string_view key, c
   if (t.sport) { sep(); fmt::format_to(it, "\"sport\":{}", ntohs(t.sport)); }
   if (t.dport) { sep(); fmt::format_to(it, "\"dport\":{}", ntohs(t.dport)); }
   if (t.l4_proto) { sep(); fmt::format_to(it, "\"proto\":{}", t.l4_proto); }
-  if (tcp_flags && t.l4_proto == 6 && t.tcp_flags) {
+  if (tcp_flags && t.l4_proto == PWRU_IPPROTO_TCP && t.tcp_flags) {
     sep();
     out += "\"flags\":";
     append_json_string(out, tcp_flags_string(t.tcp_flags));

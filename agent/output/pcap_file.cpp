@@ -10,6 +10,7 @@
 #include <ctime>
 
 #include "common/error.h"
+#include "pwru_abi.h"
 
 namespace pwru {
 
@@ -25,9 +26,9 @@ constexpr int kSnapLen = 65535;
 
 std::uint8_t family_of(const pwru_event& e) {
   switch (ntohs(e.protocol)) {
-    case 0x0800: return kNfprotoIpv4;
-    case 0x86DD: return kNfprotoIpv6;
-    case 0x0806: return kNfprotoArp;
+    case PWRU_ETH_P_IP: return kNfprotoIpv4;
+    case PWRU_ETH_P_IPV6: return kNfprotoIpv6;
+    case PWRU_ETH_P_ARP: return kNfprotoArp;
     default: return kNfprotoUnspec;
   }
 }

@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "bpfobj/bpf_link.h"
 #include "bpfobj/libbpf_quiet.h"
 #include "common/error.h"
 
@@ -15,16 +16,15 @@ std::string try_kprobe_attach(KprobeKind kind, const std::string& function) {
   try {
     KprobeObject object;
     object.load_feature_probe(kind);
-    struct bpf_link* link = nullptr;
+    BpfLink link;
     if (kind == KprobeKind::kKprobeMulti) {
       const char* syms[] = {function.c_str()};
       LIBBPF_OPTS(bpf_kprobe_multi_opts, opts, .syms = syms, .cnt = 1);
-      link = bpf_program__attach_kprobe_multi_opts(object.feature_probe(), nullptr, &opts);
+      link.reset(bpf_program__attach_kprobe_multi_opts(object.feature_probe(), nullptr, &opts));
     } else {
-      link = bpf_program__attach_kprobe(object.feature_probe(), false, function.c_str());
+      link.reset(bpf_program__attach_kprobe(object.feature_probe(), false, function.c_str()));
     }
     if (!link) return std::string("attaching to ") + function + ": " + std::strerror(errno);
-    bpf_link__destroy(link);
     return "";
   } catch (const std::exception& e) {
     return e.what();

@@ -105,6 +105,7 @@ BpfProgBackend::BpfProgBackend(bool trace_tc, bool trace_xdp, std::uint16_t firs
   std::vector<std::exception_ptr> failed(progs.size());
   std::atomic<std::size_t> next{0};
   const auto load_some = [&] {
+    QuietLibbpf quiet_loader;  // per thread: the loaders are quiet too
     for (std::size_t i; (i = next++) < progs.size();) {
       const TracedProg& p = progs[i];
       try {

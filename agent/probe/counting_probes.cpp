@@ -80,11 +80,10 @@ CountingProbes::CountingProbes(const KernelBtf& btf, const Ksyms& ksyms, const C
   const BackendChoice choice = choose_backend(spec.backend);
   backend_name_ = choice.name;
   backend_reason_ = choice.reason;
-  pwru_filter_cfg cfg{};
-  cfg.count_only = 1;
-  cfg.visit_cache_slots = spec.sizes.visit_cache_slots;
+  // Counting has no filter: every skb counts.
+  const pwru_filter_cfg no_filter{};
   const std::vector<SkbTracepoint> tracepoints = select_tracepoints(btf, spec, left_out_tracepoints_);
-  tracepoints_ = std::make_unique<TracepointBackend>(tracepoints, cfg, kUnusedRingBytes, nullptr, spec.sizes);
+  tracepoints_ = std::make_unique<TracepointBackend>(tracepoints, no_filter, kUnusedRingBytes, nullptr, spec.sizes);
   const std::vector<std::string> functions =
       !choice.kprobe || spec.visit_hooks == CountingSpec::VisitHooks::kAll
           ? spec.functions
@@ -99,8 +98,8 @@ CountingProbes::CountingProbes(const KernelBtf& btf, const Ksyms& ksyms, const C
     }
     if (!plan.functions.empty())
       kprobes_ = std::make_unique<KprobeBackend>(*choice.kprobe, plan.functions,
-                                                 static_cast<std::uint16_t>(tracepoints_->hooks().size()), cfg,
-                                                 nullptr, tracepoints_->shared_maps());
+                                                 static_cast<std::uint16_t>(tracepoints_->hooks().size()), no_filter,
+                                                 nullptr, tracepoints_->shared_maps(), tracepoints_->counting());
   }
 }
 

@@ -16,7 +16,7 @@ namespace {
 // One object, one slot per tracepoint, hook id = index in `tracepoints`.
 std::unique_ptr<TpObject> load_object(const std::vector<SkbTracepoint>& tracepoints, const pwru_filter_cfg& filter,
                                       std::uint32_t ring_bytes, const std::shared_ptr<const CompiledPcap>& pcap,
-                                      CounterMapSizes counter_sizes) {
+                                      const pwru_count_cfg& counting, CounterMapSizes counter_sizes) {
   std::vector<TpSlot> slots;
   for (std::size_t i = 0; i < tracepoints.size(); ++i) {
     TpSlot slot;
@@ -31,23 +31,36 @@ std::unique_ptr<TpObject> load_object(const std::vector<SkbTracepoint>& tracepoi
   }
   auto object = std::make_unique<TpObject>();
   object->configure(slots, filter, ring_bytes, pcap);
-  object->size_counter_maps(counter_sizes.drop_entries, counter_sizes.visit_entries,
-                            counter_sizes.visit_cache_slots);
+  object->configure_counting(counting, counter_sizes.drop_entries, counter_sizes.visit_entries);
   object->load();
   return object;
 }
 
 }  // namespace
 
+std::vector<SkbTracepoint> tracepoints_beside_kprobes(const std::vector<SkbTracepoint>& all) {
+  std::vector<SkbTracepoint> kept;
+  // By name too: before 5.17 kfree_skb has a location but no reason.
+  for (const SkbTracepoint& tp : all)
+    if (tp.reason_arg >= 0 || tp.name == "kfree_skb") kept.push_back(tp);
+  return kept;
+}
+
 TracepointBackend::TracepointBackend(const std::vector<SkbTracepoint>& tracepoints,
                                      const pwru_filter_cfg& filter, std::uint32_t ring_bytes,
-                                     std::shared_ptr<const CompiledPcap> pcap, CounterMapSizes counter_sizes) {
+                                     std::shared_ptr<const CompiledPcap> pcap,
+                                     std::optional<CounterMapSizes> counting) {
+  const CounterMapSizes counter_sizes = counting.value_or(CounterMapSizes{});
+  if (counting) {
+    counting_.count_only = 1;
+    counting_.visit_cache_slots = counting->visit_cache_slots;
+  }
   if (tracepoints.empty())
     throw SystemError("this kernel's BTF lists no tracepoint with a struct sk_buff * argument",
                       ENOENT);
   std::vector<SkbTracepoint> usable = tracepoints;
   try {
-    object_ = load_object(usable, filter, ring_bytes, pcap, counter_sizes);
+    object_ = load_object(usable, filter, ring_bytes, pcap, counting_, counter_sizes);
   } catch (const SystemError&) {
     // One tracepoint this kernel's verifier refuses must not take the others
     // down: load each alone to find it, then all that passed together. The
@@ -56,14 +69,14 @@ TracepointBackend::TracepointBackend(const std::vector<SkbTracepoint>& tracepoin
     usable.clear();
     for (const SkbTracepoint& tp : tracepoints) {
       try {
-        load_object({tp}, filter, ring_bytes, pcap, counter_sizes);
+        load_object({tp}, filter, ring_bytes, pcap, counting_, counter_sizes);
         usable.push_back(tp);
       } catch (const SystemError& e) {
         refused_.push_back(tp.name + ": the kernel refused its program (" + e.what() + ")");
       }
     }
     if (usable.empty()) throw;
-    object_ = load_object(usable, filter, ring_bytes, pcap, counter_sizes);
+    object_ = load_object(usable, filter, ring_bytes, pcap, counting_, counter_sizes);
   }
   for (const SkbTracepoint& tp : usable)
     hooks_.push_back(Hook{static_cast<std::uint16_t>(hooks_.size()), tp.name, tp.reason_arg >= 0});
@@ -74,25 +87,27 @@ TracepointBackend::~TracepointBackend() { detach(); }
 AttachReport TracepointBackend::attach(const std::function<bool()>& cancelled) {
   AttachReport report;
   report.skipped = refused_;
+  int first_refusal = 0;
   for (const Hook& hook : hooks_) {
     if (cancelled && cancelled()) break;
-    struct bpf_link* link = bpf_program__attach(object_->program(hook.id));
+    links_.reserve(links_.size() + 1);
+    BpfLink link(bpf_program__attach(object_->program(hook.id)));
     if (!link) {
-      report.skipped.push_back(hook.name + ": " + std::strerror(errno));
+      if (!first_refusal) first_refusal = errno ? errno : EINVAL;
+      report.skipped.push_back(hook.name + ": " + std::strerror(first_refusal));
       continue;
     }
-    links_.push_back(link);
+    links_.push_back(std::move(link));
     ++report.attached;
   }
   if (report.attached == 0 && !(cancelled && cancelled())) {
     std::string why = report.skipped.empty() ? "none tried" : report.skipped.front();
-    throw SystemError("could not attach to any skb tracepoint (" + why + ")", EPERM);
+    throw SystemError("could not attach to any skb tracepoint (" + why + ")", first_refusal ? first_refusal : ENOENT);
   }
   return report;
 }
 
 void TracepointBackend::detach() noexcept {
-  for (struct bpf_link* link : links_) bpf_link__destroy(link);
   links_.clear();
 }
 
@@ -105,10 +120,6 @@ int TracepointBackend::visit_cache_fd() const { return object_->visit_cache_fd()
 int TracepointBackend::tracked_skbs_fd() const { return object_->tracked_skbs_fd(); }
 int TracepointBackend::print_skb_fd() const { return object_->print_skb_fd(); }
 int TracepointBackend::print_shinfo_fd() const { return object_->print_shinfo_fd(); }
-SharedMaps TracepointBackend::shared_maps() const {
-  return SharedMaps{events_fd(),       counters_fd(),    stacks_fd(),    drop_counts_fd(),
-                    visit_counts_fd(), visit_cache_fd(), tracked_skbs_fd(), print_skb_fd(),
-                    print_shinfo_fd(), object_->dump_seq_fd()};
-}
+SharedMaps TracepointBackend::shared_maps() const { return object_->shared_maps(); }
 
 }  // namespace pwru

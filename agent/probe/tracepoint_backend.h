@@ -5,15 +5,15 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "bpfobj/bpf_link.h"
 #include "bpfobj/kprobe_object.h"
 #include "btf/kernel_btf.h"
 #include "filter/pcap_compiler.h"
 #include "pwru_abi.h"
-
-struct bpf_link;
 
 namespace pwru {
 
@@ -26,8 +26,8 @@ struct Hook {
   bool reports_drops = false;
 };
 
-// pwru-agent's counter maps (count_only); trace sessions use the default,
-// which costs no memory beyond the visit cache's fixed 24 KiB per CPU.
+// pwru-agent's counter maps (pwru_count_cfg); a trace has none, which costs
+// no memory beyond the visit cache's fixed 24 KiB per CPU.
 struct CounterMapSizes {
   std::uint32_t drop_entries = 1;
   std::uint32_t visit_entries = 1;
@@ -39,14 +39,23 @@ struct AttachReport {
   std::vector<std::string> skipped;  // "name: reason"
 };
 
+// The tracepoints a kprobe backend keeps beside its kprobes: the drop
+// tracepoint (kfree_skb), whose reason and location no kprobe argument
+// carries on every kernel. Every other skb tracepoint fires inside a
+// function that has a kprobe of its own, and each costs a verifier run at
+// start (about 0.12 s in the 6.12 TCG guest: 30 of them were 60 % of start-up).
+std::vector<SkbTracepoint> tracepoints_beside_kprobes(const std::vector<SkbTracepoint>& all);
+
 class TracepointBackend {
  public:
   // Loads (verifies) programs for every tracepoint in `tracepoints`; ones
   // the kernel refuses are left out and reported by attach() as skipped.
-  // `pcap` may be null (no expression: everything matches).
+  // `pcap` may be null (no expression: everything matches). `counting`:
+  // pwru-agent's count-only programs with counter maps of these sizes
+  // (`filter` is then ignored); none: a trace.
   TracepointBackend(const std::vector<SkbTracepoint>& tracepoints, const pwru_filter_cfg& filter,
                     std::uint32_t ring_bytes, std::shared_ptr<const CompiledPcap> pcap = nullptr,
-                    CounterMapSizes counter_sizes = {});
+                    std::optional<CounterMapSizes> counting = std::nullopt);
   ~TracepointBackend();
   TracepointBackend(const TracepointBackend&) = delete;
   TracepointBackend& operator=(const TracepointBackend&) = delete;
@@ -69,11 +78,14 @@ class TracepointBackend {
   int print_shinfo_fd() const;
   // The maps a kprobe object must share to write into the same ring and counters.
   SharedMaps shared_maps() const;
+  // What the programs were loaded with: a kprobe object sharing the maps loads with the same.
+  const pwru_count_cfg& counting() const { return counting_; }
 
  private:
+  pwru_count_cfg counting_{};
   std::unique_ptr<TpObject> object_;
   std::vector<Hook> hooks_;
-  std::vector<struct bpf_link*> links_;
+  std::vector<BpfLink> links_;
   std::vector<std::string> refused_;  // tracepoints whose program did not load
 };
 

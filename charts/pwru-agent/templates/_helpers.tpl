@@ -92,13 +92,13 @@ server rejects with the chart's name for it, a rollout stuck on host ports).
 {{- fail (printf "extraEnv: %s is set by the chart from the downward API (the agent needs the real one); use another name" $env.name) -}}
 {{- end -}}
 {{- end -}}
-{{- $volumes := list "config" "token" "peer-tls" "btf" "tracing" "debugfs" "cgroup" "bpffs" "host-proc" -}}
+{{- $volumes := list "config" "token" "peer-tls" "btf" "tracing" "debugfs" "cgroup" "bpffs" "host-proc" "run-state" -}}
 {{- range $v := .Values.extraVolumes -}}
 {{- if has $v.name $volumes -}}
 {{- fail (printf "extraVolumes: the volume name %s is the chart's (its volumes: %s); use another name" $v.name (join ", " $volumes)) -}}
 {{- end -}}
 {{- end -}}
-{{- $paths := list "/etc/pwru-agent" "/var/run/pwru-agent/token" "/var/run/pwru-agent/peer-tls" "/sys/kernel/btf" "/sys/kernel/tracing" "/sys/kernel/debug" "/sys/fs/cgroup" "/sys/fs/bpf" "/host/proc" -}}
+{{- $paths := list "/etc/pwru-agent" "/var/run/pwru-agent/token" "/var/run/pwru-agent/peer-tls" "/sys/kernel/btf" "/sys/kernel/tracing" "/sys/kernel/debug" "/sys/fs/cgroup" "/sys/fs/bpf" "/host/proc" "/run/pwru" -}}
 {{- range $m := .Values.extraVolumeMounts -}}
 {{- if has (trimSuffix "/" $m.mountPath) $paths -}}
 {{- fail (printf "extraVolumeMounts: %s is where the chart mounts one of its own volumes (%s); mount elsewhere" $m.mountPath (join ", " $paths)) -}}
