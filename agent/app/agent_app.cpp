@@ -102,6 +102,19 @@ std::shared_ptr<const PeerLocator> make_peer_locator(const AgentConfig& config, 
                                        config.traces.peer_daemonset, config.traces.peer_port);
 }
 
+// A trace's stream that counts in pwru_traces_running while it runs, also
+// when it ends by throwing (a client gone mid-write, an output failure).
+std::function<void(LineSink&)> counted_as_running(TraceStream trace, prometheus::Gauge& running) {
+  return [trace = std::move(trace), &running](LineSink& out) {
+    running.Increment();
+    struct Done {
+      prometheus::Gauge& gauge;
+      ~Done() { gauge.Decrement(); }
+    } done{running};
+    trace(out);
+  };
+}
+
 // The peer port, where other nodes' agents relay trace requests over
 // mutual TLS; nullptr (with the log line saying why) when it is off.
 std::unique_ptr<PeerHttpServer> make_peer_http(const AgentConfig& config, TraceService& traces,
@@ -117,11 +130,7 @@ std::unique_ptr<PeerHttpServer> make_peer_http(const AgentConfig& config, TraceS
                                              const std::string& caller, const std::string& from) {
     if (!ready.load()) throw RequestError(503, "not ready: still loading its programs; retry soon");
     TraceStream trace = traces.start_relayed(body, remote, caller, from);
-    return PeerRoutes::Stream([trace = std::move(trace), &running](LineSink& out) {
-      running.Increment();
-      trace(out);
-      running.Decrement();
-    });
+    return counted_as_running(std::move(trace), running);
   };
   routes.answered = [&answers](int status) { answers.Add({{"code", std::to_string(status)}}).Increment(); };
   routes.max_body_bytes = config.traces.max_body_bytes;
@@ -208,6 +217,201 @@ std::string kernel_release() {
   return names.release;
 }
 
+
+// The trace requests' own metrics, shared by the node's port and the peer port.
+struct TraceMetrics {
+  prometheus::Family<prometheus::Counter>& answers;
+  prometheus::Gauge& running;
+};
+
+TraceMetrics register_trace_metrics(prometheus::Registry& registry) {
+  return TraceMetrics{prometheus::BuildCounter()
+                          .Name("pwru_trace_requests_total")
+                          .Help("Answers to /v1/traces requests, by HTTP status code")
+                          .Register(registry),
+                      prometheus::BuildGauge()
+                          .Name("pwru_traces_running")
+                          .Help("Traces streaming now")
+                          .Register(registry)
+                          .Add({})};
+}
+
+// What the HTTP handlers read while the agent runs: there before the server
+// starts, filled in as the agent gets ready.
+struct AgentState {
+  std::atomic<bool> ready{false};
+  std::atomic<const char*> phase{"loading BPF programs"};
+  std::shared_ptr<prometheus::Registry> registry = std::make_shared<prometheus::Registry>();
+  std::shared_ptr<SkbCounterCollector> collector;  // set once attached; read under the ready flag
+};
+
+// Scrapes resolve pods through `node_pods` until the HTTP server is gone.
+TraceService make_trace_service(const AgentConfig& config, NodePods* node_pods) {
+  PodDirectory pod_directory;
+  if (node_pods) {
+    pod_directory.netns_of = [node_pods](const std::string& ns, const std::string& pod) {
+      return node_pods->netns_of_pod(ns, pod);
+    };
+    pod_directory.present = [node_pods](const std::string& uid) { return node_pods->has_pod(uid); };
+  }
+  return TraceService(TraceServiceConfig{config.traces, config.probe.backend, make_peer_locator(config, node_pods),
+                                         config.kubernetes.proc_root},
+                      std::move(pod_directory),
+                      make_trace_auth(config.traces, node_pods ? std::optional<KubeApiConfig>(node_pods->api())
+                                                               : std::nullopt));
+}
+
+TraceRoutes trace_routes(const AgentConfig& config, TraceService& traces, TraceMetrics metrics) {
+  TraceRoutes routes;
+  routes.start = [&traces, &running = metrics.running](const std::string& body, const std::string& remote,
+                                                        const TraceRoutes::HeaderLookup& header) {
+    // Relaying agents' headers (X-Pwru-Caller...) count only on the peer
+    // port, behind a verified certificate: never read here.
+    TraceStream trace = traces.start(body, remote, header("Authorization"));
+    return counted_as_running(std::move(trace), running);
+  };
+  routes.list = [&traces](const std::string& authorization) { return traces.list_json(authorization); };
+  routes.cancel = [&traces](const std::string& id, const std::string& authorization) {
+    return traces.cancel(id, authorization);
+  };
+  routes.answered = [&answers = metrics.answers](int status) {
+    answers.Add({{"code", std::to_string(status)}}).Increment();
+  };
+  routes.max_body_bytes = config.traces.max_body_bytes;
+  return routes;
+}
+
+ConnectionObserver connection_metrics(prometheus::Registry& registry) {
+  auto& refused = prometheus::BuildCounter()
+                      .Name("pwru_http_connections_refused_total")
+                      .Help("HTTP connections refused at a cap or cut at a deadline, by reason")
+                      .Register(registry);
+  auto& open = prometheus::BuildGauge()
+                   .Name("pwru_http_connections")
+                   .Help("HTTP connections open now")
+                   .Register(registry)
+                   .Add({});
+  ConnectionObserver observer;
+  observer.refused = [&refused](const char* reason) { refused.Add({{"reason", reason}}).Increment(); };
+  observer.open_changed = [&open](int delta) { open.Increment(delta); };
+  return observer;
+}
+
+// The node's port: /metrics, /healthz, /readyz and, when on, /v1/traces.
+AgentHttpHandlers http_handlers(const AgentConfig& config, AgentState& state, TraceService& traces,
+                                TraceMetrics trace_metrics) {
+  const auto metrics_text = [&state, &traces]() {
+    std::vector<prometheus::MetricFamily> families;
+    if (state.ready.load()) families = state.collector->Collect();
+    const auto own = state.registry->Collect();
+    families.insert(families.end(), own.begin(), own.end());
+    families.push_back(trace_losses_family(traces.events_lost()));
+    return prometheus::TextSerializer().Serialize(families);
+  };
+  AgentHttpHandlers handlers{metrics_text, [&state] { return state.ready.load(); },
+                             [&state] { return std::string(state.phase.load()); }, std::nullopt};
+  if (config.traces.enabled) handlers.traces = trace_routes(config, traces, trace_metrics);
+  handlers.connections = connection_metrics(*state.registry);
+  return handlers;
+}
+
+ConnectionLimits connection_limits(const AgentConfig::Http& http) {
+  ConnectionLimits limits;
+  limits.head_timeout = std::chrono::seconds(http.request_head_timeout_seconds);
+  limits.max_connections = http.max_connections;
+  limits.max_connections_per_client = http.max_connections_per_client;
+  return limits;
+}
+
+Ksyms load_ksyms() {
+  Ksyms ksyms = Ksyms::load();
+  if (ksyms.empty())
+    spdlog::warn("/proc/kallsyms shows no addresses to this process (it lacks CAP_SYSLOG, and "
+                 "kernel.perf_event_paranoid is 2 or more, or kernel.kptr_restrict is set): drop functions will be "
+                 "hex addresses and kprobes find no function. Add the SYSLOG capability (the Helm chart's default)");
+  return ksyms;
+}
+
+// The counting programs, loaded, not attached; and the drop reasons' names.
+// The kernel's parsed BTF is tens of MiB: only what the scrapes need outlives it.
+struct LoadedProbes {
+  std::unique_ptr<CountingProbes> probes;
+  std::map<std::uint64_t, std::string> reason_names;
+};
+
+LoadedProbes load_counting_probes(const AgentConfig& config, const Ksyms& ksyms) {
+  LoadedProbes loaded;
+  {
+    const KernelBtf btf = KernelBtf::load();
+    loaded.reason_names = btf.enum_values("skb_drop_reason");
+    loaded.probes = std::make_unique<CountingProbes>(btf, ksyms, counting_spec(config));
+  }
+  // Parsing the kernel's BTF peaks at tens of MiB, all freed by now: return
+  // it to the system rather than carry it for the agent's lifetime.
+  malloc_trim(0);
+  return loaded;
+}
+
+// Registered once the backend is chosen, so that its labels never change
+// for the life of the process (a label change would be a new series).
+void register_build_info(prometheus::Registry& registry, const std::string& backend) {
+  prometheus::BuildGauge()
+      .Name("pwru_build_info")
+      .Help("pwru-agent's version, git revision, the node's kernel release (uname -r) and the counting backend; "
+            "always 1")
+      .Register(registry)
+      .Add({{"version", agent_version()},
+            {"revision", agent_revision()},
+            {"kernel", kernel_release()},
+            {"backend", backend}})
+      .Set(1);
+}
+
+void log_loaded(const CountingProbes& probes, std::chrono::steady_clock::time_point load_start) {
+  for (const std::string& skipped : probes.skipped_functions()) spdlog::info("not counting {}", skipped);
+  // Debug: the same lines on every start of every node say nothing new.
+  for (const std::string& left_out : probes.left_out_tracepoints())
+    spdlog::debug("counters.visit_hooks default: not counting {}", left_out);
+  spdlog::info("loaded in {:.2f} s", seconds_since(load_start));
+}
+
+void register_attached_hooks(prometheus::Registry& registry, const std::string& backend, std::size_t attached) {
+  prometheus::BuildGauge()
+      .Name("pwru_attached_hooks")
+      .Help("Kernel hooks the agent's counters are attached to, by backend")
+      .Register(registry)
+      .Add({{"backend", backend}})
+      .Set(static_cast<double>(attached));
+}
+
+std::shared_ptr<SkbCounterCollector> make_collector(const AgentConfig& config, const CountingProbes& probes,
+                                                    std::shared_ptr<BpfCounterSource> counter_source,
+                                                    const NodePods* node_pods, const Ksyms& ksyms,
+                                                    std::map<std::uint64_t, std::string> reason_names) {
+  return std::make_shared<SkbCounterCollector>(
+      std::move(counter_source), node_pods ? node_pods->resolver() : std::make_shared<NoPodResolver>(),
+      [&ksyms](std::uint64_t addr) { return ksyms.nearest(addr); }, std::move(reason_names), probes.hook_names(),
+      SkbCounterCollectorConfig{config.metrics.max_series, config.metrics.visit_pod_labels});
+}
+
+// Deleted pods' netns, once past their grace: their kernel counters go.
+void erase_counters_of_gone_pods(NodePods& node_pods, const BpfCounterSource& counter_source,
+                                 NodePodsMetrics& metrics) {
+  const std::vector<std::uint32_t> gone = node_pods.refresh();
+  if (!gone.empty()) {
+    try {
+      const ErasedCounters erased = counter_source.erase_netns(gone);
+      spdlog::debug("kubernetes: {} netns of deleted pods gone; {} kernel counter entries erased, {} visit "
+                    "cache slots freed",
+                    gone.size(), erased.entries, erased.cache_slots);
+    } catch (const std::exception& e) {
+      // Their series are hidden anyway; the entries only take up room.
+      spdlog::warn("kubernetes: erasing counters of deleted pods' netns: {}", e.what());
+    }
+  }
+  metrics.update(node_pods.status(), gone.size());
+}
+
 }  // namespace
 
 std::string agent_version() { return PWRU_VERSION; }
@@ -216,131 +420,33 @@ std::string agent_revision() { return PWRU_REVISION; }
 
 int run_agent(const AgentConfig& config, const std::function<bool()>& stop_requested) {
   spdlog::info("pwru-agent {} starting", agent_version());
-  std::atomic<bool> ready{false};
-  std::atomic<const char*> phase{"loading BPF programs"};
-  auto registry = std::make_shared<prometheus::Registry>();
+  AgentState state;
   // Before the HTTP server: scrapes resolve pods through it until the
   // server is gone.
   std::unique_ptr<NodePods> node_pods = make_node_pods(config.kubernetes);
-  PodDirectory pod_directory;
-  if (node_pods) {
-    pod_directory.netns_of = [&node_pods](const std::string& ns, const std::string& pod) {
-      return node_pods->netns_of_pod(ns, pod);
-    };
-    pod_directory.present = [&node_pods](const std::string& uid) { return node_pods->has_pod(uid); };
-  }
-  TraceService traces(TraceServiceConfig{config.traces, config.probe.backend, make_peer_locator(config, node_pods.get()),
-                                         config.kubernetes.proc_root},
-                      std::move(pod_directory),
-                      make_trace_auth(config.traces, node_pods ? std::optional<KubeApiConfig>(node_pods->api())
-                                                               : std::nullopt));
-  auto& trace_answers = prometheus::BuildCounter()
-                            .Name("pwru_trace_requests_total")
-                            .Help("Answers to /v1/traces requests, by HTTP status code")
-                            .Register(*registry);
-  auto& traces_running = prometheus::BuildGauge()
-                             .Name("pwru_traces_running")
-                             .Help("Traces streaming now")
-                             .Register(*registry)
-                             .Add({});
-  std::shared_ptr<SkbCounterCollector> collector;  // set once attached; read under the ready flag
-
-  const auto metrics_text = [&]() {
-    std::vector<prometheus::MetricFamily> families;
-    if (ready.load()) families = collector->Collect();
-    const auto own = registry->Collect();
-    families.insert(families.end(), own.begin(), own.end());
-    families.push_back(trace_losses_family(traces.events_lost()));
-    return prometheus::TextSerializer().Serialize(families);
-  };
-  AgentHttpHandlers handlers{metrics_text, [&] { return ready.load(); }, [&] { return std::string(phase.load()); },
-                             std::nullopt};
-  if (config.traces.enabled) {
-    TraceRoutes routes;
-    routes.start = [&traces, &traces_running](const std::string& body, const std::string& remote,
-                                              const TraceRoutes::HeaderLookup& header) {
-      // Relaying agents' headers (X-Pwru-Caller...) count only on the peer
-      // port, behind a verified certificate: never read here.
-      TraceStream trace = traces.start(body, remote, header("Authorization"));
-      return TraceRoutes::Stream([trace = std::move(trace), &traces_running](LineSink& out) {
-        traces_running.Increment();
-        trace(out);
-        traces_running.Decrement();
-      });
-    };
-    routes.list = [&traces](const std::string& authorization) { return traces.list_json(authorization); };
-    routes.cancel = [&traces](const std::string& id, const std::string& authorization) {
-      return traces.cancel(id, authorization);
-    };
-    routes.answered = [&trace_answers](int status) { trace_answers.Add({{"code", std::to_string(status)}}).Increment(); };
-    routes.max_body_bytes = config.traces.max_body_bytes;
-    handlers.traces = std::move(routes);
-  }
-  auto& refused_connections = prometheus::BuildCounter()
-                                  .Name("pwru_http_connections_refused_total")
-                                  .Help("HTTP connections refused at a cap or cut at a deadline, by reason")
-                                  .Register(*registry);
-  auto& open_connections = prometheus::BuildGauge()
-                               .Name("pwru_http_connections")
-                               .Help("HTTP connections open now")
-                               .Register(*registry)
-                               .Add({});
-  handlers.connections.refused = [&refused_connections](const char* reason) {
-    refused_connections.Add({{"reason", reason}}).Increment();
-  };
-  handlers.connections.open_changed = [&open_connections](int delta) { open_connections.Increment(delta); };
-  ConnectionLimits limits;
-  limits.head_timeout = std::chrono::seconds(config.http.request_head_timeout_seconds);
-  limits.max_connections = config.http.max_connections;
-  limits.max_connections_per_client = config.http.max_connections_per_client;
-  AgentHttpServer http(config.http.listen_address, config.http.listen_port, std::move(handlers), limits);
+  TraceService traces = make_trace_service(config, node_pods.get());
+  const TraceMetrics trace_metrics = register_trace_metrics(*state.registry);
+  AgentHttpServer http(config.http.listen_address, config.http.listen_port,
+                       http_handlers(config, state, traces, trace_metrics), connection_limits(config.http));
   spdlog::info("serving http://{}:{}/metrics (/healthz, /readyz)", config.http.listen_address, http.port());
-  std::unique_ptr<PeerHttpServer> peer_http = make_peer_http(config, traces, trace_answers, traces_running, ready);
+  std::unique_ptr<PeerHttpServer> peer_http =
+      make_peer_http(config, traces, trace_metrics.answers, trace_metrics.running, state.ready);
 
   std::optional<NodePodsMetrics> node_pods_metrics;
   if (node_pods) {
-    node_pods_metrics.emplace(*registry);
+    node_pods_metrics.emplace(*state.registry);
     node_pods->start();  // labels arrive while the probes load and attach
   }
 
   const auto load_start = std::chrono::steady_clock::now();
-  const Ksyms ksyms = Ksyms::load();
-  if (ksyms.empty())
-    spdlog::warn("/proc/kallsyms shows no addresses to this process (it lacks CAP_SYSLOG, and "
-                 "kernel.perf_event_paranoid is 2 or more, or kernel.kptr_restrict is set): drop functions will be "
-                 "hex addresses and kprobes find no function. Add the SYSLOG capability (the Helm chart's default)");
-  // The kernel's parsed BTF is tens of MiB: keep only what the scrapes need.
-  std::map<std::uint64_t, std::string> reason_names;
-  std::unique_ptr<CountingProbes> loaded;
-  {
-    const KernelBtf btf = KernelBtf::load();
-    reason_names = btf.enum_values("skb_drop_reason");
-    loaded = std::make_unique<CountingProbes>(btf, ksyms, counting_spec(config));
-  }
-  CountingProbes& probes = *loaded;
-  // Parsing the kernel's BTF peaks at tens of MiB, all freed by now: return
-  // it to the system rather than carry it for the agent's lifetime.
-  malloc_trim(0);
+  const Ksyms ksyms = load_ksyms();
+  LoadedProbes loaded = load_counting_probes(config, ksyms);
+  CountingProbes& probes = *loaded.probes;
   spdlog::info("backend {}: {}", probes.backend_name(), probes.backend_reason());
-  // Registered once the backend is chosen, so that its labels never change
-  // for the life of the process (a label change would be a new series).
-  prometheus::BuildGauge()
-      .Name("pwru_build_info")
-      .Help("pwru-agent's version, git revision, the node's kernel release (uname -r) and the counting backend; "
-            "always 1")
-      .Register(*registry)
-      .Add({{"version", agent_version()},
-            {"revision", agent_revision()},
-            {"kernel", kernel_release()},
-            {"backend", probes.backend_name()}})
-      .Set(1);
-  for (const std::string& skipped : probes.skipped_functions()) spdlog::info("not counting {}", skipped);
-  // Debug: the same lines on every start of every node say nothing new.
-  for (const std::string& left_out : probes.left_out_tracepoints())
-    spdlog::debug("counters.visit_hooks default: not counting {}", left_out);
-  spdlog::info("loaded in {:.2f} s", seconds_since(load_start));
+  register_build_info(*state.registry, probes.backend_name());
+  log_loaded(probes, load_start);
 
-  phase = "attaching hooks";
+  state.phase = "attaching hooks";
   const auto attach_start = std::chrono::steady_clock::now();
   const AttachReport report = probes.attach(stop_requested);
   for (const std::string& skipped : report.skipped) spdlog::warn("hook not attached: {}", skipped);
@@ -353,44 +459,22 @@ int run_agent(const AgentConfig& config, const std::function<bool()>& stop_reque
   }
   spdlog::info("attached {} hooks ({} skipped) in {:.2f} s", report.attached, report.skipped.size(),
                seconds_since(attach_start));
-  prometheus::BuildGauge()
-      .Name("pwru_attached_hooks")
-      .Help("Kernel hooks the agent's counters are attached to, by backend")
-      .Register(*registry)
-      .Add({{"backend", probes.backend_name()}})
-      .Set(static_cast<double>(report.attached));
+  register_attached_hooks(*state.registry, probes.backend_name(), report.attached);
 
   const auto counter_source = std::make_shared<BpfCounterSource>(CounterMapFds{
       probes.drop_counts_fd(), probes.visit_counts_fd(), probes.visit_cache_fd(), probes.counters_fd()});
-  collector = std::make_shared<SkbCounterCollector>(
-      counter_source, node_pods ? node_pods->resolver() : std::make_shared<NoPodResolver>(),
-      [&ksyms](std::uint64_t addr) { return ksyms.nearest(addr); },
-      std::move(reason_names), probes.hook_names(),
-      SkbCounterCollectorConfig{config.metrics.max_series, config.metrics.visit_pod_labels});
-  ready = true;
+  state.collector =
+      make_collector(config, probes, counter_source, node_pods.get(), ksyms, std::move(loaded.reason_names));
+  state.ready = true;
   spdlog::info("ready");
 
   while (!stop_requested()) {
-    if (node_pods) {
-      const std::vector<std::uint32_t> gone = node_pods->refresh();
-      if (!gone.empty()) {
-        try {
-          const ErasedCounters erased = counter_source->erase_netns(gone);
-          spdlog::debug("kubernetes: {} netns of deleted pods gone; {} kernel counter entries erased, {} visit "
-                        "cache slots freed",
-                        gone.size(), erased.entries, erased.cache_slots);
-        } catch (const std::exception& e) {
-          // Their series are hidden anyway; the entries only take up room.
-          spdlog::warn("kubernetes: erasing counters of deleted pods' netns: {}", e.what());
-        }
-      }
-      node_pods_metrics->update(node_pods->status(), gone.size());
-    }
+    if (node_pods) erase_counters_of_gone_pods(*node_pods, *counter_source, *node_pods_metrics);
     std::this_thread::sleep_for(kStopPoll);
   }
 
   spdlog::info("stopping: no more scrapes, ending traces, detaching");
-  ready = false;
+  state.ready = false;
   traces.stop_all();  // streams end within a poll round, so http.stop() does not wait on them
   if (peer_http) peer_http->stop();
   http.stop();

@@ -12,11 +12,12 @@
 #include <chrono>
 #include <cstdarg>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <iostream>
 
-#include "btf/kernel_btf.h"
 #include "bpfobj/libbpf_quiet.h"
+#include "btf/kernel_btf.h"
 #include "cli/deferred_file_sink.h"
 #include "cli/pwru_options.h"
 #include "common/error.h"
@@ -214,6 +215,12 @@ int run(const pwru::PwruOptions& o) {
   if (stats.events_malformed)
     std::fprintf(stderr, "pwru: %llu malformed records skipped\n",
                  static_cast<unsigned long long>(stats.events_malformed));
+  if (stats.events_unhandled)
+    std::fprintf(stderr, "pwru: %llu events could not be printed and were skipped (the first: %s)\n",
+                 static_cast<unsigned long long>(stats.events_unhandled), stats.first_unhandled_reason.c_str());
+  if (stats.counters_unread)
+    std::fprintf(stderr, "pwru: %u of the kernel's counters could not be read (%s): the counts above may be short\n",
+                 stats.counters_unread, std::strerror(stats.counters_errno));
   return 0;
 }
 

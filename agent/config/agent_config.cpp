@@ -19,6 +19,8 @@ namespace pwru {
 namespace {
 
 constexpr const char* kEmbeddedSource = "embedded default";
+// What DNS names (and the Kubernetes object names that follow them) are made of.
+constexpr std::string_view kDnsCharacters = "abcdefghijklmnopqrstuvwxyz0123456789-.";
 
 // Where a value sits: its dotted key path for the message and the mark that
 // gives the line. A null value's own mark points past the key (yaml-cpp
@@ -65,6 +67,54 @@ std::size_t edit_distance(std::string_view a, std::string_view b) {
     }
   }
   return row[b.size()];
+}
+
+// "HOST:PORT", "[IPv6]:PORT", "HOST" or "[IPv6]" taken apart; what is
+// wrong with the shape is left for the caller to word (and to decide
+// whether a port may be left out).
+struct HostPort {
+  enum class Problem {
+    kNone,
+    kUnclosedBracket,      // "[::1"
+    kNoColonAfterBracket,  // "[::1]x"
+    kUnbracketedIPv6,      // "::1:80": host and port still split at the last ':'
+  } problem = Problem::kNone;
+  bool bracketed = false;
+  bool has_port = false;  // a ':' after the host, even with nothing after it
+  std::string host;
+  std::string port;
+};
+
+HostPort split_host_port(const std::string& text) {
+  HostPort out;
+  if (!text.empty() && text.front() == '[') {
+    out.bracketed = true;
+    const std::size_t close = text.find(']');
+    if (close == std::string::npos) {
+      out.problem = HostPort::Problem::kUnclosedBracket;
+      return out;
+    }
+    out.host = text.substr(1, close - 1);
+    if (close + 1 < text.size()) {
+      if (text[close + 1] != ':') {
+        out.problem = HostPort::Problem::kNoColonAfterBracket;
+        return out;
+      }
+      out.has_port = true;
+      out.port = text.substr(close + 2);
+    }
+    return out;
+  }
+  const std::size_t colon = text.rfind(':');
+  if (colon == std::string::npos) {
+    out.host = text;
+    return out;
+  }
+  out.has_port = true;
+  out.host = text.substr(0, colon);
+  out.port = text.substr(colon + 1);
+  if (out.host.find(':') != std::string::npos) out.problem = HostPort::Problem::kUnbracketedIPv6;
+  return out;
 }
 
 class ConfigReader {
@@ -149,20 +199,14 @@ class ConfigReader {
 
   std::vector<Field> log_fields(AgentConfig::Log& log) {
     return {
-        {"level",
-         [this, &log](const YAML::Node& v, const Location& at) {
-           log.level = read_choice(v, at, {"trace", "debug", "info", "warn", "error"});
-         }},
-        {"format",
-         [this, &log](const YAML::Node& v, const Location& at) {
-           log.format = read_choice(v, at, {"text", "json"});
-         }},
+        {"level", choice_field(log.level, {"trace", "debug", "info", "warn", "error"})},
+        {"format", choice_field(log.format, {"text", "json"})},
     };
   }
 
   std::vector<Field> http_fields(AgentConfig::Http& http) {
     return {
-        {"listen", [this, &http](const YAML::Node& v, const Location& at) { read_listen(v, at, http); }},
+        {"listen", reader_field(&ConfigReader::read_listen, http)},
         {"request_head_timeout_seconds", integer_field(http.request_head_timeout_seconds, 1, 300)},
         {"max_connections", integer_field(http.max_connections, 2, 65536)},
         {"max_connections_per_client", integer_field(http.max_connections_per_client, 1, 65536)},
@@ -171,64 +215,44 @@ class ConfigReader {
 
   std::vector<Field> probe_fields(AgentConfig::Probe& probe) {
     return {
-        {"backend",
-         [this, &probe](const YAML::Node& v, const Location& at) {
-           probe.backend = read_choice(v, at, {"auto", "kprobe-multi", "kprobe", "tracepoint"});
-         }},
+        {"backend", choice_field(probe.backend, {"auto", "kprobe-multi", "kprobe", "tracepoint"})},
     };
   }
 
   std::vector<Field> counters_fields(AgentConfig::Counters& counters) {
+    using VisitHooks = AgentConfig::Counters::VisitHooks;
     constexpr std::uint64_t kMaxMapEntries = 1048576;
     return {
         {"drops_max_entries", integer_field(counters.drops_max_entries, 1, kMaxMapEntries)},
         {"visits_max_entries", integer_field(counters.visits_max_entries, 1, kMaxMapEntries)},
-        {"visit_tracepoints",
-         [this, &counters](const YAML::Node& v, const Location& at) { read_visit_tracepoints(v, at, counters); }},
+        {"visit_tracepoints", reader_field(&ConfigReader::read_visit_tracepoints, counters)},
         {"visit_hooks",
-         [this, &counters](const YAML::Node& v, const Location& at) {
-           counters.visit_hooks = read_choice(v, at, {"default", "all"}) == "all"
-                                      ? AgentConfig::Counters::VisitHooks::kAll
-                                      : AgentConfig::Counters::VisitHooks::kDefault;
-         }},
-        {"visit_functions",
-         [this, &counters](const YAML::Node& v, const Location& at) { read_visit_functions(v, at, counters); }},
+         enum_field(counters.visit_hooks, {{"default", VisitHooks::kDefault}, {"all", VisitHooks::kAll}})},
+        {"visit_functions", reader_field(&ConfigReader::read_visit_functions, counters)},
     };
   }
 
   std::vector<Field> metrics_fields(AgentConfig::Metrics& metrics) {
     return {
         {"max_series", integer_field(metrics.max_series, 1, 1000000)},
-        {"visit_pod_labels", [this, &metrics](const YAML::Node& v, const Location& at) {
-           metrics.visit_pod_labels = read_choice(v, at, {"true", "false"}) == "true";
-         }},
+        {"visit_pod_labels", bool_field(metrics.visit_pod_labels)},
     };
   }
 
   std::vector<Field> kubernetes_fields(AgentConfig::Kubernetes& kube) {
     using Enabled = AgentConfig::Kubernetes::Enabled;
     return {
-        {"enabled",
-         [this, &kube](const YAML::Node& v, const Location& at) {
-           // YAML users write booleans for switches: take them as on/off.
-           std::string choice = v.IsScalar() && v.Scalar() == "true"    ? "on"
-                                : v.IsScalar() && v.Scalar() == "false" ? "off"
-                                                                        : read_choice(v, at, {"auto", "on", "off"});
-           kube.enabled = choice == "on" ? Enabled::kOn : choice == "off" ? Enabled::kOff : Enabled::kAuto;
-         }},
-        {"api_server", [this, &kube](const YAML::Node& v, const Location& at) { read_api_server(v, at, kube); }},
-        {"token_file",
-         [this, &kube](const YAML::Node& v, const Location& at) { kube.token_file = read_path(v, at, "token"); }},
-        {"ca_file",
-         [this, &kube](const YAML::Node& v, const Location& at) { kube.ca_file = read_path(v, at, "CA bundle"); }},
-        {"node_name",
-         [this, &kube](const YAML::Node& v, const Location& at) {
-           kube.node_name = v.IsNull() ? std::string() : read_scalar(v, at, "a node name, or \"\" for $NODE_NAME");
-           if (kube.node_name.find_first_of(" \t/") != std::string::npos)
-             fail(at, "must be a Kubernetes node name (no spaces or '/'); got '" + kube.node_name + "'");
-         }},
-        {"proc_root",
-         [this, &kube](const YAML::Node& v, const Location& at) { kube.proc_root = read_path(v, at, "proc"); }},
+        // YAML users write booleans for switches: take them as on/off.
+        {"enabled", enum_field(kube.enabled, {{"auto", Enabled::kAuto}, {"on", Enabled::kOn}, {"off", Enabled::kOff}},
+                               {{"true", Enabled::kOn}, {"false", Enabled::kOff}})},
+        {"api_server", reader_field(&ConfigReader::read_api_server, kube)},
+        {"token_file", path_field(kube.token_file, "token")},
+        {"ca_file", path_field(kube.ca_file, "CA bundle")},
+        {"node_name", name_field(kube.node_name, {.expected = "a node name, or \"\" for $NODE_NAME",
+                                                  .may_be_empty = true,
+                                                  .forbidden = " \t/",
+                                                  .must_be = "must be a Kubernetes node name (no spaces or '/')"})},
+        {"proc_root", path_field(kube.proc_root, "proc")},
         {"rescan_interval_seconds", integer_field(kube.rescan_interval_seconds, 1, 3600)},
         {"deleted_pod_grace_seconds", integer_field(kube.deleted_pod_grace_seconds, 0, 3600)},
     };
@@ -237,44 +261,31 @@ class ConfigReader {
   std::vector<Field> traces_fields(AgentConfig::Traces& traces) {
     using Auth = AgentConfig::Traces::Auth;
     return {
-        {"enabled", [this, &traces](const YAML::Node& v, const Location& at) {
-           traces.enabled = read_choice(v, at, {"true", "false"}) == "true";
-         }},
-        {"auth", [this, &traces](const YAML::Node& v, const Location& at) {
-           const std::string auth = read_choice(v, at, {"none", "token", "kubernetes"});
-           traces.auth = auth == "token" ? Auth::kToken : auth == "kubernetes" ? Auth::kKubernetes : Auth::kNone;
-         }},
-        {"token_file", [this, &traces](const YAML::Node& v, const Location& at) {
-           traces.token_file = v.IsNull() ? std::string() : read_scalar(v, at, "an absolute path, or \"\"");
-           if (!traces.token_file.empty()) traces.token_file = read_path(v, at, "token");
-         }},
+        {"enabled", bool_field(traces.enabled)},
+        {"auth", enum_field(traces.auth, {{"none", Auth::kNone}, {"token", Auth::kToken}, {"kubernetes", Auth::kKubernetes}})},
+        {"token_file", optional_path_field(traces.token_file, "token")},
         {"max_concurrent", integer_field(traces.max_concurrent, 1, 64)},
         {"default_duration_seconds", integer_field(traces.default_duration_seconds, 1, 86400)},
         {"max_duration_seconds", integer_field(traces.max_duration_seconds, 1, 86400)},
         {"default_max_events", integer_field(traces.default_max_events, 1, 1000000000)},
         {"max_events", integer_field(traces.max_events, 1, 1000000000)},
         {"max_body_bytes", integer_field(traces.max_body_bytes, 256, 1048576)},
-        {"forward", [this, &traces](const YAML::Node& v, const Location& at) {
-           traces.forward = read_choice(v, at, {"true", "false"}) == "true";
-         }},
-        {"peer_selector", [this, &traces](const YAML::Node& v, const Location& at) {
-           traces.peer_selector = read_scalar(v, at, "a label selector such as app.kubernetes.io/name=pwru-agent");
-           if (traces.peer_selector.empty() || traces.peer_selector.find_first_of(" \t") != std::string::npos)
-             fail(at, "must be a label selector such as app.kubernetes.io/name=pwru-agent (no spaces); got '" +
-                          traces.peer_selector + "'");
-         }},
-        {"peer_namespace", [this, &traces](const YAML::Node& v, const Location& at) {
-           traces.peer_namespace = v.IsNull() ? std::string() : read_scalar(v, at, "a namespace name");
-           if (traces.peer_namespace.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-") != std::string::npos)
-             fail(at, "must be a Kubernetes namespace name; got '" + traces.peer_namespace + "'");
-         }},
-        {"peer_daemonset", [this, &traces](const YAML::Node& v, const Location& at) {
-           traces.peer_daemonset = read_scalar(v, at, "the name of the agents' DaemonSet");
-           if (traces.peer_daemonset.empty() ||
-               traces.peer_daemonset.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-.") != std::string::npos)
-             fail(at, "must be the name of the agents' DaemonSet (lower case, digits, '-', '.'); got '" +
-                          traces.peer_daemonset + "'");
-         }},
+        {"forward", bool_field(traces.forward)},
+        {"peer_selector",
+         name_field(traces.peer_selector,
+                    {.expected = "a label selector such as app.kubernetes.io/name=pwru-agent",
+                     .forbidden = " \t",
+                     .must_be = "must be a label selector such as app.kubernetes.io/name=pwru-agent (no spaces)"})},
+        {"peer_namespace", name_field(traces.peer_namespace,
+                                      {.expected = "a namespace name",
+                                       .may_be_empty = true,
+                                       .allowed = "abcdefghijklmnopqrstuvwxyz0123456789-",
+                                       .must_be = "must be a Kubernetes namespace name"})},
+        {"peer_daemonset",
+         name_field(traces.peer_daemonset,
+                    {.expected = "the name of the agents' DaemonSet",
+                     .allowed = kDnsCharacters,
+                     .must_be = "must be the name of the agents' DaemonSet (lower case, digits, '-', '.')"})},
         {"peer_port", integer_field(traces.peer_port, 1, 65535)},
         {"token_review", section(token_review_fields(traces.token_review))},
         {"peer_tls", section(peer_tls_fields(traces.peer_tls))},
@@ -301,23 +312,90 @@ class ConfigReader {
 
   std::vector<Field> peer_tls_fields(AgentConfig::Traces::PeerTls& tls) {
     // "" (or null) leaves a file unset: agent-to-agent relays are off.
-    const auto optional_path = [this](std::string& into, const std::string& what) {
-      return [this, &into, what](const YAML::Node& v, const Location& at) {
-        into = v.IsNull() ? std::string() : read_scalar(v, at, "an absolute path, or \"\"");
-        if (!into.empty()) into = read_path(v, at, what);
-      };
-    };
     return {
-        {"ca_file", optional_path(tls.ca_file, "CA certificate")},
-        {"cert_file", optional_path(tls.cert_file, "certificate")},
-        {"key_file", optional_path(tls.key_file, "private key")},
-        {"name", [this, &tls](const YAML::Node& v, const Location& at) {
-           tls.name = read_scalar(v, at, "a DNS name such as pwru-agent-peer");
-           if (tls.name.empty() || tls.name.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-.") != std::string::npos)
-             fail(at, "must be a DNS name (lower case, digits, '-', '.') that the agents' certificates carry; got '" +
-                          tls.name + "'");
-         }},
+        {"ca_file", optional_path_field(tls.ca_file, "CA certificate")},
+        {"cert_file", optional_path_field(tls.cert_file, "certificate")},
+        {"key_file", optional_path_field(tls.key_file, "private key")},
+        {"name", name_field(tls.name, {.expected = "a DNS name such as pwru-agent-peer",
+                                       .allowed = kDnsCharacters,
+                                       .must_be = "must be a DNS name (lower case, digits, '-', '.') that the "
+                                                  "agents' certificates carry"})},
     };
+  }
+
+  // The kinds of field, each read one way. The readers capture `into` by
+  // reference: the config outlives the field list.
+
+  // One of `choices`, kept as written.
+  FieldReader choice_field(std::string& into, std::vector<std::string> choices) {
+    return [this, &into, choices = std::move(choices)](const YAML::Node& v, const Location& at) {
+      into = read_choice(v, at, choices);
+    };
+  }
+
+  FieldReader bool_field(bool& into) {
+    return [this, &into](const YAML::Node& v, const Location& at) {
+      into = read_choice(v, at, {"true", "false"}) == "true";
+    };
+  }
+
+  // One of the names in `values` (in the order an error lists them), or one
+  // of `aliases`, which errors do not offer.
+  template <typename Enum>
+  FieldReader enum_field(Enum& into, std::vector<std::pair<std::string, Enum>> values,
+                         std::vector<std::pair<std::string, Enum>> aliases = {}) {
+    return [this, &into, values = std::move(values), aliases = std::move(aliases)](const YAML::Node& v,
+                                                                                    const Location& at) {
+      if (v.IsScalar())
+        for (const auto& [alias, value] : aliases)
+          if (v.Scalar() == alias) {
+            into = value;
+            return;
+          }
+      std::vector<std::string> names;
+      for (const auto& entry : values) names.push_back(entry.first);
+      const std::string choice = read_choice(v, at, names);
+      for (const auto& [name, value] : values)
+        if (name == choice) into = value;
+    };
+  }
+
+  FieldReader path_field(std::string& into, std::string what) {
+    return [this, &into, what = std::move(what)](const YAML::Node& v, const Location& at) {
+      into = read_path(v, at, what);
+    };
+  }
+
+  // A path, or "" (or null) for none.
+  FieldReader optional_path_field(std::string& into, std::string what) {
+    return [this, &into, what = std::move(what)](const YAML::Node& v, const Location& at) {
+      into = v.IsNull() ? std::string() : read_scalar(v, at, "an absolute path, or \"\"");
+      if (!into.empty()) into = read_path(v, at, what);
+    };
+  }
+
+  // What a name-like value (a node, a namespace, a DNS name...) may be.
+  struct NameRule {
+    std::string expected;        // as read_scalar words it
+    bool may_be_empty = false;   // "" or null: unset
+    std::string_view allowed;    // its characters (empty: any not forbidden)
+    std::string_view forbidden;  // characters it never holds
+    std::string must_be;         // the error, before "; got '...'"
+  };
+
+  FieldReader name_field(std::string& into, NameRule rule) {
+    return [this, &into, rule = std::move(rule)](const YAML::Node& v, const Location& at) {
+      into = rule.may_be_empty && v.IsNull() ? std::string() : read_scalar(v, at, rule.expected);
+      const bool bad_characters = (!rule.allowed.empty() && into.find_first_not_of(rule.allowed) != std::string::npos) ||
+                                  (!rule.forbidden.empty() && into.find_first_of(rule.forbidden) != std::string::npos);
+      if ((into.empty() && !rule.may_be_empty) || bad_characters) fail(at, rule.must_be + "; got '" + into + "'");
+    };
+  }
+
+  // A value read by one of the readers below into `into`.
+  template <typename Target>
+  FieldReader reader_field(void (ConfigReader::*read)(const YAML::Node&, const Location&, Target&), Target& into) {
+    return [this, read, &into](const YAML::Node& v, const Location& at) { (this->*read)(v, at, into); };
   }
 
   // An absolute path: the agent runs from / in a container, so a relative
@@ -346,27 +424,23 @@ class ConfigReader {
     if (!rest.empty() && rest.back() == '/') rest.pop_back();
     if (rest.find('/') != std::string::npos)
       fail(at, "must be " + expected + " with no path; got '" + text + "'");
-    std::string host = rest;
-    std::string port;
-    if (!rest.empty() && rest.front() == '[') {
-      const std::size_t close = rest.find(']');
-      if (close == std::string::npos) fail(at, "unclosed '[' in '" + text + "'");
-      host = rest.substr(1, close - 1);
-      if (close + 1 < rest.size()) {
-        if (rest[close + 1] != ':') fail(at, "must be " + expected + "; got '" + text + "'");
-        port = rest.substr(close + 2);
-      }
-    } else if (const std::size_t colon = rest.rfind(':'); colon != std::string::npos) {
-      host = rest.substr(0, colon);
-      port = rest.substr(colon + 1);
-      if (host.find(':') != std::string::npos)
-        fail(at, "IPv6 addresses go in brackets, e.g. https://[" + host + "]:" + port + "; got '" + text + "'");
+    const HostPort split = split_host_port(rest);
+    switch (split.problem) {
+      case HostPort::Problem::kNone:
+        break;
+      case HostPort::Problem::kUnclosedBracket:
+        fail(at, "unclosed '[' in '" + text + "'");
+      case HostPort::Problem::kNoColonAfterBracket:
+        fail(at, "must be " + expected + "; got '" + text + "'");
+      case HostPort::Problem::kUnbracketedIPv6:
+        fail(at, "IPv6 addresses go in brackets, e.g. https://[" + split.host + "]:" + split.port + "; got '" + text +
+                     "'");
     }
-    if (host.empty() || host.find_first_of(" \t@") != std::string::npos)
+    if (split.host.empty() || split.host.find_first_of(" \t@") != std::string::npos)
       fail(at, "the host in '" + text + "' is empty or not a host name");
     kube.api_server_port =
-        port.empty() ? 443 : static_cast<std::uint16_t>(check_integer(port, at, "port ", 1, 65535));
-    kube.api_server_host = host;
+        split.port.empty() ? 443 : static_cast<std::uint16_t>(check_integer(split.port, at, "port ", 1, 65535));
+    kube.api_server_host = split.host;
   }
 
   void read_map(const YAML::Node& map, const Location& at, const std::vector<Field>& fields) {
@@ -468,23 +542,15 @@ class ConfigReader {
   void read_listen(const YAML::Node& value, const Location& at, AgentConfig::Http& http) {
     const std::string expected = "ADDRESS:PORT, e.g. 127.0.0.1:9464, 0.0.0.0:9464 or \"[::1]:9464\"";
     const std::string& text = read_scalar(value, at, expected);
-    std::string address;
-    std::string port;
-    if (!text.empty() && text.front() == '[') {
-      const std::size_t close = text.find(']');
-      if (close == std::string::npos || close + 1 >= text.size() || text[close + 1] != ':') {
-        fail(at, "must be " + expected + "; got '" + text + "'");
-      }
-      address = text.substr(1, close - 1);
-      port = text.substr(close + 2);
-    } else {
-      const std::size_t colon = text.rfind(':');
-      if (colon == std::string::npos) fail(at, "must be " + expected + "; got '" + text + "' (no port)");
-      address = text.substr(0, colon);
-      port = text.substr(colon + 1);
-      if (address.find(':') != std::string::npos) {
-        fail(at, "IPv6 addresses go in brackets, e.g. \"[" + address + "]:" + port + "\"; got '" + text + "'");
-      }
+    const HostPort split = split_host_port(text);
+    if (split.problem == HostPort::Problem::kUnclosedBracket ||
+        split.problem == HostPort::Problem::kNoColonAfterBracket || (split.bracketed && !split.has_port)) {
+      fail(at, "must be " + expected + "; got '" + text + "'");
+    }
+    if (!split.has_port) fail(at, "must be " + expected + "; got '" + text + "' (no port)");
+    const std::string& address = split.host;
+    if (split.problem == HostPort::Problem::kUnbracketedIPv6) {
+      fail(at, "IPv6 addresses go in brackets, e.g. \"[" + address + "]:" + split.port + "\"; got '" + text + "'");
     }
     if (address.empty()) {
       fail(at, "the address in '" + text + "' is empty; use 0.0.0.0 for all IPv4 addresses or \"[::]:PORT\" for all");
@@ -492,7 +558,7 @@ class ConfigReader {
     if (address.find_first_of(" \t") != std::string::npos) {
       fail(at, "the address in '" + text + "' contains a space; write ADDRESS:PORT with nothing in between");
     }
-    http.listen_port = static_cast<std::uint16_t>(check_integer(port, at, "port ", 1, 65535));
+    http.listen_port = static_cast<std::uint16_t>(check_integer(split.port, at, "port ", 1, 65535));
     http.listen_address = address;
   }
 

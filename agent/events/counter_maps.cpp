@@ -112,6 +112,8 @@ CounterSnapshot BpfCounterSource::read() const {
   const auto counters = read_counters(fds_.counters);
   snapshot.drops_overflow_packets = counters[PWRU_CNT_DROPS_OVERFLOW];
   snapshot.visits_overflow_packets = counters[PWRU_CNT_VISITS_OVERFLOW];
+  snapshot.failed_counter_lookups = counters.failed_lookups;
+  snapshot.failed_lookup_errno = counters.first_errno;
   return snapshot;
 }
 

@@ -32,6 +32,10 @@ struct CounterSnapshot {
   // Packets the kernel could not count because its map was full.
   std::uint64_t drops_overflow_packets = 0;
   std::uint64_t visits_overflow_packets = 0;
+  // Lookups of the kernel's per-CPU counters that failed in this read: the
+  // overflow counts above then read 0, not the kernel's. The first one's errno.
+  std::uint32_t failed_counter_lookups = 0;
+  int failed_lookup_errno = 0;
 };
 
 class CounterSource {

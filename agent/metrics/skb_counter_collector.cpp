@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <array>
+#include <chrono>
+#include <cstring>
 #include <set>
 #include <stdexcept>
 #include <string_view>
@@ -9,6 +11,7 @@
 #include <utility>
 
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 
 namespace pwru {
 namespace {
@@ -18,11 +21,42 @@ constexpr const char* kDropBytesName = "pwru_skb_drop_bytes_total";
 constexpr const char* kVisitsName = "pwru_skb_function_visits_total";
 constexpr const char* kOverflowName = "pwru_skb_uncounted_packets_total";
 constexpr const char* kFoldedName = "pwru_metrics_folded_keys";
+constexpr const char* kReadFailuresName = "pwru_kernel_map_read_failures_total";
 constexpr const char* kOverflowLabel = "__overflow__";
 // netns label values that are not inodes. No namespace has inode 0 (they
 // sit near 0xF0000000), so the BPF side's 0 means it found no namespace.
 constexpr const char* kNoNetnsLabel = "none";
 constexpr const char* kAllNetnsLabel = "all";
+
+constexpr const char* kDropsHelp =
+    "Packets the kernel dropped (kfree_skb with a drop reason). function: the kernel function that freed the skb "
+    "(from kfree_skb's location); reason: enum skb_drop_reason without SKB_DROP_REASON_; namespace/pod: the "
+    "Kubernetes pod whose network namespace the skb was in; netns: that namespace's inode when no pod (and not "
+    "the host) could be named, \"none\" when the skb had neither a device nor a socket to tell its namespace "
+    "by, else empty. All three empty: the host. Label sets beyond the series cap are summed into the series "
+    "whose labels are all __overflow__.";
+constexpr const char* kDropBytesHelp =
+    "Bytes (skb->len) of the packets counted in pwru_skb_drops_total, with the same labels and the same "
+    "__overflow__ series.";
+constexpr const char* kVisitsHelp =
+    "Packets (skbs) that reached a traced kernel function. function: the traced function; namespace, pod, "
+    "netns: as in pwru_skb_drops_total, or, with metrics.visit_pod_labels false, empty, empty and \"all\": "
+    "one series per function summed over every network namespace. Label sets beyond the series cap are summed "
+    "into the series whose labels are all __overflow__.";
+constexpr const char* kOverflowHelp =
+    "Packets the kernel could not count because its counter map (map=drops or map=visits) was full: they are "
+    "missing from the pwru_skb_* counters. Raise the map size if this grows.";
+constexpr const char* kFoldedHelp =
+    "Distinct label sets of a metric (in this scrape) that did not get their own series because the metric "
+    "reached its series cap (max_series), and were summed into its __overflow__ series.";
+constexpr const char* kReadFailuresHelp =
+    "Lookups of the kernel's per-CPU counters (those behind pwru_skb_uncounted_packets_total) that failed "
+    "during scrapes; the agent's log says why, with the errno. While they fail, "
+    "pwru_skb_uncounted_packets_total keeps its last value.";
+
+// A failing counter lookup is logged at most this often: scrapes come every
+// few seconds, and the count is in pwru_kernel_map_read_failures_total anyway.
+constexpr auto kReadFailureLogEvery = std::chrono::minutes(10);
 
 // Kernel addresses are never re-symbolized (kallsyms only changes on module
 // load/unload, and a stale name then is no worse than a scrape-old one); the
@@ -167,6 +201,55 @@ struct VisitTotals {
   std::map<std::uint16_t, Sum> erased;                           // by hook: bounded by the hooks
 };
 
+
+using PodsByNetns = std::unordered_map<std::uint32_t, PodIdentity>;
+
+// The packets the kernel could not count, as the series show them.
+struct Uncounted {
+  std::uint64_t drops = 0;
+  std::uint64_t visits = 0;
+};
+
+template <std::size_t N, typename Value>
+prometheus::MetricFamily counter_family(const char* name, const char* help, const std::array<const char*, N>& labels,
+                                        const CappedSeries<N>& series, Value value) {
+  prometheus::MetricFamily f = family(name, help, prometheus::MetricType::Counter);
+  add_counters(f, labels, series, value);
+  return f;
+}
+
+prometheus::MetricFamily uncounted_family(const Uncounted& uncounted) {
+  prometheus::MetricFamily f = family(kOverflowName, kOverflowHelp, prometheus::MetricType::Counter);
+  for (auto [map, value] : {std::pair{"drops", uncounted.drops}, std::pair{"visits", uncounted.visits}}) {
+    prometheus::ClientMetric m;
+    m.label.push_back({"map", map});
+    m.counter.value = static_cast<double>(value);
+    f.metric.push_back(std::move(m));
+  }
+  return f;
+}
+
+prometheus::MetricFamily folded_family(const CappedSeries<5>& drops, const CappedSeries<4>& visits) {
+  prometheus::MetricFamily f = family(kFoldedName, kFoldedHelp, prometheus::MetricType::Gauge);
+  for (auto [metric, folded] :
+       {std::pair{kDropsName, drops.folded}, std::pair{kDropBytesName, drops.folded},
+        std::pair{kVisitsName, visits.folded}}) {
+    prometheus::ClientMetric m;
+    m.label.push_back({"metric", metric});
+    m.gauge.value = static_cast<double>(folded);
+    f.metric.push_back(std::move(m));
+  }
+  return f;
+}
+
+prometheus::MetricFamily read_failures_family(std::uint64_t failures) {
+  prometheus::MetricFamily f = family(kReadFailuresName, kReadFailuresHelp, prometheus::MetricType::Counter);
+  prometheus::ClientMetric m;
+  m.counter.value = static_cast<double>(failures);
+  f.metric.push_back(std::move(m));
+  return f;
+}
+
 }  // namespace
 
 struct SkbCounterCollector::Impl {
@@ -183,6 +266,10 @@ struct SkbCounterCollector::Impl {
   mutable StickyCap<5> drop_cap;  // shared by drops and drop bytes: same label sets
   mutable StickyCap<4> visit_cap;
   mutable VisitTotals visit_totals;
+  mutable Uncounted uncounted;
+  mutable std::uint64_t read_failures = 0;
+  mutable std::uint64_t read_failures_logged = 0;
+  mutable std::chrono::steady_clock::time_point next_failure_log{};
 
   // Caller holds mu.
   const std::string& function_label(std::uint64_t location) const {
@@ -203,6 +290,87 @@ struct SkbCounterCollector::Impl {
   std::string hook_label(std::uint16_t hook_id) const {
     if (hook_id < hook_names.size()) return hook_names[hook_id];
     return "hook_" + std::to_string(hook_id);
+  }
+
+  // Who each netns of the snapshot belongs to, each asked once.
+  PodsByNetns resolve_pods(const CounterSnapshot& snap) const {
+    PodsByNetns pods;
+    auto resolve = [&](std::uint32_t netns) {
+      if (!pods.count(netns)) pods.emplace(netns, netns == 0 ? PodIdentity{} : resolver->resolve(netns));
+    };
+    for (const auto& d : snap.drops) resolve(d.netns);
+    if (config.visit_pod_labels)
+      for (const auto& v : snap.visits) resolve(v.netns);
+    return pods;
+  }
+
+  // Several kernel keys (two locations in one function, a reason and the
+  // same reason under another name) land on one label set: their sum is the
+  // series, which stays monotonic because every addend is.
+  std::map<LabelValues<5>, Sum> drop_sums(const CounterSnapshot& snap, const PodsByNetns& pods) const {
+    std::map<LabelValues<5>, Sum> sums;
+    for (const auto& d : snap.drops) {
+      const PodIdentity& pod = pods.at(d.netns);
+      if (pod.kind == PodIdentity::Kind::kGone) continue;
+      sums[{function_label(d.location), reason_label(d.reason), pod.namespace_name, pod.pod,
+            netns_label(pod, d.netns)}]
+          .add(d.packets, d.bytes);
+    }
+    return sums;
+  }
+
+  std::map<LabelValues<4>, Sum> pod_visit_sums(const CounterSnapshot& snap, const PodsByNetns& pods) const {
+    std::map<LabelValues<4>, Sum> sums;
+    for (const auto& v : snap.visits) {
+      const PodIdentity& pod = pods.at(v.netns);
+      if (pod.kind == PodIdentity::Kind::kGone) continue;
+      sums[{hook_label(v.hook_id), pod.namespace_name, pod.pod, netns_label(pod, v.netns)}].add(v.packets, v.bytes);
+    }
+    return sums;
+  }
+
+  // Gone pods' visits stay in: they happened on this node. namespace and
+  // pod are empty rather than absent, so that a scrape honoring the
+  // exported labels does not fill them in with the agent's own pod.
+  std::map<LabelValues<4>, Sum> node_visit_sums(const CounterSnapshot& snap) const {
+    VisitTotals& totals = visit_totals;
+    std::map<std::pair<std::uint32_t, std::uint16_t>, Sum> now;
+    for (const auto& v : snap.visits) now[{v.netns, v.hook_id}].add(v.packets, v.bytes);
+    for (const auto& [key, before] : totals.last) {
+      const auto it = now.find(key);
+      const Sum after = it == now.end() ? Sum{} : it->second;
+      // A key's erased entry and freed slots can go in different reads
+      // (and a slot on an offline CPU stays): count only what went.
+      totals.erased[key.second].add(before.packets - std::min(before.packets, after.packets),
+                                    before.bytes - std::min(before.bytes, after.bytes));
+    }
+    totals.last = now;
+    std::map<LabelValues<4>, Sum> sums;
+    auto node_total = [&](std::uint16_t hook_id) -> Sum& {
+      return sums[{hook_label(hook_id), "", "", kAllNetnsLabel}];
+    };
+    for (const auto& [key, sum] : now) node_total(key.second).add(sum.packets, sum.bytes);
+    for (const auto& [hook_id, sum] : totals.erased) node_total(hook_id).add(sum.packets, sum.bytes);
+    return sums;
+  }
+
+  // The kernel's counters only grow, and a failed lookup reads 0: the
+  // series keep the highest value read, so a failure never looks like a
+  // counter reset. Failures are counted, and logged now and then.
+  const Uncounted& note_uncounted(const CounterSnapshot& snap) const {
+    uncounted.drops = std::max(uncounted.drops, snap.drops_overflow_packets);
+    uncounted.visits = std::max(uncounted.visits, snap.visits_overflow_packets);
+    if (snap.failed_counter_lookups == 0) return uncounted;
+    read_failures += snap.failed_counter_lookups;
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= next_failure_log) {
+      spdlog::warn("reading the kernel's uncounted-packet counters: {} lookups failed since the last such line "
+                   "(this one: {}); pwru_skb_uncounted_packets_total keeps its last value",
+                   read_failures - read_failures_logged, std::strerror(snap.failed_lookup_errno));
+      read_failures_logged = read_failures;
+      next_failure_log = now + kReadFailureLogEvery;
+    }
+    return uncounted;
   }
 };
 
@@ -236,122 +404,23 @@ std::vector<prometheus::MetricFamily> SkbCounterCollector::Collect() const {
   // one last and count what a key lost twice.
   std::lock_guard lock(impl.mu);
   const CounterSnapshot snap = impl.source->read();
-
-  std::unordered_map<std::uint32_t, PodIdentity> pods;
-  auto pod_of = [&](std::uint32_t netns) -> const PodIdentity& {
-    auto it = pods.find(netns);
-    if (it == pods.end()) it = pods.emplace(netns, netns == 0 ? PodIdentity{} : impl.resolver->resolve(netns)).first;
-    return it->second;
-  };
-  for (const auto& d : snap.drops) pod_of(d.netns);
-  if (impl.config.visit_pod_labels)
-    for (const auto& v : snap.visits) pod_of(v.netns);
-
-  CappedSeries<5> drops;
-  CappedSeries<4> visits;
-  {
-    // Several kernel keys (two locations in one function, a reason and the
-    // same reason under another name) land on one label set: their sum is the
-    // series, which stays monotonic because every addend is.
-    std::map<LabelValues<5>, Sum> drop_sums;
-    for (const auto& d : snap.drops) {
-      const PodIdentity& pod = pods.at(d.netns);
-      if (pod.kind == PodIdentity::Kind::kGone) continue;
-      drop_sums[{impl.function_label(d.location), impl.reason_label(d.reason), pod.namespace_name, pod.pod,
-                 netns_label(pod, d.netns)}]
-          .add(d.packets, d.bytes);
-    }
-    std::map<LabelValues<4>, Sum> visit_sums;
-    if (impl.config.visit_pod_labels) {
-      for (const auto& v : snap.visits) {
-        const PodIdentity& pod = pods.at(v.netns);
-        if (pod.kind == PodIdentity::Kind::kGone) continue;
-        visit_sums[{impl.hook_label(v.hook_id), pod.namespace_name, pod.pod, netns_label(pod, v.netns)}].add(
-            v.packets, v.bytes);
-      }
-    } else {
-      // Gone pods' visits stay in: they happened on this node. namespace and
-      // pod are empty rather than absent, so that a scrape honoring the
-      // exported labels does not fill them in with the agent's own pod.
-      VisitTotals& totals = impl.visit_totals;
-      std::map<std::pair<std::uint32_t, std::uint16_t>, Sum> now;
-      for (const auto& v : snap.visits) now[{v.netns, v.hook_id}].add(v.packets, v.bytes);
-      for (const auto& [key, before] : totals.last) {
-        const auto it = now.find(key);
-        const Sum after = it == now.end() ? Sum{} : it->second;
-        // A key's erased entry and freed slots can go in different reads
-        // (and a slot on an offline CPU stays): count only what went.
-        totals.erased[key.second].add(before.packets - std::min(before.packets, after.packets),
-                                      before.bytes - std::min(before.bytes, after.bytes));
-      }
-      totals.last = now;
-      auto node_total = [&](std::uint16_t hook_id) -> Sum& {
-        return visit_sums[{impl.hook_label(hook_id), "", "", kAllNetnsLabel}];
-      };
-      for (const auto& [key, sum] : now) node_total(key.second).add(sum.packets, sum.bytes);
-      for (const auto& [hook_id, sum] : totals.erased) node_total(hook_id).add(sum.packets, sum.bytes);
-    }
-    drops = apply_cap(std::move(drop_sums), impl.drop_cap, impl.config.max_series);
-    visits = apply_cap(std::move(visit_sums), impl.visit_cap, impl.config.max_series);
-  }
+  const PodsByNetns pods = impl.resolve_pods(snap);
+  const CappedSeries<5> drops = apply_cap(impl.drop_sums(snap, pods), impl.drop_cap, impl.config.max_series);
+  const CappedSeries<4> visits =
+      apply_cap(impl.config.visit_pod_labels ? impl.pod_visit_sums(snap, pods) : impl.node_visit_sums(snap),
+                impl.visit_cap, impl.config.max_series);
+  const Uncounted& uncounted = impl.note_uncounted(snap);
 
   std::vector<prometheus::MetricFamily> out;
-  out.reserve(5);
-
-  auto& f_drops = out.emplace_back(family(
-      kDropsName,
-      "Packets the kernel dropped (kfree_skb with a drop reason). function: the kernel function that freed the skb "
-      "(from kfree_skb's location); reason: enum skb_drop_reason without SKB_DROP_REASON_; namespace/pod: the "
-      "Kubernetes pod whose network namespace the skb was in; netns: that namespace's inode when no pod (and not "
-      "the host) could be named, \"none\" when the skb had neither a device nor a socket to tell its namespace "
-      "by, else empty. All three empty: the host. Label sets beyond the series cap are summed into the series "
-      "whose labels are all __overflow__.",
-      prometheus::MetricType::Counter));
-  add_counters(f_drops, kDropLabelNames, drops, [](const Sum& s) { return s.packets; });
-
-  auto& f_bytes = out.emplace_back(family(
-      kDropBytesName,
-      "Bytes (skb->len) of the packets counted in pwru_skb_drops_total, with the same labels and the same "
-      "__overflow__ series.",
-      prometheus::MetricType::Counter));
-  add_counters(f_bytes, kDropLabelNames, drops, [](const Sum& s) { return s.bytes; });
-
-  auto& f_visits = out.emplace_back(family(
-      kVisitsName,
-      "Packets (skbs) that reached a traced kernel function. function: the traced function; namespace, pod, "
-      "netns: as in pwru_skb_drops_total, or, with metrics.visit_pod_labels false, empty, empty and \"all\": "
-      "one series per function summed over every network namespace. Label sets beyond the series cap are summed "
-      "into the series whose labels are all __overflow__.",
-      prometheus::MetricType::Counter));
-  add_counters(f_visits, kVisitLabelNames, visits, [](const Sum& s) { return s.packets; });
-
-  auto& f_overflow = out.emplace_back(family(
-      kOverflowName,
-      "Packets the kernel could not count because its counter map (map=drops or map=visits) was full: they are "
-      "missing from the pwru_skb_* counters. Raise the map size if this grows.",
-      prometheus::MetricType::Counter));
-  for (auto [map, value] : {std::pair{"drops", snap.drops_overflow_packets},
-                            std::pair{"visits", snap.visits_overflow_packets}}) {
-    prometheus::ClientMetric m;
-    m.label.push_back({"map", map});
-    m.counter.value = static_cast<double>(value);
-    f_overflow.metric.push_back(std::move(m));
-  }
-
-  auto& f_folded = out.emplace_back(family(
-      kFoldedName,
-      "Distinct label sets of a metric (in this scrape) that did not get their own series because the metric "
-      "reached its series cap (max_series), and were summed into its __overflow__ series.",
-      prometheus::MetricType::Gauge));
-  for (auto [metric, folded] :
-       {std::pair{kDropsName, drops.folded}, std::pair{kDropBytesName, drops.folded},
-        std::pair{kVisitsName, visits.folded}}) {
-    prometheus::ClientMetric m;
-    m.label.push_back({"metric", metric});
-    m.gauge.value = static_cast<double>(folded);
-    f_folded.metric.push_back(std::move(m));
-  }
-
+  out.reserve(6);
+  out.push_back(counter_family(kDropsName, kDropsHelp, kDropLabelNames, drops, [](const Sum& s) { return s.packets; }));
+  out.push_back(
+      counter_family(kDropBytesName, kDropBytesHelp, kDropLabelNames, drops, [](const Sum& s) { return s.bytes; }));
+  out.push_back(
+      counter_family(kVisitsName, kVisitsHelp, kVisitLabelNames, visits, [](const Sum& s) { return s.packets; }));
+  out.push_back(uncounted_family(uncounted));
+  out.push_back(folded_family(drops, visits));
+  out.push_back(read_failures_family(impl.read_failures));
   return out;
 }
 

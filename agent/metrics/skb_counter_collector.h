@@ -45,6 +45,7 @@ class SkbCounterCollector final : public prometheus::Collectable {
   //     (visit_pod_labels false: namespace="", pod="", netns="all")
   //   pwru_skb_uncounted_packets_total{map="drops"|"visits"}      counter
   //   pwru_metrics_folded_keys{metric}                                gauge
+  //   pwru_kernel_map_read_failures_total                             counter
   std::vector<prometheus::MetricFamily> Collect() const override;
 
  private:

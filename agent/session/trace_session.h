@@ -13,13 +13,12 @@
 #include "probe/tracepoint_backend.h"
 #include "pwru_abi.h"
 #include "session/startup_phases.h"
+#include "session/trace_probes.h"
 
 namespace pwru {
 
 class LineSink;
 class KernelBtf;
-class Ksyms;
-struct KprobePlan;
 struct RingRecord;
 class PcapFile;
 
@@ -63,6 +62,14 @@ struct TraceStats {
   std::uint64_t events_lost = 0;     // did not fit into the ring buffer
   std::uint64_t events_filtered = 0;
   std::uint64_t events_malformed = 0;
+  // Events skipped because printing them threw (RecordDispatcher), and the
+  // first one's message.
+  std::uint64_t events_unhandled = 0;
+  std::string first_unhandled_reason;
+  // The kernel's counters (lost, filtered, ...) whose last read failed:
+  // those read as 0. counters_errno: the first failure's.
+  std::uint32_t counters_unread = 0;
+  int counters_errno = 0;
   std::uint64_t track_failures = 0;  // skbs --filter-track-skb-by-stackid could not record
   std::uint64_t texts_lost = 0;      // --output-skb/-shared-info texts the kernel could not store
   std::uint64_t pcap_records = 0;    // --output-pcap: packets written
@@ -74,13 +81,16 @@ class TraceSession {
  public:
   // Loads the programs (nothing is attached yet). Throws on failure.
   TraceSession(const KernelBtf& btf, TraceConfig config, LineSink& sink);
+  // The same over the probes `load` gives; the one above loads the
+  // kernel's (load_kernel_probes, session/kernel_probes.h).
+  TraceSession(const KernelBtf& btf, TraceConfig config, LineSink& sink, const ProbeLoader& load);
   ~TraceSession();
 
-  const std::string& backend_name() const { return backend_name_; }
-  const std::string& backend_reason() const { return backend_reason_; }
+  const std::string& backend_name() const;
+  const std::string& backend_reason() const;
   std::size_t hook_count() const;
   // kprobe backends: how the function list was narrowed ("" otherwise).
-  const std::string& plan_summary() const { return plan_summary_; }
+  const std::string& plan_summary() const;
   // Time spent so far per start-up phase (construction, then attach()).
   const StartupPhases& startup_phases() const { return startup_; }
 
@@ -106,15 +116,15 @@ class TraceSession {
   const JourneyTracker* journeys() const;
 
  private:
+  // The construction's steps after loading, in order.
+  void follow_journeys();
+  void name_events(const KernelBtf& btf);
+  void open_output();
   bool handle(const RingRecord& record);
-  KprobePlan plan_for(const KernelBtf& btf, const Ksyms& ksyms);
 
   TraceConfig config_;
   LineSink& sink_;
-  std::string backend_name_;
-  std::string backend_reason_;
-  std::string plan_summary_;
-  StartupPhases startup_;
+  StartupPhases startup_;  // before impl_: the probes time their attach in it
   struct Impl;
   std::unique_ptr<Impl> impl_;
   TraceStats stats_;

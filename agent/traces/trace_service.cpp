@@ -5,10 +5,12 @@
 
 #include <malloc.h>
 
+#include <optional>
 #include <random>
 
 #include "btf/kernel_btf.h"
 #include "common/error.h"
+#include "common/function_name_filter.h"
 #include "filter/pcap_compiler.h"
 #include "k8s/proc_scan.h"
 #include "output/sink.h"
@@ -48,6 +50,125 @@ std::string iso_time(std::chrono::system_clock::time_point t) {
 // names), which need not be valid UTF-8: replaced, never a throw mid-stream.
 std::string json_line(const nlohmann::json& value) {
   return value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+}
+
+// What a request traces, resolved: a pod's netns (held open), a netns, the
+// node, or a pod on another node whose agent gets the request.
+struct TracedTarget {
+  std::string description = "node";  // "pod shop/web-0 (netns 4026532...)", "netns ...", "node"
+  UniqueFd netns_pin;
+  std::uint32_t netns = 0;  // 0: every netns
+  std::string pod_uid;      // pod-scoped traces: ended when the pod leaves
+  std::optional<PeerAgent> peer;
+};
+
+TracedTarget resolve_pod(const TraceRequest& request, const PodDirectory& pods, const TraceServiceConfig& config,
+                         const std::string& forwarded_by) {
+  const std::string who = request.namespace_name + "/" + request.pod;
+  if (!pods.netns_of)
+    throw RequestError(404, "this agent does not know pods (Kubernetes is off: see its log); trace by "
+                            "\"netns\" instead");
+  const PodNetns pod = pods.netns_of(request.namespace_name, request.pod);
+  TracedTarget target;
+  if (!pod.error.empty()) {
+    if (!forwarded_by.empty())
+      throw RequestError(404, pod.error + " (the agent on node " + forwarded_by + " sent the request here)");
+    if (!config.peers) throw RequestError(404, pod.error);
+    target.peer = config.peers->locate(request.namespace_name, request.pod);
+    // The API server places it here, but its processes are not up yet.
+    if (target.peer->node == config.peers->node_name()) throw RequestError(404, pod.error);
+    return target;
+  }
+  if (pod.host_network)
+    throw RequestError(400, "pod " + who + " uses the host's network: its packets cannot be told apart from "
+                            "the node's. Trace the node (leave out namespace/pod) with a filter for its ports");
+  target.netns_pin = pin_netns(config.proc_root, pod.netns, pod.pod_uid);
+  if (!target.netns_pin)
+    throw RequestError(404, "pod " + who + " has no process in its network namespace " +
+                                std::to_string(pod.netns) + " any more (restarting, or being deleted); try "
+                                "again in a few seconds");
+  target.pod_uid = pod.pod_uid;
+  target.netns = pod.netns;
+  target.description = "pod " + who + " (netns " + std::to_string(pod.netns) + ")";
+  return target;
+}
+
+TracedTarget resolve_target(const TraceRequest& request, const PodDirectory& pods, const TraceServiceConfig& config,
+                            const std::string& forwarded_by) {
+  if (request.names_pod()) return resolve_pod(request, pods, config, forwarded_by);
+  TracedTarget target;
+  if (request.netns) {
+    // A node-level caller may trace any netns; held open when a process
+    // lives in it, so the number keeps naming the same netns.
+    target.netns_pin = pin_netns(config.proc_root, *request.netns);
+    target.netns = *request.netns;
+    target.description = "netns " + std::to_string(*request.netns);
+  }
+  return target;
+}
+
+// The session's settings: what the request asks, within this agent's
+// limits, in the netns resolved for it. 400 for a filter that does not compile.
+TraceConfig trace_config(const TraceRequest& request, std::uint32_t netns, const TraceServiceConfig& config,
+                         const std::shared_ptr<JourneyBudget>& summary_budget) {
+  TraceConfig trace;
+  trace.filter.netns = netns;
+  // A tracked skb is reported outside the traced netns by pwru; a scoped
+  // trace must never see another netns's packets through it.
+  trace.filter.track_skb_in_netns = netns != 0 ? 1 : 0;
+  if (!request.filter.empty()) {
+    try {
+      trace.pcap = std::make_shared<const CompiledPcap>(compile_pcap(request.filter));
+    } catch (const UsageError& e) {
+      throw RequestError(400, std::string("\"filter\": ") + e.what());
+    }
+  }
+  trace.output = request.output;
+  trace.limit = request.max_events;
+  trace.ring_bytes = config.traces.ring_buffer_bytes;
+  trace.backend = config.backend;
+  trace.filter_func = request.functions;
+  trace.filter.track_skb = request.track_skb ? 1 : 0;
+  trace.summary = request.summary;
+  trace.summary_budget = summary_budget;
+  trace.hide_kernel_addresses = true;
+  return trace;
+}
+
+// Loads the trace's programs, nothing attached: 400 for what the request
+// asks that this node cannot do, 500 when loading fails.
+std::unique_ptr<TraceSession> load_programs(const TraceSessionLoader& load, const TraceConfig& trace,
+                                            LineSink& sink) {
+  try {
+    // The parsed BTF was tens of MiB: give it back once it is freed, also
+    // when the request fails after it (a bad filter), or every trace would
+    // leave the agent that much bigger.
+    struct TrimWhenDone {
+      ~TrimWhenDone() { malloc_trim(0); }
+    } trim_when_done;
+    return load(trace, sink);
+  } catch (const UsageError& e) {
+    throw RequestError(400, e.what());
+  } catch (const std::exception& e) {
+    throw RequestError(500, std::string("loading the trace's programs failed: ") + e.what());
+  }
+}
+
+// pwru's rule, on every backend and before any program loads: a pattern
+// that names none of this kernel's skb functions is a mistake, and proves
+// the pattern was really run (RE2, linear time).
+void check_functions_pattern(const KernelBtf& btf, const TraceConfig& trace) {
+  if (trace.filter_func.empty()) return;
+  const std::vector<SkbFunction> candidates = btf.skb_functions();
+  if (count_matching(candidates, FunctionNameFilter(trace.filter_func)) == 0)
+    throw UsageError("\"functions\": '" + trace.filter_func + "' matches no kernel function among " +
+                     "the " + std::to_string(candidates.size()) + " of this node that take an skb; the " +
+                     "whole name must match (pwru's rule): '^ip_.*', not '^ip_'");
+  // Before tens of programs load only to be thrown away.
+  const BackendChoice backend = choose_backend(trace.backend);
+  if (!backend.kprobe)
+    throw UsageError("\"functions\" selects kprobes, and this node has no kprobe backend (" + backend.reason +
+                     "); leave it out to trace the skb tracepoints");
 }
 
 }  // namespace
@@ -109,139 +230,65 @@ TraceStream TraceService::start_relayed(std::string_view body, const std::string
 
 TraceStream TraceService::start_as(const TraceCaller& caller, std::string_view body, const std::string& remote,
                                    const std::string& forwarded_by) {
-  const AgentConfig::Traces& limits = config_.traces;
-  // Who asks came first (start, start_relayed): strangers learn nothing,
-  // not even what their request got wrong. Then whether they may trace
-  // what they name, read alone from the body: only then the rest of it,
-  // whose checks reveal this agent's caps. A relayed caller is authorized
-  // here again: with auth kubernetes, by this agent's own
-  // SubjectAccessReview, so a relaying agent cannot grant more than the
-  // API server does.
-  const TraceTarget wanted = parse_trace_target(body);
-  auth_->authorize(caller, TraceAction{"create", wanted.namespace_name, wanted.pod});
-  TraceRequest request = parse_trace_request(
-      body, TraceRequestLimits{std::chrono::seconds(limits.default_duration_seconds),
-                               std::chrono::seconds(limits.max_duration_seconds), limits.default_max_events,
-                               limits.max_events});
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    if (stopping_) throw RequestError(503, "the agent is shutting down; try another agent or later");
-    if (traces_.size() + reserved_ + relays_ >= limits.max_concurrent)
-      throw RequestError(429, std::to_string(limits.max_concurrent) +
-                                  " traces are running, this agent's cap (traces.max_concurrent); wait for one to "
-                                  "end or cancel one (GET /v1/traces, DELETE /v1/traces/ID)");
-    ++reserved_;
-  }
-  struct Unreserve {
-    TraceService& s;
-    ~Unreserve() {
-      std::lock_guard<std::mutex> lock(s.mutex_);
-      --s.reserved_;
-    }
-  } unreserve{*this};
-
-  TraceConfig trace;
-  std::string target = "node";
-  UniqueFd netns_pin;
-  std::string pod_uid;
-  if (request.names_pod()) {
-    const std::string who = request.namespace_name + "/" + request.pod;
-    if (!pods_.netns_of)
-      throw RequestError(404, "this agent does not know pods (Kubernetes is off: see its log); trace by "
-                              "\"netns\" instead");
-    const PodNetns pod = pods_.netns_of(request.namespace_name, request.pod);
-    if (!pod.error.empty()) {
-      if (!forwarded_by.empty())
-        throw RequestError(404, pod.error + " (the agent on node " + forwarded_by + " sent the request here)");
-      if (!config_.peers) throw RequestError(404, pod.error);
-      const PeerAgent peer = config_.peers->locate(request.namespace_name, request.pod);
-      // The API server places it here, but its processes are not up yet.
-      if (peer.node == config_.peers->node_name()) throw RequestError(404, pod.error);
-      return relay(peer, body, caller, remote, request);
-    }
-    if (pod.host_network)
-      throw RequestError(400, "pod " + who + " uses the host's network: its packets cannot be told apart from "
-                              "the node's. Trace the node (leave out namespace/pod) with a filter for its ports");
-    netns_pin = pin_netns(config_.proc_root, pod.netns, pod.pod_uid);
-    if (!netns_pin)
-      throw RequestError(404, "pod " + who + " has no process in its network namespace " +
-                                  std::to_string(pod.netns) + " any more (restarting, or being deleted); try "
-                                  "again in a few seconds");
-    pod_uid = pod.pod_uid;
-    trace.filter.netns = pod.netns;
-    target = "pod " + who + " (netns " + std::to_string(pod.netns) + ")";
-  } else if (request.netns) {
-    // A node-level caller may trace any netns; held open when a process
-    // lives in it, so the number keeps naming the same netns.
-    netns_pin = pin_netns(config_.proc_root, *request.netns);
-    trace.filter.netns = *request.netns;
-    target = "netns " + std::to_string(*request.netns);
-  }
-  // A tracked skb is reported outside the traced netns by pwru; a scoped
-  // trace must never see another netns's packets through it.
-  trace.filter.track_skb_in_netns = trace.filter.netns != 0 ? 1 : 0;
-  if (!request.filter.empty()) {
-    try {
-      trace.pcap = std::make_shared<const CompiledPcap>(compile_pcap(request.filter));
-    } catch (const UsageError& e) {
-      throw RequestError(400, std::string("\"filter\": ") + e.what());
-    }
-  }
-  trace.output = request.output;
-  trace.limit = request.max_events;
-  trace.ring_bytes = limits.ring_buffer_bytes;
-  trace.backend = config_.backend;
-  trace.filter_func = request.functions;
-  trace.filter.track_skb = request.track_skb ? 1 : 0;
-  trace.summary = request.summary;
-  trace.summary_budget = summary_budget_;
-  trace.hide_kernel_addresses = true;
-
+  TraceRequest request = authorized_request(caller, body);
+  const Reservation slot(*this);
+  TracedTarget target = resolve_target(request, pods_, config_, forwarded_by);
+  if (target.peer) return relay(*target.peer, body, caller, remote, request);
+  const TraceConfig trace = trace_config(request, target.netns, config_, summary_budget_);
   auto running = std::shared_ptr<RunningTrace>(
-      new RunningTrace(*this, new_trace_id(), std::move(request), std::move(target), remote, caller.user));
-  running->netns_pin_ = std::move(netns_pin);
-  running->netns_ = trace.filter.netns;
-  running->pod_uid_ = std::move(pod_uid);
-  try {
-    // The parsed BTF was tens of MiB: give it back once it is freed, also
-    // when the request fails after it (a bad filter), or every trace would
-    // leave the agent that much bigger.
-    struct TrimWhenDone {
-      ~TrimWhenDone() { malloc_trim(0); }
-    } trim_when_done;
-    {
-      const KernelBtf btf = KernelBtf::load();
-      // pwru's rule, on every backend and before any program loads: a
-      // pattern that names none of this kernel's skb functions is a
-      // mistake, and proves the pattern was really run (RE2, linear time).
-      if (!running->request_.functions.empty()) {
-        const std::vector<SkbFunction> candidates = btf.skb_functions();
-        if (count_matching(candidates, FunctionNameFilter(running->request_.functions)) == 0)
-          throw UsageError("\"functions\": '" + running->request_.functions + "' matches no kernel function among " +
-                           "the " + std::to_string(candidates.size()) + " of this node that take an skb; the " +
-                           "whole name must match (pwru's rule): '^ip_.*', not '^ip_'");
-        // Before tens of programs load only to be thrown away.
-        const BackendChoice backend = choose_backend(trace.backend);
-        if (!backend.kprobe)
-          throw UsageError("\"functions\" selects kprobes, and this node has no kprobe backend (" + backend.reason +
-                           "); leave it out to trace the skb tracepoints");
-      }
-      running->session_ = std::make_unique<TraceSession>(btf, trace, *running->sink_);
-    }
-  } catch (const UsageError& e) {
-    throw RequestError(400, e.what());
-  } catch (const std::exception& e) {
-    throw RequestError(500, std::string("loading the trace's programs failed: ") + e.what());
-  }
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    if (stopping_) throw RequestError(503, "the agent is shutting down; try another agent or later");
-    traces_[running->id_] = running.get();
-  }
+      new RunningTrace(*this, new_trace_id(), std::move(request), std::move(target.description), remote, caller.user));
+  running->netns_pin_ = std::move(target.netns_pin);
+  running->netns_ = target.netns;
+  running->pod_uid_ = std::move(target.pod_uid);
+  running->session_ = load_programs(config_.load_session, trace, *running->sink_);
+  register_trace(running);
   spdlog::info("trace {}: {} for {}{}, filter '{}', up to {} ms / {} events", running->id_, running->target_, remote,
                caller.user.empty() ? "" : " (" + caller.user + ")",
                running->request_.filter, running->request_.duration.count(), running->request_.max_events);
   return [running](LineSink& out) { running->stream(out); };
+}
+
+// Who asks came first (start, start_relayed): strangers learn nothing, not
+// even what their request got wrong. Then whether they may trace what they
+// name, read alone from the body: only then the rest of it, whose checks
+// reveal this agent's caps. A relayed caller is authorized here again: with
+// auth kubernetes, by this agent's own SubjectAccessReview, so a relaying
+// agent cannot grant more than the API server does.
+TraceRequest TraceService::authorized_request(const TraceCaller& caller, std::string_view body) const {
+  const TraceTarget wanted = parse_trace_target(body);
+  auth_->authorize(caller, TraceAction{"create", wanted.namespace_name, wanted.pod});
+  const AgentConfig::Traces& limits = config_.traces;
+  return parse_trace_request(body, TraceRequestLimits{std::chrono::seconds(limits.default_duration_seconds),
+                                                      std::chrono::seconds(limits.max_duration_seconds),
+                                                      limits.default_max_events, limits.max_events});
+}
+
+TraceService::Reservation::Reservation(TraceService& service) : service_(service) {
+  std::lock_guard<std::mutex> lock(service_.mutex_);
+  const std::size_t cap = service_.config_.traces.max_concurrent;
+  if (service_.stopping_) throw RequestError(503, "the agent is shutting down; try another agent or later");
+  if (service_.traces_.size() + service_.reserved_ + service_.relays_ >= cap)
+    throw RequestError(429, std::to_string(cap) +
+                                " traces are running, this agent's cap (traces.max_concurrent); wait for one to "
+                                "end or cancel one (GET /v1/traces, DELETE /v1/traces/ID)");
+  ++service_.reserved_;
+}
+
+TraceService::Reservation::~Reservation() {
+  std::lock_guard<std::mutex> lock(service_.mutex_);
+  --service_.reserved_;
+}
+
+void TraceService::register_trace(const std::shared_ptr<RunningTrace>& running) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (stopping_) throw RequestError(503, "the agent is shutting down; try another agent or later");
+  traces_[running->id_] = running.get();
+}
+
+std::unique_ptr<TraceSession> load_kernel_trace_session(const TraceConfig& trace, LineSink& sink) {
+  const KernelBtf btf = KernelBtf::load();
+  check_functions_pattern(btf, trace);
+  return std::make_unique<TraceSession>(btf, trace, sink);
 }
 
 TraceStream TraceService::relay(const PeerAgent& peer, std::string_view body, const TraceCaller& caller,
@@ -416,6 +463,13 @@ void RunningTrace::stream(LineSink& out) {
                                     {"backend", session_->backend_name()},
                                     {"hooks_attached", report.attached},
                                     {"hooks_skipped", report.skipped.size()}}}};
+  // Only when they happened: what a caller should read as "the counts
+  // above may be short".
+  if (stats.events_unhandled) {
+    summary["summary"]["events_unprinted"] = stats.events_unhandled;
+    summary["summary"]["events_unprinted_first_error"] = stats.first_unhandled_reason;
+  }
+  if (stats.counters_unread) summary["summary"]["kernel_counters_unread"] = stats.counters_unread;
   if (const JourneyTracker* tracker = request_.summary ? session_->journeys() : nullptr) {
     const JourneyCounts counts = tracker->counts();
     summary["summary"]["journeys_not_followed"] = counts.not_followed;

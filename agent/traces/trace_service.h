@@ -20,6 +20,7 @@
 #include "journey/journey_budget.h"
 #include "k8s/peer_locator.h"
 #include "k8s/pod_resolver.h"
+#include "session/trace_session.h"
 #include "traces/trace_auth.h"
 #include "traces/trace_request.h"
 
@@ -27,7 +28,15 @@ namespace pwru {
 
 class LineSink;
 class RunningTrace;
-class TraceSession;
+
+// Loads a trace's programs into a session writing to `sink`, nothing
+// attached. Throws UsageError for what the request asks that this node
+// cannot do (the trace is answered 400), anything else when loading fails (500).
+using TraceSessionLoader = std::function<std::unique_ptr<TraceSession>(const TraceConfig& trace, LineSink& sink)>;
+
+// Over the kernel's BTF and BPF: checks "functions" against this kernel's
+// skb functions and backend, then loads.
+std::unique_ptr<TraceSession> load_kernel_trace_session(const TraceConfig& trace, LineSink& sink);
 
 struct TraceServiceConfig {
   AgentConfig::Traces traces;
@@ -36,6 +45,7 @@ struct TraceServiceConfig {
   std::shared_ptr<const PeerLocator> peers;
   // Where traced netns are held open from (kubernetes.proc_root).
   std::string proc_root = "/proc";
+  TraceSessionLoader load_session = load_kernel_trace_session;
 };
 
 // Streams one trace into a response, returning when it ended.
@@ -91,10 +101,26 @@ class TraceService {
 
  private:
   friend class RunningTrace;
+  // A slot taken while a trace loads (or is relayed): given back however
+  // start_as ends; a registered trace holds its own until release().
+  class Reservation {
+   public:
+    explicit Reservation(TraceService& service);  // 503 stopping, 429 every slot taken
+    ~Reservation();
+    Reservation(const Reservation&) = delete;
+    Reservation& operator=(const Reservation&) = delete;
+
+   private:
+    TraceService& service_;
+  };
   void release(const std::string& id);
   // `forwarded_by`: the node that relayed the request here, "" for none.
   TraceStream start_as(const TraceCaller& caller, std::string_view body, const std::string& remote,
                        const std::string& forwarded_by);
+  // The request, once the caller may trace what it names (RequestError 403, 400).
+  TraceRequest authorized_request(const TraceCaller& caller, std::string_view body) const;
+  // Listed from now on (GET, DELETE, stop_all); 503 when the agent is stopping.
+  void register_trace(const std::shared_ptr<RunningTrace>& running);
   TraceStream relay(const PeerAgent& peer, std::string_view body, const TraceCaller& caller,
                     const std::string& remote, const TraceRequest& request);
 

@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -128,6 +129,8 @@ const Labels kDropOverflow = {{"function", "__overflow__"},
                               {"namespace", "__overflow__"},
                               {"pod", "__overflow__"},
                               {"netns", "__overflow__"}};
+
+constexpr const char* kReadFailures = "pwru_kernel_map_read_failures_total";
 
 double folded(const std::vector<prometheus::MetricFamily>& fs, const std::string& metric) {
   return value(fs, "pwru_metrics_folded_keys", {{"metric", metric}}).value();
@@ -475,6 +478,36 @@ TEST(SkbCounterCollector, OverflowAndFoldedSeriesAlwaysPresent) {
   EXPECT_THROW(family(fs, "pwru_events_lost_total"), std::exception);
 }
 
+TEST(SkbCounterCollector, FailedCounterLookupsAreCountedAndNeverLookLikeAReset) {
+  Fixture fx;
+  CounterSnapshot s;
+  s.drops_overflow_packets = 17;
+  s.visits_overflow_packets = 4;
+  fx.source->set(s);
+  auto fs = fx.collector->Collect();
+  EXPECT_EQ(series(fs, kReadFailures), (std::map<Labels, double>{{{}, 0}}));
+  EXPECT_EQ(family(fs, kReadFailures).type, prometheus::MetricType::Counter);
+
+  // Both lookups fail: the kernel's values read 0.
+  CounterSnapshot failed;
+  failed.failed_counter_lookups = 2;
+  failed.failed_lookup_errno = EPERM;
+  fx.source->set(failed);
+  fs = fx.collector->Collect();
+  EXPECT_EQ(series(fs, kReadFailures), (std::map<Labels, double>{{{}, 2}}));
+  EXPECT_EQ(series(fs, "pwru_skb_uncounted_packets_total"),
+            (std::map<Labels, double>{{{{"map", "drops"}}, 17}, {{{"map", "visits"}}, 4}}));
+  fs = fx.collector->Collect();
+  EXPECT_EQ(series(fs, kReadFailures), (std::map<Labels, double>{{{}, 4}}));
+
+  s.drops_overflow_packets = 20;
+  fx.source->set(s);
+  fs = fx.collector->Collect();
+  EXPECT_EQ(series(fs, kReadFailures), (std::map<Labels, double>{{{}, 4}}));
+  EXPECT_EQ(series(fs, "pwru_skb_uncounted_packets_total"),
+            (std::map<Labels, double>{{{{"map", "drops"}}, 20}, {{{"map", "visits"}}, 4}}));
+}
+
 TEST(SkbCounterCollector, LooksUpEachLocationOnce) {
   Fixture fx;
   CounterSnapshot s;
@@ -535,7 +568,7 @@ TEST(SkbCounterCollector, RendersAsPrometheusText) {
     EXPECT_NE(text.find(line), std::string::npos) << "missing: " << line << "in:\n" << text;
   }
   for (const char* name : {"pwru_skb_drops_total", "pwru_skb_drop_bytes_total", "pwru_skb_function_visits_total",
-                           "pwru_skb_uncounted_packets_total", "pwru_metrics_folded_keys"}) {
+                           "pwru_skb_uncounted_packets_total", "pwru_metrics_folded_keys", kReadFailures}) {
     const std::string help = std::string("# HELP ") + name + " ";
     const auto at = text.find(help);
     ASSERT_NE(at, std::string::npos) << name;
