@@ -376,11 +376,11 @@ class ConfigReader {
 
   // What a name-like value (a node, a namespace, a DNS name...) may be.
   struct NameRule {
-    std::string expected;        // as read_scalar words it
-    bool may_be_empty = false;   // "" or null: unset
-    std::string_view allowed;    // its characters (empty: any not forbidden)
-    std::string_view forbidden;  // characters it never holds
-    std::string must_be;         // the error, before "; got '...'"
+    std::string expected{};        // as read_scalar words it
+    bool may_be_empty = false;     // "" or null: unset
+    std::string_view allowed{};    // its characters (empty: any not forbidden)
+    std::string_view forbidden{};  // characters it never holds
+    std::string must_be{};         // the error, before "; got '...'"
   };
 
   FieldReader name_field(std::string& into, NameRule rule) {

@@ -33,10 +33,12 @@ bool is_free_path(std::string_view hook) {
 // Hooks a packet passes at most once per device: seeing one again on the
 // same device means the address now holds another packet, whose free no
 // hook saw (TCP frees most of its skbs with __kfree_skb, which has no
-// tracepoint).
+// tracepoint). ip_rcv and ipv6_rcv too: on a kprobe backend traced with a
+// narrow --filter-func they may be the only receive hooks there are.
 bool once_per_device(std::string_view hook) {
   return hook.substr(0, 7) == "netif_r" || hook.substr(0, 8) == "net_dev_" || hook.substr(0, 9) == "napi_gro_" ||
-         hook == "__netif_receive_skb" || hook == "__dev_queue_xmit" || hook == "dev_hard_start_xmit";
+         hook == "__netif_receive_skb" || hook == "__dev_queue_xmit" || hook == "dev_hard_start_xmit" ||
+         hook == "ip_rcv" || hook == "ipv6_rcv";
 }
 
 // An skb is never turned around: a tuple with source and destination

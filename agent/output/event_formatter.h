@@ -36,11 +36,11 @@ struct EventView {
   std::string_view func;    // "netif_receive_skb", "kfree_skb(SKB_DROP_REASON_NO_SOCKET)"
   std::string_view caller;  // only read with OutputOptions::caller
   const std::vector<std::string>* stack = nullptr;  // only read with OutputOptions::stack
-  std::string_view skb_text;     // --output-skb: the skb through BTF
-  std::string_view shinfo_text;  // --output-skb-shared-info
+  std::string_view skb_text{};    // --output-skb: the skb through BTF
+  std::string_view shinfo_text{};  // --output-skb-shared-info
   // The PROCESS column's program ("/usr/bin/ping", see ProgramNamer); the
   // event's comm when empty.
-  std::string_view program;
+  std::string_view program{};
 };
 
 class EventFormatter {

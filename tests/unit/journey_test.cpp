@@ -157,6 +157,22 @@ TEST(Journey, ADeviceHookSeenAgainOnTheSameDeviceIsAnotherPacket) {
   EXPECT_EQ(out[1].steps.size(), 2u);
 }
 
+TEST(Journey, IpRcvSeenAgainOnTheSameDeviceIsAnotherPacket) {
+  // pwru --filter-func '^(ip_rcv|tcp_v4_rcv|__udp4_lib_rcv|kfree_skb_reason)$':
+  // a TCP ACK freed by __kfree_skb (not traced), then a UDP datagram to a
+  // closed port at the same address.
+  Journeys j;
+  j.skb(0x9000, {{"ip_rcv", "", "", 2, "vb"},
+                 {"tcp_v4_rcv", "", "", 2, "vb"},
+                 {"ip_rcv", "", "", 2, "vb"},
+                 {"__udp4_lib_rcv", "", "", 2, "vb"},
+                 {"kfree_skb_reason", "SKB_DROP_REASON_NO_SOCKET", "__udp4_lib_rcv", 2, "vb"}});
+  const auto out = j.result();
+  ASSERT_EQ(out.size(), 2u) << "the ACK's hops were taken for the datagram's";
+  EXPECT_EQ(out[0].steps.size(), 2u);
+  EXPECT_EQ(out[1].fate, Fate::Dropped);
+}
+
 TEST(Journey, TheSameDeviceHookOnAnotherDeviceIsTheSamePacket) {
   Journeys j;
   j.skb(0x8000, {{"net_dev_xmit", "", "", 1, "veth0"}, {"netif_receive_skb", "", "", 2, "veth1"},
