@@ -1,18 +1,17 @@
 #include "app/agent_app.h"
 
+#include <malloc.h>
 #include <prometheus/counter.h>
 #include <prometheus/family.h>
 #include <prometheus/gauge.h>
 #include <prometheus/registry.h>
 #include <prometheus/text_serializer.h>
 #include <spdlog/spdlog.h>
-
-#include <malloc.h>
 #include <sys/utsname.h>
 
 #include <atomic>
-#include <optional>
 #include <chrono>
+#include <optional>
 #include <thread>
 
 #include "btf/kernel_btf.h"
@@ -44,8 +43,8 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
 CountingSpec counting_spec(const AgentConfig& config) {
   CountingSpec spec;
   spec.backend = config.probe.backend;
-  spec.sizes = CounterMapSizes{config.counters.drops_max_entries, config.counters.visits_max_entries,
-                               PWRU_VISIT_CACHE_SLOTS};
+  spec.sizes =
+      CounterMapSizes{config.counters.drops_max_entries, config.counters.visits_max_entries, PWRU_VISIT_CACHE_SLOTS};
   spec.all_tracepoints = config.counters.all_tracepoints;
   spec.tracepoints = config.counters.visit_tracepoints;
   spec.visit_hooks = config.counters.visit_hooks == AgentConfig::Counters::VisitHooks::kAll
@@ -74,10 +73,9 @@ std::unique_ptr<NodePods> make_node_pods(const AgentConfig::Kubernetes& config) 
   }
   spdlog::info("kubernetes: pods of node {} from {}, their netns from {}", choice.api->node_name, choice.api->url(),
                config.proc_root);
-  return std::make_unique<NodePods>(
-      std::move(*choice.api), config.proc_root,
-      PodResolverTimes{std::chrono::seconds(config.rescan_interval_seconds),
-                       std::chrono::seconds(config.deleted_pod_grace_seconds)});
+  return std::make_unique<NodePods>(std::move(*choice.api), config.proc_root,
+                                    PodResolverTimes{std::chrono::seconds(config.rescan_interval_seconds),
+                                                     std::chrono::seconds(config.deleted_pod_grace_seconds)});
 }
 
 // Who relays trace requests for pods on other nodes, or nullptr (with the
@@ -91,13 +89,15 @@ std::shared_ptr<const PeerLocator> make_peer_locator(const AgentConfig& config, 
   std::string agent_namespace = config.traces.peer_namespace;
   if (agent_namespace.empty()) agent_namespace = own_pod_namespace(process_environment());
   if (agent_namespace.empty()) {
-    spdlog::warn("traces: requests for pods on other nodes are not relayed: the agents' namespace is unknown "
-                 "(set traces.peer_namespace, or POD_NAMESPACE)");
+    spdlog::warn(
+        "traces: requests for pods on other nodes are not relayed: the agents' namespace is unknown "
+        "(set traces.peer_namespace, or POD_NAMESPACE)");
     return nullptr;
   }
   if (!config.traces.peer_tls.enabled())
-    spdlog::warn("traces: requests for pods on other nodes are refused: agents relay them to each other only over "
-                 "mutual TLS, and traces.peer_tls is not set (the Helm chart sets it)");
+    spdlog::warn(
+        "traces: requests for pods on other nodes are refused: agents relay them to each other only over "
+        "mutual TLS, and traces.peer_tls is not set (the Helm chart sets it)");
   return std::make_shared<PeerLocator>(node_pods->api(), agent_namespace, config.traces.peer_selector,
                                        config.traces.peer_daemonset, config.traces.peer_port);
 }
@@ -201,8 +201,9 @@ class NodePodsMetrics {
 prometheus::MetricFamily trace_losses_family(std::uint64_t lost) {
   prometheus::MetricFamily f;
   f.name = "pwru_events_lost_total";
-  f.help = "Events this node's traces (POST /v1/traces) could not put into their ring buffers "
-           "(traces.ring_buffer_bytes), since the agent started; the counters themselves lose nothing";
+  f.help =
+      "Events this node's traces (POST /v1/traces) could not put into their ring buffers "
+      "(traces.ring_buffer_bytes), since the agent started; the counters themselves lose nothing";
   f.type = prometheus::MetricType::Counter;
   prometheus::ClientMetric m;
   m.counter.value = static_cast<double>(lost);
@@ -217,7 +218,6 @@ std::string kernel_release() {
   return names.release;
 }
 
-
 // The trace requests' own metrics, shared by the node's port and the peer port.
 struct TraceMetrics {
   prometheus::Family<prometheus::Counter>& answers;
@@ -225,15 +225,12 @@ struct TraceMetrics {
 };
 
 TraceMetrics register_trace_metrics(prometheus::Registry& registry) {
-  return TraceMetrics{prometheus::BuildCounter()
-                          .Name("pwru_trace_requests_total")
-                          .Help("Answers to /v1/traces requests, by HTTP status code")
-                          .Register(registry),
-                      prometheus::BuildGauge()
-                          .Name("pwru_traces_running")
-                          .Help("Traces streaming now")
-                          .Register(registry)
-                          .Add({})};
+  return TraceMetrics{
+      prometheus::BuildCounter()
+          .Name("pwru_trace_requests_total")
+          .Help("Answers to /v1/traces requests, by HTTP status code")
+          .Register(registry),
+      prometheus::BuildGauge().Name("pwru_traces_running").Help("Traces streaming now").Register(registry).Add({})};
 }
 
 // What the HTTP handlers read while the agent runs: there before the server
@@ -254,17 +251,17 @@ TraceService make_trace_service(const AgentConfig& config, NodePods* node_pods) 
     };
     pod_directory.present = [node_pods](const std::string& uid) { return node_pods->has_pod(uid); };
   }
-  return TraceService(TraceServiceConfig{config.traces, config.probe.backend, make_peer_locator(config, node_pods),
-                                         config.kubernetes.proc_root},
-                      std::move(pod_directory),
-                      make_trace_auth(config.traces, node_pods ? std::optional<KubeApiConfig>(node_pods->api())
-                                                               : std::nullopt));
+  return TraceService(
+      TraceServiceConfig{config.traces, config.probe.backend, make_peer_locator(config, node_pods),
+                         config.kubernetes.proc_root},
+      std::move(pod_directory),
+      make_trace_auth(config.traces, node_pods ? std::optional<KubeApiConfig>(node_pods->api()) : std::nullopt));
 }
 
 TraceRoutes trace_routes(const AgentConfig& config, TraceService& traces, TraceMetrics metrics) {
   TraceRoutes routes;
   routes.start = [&traces, &running = metrics.running](const std::string& body, const std::string& remote,
-                                                        const TraceRoutes::HeaderLookup& header) {
+                                                       const TraceRoutes::HeaderLookup& header) {
     // Relaying agents' headers (X-Pwru-Caller...) count only on the peer
     // port, behind a verified certificate: never read here.
     TraceStream trace = traces.start(body, remote, header("Authorization"));
@@ -326,9 +323,10 @@ ConnectionLimits connection_limits(const AgentConfig::Http& http) {
 Ksyms load_ksyms() {
   Ksyms ksyms = Ksyms::load();
   if (ksyms.empty())
-    spdlog::warn("/proc/kallsyms shows no addresses to this process (it lacks CAP_SYSLOG, and "
-                 "kernel.perf_event_paranoid is 2 or more, or kernel.kptr_restrict is set): drop functions will be "
-                 "hex addresses and kprobes find no function. Add the SYSLOG capability (the Helm chart's default)");
+    spdlog::warn(
+        "/proc/kallsyms shows no addresses to this process (it lacks CAP_SYSLOG, and "
+        "kernel.perf_event_paranoid is 2 or more, or kernel.kptr_restrict is set): drop functions will be "
+        "hex addresses and kprobes find no function. Add the SYSLOG capability (the Helm chart's default)");
   return ksyms;
 }
 
@@ -357,8 +355,9 @@ LoadedProbes load_counting_probes(const AgentConfig& config, const Ksyms& ksyms)
 void register_build_info(prometheus::Registry& registry, const std::string& backend) {
   prometheus::BuildGauge()
       .Name("pwru_build_info")
-      .Help("pwru-agent's version, git revision, the node's kernel release (uname -r) and the counting backend; "
-            "always 1")
+      .Help(
+          "pwru-agent's version, git revision, the node's kernel release (uname -r) and the counting backend; "
+          "always 1")
       .Register(registry)
       .Add({{"version", agent_version()},
             {"revision", agent_revision()},
@@ -401,9 +400,10 @@ void erase_counters_of_gone_pods(NodePods& node_pods, const BpfCounterSource& co
   if (!gone.empty()) {
     try {
       const ErasedCounters erased = counter_source.erase_netns(gone);
-      spdlog::debug("kubernetes: {} netns of deleted pods gone; {} kernel counter entries erased, {} visit "
-                    "cache slots freed",
-                    gone.size(), erased.entries, erased.cache_slots);
+      spdlog::debug(
+          "kubernetes: {} netns of deleted pods gone; {} kernel counter entries erased, {} visit "
+          "cache slots freed",
+          gone.size(), erased.entries, erased.cache_slots);
     } catch (const std::exception& e) {
       // Their series are hidden anyway; the entries only take up room.
       spdlog::warn("kubernetes: erasing counters of deleted pods' netns: {}", e.what());
@@ -461,8 +461,8 @@ int run_agent(const AgentConfig& config, const std::function<bool()>& stop_reque
                seconds_since(attach_start));
   register_attached_hooks(*state.registry, probes.backend_name(), report.attached);
 
-  const auto counter_source = std::make_shared<BpfCounterSource>(CounterMapFds{
-      probes.drop_counts_fd(), probes.visit_counts_fd(), probes.visit_cache_fd(), probes.counters_fd()});
+  const auto counter_source = std::make_shared<BpfCounterSource>(
+      CounterMapFds{probes.drop_counts_fd(), probes.visit_counts_fd(), probes.visit_cache_fd(), probes.counters_fd()});
   state.collector =
       make_collector(config, probes, counter_source, node_pods.get(), ksyms, std::move(loaded.reason_names));
   state.ready = true;

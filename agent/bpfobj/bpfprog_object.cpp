@@ -18,7 +18,8 @@ BpfProgObject::BpfProgObject(TracedProgKind kind, int target_fd, const std::stri
   if (!skel_) throw_libbpf("opening the embedded fentry BPF object", 0);
   try {
     prog_ = kind == TracedProgKind::kTc ? skel_->progs.pwru_fentry_tc : skel_->progs.pwru_fentry_xdp;
-    struct bpf_program* other = kind == TracedProgKind::kTc ? skel_->progs.pwru_fentry_xdp : skel_->progs.pwru_fentry_tc;
+    struct bpf_program* other =
+        kind == TracedProgKind::kTc ? skel_->progs.pwru_fentry_xdp : skel_->progs.pwru_fentry_tc;
     bpf_program__set_autoload(other, false);
     const pwru_filter_cfg cfg = arm_pcap({prog_}, filter, pcap);
     std::memcpy(const_cast<pwru_filter_cfg*>(&skel_->rodata->filter_cfg), &cfg, sizeof(cfg));
@@ -48,8 +49,6 @@ bool BpfProgObject::attach() {
   return static_cast<bool>(link_);
 }
 
-void BpfProgObject::detach() noexcept {
-  link_.reset();
-}
+void BpfProgObject::detach() noexcept { link_.reset(); }
 
 }  // namespace pwru

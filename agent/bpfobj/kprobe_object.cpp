@@ -76,16 +76,15 @@ void KprobeObject::load(KprobeKind kind, const pwru_filter_cfg& filter, std::sha
 }
 
 void KprobeObject::load_feature_probe(KprobeKind kind) {
-  feature_ = kind == KprobeKind::kKprobeMulti ? skel_->progs.pwru_feature_kprobe_multi
-                                              : skel_->progs.pwru_feature_kprobe;
+  feature_ =
+      kind == KprobeKind::kKprobeMulti ? skel_->progs.pwru_feature_kprobe_multi : skel_->progs.pwru_feature_kprobe;
   only_autoload({feature_});
   // The probe writes nothing: keep its maps as small as the kernel allows.
   bpf_map__set_max_entries(skel_->maps.events, 4096);
   bpf_map__set_max_entries(skel_->maps.stacks, 1);
   if (int err = pwru_kprobe__load(skel_))
-    throw_libbpf(std::string("loading a ") + (kind == KprobeKind::kKprobeMulti ? "kprobe-multi" : "kprobe") +
-                     " program",
-                 err);
+    throw_libbpf(
+        std::string("loading a ") + (kind == KprobeKind::kKprobeMulti ? "kprobe-multi" : "kprobe") + " program", err);
 }
 
 struct bpf_program* KprobeObject::program(int skb_arg) const {

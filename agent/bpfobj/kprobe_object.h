@@ -19,7 +19,6 @@ namespace pwru {
 
 enum class KprobeKind { kKprobe, kKprobeMulti };
 
-
 class KprobeObject {
  public:
   KprobeObject();
@@ -39,12 +38,12 @@ class KprobeObject {
   // function without one (skb_arg < 0; needs stack tracking).
   struct bpf_program* program(int skb_arg) const;
   // The kfree_skbmem program that ends an skb's tracking (null without it).
-  struct bpf_program* skb_freed_program() const { return skb_freed_; }
+  bpf_program* skb_freed_program() const { return skb_freed_; }
   // --filter-track-skb: entry and return of skb_clone and friends, which
   // add clones of tracked skbs to the tracked set (null without it).
-  struct bpf_program* clone_entry_program() const { return clone_entry_; }
-  struct bpf_program* clone_exit_program() const { return clone_exit_; }
-  struct bpf_program* feature_probe() const { return feature_; }
+  bpf_program* clone_entry_program() const { return clone_entry_; }
+  bpf_program* clone_exit_program() const { return clone_exit_; }
+  bpf_program* feature_probe() const { return feature_; }
 
  private:
   void only_autoload(const std::vector<struct bpf_program*>& wanted);

@@ -14,8 +14,8 @@ struct bpf_object;
 namespace pwru {
 
 inline constexpr std::array<std::string_view, 10> kSharedMapNames = {
-    "events",       "counters",    "stacks",       "drop_counts", "visit_counts",
-    "visit_cache",  "tracked_skbs", "print_skb",   "print_shinfo", "dump_seq"};
+    "events",      "counters",     "stacks",    "drop_counts",  "visit_counts",
+    "visit_cache", "tracked_skbs", "print_skb", "print_shinfo", "dump_seq"};
 
 // Declared by several objects and private to each on purpose: per-CPU
 // scratch that lives within one program run.

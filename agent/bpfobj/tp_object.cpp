@@ -18,8 +18,7 @@ namespace {
 // Slot programs are named pwru_tp_<tens><units> with octal digits.
 int slot_of(const char* name) {
   constexpr std::string_view prefix = "pwru_tp_";
-  if (std::strncmp(name, prefix.data(), prefix.size()) != 0 || std::strlen(name) != prefix.size() + 2)
-    return -1;
+  if (std::strncmp(name, prefix.data(), prefix.size()) != 0 || std::strlen(name) != prefix.size() + 2) return -1;
   const char hi = name[prefix.size()], lo = name[prefix.size() + 1];
   if (hi < '0' || hi > '7' || lo < '0' || lo > '7') return -1;
   return (hi - '0') * 8 + (lo - '0');
@@ -44,12 +43,11 @@ TpObject::~TpObject() {
   pwru_tp__destroy(skel_);
 }
 
-void TpObject::configure(const std::vector<TpSlot>& slots, const pwru_filter_cfg& filter,
-                         std::uint32_t ring_bytes, std::shared_ptr<const CompiledPcap> pcap) {
+void TpObject::configure(const std::vector<TpSlot>& slots, const pwru_filter_cfg& filter, std::uint32_t ring_bytes,
+                         std::shared_ptr<const CompiledPcap> pcap) {
   if (slots.size() > kMaxSlots)
-    throw UsageError("this kernel has " + std::to_string(slots.size()) +
-                     " skb tracepoints but the object has " + std::to_string(kMaxSlots) +
-                     " program slots; narrow them down with --filter-func");
+    throw UsageError("this kernel has " + std::to_string(slots.size()) + " skb tracepoints but the object has " +
+                     std::to_string(kMaxSlots) + " program slots; narrow them down with --filter-func");
   const std::vector<struct bpf_program*> used(by_slot_.begin(), by_slot_.begin() + static_cast<long>(slots.size()));
   const pwru_filter_cfg cfg = arm_pcap(used, filter, pcap);
   std::memcpy(const_cast<pwru_filter_cfg*>(&skel_->rodata->filter_cfg), &cfg, sizeof(cfg));
@@ -59,8 +57,7 @@ void TpObject::configure(const std::vector<TpSlot>& slots, const pwru_filter_cfg
       bpf_program__set_autoload(prog, false);
       continue;
     }
-    std::memcpy(const_cast<pwru_hook_cfg*>(&skel_->rodata->hook_cfg[i]), &slots[i].cfg,
-                sizeof(pwru_hook_cfg));
+    std::memcpy(const_cast<pwru_hook_cfg*>(&skel_->rodata->hook_cfg[i]), &slots[i].cfg, sizeof(pwru_hook_cfg));
     const std::string target(slots[i].tracepoint);
     if (int err = bpf_program__set_attach_target(prog, 0, target.c_str()))
       throw_libbpf("setting attach target " + target, err);
@@ -94,7 +91,9 @@ void TpObject::load() {
   }
 }
 
-struct bpf_program* TpObject::program(std::size_t slot) const { return by_slot_.at(slot); }
+struct bpf_program* TpObject::program(std::size_t slot) const {
+  return by_slot_.at(slot);
+}
 int TpObject::events_fd() const { return bpf_map__fd(skel_->maps.events); }
 int TpObject::counters_fd() const { return bpf_map__fd(skel_->maps.counters); }
 int TpObject::stacks_fd() const { return bpf_map__fd(skel_->maps.stacks); }

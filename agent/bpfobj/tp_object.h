@@ -35,8 +35,8 @@ class TpObject {
 
   // Points slot i at slots[i].tracepoint; slots past the end are not loaded.
   // `pcap` (may be null: match all) is written into every loaded program.
-  void configure(const std::vector<TpSlot>& slots, const pwru_filter_cfg& filter,
-                 std::uint32_t ring_bytes, std::shared_ptr<const CompiledPcap> pcap);
+  void configure(const std::vector<TpSlot>& slots, const pwru_filter_cfg& filter, std::uint32_t ring_bytes,
+                 std::shared_ptr<const CompiledPcap> pcap);
   // pwru-agent's counting (count_cfg in rodata) and the sizes of its drop
   // and visit counter maps; a trace passes a zero `counting` and one entry
   // each. Before load().

@@ -19,8 +19,8 @@ constexpr std::string_view kTracePrefix = "btf_trace_";
 // Follows typedefs and qualifiers to the type that gives a value its shape.
 const struct btf_type* resolve(const struct btf* btf, std::uint32_t id, std::uint32_t* out_id) {
   const struct btf_type* t = btf__type_by_id(btf, id);
-  while (t && (btf_is_typedef(t) || btf_is_const(t) || btf_is_volatile(t) ||
-               btf_is_restrict(t) || btf_is_type_tag(t))) {
+  while (t &&
+         (btf_is_typedef(t) || btf_is_const(t) || btf_is_volatile(t) || btf_is_restrict(t) || btf_is_type_tag(t))) {
     id = t->type;
     t = btf__type_by_id(btf, id);
   }
@@ -60,8 +60,7 @@ KernelBtf::KernelBtf(struct btf* btf) : btf_(btf) {
 
 KernelBtf KernelBtf::load_module(const std::string& module, const KernelBtf& vmlinux) {
   struct btf* btf = btf__load_module_btf(module.c_str(), const_cast<struct btf*>(vmlinux.raw()));
-  if (!btf)
-    throw UsageError("--kmods " + module + ": no BTF for this module (is it loaded? see /sys/kernel/btf/)");
+  if (!btf) throw UsageError("--kmods " + module + ": no BTF for this module (is it loaded? see /sys/kernel/btf/)");
   return KernelBtf(btf);
 }
 
@@ -78,10 +77,9 @@ KernelBtf KernelBtf::load(const std::string& path) {
   struct btf* btf = path.empty() ? btf__load_vmlinux_btf() : btf__parse(path.c_str(), nullptr);
   if (!btf) {
     int err = errno ? errno : ENOENT;
-    throw SystemError(path.empty()
-                          ? "cannot read the kernel's BTF (/sys/kernel/btf/vmlinux); this kernel "
-                            "needs CONFIG_DEBUG_INFO_BTF=y, or pass --kernel-btf FILE"
-                          : "cannot read BTF from --kernel-btf " + path,
+    throw SystemError(path.empty() ? "cannot read the kernel's BTF (/sys/kernel/btf/vmlinux); this kernel "
+                                     "needs CONFIG_DEBUG_INFO_BTF=y, or pass --kernel-btf FILE"
+                                   : "cannot read BTF from --kernel-btf " + path,
                       err);
   }
   return KernelBtf(btf);
@@ -111,8 +109,7 @@ std::vector<SkbTracepoint> KernelBtf::skb_tracepoints() const {
     for (int i = 1; i < nparams; ++i) {
       const int arg = i - 1;
       if (tp.skb_arg < 0 && is_ptr_to_struct(btf, params[i].type, "sk_buff")) tp.skb_arg = arg;
-      if (tp.reason_arg < 0 && is_enum_named(btf, params[i].type, "skb_drop_reason"))
-        tp.reason_arg = arg;
+      if (tp.reason_arg < 0 && is_enum_named(btf, params[i].type, "skb_drop_reason")) tp.reason_arg = arg;
     }
     if (tp.skb_arg < 0) continue;
     if (tp.reason_arg >= 0 || tp.name == "consume_skb") {
@@ -128,8 +125,7 @@ std::vector<SkbTracepoint> KernelBtf::skb_tracepoints() const {
     }
     out.push_back(std::move(tp));
   }
-  std::sort(out.begin(), out.end(),
-            [](const SkbTracepoint& a, const SkbTracepoint& b) { return a.name < b.name; });
+  std::sort(out.begin(), out.end(), [](const SkbTracepoint& a, const SkbTracepoint& b) { return a.name < b.name; });
   return out;
 }
 
@@ -169,9 +165,9 @@ std::vector<SkbFunction> KernelBtf::skb_functions() const {
     if (position >= 0) out.push_back(SkbFunction{btf__name_by_offset(btf, t->name_off), position});
   }
   std::sort(out.begin(), out.end(), [](const SkbFunction& a, const SkbFunction& b) { return a.name < b.name; });
-  out.erase(std::unique(out.begin(), out.end(),
-                        [](const SkbFunction& a, const SkbFunction& b) { return a.name == b.name; }),
-            out.end());
+  out.erase(
+      std::unique(out.begin(), out.end(), [](const SkbFunction& a, const SkbFunction& b) { return a.name == b.name; }),
+      out.end());
   return out;
 }
 

@@ -14,8 +14,8 @@ struct btf;
 namespace pwru {
 
 struct SkbTracepoint {
-  std::string name;  // tracepoint name, without the btf_trace_ prefix
-  int skb_arg = -1;  // position among the tracepoint's own arguments
+  std::string name;       // tracepoint name, without the btf_trace_ prefix
+  int skb_arg = -1;       // position among the tracepoint's own arguments
   int reason_arg = -1;    // enum skb_drop_reason argument, -1 if none
   int location_arg = -1;  // void *location next to a reason, -1 if none
 };

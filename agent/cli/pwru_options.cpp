@@ -1,7 +1,6 @@
 #include "cli/pwru_options.h"
 
 #include <CLI/CLI.hpp>
-
 #include <algorithm>
 #include <fstream>
 #include <iterator>
@@ -47,9 +46,12 @@ std::optional<std::uint64_t> parse_go_uint(const std::string& text, unsigned bit
       continue;
     }
     unsigned d;
-    if (c >= '0' && c <= '9') d = static_cast<unsigned>(c - '0');
-    else if ((c | 0x20) >= 'a' && (c | 0x20) <= 'z') d = static_cast<unsigned>((c | 0x20) - 'a' + 10);
-    else return std::nullopt;
+    if (c >= '0' && c <= '9')
+      d = static_cast<unsigned>(c - '0');
+    else if ((c | 0x20) >= 'a' && (c | 0x20) <= 'z')
+      d = static_cast<unsigned>((c | 0x20) - 'a' + 10);
+    else
+      return std::nullopt;
     if (d >= base) return std::nullopt;
     if (value > (max - d) / base) return std::nullopt;
     value = value * base + d;
@@ -116,8 +118,7 @@ std::vector<std::string> as_pflag_reads(const CLI::App& app, int argc, const cha
     }
     const CLI::Option* opt = nullptr;
     const auto eq = arg.find('=');
-    if (arg.size() > 2 && arg.compare(0, 2, "--") == 0)
-      opt = app.get_option_no_throw(arg.substr(0, eq));
+    if (arg.size() > 2 && arg.compare(0, 2, "--") == 0) opt = app.get_option_no_throw(arg.substr(0, eq));
     if (!opt || opt->get_positional() || opt->get_expected_max() == 0) {
       words.push_back(arg);
       continue;
@@ -221,9 +222,9 @@ ParsedArgs parse_pwru_args(int argc, const char* const* argv, std::ostream& out,
                                    "list of kernel modules names to attach to (kprobe backends; a module "
                                    "without BTF stops pwru on every backend)"));
   app.add_flag("--all-kmods", o.all_kmods, "attach to all available kernel modules (kprobe backends)");
-  one_list_per_flag(app.add_option(
-      "--filter-non-skb-funcs", o.filter_non_skb_funcs,
-      "filter non-skb kernel functions to be probed (--filter-track-skb-by-stackid will be enabled)"));
+  one_list_per_flag(
+      app.add_option("--filter-non-skb-funcs", o.filter_non_skb_funcs,
+                     "filter non-skb kernel functions to be probed (--filter-track-skb-by-stackid will be enabled)"));
   app.add_flag("--filter-track-skb", o.filter_track_skb,
                "trace a packet even if it does not match given filters (e.g., after NAT or tunnel decapsulation)");
   app.add_flag("--filter-trace-tc", o.filter_trace_tc, "trace TC bpf progs");
@@ -285,9 +286,12 @@ ParsedArgs parse_pwru_args(int argc, const char* const* argv, std::ostream& out,
     if (ring < 4096 || (ring & (ring - 1)) != 0)
       throw UsageError("--ring-buffer-size " + ring_text + " must be a power of two of at least 4096 (e.g. 8388608)");
     o.ring_buffer_bytes = static_cast<std::uint32_t>(ring);
-    if (timestamp == "current") o.output.timestamp = TimestampMode::Current;
-    else if (timestamp == "relative") o.output.timestamp = TimestampMode::Relative;
-    else if (timestamp == "absolute") o.output.timestamp = TimestampMode::Absolute;
+    if (timestamp == "current")
+      o.output.timestamp = TimestampMode::Current;
+    else if (timestamp == "relative")
+      o.output.timestamp = TimestampMode::Relative;
+    else if (timestamp == "absolute")
+      o.output.timestamp = TimestampMode::Absolute;
   } catch (const UsageError& e) {
     err << "pwru: " << e.what() << "\n";
     return ParsedArgs{std::nullopt, 2};
@@ -310,12 +314,11 @@ ParsedArgs parse_pwru_args(int argc, const char* const* argv, std::ostream& out,
     if (o.backend != "auto" && o.backend != "tracepoint" && o.backend != "kprobe" && o.backend != "kprobe-multi")
       throw UsageError("--backend " + o.backend + " is unknown; use auto, kprobe-multi, kprobe or tracepoint");
     if (o.filter_track_bpf_helpers && o.backend == "tracepoint")
-      throw UsageError(
-          "--filter-track-bpf-helpers needs a kprobe backend: use --backend auto, kprobe or kprobe-multi");
+      throw UsageError("--filter-track-bpf-helpers needs a kprobe backend: use --backend auto, kprobe or kprobe-multi");
     if (o.filter_track_skb_by_stackid && o.backend == "tracepoint")
-      throw UsageError(std::string(o.filter_non_skb_funcs.empty() ? "--filter-track-skb-by-stackid"
-                                                                  : "--filter-non-skb-funcs") +
-                       " needs a kprobe backend: use --backend auto, kprobe or kprobe-multi");
+      throw UsageError(
+          std::string(o.filter_non_skb_funcs.empty() ? "--filter-track-skb-by-stackid" : "--filter-non-skb-funcs") +
+          " needs a kprobe backend: use --backend auto, kprobe or kprobe-multi");
     if (!hints_file.empty()) {
       if (!o.summary) throw UsageError("--summary-hints only matters with --summary; add --summary");
       std::ifstream in(hints_file);

@@ -23,7 +23,7 @@ struct PwruOptions {
   std::string filter_netns;   // as given: "inode:N", "N" or a path
   std::string filter_ifname;  // resolved in filter_netns (or the current netns)
   MarkFilter filter_mark;
-  std::string pcap_filter;  // trailing words joined by spaces
+  std::string pcap_filter;                   // trailing words joined by spaces
   std::shared_ptr<const CompiledPcap> pcap;  // compiled pcap_filter; null when empty
   OutputOptions output;
   std::uint64_t output_limit_lines = 0;  // 0: no limit
@@ -31,10 +31,10 @@ struct PwruOptions {
   std::string output_pcap;  // --output-pcap FILE: the matched packets as pcap (NFLOG, hook as prefix)
   std::string ready_file;
   std::string backend = "auto";
-  std::string filter_func;             // RE2 regex over kprobe function names, whole-name match
-  std::vector<std::string> kmods;      // --kmods a,b: modules probed too
+  std::string filter_func;         // RE2 regex over kprobe function names, whole-name match
+  std::vector<std::string> kmods;  // --kmods a,b: modules probed too
   bool all_kmods = false;
-  unsigned filter_kprobe_batch = 10;   // threads that attach and detach kprobes
+  unsigned filter_kprobe_batch = 10;  // threads that attach and detach kprobes
   bool filter_track_skb = false;
   bool filter_trace_tc = false;   // fentry on every tc program
   bool filter_trace_xdp = false;  // fentry on every XDP program
@@ -43,7 +43,7 @@ struct PwruOptions {
   bool filter_track_bpf_helpers = false;  // probes what loaded BPF programs call; implies filter_track_skb_by_stackid
   std::string kernel_btf;
   std::uint32_t ring_buffer_bytes = 8u << 20;
-  bool summary = false;  // --summary: each skb's journey and fate at the end
+  bool summary = false;                         // --summary: each skb's journey and fate at the end
   std::shared_ptr<const DropHints> drop_hints;  // --summary-hints FILE; null: built in
   bool debug = false;
 };

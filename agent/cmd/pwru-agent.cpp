@@ -1,19 +1,19 @@
 // pwru-agent: always-on per-function drop and visit counters for
 // Prometheus. Everything lives in the library; this file is flags,
 // configuration file and signals.
-#include <CLI/CLI.hpp>
 #include <bpf/libbpf.h>
 #include <malloc.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
 
+#include <CLI/CLI.hpp>
 #include <atomic>
 #include <fstream>
 #include <iostream>
 #include <sstream>
 
-#include "bpfobj/libbpf_quiet.h"
 #include "app/agent_app.h"
+#include "bpfobj/libbpf_quiet.h"
 #include "common/error.h"
 #include "common/log.h"
 #include "config/agent_config.h"

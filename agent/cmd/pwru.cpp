@@ -1,9 +1,9 @@
 // pwru: the command-line skb tracer. Parses flags, resolves what the user
 // named, and runs one TraceSession until Ctrl-C, SIGTERM or the line limit.
 #include <bpf/libbpf.h>
+#include <signal.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
-#include <signal.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -53,7 +53,7 @@ extern "C" int libbpf_log(enum libbpf_print_level level, const char* fmt, va_lis
 // the hard one too where we may (CAP_SYS_RESOURCE).
 void raise_open_file_limit() {
   constexpr rlim_t kWanted = 1 << 16;
-  struct rlimit lim{};
+  struct rlimit lim {};
   if (getrlimit(RLIMIT_NOFILE, &lim) != 0) return;
   struct rlimit raised = lim;
   raised.rlim_max = std::max<rlim_t>(lim.rlim_max, kWanted);
@@ -64,7 +64,7 @@ void raise_open_file_limit() {
 }
 
 void install_signal_handlers() {
-  struct sigaction sa{};
+  struct sigaction sa {};
   sa.sa_handler = on_signal;
   sigemptyset(&sa.sa_mask);
   sa.sa_flags = 0;  // no SA_RESTART: a signal must interrupt the ring poll
@@ -100,8 +100,8 @@ pwru_filter_cfg resolve_filters(const pwru::PwruOptions& o) {
     // filter also pins the netns it was looked up in.
     if (o.filter_netns.empty()) ns = pwru::current_netns();
     if (ns.path.empty())
-      throw pwru::UsageError("--filter-ifname: found no process or /var/run/netns entry in netns " +
-                             o.filter_netns + "; name the netns by path instead");
+      throw pwru::UsageError("--filter-ifname: found no process or /var/run/netns entry in netns " + o.filter_netns +
+                             "; name the netns by path instead");
     f.ifindex = pwru::ifindex_in_netns(ns.path, o.filter_ifname);
     f.netns = ns.inode;
   }
@@ -120,7 +120,8 @@ void write_summary(const pwru::TraceSession& session, bool json, pwru::LineSink&
   if (!json) sink.write(pwru::journeys_text_header(counts, note));
   tracker->for_each([&](const pwru::Journey& j) {
     sink.write(json ? nlohmann::json{{"journey", pwru::journey_json(j)}}.dump(
-                          -1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n"
+                          -1, ' ', false, nlohmann::json::error_handler_t::replace) +
+                          "\n"
                     : pwru::journey_text(j));
   });
   if (json && (counts.not_followed || !note.empty())) {
@@ -206,12 +207,15 @@ int run(const pwru::PwruOptions& o) {
     std::fprintf(stderr, "pwru: %llu skbs could not be tracked by stack (kernel refused a map update)\n",
                  static_cast<unsigned long long>(stats.track_failures));
   if (stats.texts_lost)
-    std::fprintf(stderr, "pwru: %llu --output-skb/--output-skb-shared-info texts lost (the kernel could not store them)\n",
+    std::fprintf(stderr,
+                 "pwru: %llu --output-skb/--output-skb-shared-info texts lost (the kernel could not store them)\n",
                  static_cast<unsigned long long>(stats.texts_lost));
   if (config.pcap_file)
-    std::fprintf(stderr, "pwru: %llu packets written to %s (%llu hold only the packet's first bytes: paged data, or beyond %d)\n",
-                 static_cast<unsigned long long>(stats.pcap_records), o.output_pcap.c_str(),
-                 static_cast<unsigned long long>(stats.pcap_truncated), PWRU_CAPTURE_MAX - 1);
+    std::fprintf(
+        stderr,
+        "pwru: %llu packets written to %s (%llu hold only the packet's first bytes: paged data, or beyond %d)\n",
+        static_cast<unsigned long long>(stats.pcap_records), o.output_pcap.c_str(),
+        static_cast<unsigned long long>(stats.pcap_truncated), PWRU_CAPTURE_MAX - 1);
   if (stats.events_malformed)
     std::fprintf(stderr, "pwru: %llu malformed records skipped\n",
                  static_cast<unsigned long long>(stats.events_malformed));

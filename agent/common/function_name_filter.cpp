@@ -18,22 +18,36 @@ constexpr std::int64_t kMaxMemBytes = 4 << 20;
 std::string explain(const re2::RE2& re) {
   const std::string at = re.error_arg().empty() ? std::string() : " at '" + re.error_arg() + "'";
   switch (re.error_code()) {
-    case re2::RE2::ErrorBadEscape: return "an unknown escape sequence" + at;
-    case re2::RE2::ErrorBadCharClass: return "an unknown character class" + at;
-    case re2::RE2::ErrorBadCharRange: return "a character range out of order" + at;
-    case re2::RE2::ErrorMissingBracket: return "a '[' without its ']'" + at;
-    case re2::RE2::ErrorMissingParen: return "a '(' without its ')'" + at;
-    case re2::RE2::ErrorUnexpectedParen: return "a ')' without its '('" + at;
-    case re2::RE2::ErrorTrailingBackslash: return "a '\\' at the end";
-    case re2::RE2::ErrorRepeatArgument: return "a repetition (*, +, ?) with nothing before it" + at;
+    case re2::RE2::ErrorBadEscape:
+      return "an unknown escape sequence" + at;
+    case re2::RE2::ErrorBadCharClass:
+      return "an unknown character class" + at;
+    case re2::RE2::ErrorBadCharRange:
+      return "a character range out of order" + at;
+    case re2::RE2::ErrorMissingBracket:
+      return "a '[' without its ']'" + at;
+    case re2::RE2::ErrorMissingParen:
+      return "a '(' without its ')'" + at;
+    case re2::RE2::ErrorUnexpectedParen:
+      return "a ')' without its '('" + at;
+    case re2::RE2::ErrorTrailingBackslash:
+      return "a '\\' at the end";
+    case re2::RE2::ErrorRepeatArgument:
+      return "a repetition (*, +, ?) with nothing before it" + at;
     case re2::RE2::ErrorRepeatSize:
       return "a repetition count over 1000 or out of order" + at + " (nested counts multiply: {100}{100} is 10000)";
-    case re2::RE2::ErrorRepeatOp: return "a repetition of a repetition" + at;
-    case re2::RE2::ErrorBadPerlOp: return "an unsupported (?...) group" + at + " (no lookaround, no backreferences)";
-    case re2::RE2::ErrorBadUTF8: return "bytes that are not UTF-8";
-    case re2::RE2::ErrorBadNamedCapture: return "a bad named group" + at;
-    case re2::RE2::ErrorPatternTooLarge: return "a pattern too large to compile (write a simpler one)";
-    default: return "a pattern RE2 cannot compile" + at;
+    case re2::RE2::ErrorRepeatOp:
+      return "a repetition of a repetition" + at;
+    case re2::RE2::ErrorBadPerlOp:
+      return "an unsupported (?...) group" + at + " (no lookaround, no backreferences)";
+    case re2::RE2::ErrorBadUTF8:
+      return "bytes that are not UTF-8";
+    case re2::RE2::ErrorBadNamedCapture:
+      return "a bad named group" + at;
+    case re2::RE2::ErrorPatternTooLarge:
+      return "a pattern too large to compile (write a simpler one)";
+    default:
+      return "a pattern RE2 cannot compile" + at;
   }
 }
 

@@ -1,9 +1,8 @@
 #include "config/agent_config.h"
 
-#include <yaml-cpp/yaml.h>
-
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <yaml-cpp/yaml.h>
 
 #include <algorithm>
 #include <charconv>
@@ -262,7 +261,8 @@ class ConfigReader {
     using Auth = AgentConfig::Traces::Auth;
     return {
         {"enabled", bool_field(traces.enabled)},
-        {"auth", enum_field(traces.auth, {{"none", Auth::kNone}, {"token", Auth::kToken}, {"kubernetes", Auth::kKubernetes}})},
+        {"auth",
+         enum_field(traces.auth, {{"none", Auth::kNone}, {"token", Auth::kToken}, {"kubernetes", Auth::kKubernetes}})},
         {"token_file", optional_path_field(traces.token_file, "token")},
         {"max_concurrent", integer_field(traces.max_concurrent, 1, 64)},
         {"default_duration_seconds", integer_field(traces.default_duration_seconds, 1, 86400)},
@@ -276,11 +276,10 @@ class ConfigReader {
                     {.expected = "a label selector such as app.kubernetes.io/name=pwru-agent",
                      .forbidden = " \t",
                      .must_be = "must be a label selector such as app.kubernetes.io/name=pwru-agent (no spaces)"})},
-        {"peer_namespace", name_field(traces.peer_namespace,
-                                      {.expected = "a namespace name",
-                                       .may_be_empty = true,
-                                       .allowed = "abcdefghijklmnopqrstuvwxyz0123456789-",
-                                       .must_be = "must be a Kubernetes namespace name"})},
+        {"peer_namespace", name_field(traces.peer_namespace, {.expected = "a namespace name",
+                                                              .may_be_empty = true,
+                                                              .allowed = "abcdefghijklmnopqrstuvwxyz0123456789-",
+                                                              .must_be = "must be a Kubernetes namespace name"})},
         {"peer_daemonset",
          name_field(traces.peer_daemonset,
                     {.expected = "the name of the agents' DaemonSet",
@@ -290,10 +289,11 @@ class ConfigReader {
         {"token_review", section(token_review_fields(traces.token_review))},
         {"peer_tls", section(peer_tls_fields(traces.peer_tls))},
         {"summary_memory_bytes", integer_field(traces.summary_memory_bytes, 1u << 20, 1ull << 34)},
-        {"ring_buffer_bytes", [this, &traces](const YAML::Node& v, const Location& at) {
+        {"ring_buffer_bytes",
+         [this, &traces](const YAML::Node& v, const Location& at) {
            const std::uint64_t bytes = read_integer(v, at, 4096, 1u << 30);
-           if ((bytes & (bytes - 1)) != 0) fail(at, "must be a power of two (the kernel's ring buffers are); got " +
-                                                        std::to_string(bytes));
+           if ((bytes & (bytes - 1)) != 0)
+             fail(at, "must be a power of two (the kernel's ring buffers are); got " + std::to_string(bytes));
            traces.ring_buffer_bytes = static_cast<std::uint32_t>(bytes);
          }},
     };
@@ -345,7 +345,7 @@ class ConfigReader {
   FieldReader enum_field(Enum& into, std::vector<std::pair<std::string, Enum>> values,
                          std::vector<std::pair<std::string, Enum>> aliases = {}) {
     return [this, &into, values = std::move(values), aliases = std::move(aliases)](const YAML::Node& v,
-                                                                                    const Location& at) {
+                                                                                   const Location& at) {
       if (v.IsScalar())
         for (const auto& [alias, value] : aliases)
           if (v.Scalar() == alias) {
@@ -386,8 +386,9 @@ class ConfigReader {
   FieldReader name_field(std::string& into, NameRule rule) {
     return [this, &into, rule = std::move(rule)](const YAML::Node& v, const Location& at) {
       into = rule.may_be_empty && v.IsNull() ? std::string() : read_scalar(v, at, rule.expected);
-      const bool bad_characters = (!rule.allowed.empty() && into.find_first_not_of(rule.allowed) != std::string::npos) ||
-                                  (!rule.forbidden.empty() && into.find_first_of(rule.forbidden) != std::string::npos);
+      const bool bad_characters =
+          (!rule.allowed.empty() && into.find_first_not_of(rule.allowed) != std::string::npos) ||
+          (!rule.forbidden.empty() && into.find_first_of(rule.forbidden) != std::string::npos);
       if ((into.empty() && !rule.may_be_empty) || bad_characters) fail(at, rule.must_be + "; got '" + into + "'");
     };
   }
@@ -422,8 +423,7 @@ class ConfigReader {
     if (text.rfind(kScheme, 0) != 0) fail(at, "must be " + expected + "; got '" + text + "'");
     std::string rest = text.substr(kScheme.size());
     if (!rest.empty() && rest.back() == '/') rest.pop_back();
-    if (rest.find('/') != std::string::npos)
-      fail(at, "must be " + expected + " with no path; got '" + text + "'");
+    if (rest.find('/') != std::string::npos) fail(at, "must be " + expected + " with no path; got '" + text + "'");
     const HostPort split = split_host_port(rest);
     switch (split.problem) {
       case HostPort::Problem::kNone:
@@ -433,8 +433,8 @@ class ConfigReader {
       case HostPort::Problem::kNoColonAfterBracket:
         fail(at, "must be " + expected + "; got '" + text + "'");
       case HostPort::Problem::kUnbracketedIPv6:
-        fail(at, "IPv6 addresses go in brackets, e.g. https://[" + split.host + "]:" + split.port + "; got '" + text +
-                     "'");
+        fail(at,
+             "IPv6 addresses go in brackets, e.g. https://[" + split.host + "]:" + split.port + "; got '" + text + "'");
     }
     if (split.host.empty() || split.host.find_first_of(" \t@") != std::string::npos)
       fail(at, "the host in '" + text + "' is empty or not a host name");

@@ -29,13 +29,13 @@ struct AgentConfig {
   struct Counters {
     std::uint32_t drops_max_entries = 16384;
     std::uint32_t visits_max_entries = 16384;
-    bool all_tracepoints = true;                  // visit_tracepoints: all
-    std::vector<std::string> visit_tracepoints;   // when not all
+    bool all_tracepoints = true;                 // visit_tracepoints: all
+    std::vector<std::string> visit_tracepoints;  // when not all
     // visit_tracepoints all: kDefault counts each stage once (no entry
     // twins, no net_dev_xmit: probe/visit_hooks.h), kAll every tracepoint.
     enum class VisitHooks { kDefault, kAll } visit_hooks = VisitHooks::kDefault;
     enum class Functions { kCatalogue, kNone, kList } functions = Functions::kCatalogue;
-    std::vector<std::string> visit_functions;     // when kList
+    std::vector<std::string> visit_functions;  // when kList
   } counters;
   struct Metrics {
     std::size_t max_series = 10000;

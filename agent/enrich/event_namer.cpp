@@ -1,15 +1,15 @@
 #include "enrich/event_namer.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <array>
 #include <cerrno>
-#include <sys/stat.h>
 
 namespace pwru {
 
-EventNamer::EventNamer(std::vector<std::string> hook_names,
-                       std::map<std::uint64_t, std::string> reasons, const Ksyms* ksyms)
+EventNamer::EventNamer(std::vector<std::string> hook_names, std::map<std::uint64_t, std::string> reasons,
+                       const Ksyms* ksyms)
     : hook_names_(std::move(hook_names)), reasons_(std::move(reasons)), ksyms_(ksyms) {}
 
 std::string_view EventNamer::func(const pwru_event& e) {
@@ -21,8 +21,8 @@ std::string_view EventNamer::func(const pwru_event& e) {
   auto it = drop_names_.find(key);
   if (it != drop_names_.end()) return it->second;
   auto reason = reasons_.find(e.drop_reason);
-  std::string name = reason != reasons_.end() ? hook + "(" + reason->second + ")"
-                                              : hook + " (" + std::to_string(e.drop_reason) + ")";
+  std::string name =
+      reason != reasons_.end() ? hook + "(" + reason->second + ")" : hook + " (" + std::to_string(e.drop_reason) + ")";
   return drop_names_.emplace(key, std::move(name)).first->second;
 }
 
@@ -72,8 +72,8 @@ bool EventNamer::is_tracing_machinery(std::string_view frame) {
   // BPF runner and iterator, the kprobe/fprobe/ftrace entry paths, and
   // addresses no symbol covers (trampolines).
   static constexpr std::array<std::string_view, 14> prefixes = {
-      "bpf_",           "__bpf_",    "__traceiter_",  "trace_call_bpf", "perf_",   "__probestub_", "0x",
-      "kprobe_",        "__kprobe",  "fprobe",        "ftrace_",        "arch_ftrace", "rethook", "optimized_callback"};
+      "bpf_",    "__bpf_",   "__traceiter_", "trace_call_bpf", "perf_",       "__probestub_", "0x",
+      "kprobe_", "__kprobe", "fprobe",       "ftrace_",        "arch_ftrace", "rethook",      "optimized_callback"};
   for (std::string_view prefix : prefixes)
     if (frame.substr(0, prefix.size()) == prefix) return true;
   return false;

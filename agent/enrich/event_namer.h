@@ -18,8 +18,7 @@ namespace pwru {
 class EventNamer {
  public:
   // hook_names[hook_id]; reasons from the kernel's enum skb_drop_reason.
-  EventNamer(std::vector<std::string> hook_names, std::map<std::uint64_t, std::string> reasons,
-             const Ksyms* ksyms);
+  EventNamer(std::vector<std::string> hook_names, std::map<std::uint64_t, std::string> reasons, const Ksyms* ksyms);
 
   // "netif_receive_skb", "kfree_skb(SKB_DROP_REASON_NO_SOCKET)",
   // "kfree_skb (123)" for a reason this kernel's BTF does not name; a drop

@@ -2,9 +2,9 @@
 
 #include <algorithm>
 #include <charconv>
-#include <iterator>
 #include <cstdio>
 #include <fstream>
+#include <iterator>
 
 namespace pwru {
 
@@ -83,8 +83,8 @@ std::optional<std::uint64_t> Ksyms::address_of(std::string_view name) const {
 }
 
 std::string Ksyms::nearest(std::uint64_t addr) const {
-  auto it = std::upper_bound(syms_.begin(), syms_.end(), addr,
-                             [](std::uint64_t a, const Sym& s) { return a < s.addr; });
+  auto it =
+      std::upper_bound(syms_.begin(), syms_.end(), addr, [](std::uint64_t a, const Sym& s) { return a < s.addr; });
   if (it == syms_.begin()) return "";
   const Sym& s = *std::prev(it);
   return std::string(text_.data() + s.offset, s.display_len);

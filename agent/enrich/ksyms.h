@@ -3,8 +3,8 @@
 #pragma once
 
 #include <cstdint>
-#include <optional>
 #include <istream>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -37,14 +37,14 @@ class Ksyms {
   // node per symbol cost three times as much).
   struct Sym {
     std::uint64_t addr;
-    std::uint32_t offset;     // of the display name in text_
-    std::uint16_t name_len;   // the bare name
+    std::uint32_t offset;       // of the display name in text_
+    std::uint16_t name_len;     // the bare name
     std::uint16_t display_len;  // name plus " [module]"
   };
   std::string_view name_of(const Sym& s) const { return {text_.data() + s.offset, s.name_len}; }
   std::string text_;
-  std::vector<Sym> syms_;                 // by address
-  std::vector<std::uint32_t> by_name_;    // indexes into syms_, by bare name
+  std::vector<Sym> syms_;               // by address
+  std::vector<std::uint32_t> by_name_;  // indexes into syms_, by bare name
 };
 
 }  // namespace pwru

@@ -2,14 +2,13 @@
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <spdlog/spdlog.h>
 
 #include <cerrno>
 #include <functional>
 #include <map>
 #include <set>
 #include <vector>
-
-#include <spdlog/spdlog.h>
 
 #include "bpfobj/visit_sweep_object.h"
 #include "common/error.h"
@@ -35,8 +34,8 @@ void for_each_entry(int fd, int ncpus, const std::function<void(const Key&, cons
   for (;;) {
     std::uint32_t count = kBatch;
     LIBBPF_OPTS(bpf_map_batch_opts, opts);
-    const int err = bpf_map_lookup_batch(fd, first ? nullptr : &out_batch, &out_batch, keys.data(), values.data(),
-                                         &count, &opts);
+    const int err =
+        bpf_map_lookup_batch(fd, first ? nullptr : &out_batch, &out_batch, keys.data(), values.data(), &count, &opts);
     const int e = err ? errno : 0;
     if (err && e != ENOENT) {
       if (first && (e == EINVAL || e == ENOTSUP || e == EOPNOTSUPP)) break;  // no batch ops: fall through
@@ -72,9 +71,10 @@ BpfCounterSource::BpfCounterSource(CounterMapFds fds) : fds_(fds), ncpus_(libbpf
   try {
     sweeper_ = std::make_unique<VisitSweepObject>(fds_.visit_cache);
   } catch (const std::exception& e) {
-    spdlog::warn("visit cache slots of deleted pods' netns will not be freed (their traffic is counted in the "
-                 "slower hash map instead once the cache is full): {}",
-                 e.what());
+    spdlog::warn(
+        "visit cache slots of deleted pods' netns will not be freed (their traffic is counted in the "
+        "slower hash map instead once the cache is full): {}",
+        e.what());
   }
 }
 

@@ -17,7 +17,7 @@ struct CounterMapFds {
   int drop_counts = -1;
   int visit_counts = -1;
   int visit_cache = -1;  // per-CPU slots in front of visit_counts
-  int counters = -1;  // the per-CPU array with the overflow counters
+  int counters = -1;     // the per-CPU array with the overflow counters
 };
 
 // What erase_netns() removed from the kernel.

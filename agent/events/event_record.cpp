@@ -38,7 +38,8 @@ bool decode_event_record(std::span<const std::uint8_t> record, DecodedEvent& out
   static_cast<pwru_event_core&>(event) = core;
   event.stack_id = (parts & PWRU_PART_STACK) ? read_part<pwru_part_stack>(record, parts, PWRU_PART_STACK).stack_id : -1;
   event.dump_id = (parts & PWRU_PART_DUMP) ? read_part<pwru_part_dump>(record, parts, PWRU_PART_DUMP).dump_id : 0;
-  const pwru_part_cb cb = (parts & PWRU_PART_CB) ? read_part<pwru_part_cb>(record, parts, PWRU_PART_CB) : pwru_part_cb{};
+  const pwru_part_cb cb =
+      (parts & PWRU_PART_CB) ? read_part<pwru_part_cb>(record, parts, PWRU_PART_CB) : pwru_part_cb{};
   std::memcpy(event.cb, cb.cb, sizeof(event.cb));
   event.tunnel_tuple =
       (parts & PWRU_PART_TUNNEL) ? read_part<pwru_part_tunnel>(record, parts, PWRU_PART_TUNNEL).tuple : pwru_tuple{};

@@ -41,9 +41,10 @@ void RecordDispatcher::note_unhandled(const char* reason) noexcept {
   if (unhandled_++ != 0) return;
   try {
     first_unhandled_reason_ = reason;
-    spdlog::warn("an event could not be printed and was skipped: {} (later ones are only counted; the count comes "
-                 "with the trace's closing lines)",
-                 reason);
+    spdlog::warn(
+        "an event could not be printed and was skipped: {} (later ones are only counted; the count comes "
+        "with the trace's closing lines)",
+        reason);
   } catch (...) {
     // Out of memory for the message: the count still tells.
   }

@@ -66,9 +66,9 @@ class Translator {
 
  private:
   [[noreturn]] void unsupported(std::size_t i) const {
-    throw SystemError("cBPF instruction " + std::to_string(i) + " (code 0x" + to_hex(program_[i].code) +
-                          ") cannot be translated",
-                      ENOTSUP);
+    throw SystemError(
+        "cBPF instruction " + std::to_string(i) + " (code 0x" + to_hex(program_[i].code) + ") cannot be translated",
+        ENOTSUP);
   }
   static std::string to_hex(unsigned v) {
     static const char* digits = "0123456789abcdef";
@@ -92,21 +92,24 @@ class Translator {
         reachable_[target] = true;
       };
       switch (BPF_CLASS(in.code)) {
-        case BPF_RET: break;
+        case BPF_RET:
+          break;
         case BPF_JMP:
           if (BPF_OP(in.code) == BPF_JA) {
             // libpcap emits loops only for `protochain`; the kernel's own
             // classic BPF refuses them too.
             if (in.k >= 0x80000000u)
-              throw UsageError("the expression needs a backward jump (a loop, as `protochain` does), which "
-                               "cannot run in a tracing program; use `ip proto N` or `ip6 proto N` instead");
+              throw UsageError(
+                  "the expression needs a backward jump (a loop, as `protochain` does), which "
+                  "cannot run in a tracing program; use `ip proto N` or `ip6 proto N` instead");
             reach(i + 1 + in.k);
           } else {
             reach(i + 1 + in.jt);
             reach(i + 1 + in.jf);
           }
           break;
-        default: reach(i + 1);
+        default:
+          reach(i + 1);
       }
     }
   }
@@ -175,8 +178,12 @@ class Translator {
         const int dst = BPF_CLASS(in.code) == BPF_LD ? kA : kX;
         const int size = BPF_SIZE(in.code) == BPF_W ? 4 : BPF_SIZE(in.code) == BPF_H ? 2 : 1;
         switch (BPF_MODE(in.code)) {
-          case BPF_IMM: mov32_imm(dst, k); return;
-          case BPF_LEN: mov32_reg(dst, kLen); return;
+          case BPF_IMM:
+            mov32_imm(dst, k);
+            return;
+          case BPF_LEN:
+            mov32_reg(dst, kLen);
+            return;
           case BPF_MEM:
             if (in.k >= static_cast<std::uint32_t>(kMemWords)) unsupported(i);
             push(make(BPF_LDX | BPF_MEM | BPF_W, dst, BPF_REG_10, mem_off(in.k), 0));
@@ -203,8 +210,12 @@ class Translator {
         if (in.k >= static_cast<std::uint32_t>(kMemWords)) unsupported(i);
         push(make(BPF_STX | BPF_MEM | BPF_W, BPF_REG_10, BPF_CLASS(in.code) == BPF_ST ? kA : kX, mem_off(in.k), 0));
         return;
-      case BPF_ALU: emit_alu(i); return;
-      case BPF_JMP: emit_jmp(i); return;
+      case BPF_ALU:
+        emit_alu(i);
+        return;
+      case BPF_JMP:
+        emit_jmp(i);
+        return;
       case BPF_RET:
         if (BPF_RVAL(in.code) == BPF_K) {
           push(make(BPF_ALU64 | BPF_MOV | BPF_K, BPF_REG_0, 0, 0, in.k != 0 ? 1 : 0));
@@ -216,9 +227,12 @@ class Translator {
         jump(BPF_JMP | BPF_JA, 0, 0, 0, Target::kEnd);
         return;
       case BPF_MISC:
-        if (BPF_MISCOP(in.code) == BPF_TAX) mov32_reg(kX, kA);
-        else if (BPF_MISCOP(in.code) == BPF_TXA) mov32_reg(kA, kX);
-        else unsupported(i);
+        if (BPF_MISCOP(in.code) == BPF_TAX)
+          mov32_reg(kX, kA);
+        else if (BPF_MISCOP(in.code) == BPF_TXA)
+          mov32_reg(kA, kX);
+        else
+          unsupported(i);
         return;
     }
     unsupported(i);
@@ -229,8 +243,15 @@ class Translator {
     const std::uint8_t op = BPF_OP(in.code);
     const bool by_x = BPF_SRC(in.code) == BPF_X;
     switch (op) {
-      case BPF_ADD: case BPF_SUB: case BPF_MUL: case BPF_OR: case BPF_AND: case BPF_XOR: break;
-      case BPF_DIV: case BPF_MOD:
+      case BPF_ADD:
+      case BPF_SUB:
+      case BPF_MUL:
+      case BPF_OR:
+      case BPF_AND:
+      case BPF_XOR:
+        break;
+      case BPF_DIV:
+      case BPF_MOD:
         if (by_x) {
           jump(BPF_JMP | BPF_JEQ | BPF_K, kX, 0, 0, Target::kFail);
         } else if (in.k == 0) {
@@ -238,7 +259,8 @@ class Translator {
           return;
         }
         break;
-      case BPF_LSH: case BPF_RSH:
+      case BPF_LSH:
+      case BPF_RSH:
         // C leaves shifts by >= 32 undefined; libpcap's interpreter gives 0.
         if (by_x) {
           mov32_imm(BPF_REG_1, 0);
@@ -256,7 +278,8 @@ class Translator {
       case BPF_NEG:
         push(make(BPF_ALU | BPF_NEG, kA, 0, 0, 0));
         return;
-      default: unsupported(i);
+      default:
+        unsupported(i);
     }
     if (by_x)
       push(make(BPF_ALU | op | BPF_X, kA, kX, 0, 0));
@@ -284,9 +307,15 @@ class Translator {
     for (const Fixup& f : fixups_) {
       std::size_t target = 0;
       switch (f.target) {
-        case Target::kInsn: target = starts_.at(f.cbpf_index); break;
-        case Target::kFail: target = fail_; break;
-        case Target::kEnd: target = end_; break;
+        case Target::kInsn:
+          target = starts_.at(f.cbpf_index);
+          break;
+        case Target::kFail:
+          target = fail_;
+          break;
+        case Target::kEnd:
+          target = end_;
+          break;
       }
       const long offset = static_cast<long>(target) - static_cast<long>(f.at) - 1;
       if (offset < -32768 || offset > 32767) throw SystemError("translated pcap filter is too large", E2BIG);

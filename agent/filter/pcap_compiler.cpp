@@ -32,7 +32,7 @@ std::optional<CbpfProgram> compile_pcap_for(const std::string& expression, int d
     if (error) *error = "libpcap could not open a dead handle";
     return std::nullopt;
   }
-  struct bpf_program fp{};
+  struct bpf_program fp {};
   std::optional<CbpfProgram> out;
   if (pcap_compile(handle, &fp, expression.c_str(), /*optimize=*/1, PCAP_NETMASK_UNKNOWN) != 0) {
     if (error) *error = pcap_geterr(handle);

@@ -45,12 +45,10 @@ int patch_form(std::vector<bpf_insn>& insns, std::int32_t magic, const CbpfProgr
     const std::size_t block = m + 3;
     if (!is_reg_self_move(insns[m + 1]) || !is_reg_self_move(insns[m + 2]) ||
         block + PWRU_PCAP_STUB_INSNS > insns.size())
-      throw SystemError("pcap stub at instruction " + std::to_string(m) + " does not have the expected shape",
-                        EINVAL);
+      throw SystemError("pcap stub at instruction " + std::to_string(m) + " does not have the expected shape", EINVAL);
     for (std::size_t i = block; i < block + PWRU_PCAP_STUB_INSNS; ++i)
       if (!is_nop(insns[i]))
-        throw SystemError("pcap stub at instruction " + std::to_string(m) + " was already patched or altered",
-                          EINVAL);
+        throw SystemError("pcap stub at instruction " + std::to_string(m) + " was already patched or altered", EINVAL);
     const StubInputs inputs{insns[m + 1].dst_reg, insns[m + 2].dst_reg};
     const std::vector<bpf_insn> code = translate_cbpf(program, inputs);
     if (code.size() > PWRU_PCAP_STUB_INSNS)
@@ -75,8 +73,7 @@ extern "C" int prepare_load(struct bpf_program* prog, struct bpf_prog_load_opts*
   std::string error;
   int err = 0;
   try {
-    std::vector<bpf_insn> insns =
-        patch_pcap_stubs(bpf_program__insns(prog), bpf_program__insn_cnt(prog), *filter);
+    std::vector<bpf_insn> insns = patch_pcap_stubs(bpf_program__insns(prog), bpf_program__insn_cnt(prog), *filter);
     err = bpf_program__set_insns(prog, insns.data(), insns.size());
     if (err) error = "libbpf refused the patched instructions";
   } catch (const std::exception& e) {

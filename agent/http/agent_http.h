@@ -49,9 +49,9 @@ struct ConnectionLimits {
   // At the cap a new connection takes the place of the one waiting
   // longest for a request head; only when none is waiting: 503.
   std::size_t max_connections = 256;
-  std::size_t max_connections_per_client = 32;   // per peer address; beyond: 429
-  std::size_t max_head_bytes = 16384;            // beyond: 431
-  std::chrono::seconds io_timeout{10};           // one read or write once the head is in
+  std::size_t max_connections_per_client = 32;  // per peer address; beyond: 429
+  std::size_t max_head_bytes = 16384;           // beyond: 431
+  std::chrono::seconds io_timeout{10};          // one read or write once the head is in
 };
 
 // For metrics. Called from connection threads.

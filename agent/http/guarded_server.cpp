@@ -1,15 +1,12 @@
 #include "http/guarded_server.h"
 
-#include <spdlog/spdlog.h>
-
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <spdlog/spdlog.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
-
-#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <atomic>
@@ -17,6 +14,7 @@
 #include <climits>
 #include <cstring>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <system_error>
 #include <thread>
 
@@ -64,9 +62,12 @@ int poll_timeout_ms(Clock::duration left) {
 
 const char* reason_phrase(int status) {
   switch (status) {
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    default: return "Service Unavailable";
+    case 429:
+      return "Too Many Requests";
+    case 431:
+      return "Request Header Fields Too Large";
+    default:
+      return "Service Unavailable";
   }
 }
 
@@ -78,9 +79,9 @@ const char* reason_phrase(int status) {
 void send_error_and_finish(int sock, int status, const std::string& message) {
   const std::string body = json_error_body(message);
   const std::string response = "HTTP/1.1 " + std::to_string(status) + " " + reason_phrase(status) +
-                               "\r\nContent-Type: application/json\r\nContent-Length: " +
-                               std::to_string(body.size()) + "\r\nConnection: close\r\n" +
-                               (status == 431 ? "" : "Retry-After: 1\r\n") + "\r\n" + body;
+                               "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
+                               "\r\nConnection: close\r\n" + (status == 431 ? "" : "Retry-After: 1\r\n") + "\r\n" +
+                               body;
   (void)send(sock, response.data(), response.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
   shutdown(sock, SHUT_WR);
   char sink[4096];

@@ -14,8 +14,6 @@
 
 #include <httplib.h>
 
-#include "http/agent_http.h"
-
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
@@ -25,6 +23,8 @@
 #include <string>
 #include <unordered_map>
 #include <utility>
+
+#include "http/agent_http.h"
 
 namespace pwru {
 

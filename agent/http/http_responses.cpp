@@ -4,7 +4,6 @@
 
 #include <cerrno>
 #include <chrono>
-
 #include <nlohmann/json.hpp>
 
 #include "common/error.h"
@@ -29,13 +28,13 @@ bool StreamResponseSink::closed() const {
 }
 
 void stream_ndjson(httplib::Response& res, std::function<void(LineSink&)> stream, int fd) {
-  res.set_chunked_content_provider(
-      "application/x-ndjson", [stream = std::move(stream), fd](std::size_t, httplib::DataSink& sink) {
-        StreamResponseSink out(sink, fd);
-        stream(out);
-        if (!out.closed()) sink.done();
-        return !out.closed();
-      });
+  res.set_chunked_content_provider("application/x-ndjson",
+                                   [stream = std::move(stream), fd](std::size_t, httplib::DataSink& sink) {
+                                     StreamResponseSink out(sink, fd);
+                                     stream(out);
+                                     if (!out.closed()) sink.done();
+                                     return !out.closed();
+                                   });
 }
 
 std::uint16_t serve_in_thread(httplib::Server& server, const std::string& address, std::uint16_t port,

@@ -7,10 +7,9 @@
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
 
-#include <nlohmann/json.hpp>
-
 #include <cerrno>
 #include <chrono>
+#include <nlohmann/json.hpp>
 #include <optional>
 
 #include "common/error.h"
@@ -31,8 +30,8 @@ constexpr std::size_t kSpareWorkers = 2;
 
 }  // namespace
 
-PeerHttpServer::PeerHttpServer(const std::string& address, std::uint16_t port,
-                               const AgentConfig::Traces::PeerTls& tls, PeerRoutes routes)
+PeerHttpServer::PeerHttpServer(const std::string& address, std::uint16_t port, const AgentConfig::Traces::PeerTls& tls,
+                               PeerRoutes routes)
     : routes_(std::move(routes)) {
   std::optional<UsageError> tls_error;
   server_ = std::make_unique<httplib::SSLServer>([&](SSL_CTX& ctx) {
@@ -63,17 +62,19 @@ PeerHttpServer::PeerHttpServer(const std::string& address, std::uint16_t port,
     res.set_content(json_error_body(message), kJsonContentType);
     if (routes_.answered) routes_.answered(status);
   };
-  server_->set_error_handler(httplib::Server::HandlerWithResponse(
-      [this, answer_error](const httplib::Request& req, httplib::Response& res) {
+  server_->set_error_handler(
+      httplib::Server::HandlerWithResponse([this, answer_error](const httplib::Request& req, httplib::Response& res) {
         // Called for every status >= 400, the route's own JSON errors too:
         // only httplib's empty answers need one.
         if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
         if (res.status == 413) {
-          answer_error(res, 413, "the request body is over " + std::to_string(routes_.max_body_bytes) +
-                                     " bytes (traces.max_body_bytes)");
+          answer_error(
+              res, 413,
+              "the request body is over " + std::to_string(routes_.max_body_bytes) + " bytes (traces.max_body_bytes)");
         } else if (res.status == 404 || res.status == 405) {
           res.set_content(json_error_body("this is the pwru-agents' peer port: it serves only trace requests other "
-                                     "agents relay (POST /v1/traces), not " + req.method + " " + req.path),
+                                          "agents relay (POST /v1/traces), not " +
+                                          req.method + " " + req.path),
                           kJsonContentType);
         } else {
           return httplib::Server::HandlerResponse::Unhandled;

@@ -42,7 +42,8 @@ void configure_peer_tls(SSL_CTX& ctx, const AgentConfig::Traces::PeerTls& tls, P
     std::FILE* f = std::fopen(file.c_str(), "r");
     if (!f)
       throw UsageError("traces.peer_tls." + std::string(key) + " " + file + ": cannot read it (" +
-                       std::strerror(errno) + "); fix the path or mount the file there (the Helm chart mounts its "
+                       std::strerror(errno) +
+                       "); fix the path or mount the file there (the Helm chart mounts its "
                        "Secret at /var/run/pwru-agent/peer-tls)");
     std::fclose(f);
   }
@@ -60,8 +61,8 @@ void configure_peer_tls(SSL_CTX& ctx, const AgentConfig::Traces::PeerTls& tls, P
   X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
   if (X509_VERIFY_PARAM_set1_host(param, tls.name.c_str(), tls.name.size()) != 1)
     fail("name", tls.name, "OpenSSL does not take it as a host name");
-  SSL_CTX_set_verify(&ctx, role == PeerTlsRole::kServer ? SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT
-                                                        : SSL_VERIFY_PEER,
+  SSL_CTX_set_verify(&ctx,
+                     role == PeerTlsRole::kServer ? SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT : SSL_VERIFY_PEER,
                      nullptr);
 }
 

@@ -47,8 +47,7 @@ DropHints DropHints::parse(std::string_view yaml, const std::string& origin) {
     throw UsageError(origin + ": not valid YAML (" + e.msg + " at line " + std::to_string(e.mark.line + 1) + ")");
   }
   const auto text_of = [&](const YAML::Node& node, const std::string& where) {
-    if (!node.IsScalar())
-      throw UsageError(origin + ": " + where + " must be a string (one line of advice)");
+    if (!node.IsScalar()) throw UsageError(origin + ": " + where + " must be a string (one line of advice)");
     return node.Scalar();
   };
   if (!root.IsMap() || !root["default"])

@@ -19,9 +19,14 @@ bool contains(std::string_view s, std::string_view part) { return s.find(part) !
 
 // Functions that hand an skb to a socket (kprobe backends) or copy it to
 // the reading process (the skb_copy_datagram_iovec tracepoint).
-constexpr std::array<std::string_view, 8> kDeliveryHooks = {
-    "tcp_queue_rcv",  "tcp_data_queue",           "__udp_enqueue_schedule_skb", "__sock_queue_rcv_skb",
-    "sock_queue_rcv_skb_reason", "ping_queue_rcv_skb", "raw_rcv_skb",        "packet_rcv"};
+constexpr std::array<std::string_view, 8> kDeliveryHooks = {"tcp_queue_rcv",
+                                                            "tcp_data_queue",
+                                                            "__udp_enqueue_schedule_skb",
+                                                            "__sock_queue_rcv_skb",
+                                                            "sock_queue_rcv_skb_reason",
+                                                            "ping_queue_rcv_skb",
+                                                            "raw_rcv_skb",
+                                                            "packet_rcv"};
 
 // Where the skb's memory goes back: its last events share the address with
 // the skb itself, and must not start a new journey.
@@ -58,11 +63,16 @@ std::string ms(std::uint64_t ns) { return fmt::format("+{:.3f}ms", static_cast<d
 
 std::string_view fate_name(Fate fate) {
   switch (fate) {
-    case Fate::InFlight: return "in_flight";
-    case Fate::Delivered: return "delivered";
-    case Fate::Transmitted: return "transmitted";
-    case Fate::Consumed: return "consumed";
-    case Fate::Dropped: return "dropped";
+    case Fate::InFlight:
+      return "in_flight";
+    case Fate::Delivered:
+      return "delivered";
+    case Fate::Transmitted:
+      return "transmitted";
+    case Fate::Consumed:
+      return "consumed";
+    case Fate::Dropped:
+      return "dropped";
   }
   return "?";
 }
@@ -111,8 +121,10 @@ std::optional<std::uint32_t> JourneyTracker::find(std::string_view text) const {
 std::optional<std::uint32_t> JourneyTracker::intern(std::string_view text, bool anyway) {
   if (const auto id = find(text)) return id;
   const std::uint64_t cost = kNameOverheadBytes + text.size();
-  if (anyway) charge_anyway(cost);
-  else if (!charge(cost)) return std::nullopt;
+  if (anyway)
+    charge_anyway(cost);
+  else if (!charge(cost))
+    return std::nullopt;
   const auto id = static_cast<std::uint32_t>(names_.size());
   names_.push_back(&ids_.emplace(std::string(text), id).first->first);
   return id;
@@ -129,8 +141,8 @@ std::optional<JourneyTracker::Hop> JourneyTracker::make_hop(const JourneyEvent& 
 
 bool JourneyTracker::list_hop(Tracked& t, const Hop& hop) {
   if (t.hops.size() == t.hops.capacity()) {
-    const std::size_t grown = std::min(std::max<std::size_t>(4, 2 * t.hops.capacity()),
-                                       std::max(limits_.steps, t.hops.size() + 1));
+    const std::size_t grown =
+        std::min(std::max<std::size_t>(4, 2 * t.hops.capacity()), std::max(limits_.steps, t.hops.size() + 1));
     if (!charge((grown - t.hops.capacity()) * sizeof(Hop))) return false;
     t.hops.reserve(grown);
   }
@@ -139,8 +151,7 @@ bool JourneyTracker::list_hop(Tracked& t, const Hop& hop) {
 }
 
 JourneyTracker::Kind JourneyTracker::kind_of(const JourneyEvent& e) {
-  if (e.event.has_drop_reason && !e.reason.empty() && e.reason != "SKB_CONSUMED" &&
-      e.reason != "SKB_NOT_DROPPED_YET")
+  if (e.event.has_drop_reason && !e.reason.empty() && e.reason != "SKB_CONSUMED" && e.reason != "SKB_NOT_DROPPED_YET")
     return Kind::Drop;
   if (is_free_path(e.hook)) return Kind::Free;
   if (e.hook.substr(0, 17) == "skb_copy_datagram" ||
@@ -269,14 +280,16 @@ Journey JourneyTracker::decide(const Tracked& t) const {
     j.fate = Fate::Consumed;
     j.netns = t.free_hop.hop.netns;
     j.where = t.free_location ? name(t.free_location) : name(t.free_hop.hop.func);
-    j.hint = "freed without a drop reason: the kernel was done with it (an answered ICMP echo, a processed "
-             "TCP handshake or ACK segment, a packet the stack copied)";
+    j.hint =
+        "freed without a drop reason: the kernel was done with it (an answered ICMP echo, a processed "
+        "TCP handshake or ACK segment, a packet the stack copied)";
   } else if (t.live.seen) {
     j.fate = Fate::InFlight;
     j.netns = t.live.hop.netns;
     j.where = name(t.live.hop.func);
-    j.hint = "no hook saw it delivered, sent or freed: it may still be queued, or it went where no hook looks "
-             "(the tracepoint backend does not see UDP delivery or TCP's own frees; a kprobe backend does)";
+    j.hint =
+        "no hook saw it delivered, sent or freed: it may still be queued, or it went where no hook looks "
+        "(the tracepoint backend does not see UDP delivery or TCP's own frees; a kprobe backend does)";
   }
   return j;
 }
@@ -296,10 +309,11 @@ JourneyCounts JourneyTracker::counts() const { return JourneyCounts{tracked_.siz
 
 std::string budget_note(const JourneyCounts& counts, const JourneyBudget& budget) {
   if (!counts.cut && !counts.hooks_cut) return "";
-  return fmt::format("incomplete: the summary memory budget ({}, {} used now) was spent, so {} skb{} not followed "
-                     "and {} hook{} of followed skbs not kept (fates stay complete); {}",
-                     budget.name(), format_bytes(budget.used()), counts.cut, counts.cut == 1 ? " was" : "s were",
-                     counts.hooks_cut, counts.hooks_cut == 1 ? " was" : "s were", budget.remedy());
+  return fmt::format(
+      "incomplete: the summary memory budget ({}, {} used now) was spent, so {} skb{} not followed "
+      "and {} hook{} of followed skbs not kept (fates stay complete); {}",
+      budget.name(), format_bytes(budget.used()), counts.cut, counts.cut == 1 ? " was" : "s were", counts.hooks_cut,
+      counts.hooks_cut == 1 ? " was" : "s were", budget.remedy());
 }
 
 std::string journeys_text_header(const JourneyCounts& counts, const std::string& note) {
@@ -322,24 +336,31 @@ std::string journey_text(const Journey& j) {
   }
   const std::uint64_t t0 = j.steps.empty() ? 0 : j.steps.front().ts_ns;
   for (const JourneyStep& s : j.steps)
-    fmt::format_to(it, "  {:>11}  {:<{}}  {:<{}}  netns {:<10}  {}\n", ms(s.ts_ns - t0), s.func, func_width,
-                   s.iface, iface_width, s.netns, s.process);
+    fmt::format_to(it, "  {:>11}  {:<{}}  {:<{}}  netns {:<10}  {}\n", ms(s.ts_ns - t0), s.func, func_width, s.iface,
+                   iface_width, s.netns, s.process);
   if (j.steps_not_kept) fmt::format_to(it, "  ... {} more hooks not kept\n", j.steps_not_kept);
   switch (j.fate) {
     case Fate::Dropped:
       fmt::format_to(it, "  fate: dropped in {} with {} (netns {})\n", j.where, short_reason(j.reason), j.netns);
       break;
-    case Fate::Delivered: fmt::format_to(it, "  fate: delivered to a socket, {} (netns {})\n", j.where, j.netns); break;
-    case Fate::Transmitted: fmt::format_to(it, "  fate: transmitted on {} (netns {})\n", j.where, j.netns); break;
-    case Fate::Consumed: fmt::format_to(it, "  fate: consumed in {} (netns {})\n", j.where, j.netns); break;
-    case Fate::InFlight: fmt::format_to(it, "  fate: still in flight, last seen at {} (netns {})\n", j.where, j.netns); break;
+    case Fate::Delivered:
+      fmt::format_to(it, "  fate: delivered to a socket, {} (netns {})\n", j.where, j.netns);
+      break;
+    case Fate::Transmitted:
+      fmt::format_to(it, "  fate: transmitted on {} (netns {})\n", j.where, j.netns);
+      break;
+    case Fate::Consumed:
+      fmt::format_to(it, "  fate: consumed in {} (netns {})\n", j.where, j.netns);
+      break;
+    case Fate::InFlight:
+      fmt::format_to(it, "  fate: still in flight, last seen at {} (netns {})\n", j.where, j.netns);
+      break;
   }
   if (!j.hint.empty()) fmt::format_to(it, "  hint: {}\n", j.hint);
   return out;
 }
 
-std::string journeys_text(const std::vector<Journey>& journeys, const JourneyCounts& counts,
-                          const std::string& note) {
+std::string journeys_text(const std::vector<Journey>& journeys, const JourneyCounts& counts, const std::string& note) {
   std::string out = journeys_text_header(counts, note);
   for (const Journey& j : journeys) out += journey_text(j);
   return out;
@@ -349,8 +370,8 @@ nlohmann::json journey_json(const Journey& j) {
   nlohmann::json hooks = nlohmann::json::array();
   const std::uint64_t t0 = j.steps.empty() ? 0 : j.steps.front().ts_ns;
   for (const JourneyStep& s : j.steps)
-    hooks.push_back({{"func", s.func}, {"rel_ns", s.ts_ns - t0}, {"iface", s.iface}, {"netns", s.netns},
-                     {"process", s.process}});
+    hooks.push_back(
+        {{"func", s.func}, {"rel_ns", s.ts_ns - t0}, {"iface", s.iface}, {"netns", s.netns}, {"process", s.process}});
   nlohmann::json tuple = nlohmann::json::object();
   const pwru_tuple& t = j.tuple;
   if (t.l3_proto) {
@@ -360,12 +381,8 @@ nlohmann::json journey_json(const Journey& j) {
     if (t.dport) tuple["dport"] = ntohs(t.dport);
     if (t.l4_proto) tuple["proto"] = t.l4_proto;
   }
-  nlohmann::json out = {{"skb", fmt::format("{:#x}", j.skb)},
-                        {"tuple", tuple},
-                        {"hooks", hooks},
-                        {"fate", fate_name(j.fate)},
-                        {"where", j.where},
-                        {"netns", j.netns}};
+  nlohmann::json out = {{"skb", fmt::format("{:#x}", j.skb)}, {"tuple", tuple},   {"hooks", hooks},
+                        {"fate", fate_name(j.fate)},          {"where", j.where}, {"netns", j.netns}};
   if (j.steps_not_kept) out["hooks_not_kept"] = j.steps_not_kept;
   if (!j.reason.empty()) out["reason"] = j.reason;
   if (!j.hint.empty()) out["hint"] = j.hint;

@@ -9,13 +9,12 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "journey/drop_hints.h"
 #include "journey/journey_budget.h"
@@ -40,8 +39,8 @@ struct Journey {
   std::vector<JourneyStep> steps;
   std::uint64_t steps_not_kept = 0;
   Fate fate = Fate::InFlight;
-  std::string where;   // dropped/consumed: function; transmitted: iface; delivered: reader; in flight: last hook
-  std::string reason;  // dropped: the kernel's reason name
+  std::string where;        // dropped/consumed: function; transmitted: iface; delivered: reader; in flight: last hook
+  std::string reason;       // dropped: the kernel's reason name
   std::uint32_t netns = 0;  // where the fate happened
   std::string hint;
 };
@@ -49,10 +48,10 @@ struct Journey {
 // What an event says about an skb, beyond its step.
 struct JourneyEvent {
   const pwru_event& event;
-  std::string_view hook;        // bare hook name
-  std::string_view func;        // as printed, with the drop reason
-  std::string_view reason;      // the drop reason's name, "" when none
-  std::string_view location;    // function the drop/free location is in, "" when unknown
+  std::string_view hook;      // bare hook name
+  std::string_view func;      // as printed, with the drop reason
+  std::string_view reason;    // the drop reason's name, "" when none
+  std::string_view location;  // function the drop/free location is in, "" when unknown
 };
 
 // What a tracker did not keep, by reason.
@@ -117,10 +116,10 @@ class JourneyTracker {
     std::uint64_t hops_not_kept = 0;
     bool freed = false;
     Kind live_kind = Kind::Other;
-    FateHop drop;     // the first drop
-    FateHop deliver;  // the last delivery
-    FateHop live;     // the last hop not part of freeing it
-    FateHop free_hop; // the last free without a reason
+    FateHop drop;                     // the first drop
+    FateHop deliver;                  // the last delivery
+    FateHop live;                     // the last hop not part of freeing it
+    FateHop free_hop;                 // the last free without a reason
     std::uint32_t reason = 0;         // the drop's reason name
     std::uint32_t drop_where = 0;     // the function that dropped it
     std::uint32_t free_location = 0;  // the function that freed it
@@ -148,7 +147,7 @@ class JourneyTracker {
   Limits limits_;
   std::shared_ptr<JourneyBudget> budget_;
   std::uint64_t charged_ = 0;
-  std::deque<Tracked> tracked_;  // no reallocation: grows in blocks the budget is charged for
+  std::deque<Tracked> tracked_;                          // no reallocation: grows in blocks the budget is charged for
   std::unordered_map<std::uint64_t, std::size_t> open_;  // skb address -> index in tracked_
   std::unordered_map<std::string, std::uint32_t> ids_;   // interned names
   std::vector<const std::string*> names_;                // id -> name; id 0 is ""

@@ -12,7 +12,7 @@
 namespace pwru {
 
 struct KubeApiConfig {
-  std::string host;        // API server host name or address
+  std::string host;  // API server host name or address
   int port = 443;
   std::string token_file;  // bearer token, re-read before every request (it rotates)
   std::string ca_file;     // CA bundle that signed the API server's certificate

@@ -3,10 +3,10 @@
 // and the service account's bearer token, re-read for every client.
 #pragma once
 
+#include <httplib.h>
+
 #include <memory>
 #include <string>
-
-#include <httplib.h>
 
 #include "k8s/kube_api_config.h"
 

@@ -1,9 +1,9 @@
 #include "k8s/peer_locator.h"
 
-#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
 #include <fstream>
+#include <nlohmann/json.hpp>
 
 #include "common/error.h"
 #include "k8s/kube_client.h"
@@ -26,8 +26,8 @@ json get_json(const KubeApiConfig& api, const std::string& path, const std::stri
   try {
     return json::parse(res->body);
   } catch (const json::exception& e) {
-    throw RequestError(503, "cannot " + purpose + ": the API server's answer is not JSON (" + std::string(e.what()) +
-                                ")");
+    throw RequestError(503,
+                       "cannot " + purpose + ": the API server's answer is not JSON (" + std::string(e.what()) + ")");
   }
 }
 
@@ -119,10 +119,9 @@ PeerLocator::PeerLocator(KubeApiConfig api, std::string agent_namespace, std::st
 PeerAgent PeerLocator::locate(const std::string& namespace_name, const std::string& pod) const {
   const std::string who = namespace_name + "/" + pod;
   int status = 0;
-  const json found = get_json(api_,
-                              "/api/v1/namespaces/" + url_encode_component(namespace_name) + "/pods/" +
-                                  url_encode_component(pod),
-                              "find pod " + who, &status);
+  const json found = get_json(
+      api_, "/api/v1/namespaces/" + url_encode_component(namespace_name) + "/pods/" + url_encode_component(pod),
+      "find pod " + who, &status);
   if (status == 404) throw RequestError(404, "no pod " + who + " in the cluster");
   PeerAgent peer;
   try {
@@ -131,10 +130,9 @@ PeerAgent PeerLocator::locate(const std::string& namespace_name, const std::stri
   }
   if (peer.node.empty()) throw RequestError(404, "pod " + who + " is not scheduled on a node yet");
 
-  const std::string agents_path =
-      "/api/v1/namespaces/" + url_encode_component(agent_namespace_) +
-      "/pods?labelSelector=" + url_encode_component(agent_selector_) +
-      "&fieldSelector=" + url_encode_component("spec.nodeName=" + peer.node);
+  const std::string agents_path = "/api/v1/namespaces/" + url_encode_component(agent_namespace_) +
+                                  "/pods?labelSelector=" + url_encode_component(agent_selector_) +
+                                  "&fieldSelector=" + url_encode_component("spec.nodeName=" + peer.node);
   const json agents = get_json(api_, agents_path, "find the pwru-agent on node " + peer.node, &status);
   std::vector<std::string> passed_over;
   if (status == 200) {
@@ -146,8 +144,7 @@ PeerAgent PeerLocator::locate(const std::string& namespace_name, const std::stri
   // Only in the log: which pods carry the agents' labels is the operator's
   // business, not the caller's. One of them not being an agent may be an
   // attempt to receive relayed requests.
-  for (const std::string& why : passed_over)
-    spdlog::warn("traces: not relaying to pod {}/{}", agent_namespace_, why);
+  for (const std::string& why : passed_over) spdlog::warn("traces: not relaying to pod {}/{}", agent_namespace_, why);
   throw RequestError(502, "pod " + who + " runs on node " + peer.node + ", where no pwru-agent of DaemonSet " +
                               agent_namespace_ + "/" + agent_daemonset_ +
                               " is running and ready; ask that node's agent directly");

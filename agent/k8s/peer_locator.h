@@ -5,7 +5,6 @@
 #pragma once
 
 #include <nlohmann/json_fwd.hpp>
-
 #include <optional>
 #include <string>
 #include <vector>
@@ -27,8 +26,8 @@ struct PeerAgent {
 // prove nothing: anyone who may create a pod can give it any label. Its
 // port is the container port named "peer", else `default_port`. Each pod
 // passed over adds a line to `passed_over` saying why.
-std::optional<PeerAgent> pick_peer_agent(const nlohmann::json& pod_list, const std::string& daemonset,
-                                         int default_port, std::vector<std::string>& passed_over);
+std::optional<PeerAgent> pick_peer_agent(const nlohmann::json& pod_list, const std::string& daemonset, int default_port,
+                                         std::vector<std::string>& passed_over);
 
 class PeerLocator {
  public:
@@ -54,8 +53,7 @@ class PeerLocator {
 
 // The agent's own namespace: POD_NAMESPACE, else the service account's
 // namespace file; "" when neither says.
-std::string own_pod_namespace(const EnvLookup& env,
-                              const std::string& namespace_file =
-                                  "/var/run/secrets/kubernetes.io/serviceaccount/namespace");
+std::string own_pod_namespace(const EnvLookup& env, const std::string& namespace_file =
+                                                        "/var/run/secrets/kubernetes.io/serviceaccount/namespace");
 
 }  // namespace pwru

@@ -1,7 +1,6 @@
 #include "k8s/pod_cache.h"
 
 #include <nlohmann/json.hpp>
-
 #include <stdexcept>
 
 namespace pwru {
@@ -66,9 +65,12 @@ WatchEvent parse_watch_line(std::string_view line) {
     event.type = WatchEvent::Type::kBookmark;
     return event;
   }
-  if (type == "ADDED") event.type = WatchEvent::Type::kAdded;
-  else if (type == "MODIFIED") event.type = WatchEvent::Type::kModified;
-  else if (type == "DELETED") event.type = WatchEvent::Type::kDeleted;
+  if (type == "ADDED")
+    event.type = WatchEvent::Type::kAdded;
+  else if (type == "MODIFIED")
+    event.type = WatchEvent::Type::kModified;
+  else if (type == "DELETED")
+    event.type = WatchEvent::Type::kDeleted;
   else {
     event.message = "unknown watch event type '" + type + "'";
     return event;

@@ -23,7 +23,7 @@ struct PodInfo {
 // What one line of a watch stream asks of the cache.
 struct WatchEvent {
   enum class Type { kAdded, kModified, kDeleted, kBookmark, kGone, kError } type = Type::kError;
-  std::optional<PodInfo> pod;   // Added/Modified/Deleted
+  std::optional<PodInfo> pod;    // Added/Modified/Deleted
   std::string resource_version;  // of the object (or the bookmark); "" if absent
   std::string message;           // Error/Gone: the API server's message
 };

@@ -1,9 +1,9 @@
 #include "k8s/pod_resolver.h"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <utility>
-
-#include <spdlog/spdlog.h>
 
 namespace pwru {
 
@@ -49,7 +49,8 @@ bool PodResolver::refresh(Clock::time_point now) {
   // hostNetwork pods are not in pod_netns (the scanner keeps them apart):
   // their traffic stays host traffic.
   for (const auto& [uid, netns] : scan.pod_netns)
-    if (auto pod = cache_.by_uid(uid)) live[netns] = PodIdentity{PodIdentity::Kind::kPod, pod->namespace_name, pod->name};
+    if (auto pod = cache_.by_uid(uid))
+      live[netns] = PodIdentity{PodIdentity::Kind::kPod, pod->namespace_name, pod->name};
 
   std::lock_guard<std::mutex> lock(mutex_);
   for (auto& [netns, identity] : live_)

@@ -34,7 +34,7 @@ struct PodNetns {
   std::uint32_t netns = 0;    // 0 exactly when `error` is set
   bool host_network = false;  // netns is the host's: the pod's traffic is not separable from the node's
   std::string pod_uid;
-  std::string error;          // what is wrong, for the requester
+  std::string error;  // what is wrong, for the requester
 };
 
 struct PodResolverStats {
@@ -81,7 +81,7 @@ class PodResolver final : public NetnsResolver {
     std::set<std::string> uids;  // of the pod(s) that had it: their own lingering processes do not hold it
   };
   bool held_by_another_pod(std::uint32_t netns, const Departed& departed) const;  // caller holds mutex_
-  void age(Clock::time_point now);  // caller holds mutex_
+  void age(Clock::time_point now);                                                // caller holds mutex_
   // A departed netns is past its grace but no scan has looked since.
   bool gone_due(Clock::time_point now) const;
 

@@ -132,8 +132,8 @@ bool PodWatcher::list() {
 
 PodWatcher::WatchEnd PodWatcher::watch() {
   auto client = make_kube_client(config_, kReadTimeoutSeconds);
-  const std::string path = pods_path(config_) + "&watch=1&allowWatchBookmarks=true&timeoutSeconds=" +
-                           std::to_string(kWatchTimeoutSeconds) +
+  const std::string path = pods_path(config_) +
+                           "&watch=1&allowWatchBookmarks=true&timeoutSeconds=" + std::to_string(kWatchTimeoutSeconds) +
                            "&resourceVersion=" + url_encode_component(cache_.resource_version());
   std::string pending;
   bool gone = false;

@@ -54,7 +54,7 @@ class PodWatcher {
 
  private:
   void run();
-  bool list();   // false on failure (backoff)
+  bool list();  // false on failure (backoff)
   enum class WatchEnd { kResume, kRelist, kReconnect, kStopped };
   WatchEnd watch();
   void fail(const std::string& why);

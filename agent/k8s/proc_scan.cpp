@@ -119,7 +119,7 @@ struct DirCloser {
 }  // namespace
 
 NetnsInode stat_netns_inode(const std::string& path) {
-  struct stat st{};
+  struct stat st {};
   if (::stat(path.c_str(), &st) != 0) return {0, errno};
   return {static_cast<std::uint32_t>(st.st_ino), 0};
 }
@@ -144,7 +144,7 @@ UniqueFd pin_netns(const std::string& proc_root, std::uint32_t inode, const std:
     UniqueFd pid_fd(::openat(proc_fd, entry->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     if (!pid_fd || !in_pod(pid_fd.get())) continue;
     UniqueFd netns(::openat(pid_fd.get(), "ns/net", O_RDONLY | O_CLOEXEC));
-    struct stat st{};
+    struct stat st {};
     if (!netns || ::fstat(netns.get(), &st) != 0 || st.st_ino != inode) continue;
     // Still the pod's process now that its netns is held: it did not exit
     // (its /proc directory would fail) or change cgroup meanwhile.

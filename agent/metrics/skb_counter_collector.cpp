@@ -1,5 +1,8 @@
 #include "metrics/skb_counter_collector.h"
 
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <array>
 #include <chrono>
@@ -9,9 +12,6 @@
 #include <string_view>
 #include <unordered_map>
 #include <utility>
-
-#include <fmt/format.h>
-#include <spdlog/spdlog.h>
 
 namespace pwru {
 namespace {
@@ -103,8 +103,7 @@ struct CappedSeries {
 // slots, which ones get them does not depend on the kernel map's hash order.
 template <std::size_t N>
 CappedSeries<N> apply_cap(std::map<LabelValues<N>, Sum> sums, StickyCap<N>& cap, std::size_t max_series) {
-  for (auto it = cap.owned.begin(); it != cap.owned.end();)
-    it = sums.count(*it) ? std::next(it) : cap.owned.erase(it);
+  for (auto it = cap.owned.begin(); it != cap.owned.end();) it = sums.count(*it) ? std::next(it) : cap.owned.erase(it);
   for (auto it = cap.folded_last.begin(); it != cap.folded_last.end();) {
     if (sums.count(it->first)) {
       ++it;
@@ -198,9 +197,8 @@ std::string netns_label(const PodIdentity& pod, std::uint32_t netns) {
 // counter reset. What a key loses between two reads is kept per function.
 struct VisitTotals {
   std::map<std::pair<std::uint32_t, std::uint16_t>, Sum> last;  // bounded by the kernel map's size
-  std::map<std::uint16_t, Sum> erased;                           // by hook: bounded by the hooks
+  std::map<std::uint16_t, Sum> erased;                          // by hook: bounded by the hooks
 };
-
 
 using PodsByNetns = std::unordered_map<std::uint32_t, PodIdentity>;
 
@@ -231,9 +229,8 @@ prometheus::MetricFamily uncounted_family(const Uncounted& uncounted) {
 
 prometheus::MetricFamily folded_family(const CappedSeries<5>& drops, const CappedSeries<4>& visits) {
   prometheus::MetricFamily f = family(kFoldedName, kFoldedHelp, prometheus::MetricType::Gauge);
-  for (auto [metric, folded] :
-       {std::pair{kDropsName, drops.folded}, std::pair{kDropBytesName, drops.folded},
-        std::pair{kVisitsName, visits.folded}}) {
+  for (auto [metric, folded] : {std::pair{kDropsName, drops.folded}, std::pair{kDropBytesName, drops.folded},
+                                std::pair{kVisitsName, visits.folded}}) {
     prometheus::ClientMetric m;
     m.label.push_back({"metric", metric});
     m.gauge.value = static_cast<double>(folded);
@@ -312,8 +309,7 @@ struct SkbCounterCollector::Impl {
     for (const auto& d : snap.drops) {
       const PodIdentity& pod = pods.at(d.netns);
       if (pod.kind == PodIdentity::Kind::kGone) continue;
-      sums[{function_label(d.location), reason_label(d.reason), pod.namespace_name, pod.pod,
-            netns_label(pod, d.netns)}]
+      sums[{function_label(d.location), reason_label(d.reason), pod.namespace_name, pod.pod, netns_label(pod, d.netns)}]
           .add(d.packets, d.bytes);
     }
     return sums;
@@ -364,9 +360,10 @@ struct SkbCounterCollector::Impl {
     read_failures += snap.failed_counter_lookups;
     const auto now = std::chrono::steady_clock::now();
     if (now >= next_failure_log) {
-      spdlog::warn("reading the kernel's uncounted-packet counters: {} lookups failed since the last such line "
-                   "(this one: {}); pwru_skb_uncounted_packets_total keeps its last value",
-                   read_failures - read_failures_logged, std::strerror(snap.failed_lookup_errno));
+      spdlog::warn(
+          "reading the kernel's uncounted-packet counters: {} lookups failed since the last such line "
+          "(this one: {}); pwru_skb_uncounted_packets_total keeps its last value",
+          read_failures - read_failures_logged, std::strerror(snap.failed_lookup_errno));
       read_failures_logged = read_failures;
       next_failure_log = now + kReadFailureLogEvery;
     }

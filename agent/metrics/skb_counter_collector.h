@@ -3,6 +3,9 @@
 // become names (kernel BTF), netns inodes become pod labels (resolver).
 #pragma once
 
+#include <prometheus/collectable.h>
+#include <prometheus/metric_family.h>
+
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -10,9 +13,6 @@
 #include <mutex>
 #include <string>
 #include <vector>
-
-#include <prometheus/collectable.h>
-#include <prometheus/metric_family.h>
 
 #include "events/counter_source.h"
 

@@ -20,7 +20,7 @@ namespace pwru {
 namespace {
 
 bool inode_of(const std::string& path, std::uint32_t* inode) {
-  struct stat st{};
+  struct stat st {};
   if (::stat(path.c_str(), &st) != 0) return false;
   *inode = static_cast<std::uint32_t>(st.st_ino);
   return true;
@@ -81,8 +81,8 @@ NetnsRef resolve_netns(const std::string& spec, const std::string& proc_root) {
 
 std::uint32_t ifindex_in_netns(const std::string& netns_path, const std::string& ifname) {
   if (ifname.empty() || ifname.size() >= IF_NAMESIZE)
-    throw UsageError("--filter-ifname '" + ifname + "': interface names have 1 to " +
-                     std::to_string(IF_NAMESIZE - 1) + " characters");
+    throw UsageError("--filter-ifname '" + ifname + "': interface names have 1 to " + std::to_string(IF_NAMESIZE - 1) +
+                     " characters");
   UniqueFd ns(::open(netns_path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!ns) throw SystemError("opening netns " + netns_path + " to look up " + ifname, errno);
   std::uint32_t ifindex = 0;
@@ -101,8 +101,7 @@ std::uint32_t ifindex_in_netns(const std::string& netns_path, const std::string&
   if (ifindex == 0) {
     if (err == ENODEV || err == ENXIO)
       throw UsageError("--filter-ifname " + ifname + ": no such interface in netns " + netns_path +
-                       " (list them with `ip -n <name> link` or `nsenter --net=" + netns_path +
-                       " ip link`)");
+                       " (list them with `ip -n <name> link` or `nsenter --net=" + netns_path + " ip link`)");
     throw SystemError("looking up " + ifname + " in netns " + netns_path, err ? err : EINVAL);
   }
   return ifindex;

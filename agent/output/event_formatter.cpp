@@ -30,11 +30,16 @@ std::string center(std::string_view s, std::size_t width) {
 
 std::string_view l4_name(std::uint8_t proto) {
   switch (proto) {
-    case PWRU_IPPROTO_TCP: return "tcp";
-    case PWRU_IPPROTO_UDP: return "udp";
-    case PWRU_IPPROTO_ICMP: return "icmp";
-    case PWRU_IPPROTO_ICMPV6: return "icmp6";
-    default: return "";
+    case PWRU_IPPROTO_TCP:
+      return "tcp";
+    case PWRU_IPPROTO_UDP:
+      return "udp";
+    case PWRU_IPPROTO_ICMP:
+      return "icmp";
+    case PWRU_IPPROTO_ICMPV6:
+      return "icmp6";
+    default:
+      return "";
   }
 }
 
@@ -92,11 +97,21 @@ void append_json_string(std::string& out, std::string_view s) {
   out += '"';
   for (unsigned char c : s) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\t': out += "\\t"; break;
-      case '\r': out += "\\r"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
       default:
         if (c < 0x20 || c >= 0x7f) {
           // comm and ifnames are bytes, not UTF-8: escape anything unusual.
@@ -109,8 +124,7 @@ void append_json_string(std::string& out, std::string_view s) {
   out += '"';
 }
 
-EventFormatter::EventFormatter(OutputOptions options, WallClock clock)
-    : options_(options), clock_(std::move(clock)) {
+EventFormatter::EventFormatter(OutputOptions options, WallClock clock) : options_(options), clock_(std::move(clock)) {
   if (!clock_) clock_ = [] { return std::chrono::system_clock::now(); };
 }
 
@@ -133,8 +147,8 @@ std::string EventFormatter::header() const {
   out += fmt::format("{:<18} {:<3} {:<16}", "SKB", "CPU", "PROCESS");
   if (options_.timestamp != TimestampMode::None) out += fmt::format(" {:<16}", "TIMESTAMP");
   if (options_.meta)
-    out += fmt::format(" {:<10} {:<8} {:>16} {:<6} {:<5} {:<5}", "NETNS", "MARK/x",
-                       center("IFACE", kColumnWidth), "PROTO", "MTU", "LEN");
+    out += fmt::format(" {:<10} {:<8} {:>16} {:<6} {:<5} {:<5}", "NETNS", "MARK/x", center("IFACE", kColumnWidth),
+                       "PROTO", "MTU", "LEN");
   if (options_.meta && options_.cb) out += fmt::format(" {:<56}", "__sk_buff->cb[]");
   if (options_.tuple) out += " TUPLE";
   out += " FUNC";
@@ -163,8 +177,7 @@ void EventFormatter::format_text(const EventView& view, std::uint64_t ts, std::s
   const pwru_event& e = view.event;
   auto it = std::back_inserter(out);
   if (options_.timestamp == TimestampMode::Absolute) fmt::format_to(it, "{:<12} ", absolute_time());
-  fmt::format_to(it, "{:<18} {:<3} {:<16}", fmt::format("{:#x}", e.skb_addr), e.cpu,
-                 process_column(e, view.program));
+  fmt::format_to(it, "{:<18} {:<3} {:<16}", fmt::format("{:#x}", e.skb_addr), e.cpu, process_column(e, view.program));
   if (options_.timestamp != TimestampMode::None) fmt::format_to(it, " {:<16}", ts);
   if (options_.meta) {
     fmt::format_to(it, " {:<10} {:<8} {:>16} 0x{:04x} {:<5} {:<5}", e.netns, fmt::format("{:x}", e.mark),
@@ -212,10 +225,15 @@ void EventFormatter::format_json(const EventView& view, std::uint64_t ts, std::s
   // pwru's time is an interface{} with omitempty: only "none" leaves it
   // nil, so a relative 0 (an skb's first event) is still written.
   switch (options_.timestamp) {
-    case TimestampMode::None: break;
-    case TimestampMode::Absolute: fmt::format_to(it, ",\"time\":\"{}\"", absolute_time()); break;
+    case TimestampMode::None:
+      break;
+    case TimestampMode::Absolute:
+      fmt::format_to(it, ",\"time\":\"{}\"", absolute_time());
+      break;
     case TimestampMode::Current:
-    case TimestampMode::Relative: fmt::format_to(it, ",\"time\":{}", ts); break;
+    case TimestampMode::Relative:
+      fmt::format_to(it, ",\"time\":{}", ts);
+      break;
   }
   if (options_.meta) {
     if (e.netns) fmt::format_to(it, ",\"netns\":{}", e.netns);
@@ -225,8 +243,7 @@ void EventFormatter::format_json(const EventView& view, std::uint64_t ts, std::s
     if (e.protocol) fmt::format_to(it, ",\"proto\":{}", ntohs(e.protocol));
     if (e.mtu) fmt::format_to(it, ",\"mtu\":{}", e.mtu);
     if (e.len) fmt::format_to(it, ",\"len\":{}", e.len);
-    if (options_.cb)
-      fmt::format_to(it, ",\"cb\":[{},{},{},{},{}]", e.cb[0], e.cb[1], e.cb[2], e.cb[3], e.cb[4]);
+    if (options_.cb) fmt::format_to(it, ",\"cb\":[{},{},{},{},{}]", e.cb[0], e.cb[1], e.cb[2], e.cb[3], e.cb[4]);
   }
   if (options_.tuple) append_json_tuple(out, ",\"tuple\":", e.tuple, options_.tcp_flags);
   if (options_.tunnel) append_json_tuple(out, ",\"tunnel_tuple\":", e.tunnel_tuple, options_.tcp_flags);
@@ -244,8 +261,7 @@ void EventFormatter::format_json(const EventView& view, std::uint64_t ts, std::s
 }
 
 // pwru's jsonTuple: omitempty on every field.
-void EventFormatter::append_json_tuple(std::string& out, std::string_view key, const pwru_tuple& t,
-                                       bool tcp_flags) {
+void EventFormatter::append_json_tuple(std::string& out, std::string_view key, const pwru_tuple& t, bool tcp_flags) {
   auto it = std::back_inserter(out);
   out += key;
   out += '{';
@@ -256,11 +272,28 @@ void EventFormatter::append_json_tuple(std::string& out, std::string_view key, c
   };
   const std::string saddr = format_addr(t.l3_proto, t.saddr);
   const std::string daddr = format_addr(t.l3_proto, t.daddr);
-  if (!saddr.empty()) { sep(); out += "\"saddr\":"; append_json_string(out, saddr); }
-  if (!daddr.empty()) { sep(); out += "\"daddr\":"; append_json_string(out, daddr); }
-  if (t.sport) { sep(); fmt::format_to(it, "\"sport\":{}", ntohs(t.sport)); }
-  if (t.dport) { sep(); fmt::format_to(it, "\"dport\":{}", ntohs(t.dport)); }
-  if (t.l4_proto) { sep(); fmt::format_to(it, "\"proto\":{}", t.l4_proto); }
+  if (!saddr.empty()) {
+    sep();
+    out += "\"saddr\":";
+    append_json_string(out, saddr);
+  }
+  if (!daddr.empty()) {
+    sep();
+    out += "\"daddr\":";
+    append_json_string(out, daddr);
+  }
+  if (t.sport) {
+    sep();
+    fmt::format_to(it, "\"sport\":{}", ntohs(t.sport));
+  }
+  if (t.dport) {
+    sep();
+    fmt::format_to(it, "\"dport\":{}", ntohs(t.dport));
+  }
+  if (t.l4_proto) {
+    sep();
+    fmt::format_to(it, "\"proto\":{}", t.l4_proto);
+  }
   if (tcp_flags && t.l4_proto == PWRU_IPPROTO_TCP && t.tcp_flags) {
     sep();
     out += "\"flags\":";

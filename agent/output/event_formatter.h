@@ -33,11 +33,11 @@ struct OutputOptions {
 // One event plus the names resolved for it.
 struct EventView {
   const pwru_event& event;
-  std::string_view func;    // "netif_receive_skb", "kfree_skb(SKB_DROP_REASON_NO_SOCKET)"
-  std::string_view caller;  // only read with OutputOptions::caller
+  std::string_view func;                            // "netif_receive_skb", "kfree_skb(SKB_DROP_REASON_NO_SOCKET)"
+  std::string_view caller;                          // only read with OutputOptions::caller
   const std::vector<std::string>* stack = nullptr;  // only read with OutputOptions::stack
-  std::string_view skb_text{};    // --output-skb: the skb through BTF
-  std::string_view shinfo_text{};  // --output-skb-shared-info
+  std::string_view skb_text{};                      // --output-skb: the skb through BTF
+  std::string_view shinfo_text{};                   // --output-skb-shared-info
   // The PROCESS column's program ("/usr/bin/ping", see ProgramNamer); the
   // event's comm when empty.
   std::string_view program{};
@@ -68,12 +68,12 @@ class EventFormatter {
 
 // Pieces shared by text and JSON, exposed for tests.
 std::string format_addr(std::uint16_t l3_proto, const std::uint8_t* addr);  // "10.0.0.1", "[::1]", ""
-std::string format_tuple(const pwru_tuple& tuple, bool tcp_flags);  // "a:1->b:2(tcp)"
-std::string tcp_flags_string(std::uint8_t flags);                    // "SYN|ACK"
+std::string format_tuple(const pwru_tuple& tuple, bool tcp_flags);          // "a:1->b:2(tcp)"
+std::string tcp_flags_string(std::uint8_t flags);                           // "SYN|ACK"
 // "program:pid" (comm when program is empty), cut to 16 with '~' as pwru does.
 std::string process_column(const pwru_event& event, std::string_view program = {});
-std::string iface_column(const pwru_event& event);    // "name:ifindex", cut to 16 with '~'
-std::string cb_column(const pwru_event& event);       // "[0x00000000,...]", __sk_buff->cb[] as pwru prints it
+std::string iface_column(const pwru_event& event);  // "name:ifindex", cut to 16 with '~'
+std::string cb_column(const pwru_event& event);     // "[0x00000000,...]", __sk_buff->cb[] as pwru prints it
 void append_json_string(std::string& out, std::string_view s);
 
 }  // namespace pwru

@@ -2,7 +2,6 @@
 
 #include <arpa/inet.h>
 #include <pcap/pcap.h>
-
 #include <unistd.h>
 
 #include <cerrno>
@@ -26,10 +25,14 @@ constexpr int kSnapLen = 65535;
 
 std::uint8_t family_of(const pwru_event& e) {
   switch (ntohs(e.protocol)) {
-    case PWRU_ETH_P_IP: return kNfprotoIpv4;
-    case PWRU_ETH_P_IPV6: return kNfprotoIpv6;
-    case PWRU_ETH_P_ARP: return kNfprotoArp;
-    default: return kNfprotoUnspec;
+    case PWRU_ETH_P_IP:
+      return kNfprotoIpv4;
+    case PWRU_ETH_P_IPV6:
+      return kNfprotoIpv6;
+    case PWRU_ETH_P_ARP:
+      return kNfprotoArp;
+    default:
+      return kNfprotoUnspec;
   }
 }
 
@@ -66,7 +69,8 @@ std::string nflog_record(const pwru_event& event, std::string_view hook, std::sp
   }
   // The payload goes last, so the record's original length is its
   // captured length plus what the capture left out.
-  if (!packet.empty() || event.capture_from == PWRU_CAPTURE_L3) append_tlv(out, kNfulaPayload, packet.data(), packet.size());
+  if (!packet.empty() || event.capture_from == PWRU_CAPTURE_L3)
+    append_tlv(out, kNfulaPayload, packet.data(), packet.size());
   return out;
 }
 

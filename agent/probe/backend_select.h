@@ -11,7 +11,7 @@
 namespace pwru {
 
 struct BackendChoice {
-  std::string name;  // "kprobe-multi", "kprobe" or "tracepoint"
+  std::string name;                  // "kprobe-multi", "kprobe" or "tracepoint"
   std::optional<KprobeKind> kprobe;  // empty for tracepoint
   std::string reason;                // why, for the log
 };
@@ -25,7 +25,6 @@ inline constexpr const char* kBackendProbeFunction = "consume_skb";
 
 // requested: "auto", "kprobe-multi", "kprobe" or "tracepoint". An explicit
 // kprobe backend the kernel refuses is a SystemError naming the reason.
-BackendChoice choose_backend(const std::string& requested,
-                             const std::string& probe_function = kBackendProbeFunction);
+BackendChoice choose_backend(const std::string& requested, const std::string& probe_function = kBackendProbeFunction);
 
 }  // namespace pwru

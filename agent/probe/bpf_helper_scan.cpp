@@ -78,8 +78,8 @@ BpfHelperScan scan_loaded_bpf_helpers(const std::string& kallsyms_path) {
       }
       throw SystemError("--filter-track-bpf-helpers: opening BPF program " + std::to_string(id), errno);
     }
-    const std::vector<std::string> called = called_kernel_functions(translated_instructions(fd.get()), *call_base,
-                                                                    ksyms);
+    const std::vector<std::string> called =
+        called_kernel_functions(translated_instructions(fd.get()), *call_base, ksyms);
     scan.functions.insert(scan.functions.end(), called.begin(), called.end());
     ++scan.programs;
   }

@@ -1,7 +1,6 @@
 #include "probe/kprobe_backend.h"
 
 #include <bpf/libbpf.h>
-
 #include <spdlog/spdlog.h>
 
 #include <cerrno>

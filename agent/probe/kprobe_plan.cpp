@@ -24,8 +24,8 @@ std::optional<std::unordered_set<std::string>> read_traceable_functions(const st
 }
 
 KprobePlan plan_kprobes(const std::vector<SkbFunction>& candidates, const Ksyms& kallsyms,
-                        const std::optional<std::unordered_set<std::string>>& traceable,
-                        const std::string& filter_func, const std::vector<SkbFunction>& named) {
+                        const std::optional<std::unordered_set<std::string>>& traceable, const std::string& filter_func,
+                        const std::vector<SkbFunction>& named) {
   std::optional<FunctionNameFilter> pattern;
   if (!filter_func.empty()) {
     try {
@@ -62,8 +62,7 @@ KprobePlan plan_kprobes(const std::vector<SkbFunction>& candidates, const Ksyms&
   // not a trace of the tracepoints alone.
   if (pattern && plan.filtered_out == candidates.size())
     throw UsageError("Cannot find a matching kernel function: --filter-func '" + filter_func +
-                     "' matches no kernel function among the " +
-                     std::to_string(candidates.size()) +
+                     "' matches no kernel function among the " + std::to_string(candidates.size()) +
                      " that take an skb; the whole name must match (pwru's rule): '^ip_.*', not '^ip_'");
   for (const SkbFunction& fn : named) consider(fn);
   return plan;

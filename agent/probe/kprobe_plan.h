@@ -35,8 +35,8 @@ std::optional<std::unordered_set<std::string>> read_traceable_functions(
 // by name: the regex does not apply to them, kallsyms and the traceable
 // list do.
 KprobePlan plan_kprobes(const std::vector<SkbFunction>& candidates, const Ksyms& kallsyms,
-                        const std::optional<std::unordered_set<std::string>>& traceable,
-                        const std::string& filter_func, const std::vector<SkbFunction>& named = {});
+                        const std::optional<std::unordered_set<std::string>>& traceable, const std::string& filter_func,
+                        const std::vector<SkbFunction>& named = {});
 
 // How many of `candidates` `filter` keeps: what the agent checks a trace
 // request's "functions" against before anything else, on every backend.

@@ -46,9 +46,8 @@ std::vector<SkbTracepoint> tracepoints_beside_kprobes(const std::vector<SkbTrace
   return kept;
 }
 
-TracepointBackend::TracepointBackend(const std::vector<SkbTracepoint>& tracepoints,
-                                     const pwru_filter_cfg& filter, std::uint32_t ring_bytes,
-                                     std::shared_ptr<const CompiledPcap> pcap,
+TracepointBackend::TracepointBackend(const std::vector<SkbTracepoint>& tracepoints, const pwru_filter_cfg& filter,
+                                     std::uint32_t ring_bytes, std::shared_ptr<const CompiledPcap> pcap,
                                      std::optional<CounterMapSizes> counting) {
   const CounterMapSizes counter_sizes = counting.value_or(CounterMapSizes{});
   if (counting) {
@@ -56,8 +55,7 @@ TracepointBackend::TracepointBackend(const std::vector<SkbTracepoint>& tracepoin
     counting_.visit_cache_slots = counting->visit_cache_slots;
   }
   if (tracepoints.empty())
-    throw SystemError("this kernel's BTF lists no tracepoint with a struct sk_buff * argument",
-                      ENOENT);
+    throw SystemError("this kernel's BTF lists no tracepoint with a struct sk_buff * argument", ENOENT);
   std::vector<SkbTracepoint> usable = tracepoints;
   try {
     object_ = load_object(usable, filter, ring_bytes, pcap, counting_, counter_sizes);
@@ -107,9 +105,7 @@ AttachReport TracepointBackend::attach(const std::function<bool()>& cancelled) {
   return report;
 }
 
-void TracepointBackend::detach() noexcept {
-  links_.clear();
-}
+void TracepointBackend::detach() noexcept { links_.clear(); }
 
 int TracepointBackend::events_fd() const { return object_->events_fd(); }
 int TracepointBackend::counters_fd() const { return object_->counters_fd(); }

@@ -34,8 +34,10 @@ StageTracepoints stage_tracepoints(const std::vector<SkbTracepoint>& skb_tracepo
     if (receive_stage_counted && ends_with(tp.name, kEntrySuffix)) {
       const std::string api = tp.name.substr(0, tp.name.size() - kEntrySuffix.size());
       if (kernel_has_tracepoint(api + "_exit")) {
-        out.left_out.push_back(tp.name + ": the entry of " + api + "(), whose skbs are counted where the stack takes "
-                               "them (netif_rx, " + kReceiveStage + ")");
+        out.left_out.push_back(tp.name + ": the entry of " + api +
+                               "(), whose skbs are counted where the stack takes "
+                               "them (netif_rx, " +
+                               kReceiveStage + ")");
         continue;
       }
     }
@@ -57,8 +59,9 @@ std::vector<std::string> functions_apart_from_tracepoints(const std::vector<std:
     const bool twin =
         std::any_of(counted.begin(), counted.end(), [&](const SkbTracepoint& tp) { return tp.name == name; });
     if (twin) {
-      left_out.push_back(name + ": the tracepoint of the same name counts it (counters.visit_hooks: all counts both, "
-                                "added up in one series)");
+      left_out.push_back(name +
+                         ": the tracepoint of the same name counts it (counters.visit_hooks: all counts both, "
+                         "added up in one series)");
     } else {
       kept.push_back(name);
     }

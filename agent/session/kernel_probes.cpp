@@ -25,8 +25,7 @@ std::string describe(const KprobePlan& plan) {
   for (const SkbFunction& fn : plan.functions) without_skb += fn.skb_arg < 0 ? 1 : 0;
   return std::to_string(plan.functions.size()) + " functions (" +
          (without_skb ? std::to_string(without_skb) + " without an skb, tracked by stack; " : std::string()) +
-         std::to_string(plan.not_in_kallsyms) +
-         " not in kallsyms, " +
+         std::to_string(plan.not_in_kallsyms) + " not in kallsyms, " +
          (plan.traceable_list_read ? std::to_string(plan.not_traceable) + " not traceable, "
                                    : std::string("available_filter_functions unreadable, ")) +
          std::to_string(plan.filtered_out) + " left out by --filter-func)";
@@ -49,18 +48,23 @@ void check_options_against(const BackendChoice& choice, const KernelBtf& btf, co
                        "' matches no kernel function among the " + std::to_string(candidates.size()) +
                        " that take an skb; the whole name must match (pwru's rule): '^ip_.*', not '^ip_'");
     const bool both = !config.filter_func.empty() && !config.kmods.empty();
-    spdlog::warn("{} {} the kernel functions that get kprobes, and this kernel has no kprobe backend ({}): every "
-                 "skb tracepoint is traced whatever the function names",
-                 both ? "--filter-func and --kmods" : config.kmods.empty() ? "--filter-func" : "--kmods",
-                 both ? "choose" : "chooses", choice.reason);
+    spdlog::warn(
+        "{} {} the kernel functions that get kprobes, and this kernel has no kprobe backend ({}): every "
+        "skb tracepoint is traced whatever the function names",
+        both                   ? "--filter-func and --kmods"
+        : config.kmods.empty() ? "--filter-func"
+                               : "--kmods",
+        both ? "choose" : "chooses", choice.reason);
   }
   if (config.track_bpf_helpers && !choice.kprobe)
     throw SystemError("--filter-track-bpf-helpers probes BPF helpers with kprobes, and this kernel accepts none (" +
                           choice.reason + "); it needs a kernel built with CONFIG_KPROBES, or run without it",
                       ENOTSUP);
   if (config.filter.track_skb_by_stack && !choice.kprobe)
-    throw UsageError("--filter-track-skb-by-stackid and --filter-non-skb-funcs need a kprobe backend, and this "
-                     "kernel has none (" + choice.reason + "); run without them");
+    throw UsageError(
+        "--filter-track-skb-by-stackid and --filter-non-skb-funcs need a kprobe backend, and this "
+        "kernel has none (" +
+        choice.reason + "); run without them");
 }
 
 class RingEvents final : public EventSource {
@@ -95,8 +99,7 @@ class KernelProbes final : public TraceProbes {
   const std::string& plan_summary() const override { return plan_summary_; }
   const Ksyms& ksyms() const override { return ksyms_; }
   ProbeHooks hooks() const override {
-    return {tracepoints_->hooks(), kprobes_ ? &kprobes_->hooks() : nullptr,
-            bpfprogs_ ? &bpfprogs_->hooks() : nullptr};
+    return {tracepoints_->hooks(), kprobes_ ? &kprobes_->hooks() : nullptr, bpfprogs_ ? &bpfprogs_->hooks() : nullptr};
   }
 
   AttachReport attach(const std::function<bool()>& cancelled,
@@ -106,9 +109,12 @@ class KernelProbes final : public TraceProbes {
       const std::size_t base = report.attached + report.skipped.size();
       const std::size_t total = hook_count();
       AttachReport kp = phases_.time("attach kprobes", [&] {
-        return kprobes_->attach(cancelled, [&](std::size_t done, std::size_t) {
-          if (progress) progress(base + done, total);
-        }, kprobe_batch_);
+        return kprobes_->attach(
+            cancelled,
+            [&](std::size_t done, std::size_t) {
+              if (progress) progress(base + done, total);
+            },
+            kprobe_batch_);
       });
       report.attached += kp.attached;
       report.skipped.insert(report.skipped.end(), kp.skipped.begin(), kp.skipped.end());
@@ -130,9 +136,7 @@ class KernelProbes final : public TraceProbes {
   std::unique_ptr<EventSource> read_events(RingReader::Handler on_event) override {
     return std::make_unique<RingEvents>(tracepoints_->events_fd(), std::move(on_event));
   }
-  CounterTotals counters() const override {
-    return read_counters(tracepoints_->counters_fd());
-  }
+  CounterTotals counters() const override { return read_counters(tracepoints_->counters_fd()); }
   std::vector<std::uint64_t> stack(std::int64_t stack_id) const override {
     return read_stack(tracepoints_->stacks_fd(), stack_id);
   }
@@ -153,9 +157,10 @@ class KernelProbes final : public TraceProbes {
   void scan_bpf_helpers() {
     bpf_helpers_ = scan_loaded_bpf_helpers();
     if (bpf_helpers_.functions.empty())
-      spdlog::warn("--filter-track-bpf-helpers: none of the {} loaded BPF programs calls a kernel function; "
-                   "load the programs to watch before starting pwru",
-                   bpf_helpers_.programs);
+      spdlog::warn(
+          "--filter-track-bpf-helpers: none of the {} loaded BPF programs calls a kernel function; "
+          "load the programs to watch before starting pwru",
+          bpf_helpers_.programs);
   }
 
   // The drop tracepoint stays attached on every backend: kfree_skb carries
@@ -173,13 +178,12 @@ class KernelProbes final : public TraceProbes {
     plan_summary_ = describe(plan);
     if (config.track_bpf_helpers)
       plan_summary_ += "; --filter-track-bpf-helpers: " + std::to_string(bpf_helpers_.functions.size()) +
-                       " kernel functions called by " + std::to_string(bpf_helpers_.programs) +
-                       " loaded BPF programs";
+                       " kernel functions called by " + std::to_string(bpf_helpers_.programs) + " loaded BPF programs";
     const SharedMaps maps = tracepoints_->shared_maps();
     kprobes_ = phases_.time("kprobe load", [&] {
       return std::make_unique<KprobeBackend>(*choice_.kprobe, plan.functions,
-                                             static_cast<std::uint16_t>(tracepoints_->hooks().size()),
-                                             config.filter, config.pcap, maps);
+                                             static_cast<std::uint16_t>(tracepoints_->hooks().size()), config.filter,
+                                             config.pcap, maps);
     });
   }
 
@@ -206,8 +210,7 @@ class KernelProbes final : public TraceProbes {
     // Found in kallsyms, not BTF: pwru probes them by name, BTF or not.
     for (const std::string& name : bpf_helpers_.functions) named.push_back(SkbFunction{name, -1});
     const auto traceable = phases_.time("available_filter_functions", [] { return read_traceable_functions(); });
-    return phases_.time("plan",
-                        [&] { return plan_kprobes(candidates, ksyms_, traceable, config.filter_func, named); });
+    return phases_.time("plan", [&] { return plan_kprobes(candidates, ksyms_, traceable, config.filter_func, named); });
   }
 
   void load_tc_xdp_programs(const TraceConfig& config) {

@@ -9,7 +9,6 @@
 namespace pwru {
 
 // A ProbeLoader: what `pwru` and the agent's traces run on.
-std::unique_ptr<TraceProbes> load_kernel_probes(const KernelBtf& btf, const TraceConfig& config,
-                                                StartupPhases& phases);
+std::unique_ptr<TraceProbes> load_kernel_probes(const KernelBtf& btf, const TraceConfig& config, StartupPhases& phases);
 
 }  // namespace pwru

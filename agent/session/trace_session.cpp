@@ -35,8 +35,8 @@ std::unordered_set<std::uint16_t> name_drops_as_pwru(const KernelBtf& btf, const
       break;
     }
   if (drop_function.empty()) return {};  // no drop reasons before 5.17: "kfree_skb", as pwru
-  auto drop_tracepoint = std::find_if(tracepoints.begin(), tracepoints.end(),
-                                      [](const Hook& hook) { return hook.name == "kfree_skb"; });
+  auto drop_tracepoint =
+      std::find_if(tracepoints.begin(), tracepoints.end(), [](const Hook& hook) { return hook.name == "kfree_skb"; });
   if (drop_tracepoint == tracepoints.end()) return {};
   namer.print_drops_as(drop_tracepoint->id, drop_function);
   std::unordered_set<std::uint16_t> repeated;
@@ -47,7 +47,6 @@ std::unordered_set<std::uint16_t> name_drops_as_pwru(const KernelBtf& btf, const
 }
 
 }  // namespace
-
 
 namespace {
 
@@ -72,9 +71,9 @@ std::string take_btf_text(TraceProbes& probes, BtfTextMap map, std::uint64_t id)
 pwru_filter_cfg with_output_switches(pwru_filter_cfg filter, const TraceConfig& config) {
   const OutputOptions& out = config.output;
   filter.capture_bytes = config.pcap_file ? PWRU_CAPTURE_MAX - 1 : 0;
-  filter.output_flags = static_cast<std::uint8_t>((out.skb ? PWRU_OUT_SKB : 0) | (out.shinfo ? PWRU_OUT_SHINFO : 0) |
-                                                  (out.cb && out.meta ? PWRU_OUT_CB : 0) |
-                                                  (out.tunnel ? PWRU_OUT_TUNNEL : 0));
+  filter.output_flags =
+      static_cast<std::uint8_t>((out.skb ? PWRU_OUT_SKB : 0) | (out.shinfo ? PWRU_OUT_SHINFO : 0) |
+                                (out.cb && out.meta ? PWRU_OUT_CB : 0) | (out.tunnel ? PWRU_OUT_TUNNEL : 0));
   filter.want_stack = out.stack || out.caller ? 1 : 0;
   return filter;
 }
@@ -110,11 +109,11 @@ void TraceSession::follow_journeys() {
   if (!config_.summary) return;
   impl_->journeys = std::make_unique<JourneyTracker>(
       config_.drop_hints ? *config_.drop_hints : DropHints::builtin(),
-      config_.summary_budget ? config_.summary_budget
-                             : std::make_shared<JourneyBudget>(kCliSummaryBudgetBytes,
-                                                               format_bytes(kCliSummaryBudgetBytes),
-                                                               "narrow the trace (a pcap filter, --filter-netns) "
-                                                               "or shorten it"));
+      config_.summary_budget
+          ? config_.summary_budget
+          : std::make_shared<JourneyBudget>(kCliSummaryBudgetBytes, format_bytes(kCliSummaryBudgetBytes),
+                                            "narrow the trace (a pcap filter, --filter-netns) "
+                                            "or shorten it"));
 }
 
 void TraceSession::name_events(const KernelBtf& btf) {
@@ -130,8 +129,8 @@ void TraceSession::name_events(const KernelBtf& btf) {
   name_hooks(hooks.tracepoints);
   if (hooks.kprobes) name_hooks(*hooks.kprobes);
   if (hooks.programs) name_hooks(*hooks.programs);
-  impl_->namer = std::make_unique<EventNamer>(std::move(names), btf.enum_values("skb_drop_reason"),
-                                              &impl_->probes->ksyms());
+  impl_->namer =
+      std::make_unique<EventNamer>(std::move(names), btf.enum_values("skb_drop_reason"), &impl_->probes->ksyms());
   impl_->repeated_drop_hooks = name_drops_as_pwru(btf, hooks.tracepoints, hooks.kprobes, *impl_->namer);
 }
 
@@ -231,9 +230,7 @@ void TraceSession::run(const std::function<bool()>& stop) {
   }
 }
 
-std::uint64_t TraceSession::events_lost_so_far() const {
-  return impl_->probes->counters()[PWRU_CNT_LOST];
-}
+std::uint64_t TraceSession::events_lost_so_far() const { return impl_->probes->counters()[PWRU_CNT_LOST]; }
 
 TraceStats TraceSession::finish() {
   if (finished_) return stats_;

@@ -30,12 +30,12 @@ struct TraceConfig {
   OutputOptions output;
   std::uint64_t limit = 0;  // stop after this many events; 0: no limit
   std::uint32_t ring_bytes = 8u << 20;
-  std::string backend = "auto";             // auto | kprobe-multi | kprobe | tracepoint
-  std::string filter_func;                   // regex over kprobe function names
-  std::vector<std::string> kmods;            // modules whose skb functions are probed too
-  bool all_kmods = false;                    // every module with BTF
-  unsigned kprobe_batch = 10;                // threads that attach and detach kprobes
-  std::vector<std::string> non_skb_funcs;    // probed by name; their skb is the one their stack carries
+  std::string backend = "auto";            // auto | kprobe-multi | kprobe | tracepoint
+  std::string filter_func;                 // regex over kprobe function names
+  std::vector<std::string> kmods;          // modules whose skb functions are probed too
+  bool all_kmods = false;                  // every module with BTF
+  unsigned kprobe_batch = 10;              // threads that attach and detach kprobes
+  std::vector<std::string> non_skb_funcs;  // probed by name; their skb is the one their stack carries
   // --filter-track-bpf-helpers: what the BPF programs loaded before this
   // session call is probed as non_skb_funcs are (kprobe backends only).
   bool track_bpf_helpers = false;

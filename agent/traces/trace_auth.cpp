@@ -1,12 +1,12 @@
 #include "traces/trace_auth.h"
 
-#include <nlohmann/json.hpp>
 #include <openssl/evp.h>
 
 #include <algorithm>
 #include <chrono>
 #include <map>
 #include <mutex>
+#include <nlohmann/json.hpp>
 
 #include "common/error.h"
 #include "k8s/kube_client.h"
@@ -102,9 +102,8 @@ class KubernetesAuth final : public TraceAuth {
                                     std::to_string(static_cast<int>(limits_.reviews_per_second)) +
                                     " new bearer tokens a second, and more are arriving; retry in a second");
     }
-    const json review = {{"apiVersion", "authentication.k8s.io/v1"},
-                         {"kind", "TokenReview"},
-                         {"spec", {{"token", token}}}};
+    const json review = {
+        {"apiVersion", "authentication.k8s.io/v1"}, {"kind", "TokenReview"}, {"spec", {{"token", token}}}};
     const json status = post("/apis/authentication.k8s.io/v1/tokenreviews", review, "check the caller's token");
     if (!true_in(status, "authenticated")) {
       const std::string why = string_in(status, "error", "not authenticated");
@@ -121,9 +120,10 @@ class KubernetesAuth final : public TraceAuth {
     } catch (const json::exception&) {
       // An accepted token whose user we cannot read is no identity to
       // authorize; and the library's text is no answer for the caller.
-      throw RequestError(503, "cannot check the caller's token: the API server accepted it, but its TokenReview "
-                              "names no readable user (status.user with username, groups as strings); tell the "
-                              "agent's operator");
+      throw RequestError(503,
+                         "cannot check the caller's token: the API server accepted it, but its TokenReview "
+                         "names no readable user (status.user with username, groups as strings); tell the "
+                         "agent's operator");
     }
     remember(key, Cached{true, caller, "", std::chrono::steady_clock::now() + limits_.accepted_for});
     return caller;
@@ -238,8 +238,7 @@ TokenReviewLimits token_review_limits(const AgentConfig::Traces::TokenReview& co
   return limits;
 }
 
-std::unique_ptr<TraceAuth> make_trace_auth(const AgentConfig::Traces& config,
-                                           const std::optional<KubeApiConfig>& api) {
+std::unique_ptr<TraceAuth> make_trace_auth(const AgentConfig::Traces& config, const std::optional<KubeApiConfig>& api) {
   switch (config.auth) {
     case AgentConfig::Traces::Auth::kNone:
       return std::make_unique<NoAuth>();
@@ -247,8 +246,9 @@ std::unique_ptr<TraceAuth> make_trace_auth(const AgentConfig::Traces& config,
       return std::make_unique<StaticTokenAuth>(config.token_file);
     case AgentConfig::Traces::Auth::kKubernetes:
       if (!api)
-        throw UsageError("traces.auth is kubernetes, but pod identity is off (no API server): set "
-                         "kubernetes.api_server or run in a cluster");
+        throw UsageError(
+            "traces.auth is kubernetes, but pod identity is off (no API server): set "
+            "kubernetes.api_server or run in a cluster");
       return make_kubernetes_auth(*api, token_review_limits(config.token_review));
   }
   return std::make_unique<NoAuth>();

@@ -6,10 +6,9 @@
 #include <openssl/x509.h>
 #include <sys/socket.h>
 
-#include <nlohmann/json.hpp>
-
 #include <condition_variable>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <thread>
 
 #include "common/error.h"
@@ -23,7 +22,7 @@ using json = nlohmann::json;
 
 constexpr int kConnectTimeoutSeconds = 3;
 constexpr auto kAnswerTimeout = std::chrono::seconds(30);  // the peer loads its programs before answering
-constexpr auto kPoll = std::chrono::milliseconds(100);      // how often a relay looks for its caller hanging up
+constexpr auto kPoll = std::chrono::milliseconds(100);     // how often a relay looks for its caller hanging up
 // Bytes the peer may get ahead of a slow caller before its connection
 // stops being read (TCP then slows the peer down).
 constexpr std::size_t kMaxBuffered = 4u << 20;
@@ -54,11 +53,8 @@ std::string encode_caller(const TraceCaller& caller, const std::string& remote) 
     extra = json::parse(caller.extra_json);
   } catch (const json::exception&) {
   }
-  const json value = {{"user", caller.user},
-                      {"uid", caller.uid},
-                      {"groups", caller.groups},
-                      {"extra", extra},
-                      {"remote", remote}};
+  const json value = {
+      {"user", caller.user}, {"uid", caller.uid}, {"groups", caller.groups}, {"extra", extra}, {"remote", remote}};
   // ensure_ascii: names from the API server may be any UTF-8; a header
   // carries them escaped, and no byte of them can end the header line.
   std::string text = value.dump(-1, ' ', true, json::error_handler_t::replace);
@@ -144,8 +140,7 @@ struct PeerTrace::Connection {
 };
 
 PeerTrace::PeerTrace(const PeerAgent& peer, const AgentConfig::Traces::PeerTls& tls, std::string body,
-                     const std::string& caller_header, const std::string& forwarded_by,
-                     std::chrono::seconds quiet_for)
+                     const std::string& caller_header, const std::string& forwarded_by, std::chrono::seconds quiet_for)
     : where_("the pwru-agent on node " + peer.node + " (" + peer.pod + ", " + peer.host + ":" +
              std::to_string(peer.port) + ")"),
       connection_(std::make_unique<Connection>()) {
@@ -180,9 +175,8 @@ PeerTrace::PeerTrace(const PeerAgent& peer, const AgentConfig::Traces::PeerTls& 
   request.method = "POST";
   request.path = "/v1/traces";
   request.body = std::move(body);
-  request.headers = {{"Content-Type", "application/json"},
-                     {kCallerHeader, caller_header},
-                     {kForwardedByHeader, forwarded_by}};
+  request.headers = {
+      {"Content-Type", "application/json"}, {kCallerHeader, caller_header}, {kForwardedByHeader, forwarded_by}};
   request.response_handler = [&c](const httplib::Response& res) {
     std::lock_guard<std::mutex> lock(c.mutex);
     c.status = res.status;

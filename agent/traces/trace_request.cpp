@@ -1,9 +1,8 @@
 #include "traces/trace_request.h"
 
-#include <nlohmann/json.hpp>
-
 #include <cmath>
 #include <cstdlib>
+#include <nlohmann/json.hpp>
 #include <set>
 
 #include "common/error.h"
@@ -16,10 +15,9 @@ namespace {
 using json = nlohmann::json;
 
 const std::set<std::string>& known_fields() {
-  static const std::set<std::string> fields = {"namespace", "pod",    "netns",  "filter",    "functions",
-                                               "track_skb", "duration", "max_events", "format", "stack",
-                                               "caller",    "tcp_flags", "meta",   "tuple",     "timestamp",
-                                               "summary"};
+  static const std::set<std::string> fields = {
+      "namespace", "pod",   "netns",  "filter",    "functions", "track_skb", "duration",  "max_events",
+      "format",    "stack", "caller", "tcp_flags", "meta",      "tuple",     "timestamp", "summary"};
   return fields;
 }
 
@@ -107,8 +105,7 @@ json parse_body(std::string_view text) {
     bad(std::string("the body is empty; send a JSON object such as ") + kExample);
   std::string field;  // the top-level field being read
   const json::parser_callback_t limit_depth = [&](int depth, json::parse_event_t event, json& parsed) {
-    if ((event == json::parse_event_t::object_start || event == json::parse_event_t::array_start) &&
-        depth >= kMaxDepth)
+    if ((event == json::parse_event_t::object_start || event == json::parse_event_t::array_start) && depth >= kMaxDepth)
       bad("the body nests objects and arrays more than " + std::to_string(kMaxDepth) + " deep" +
           (field.empty() ? std::string() : " (in " + shown(json(field)) + ")") +
           "; a trace request is one flat object such as " + kExample);
@@ -141,12 +138,14 @@ TraceTarget read_target(const json& body) {
   TraceTarget t;
   const bool has_ns = body.contains("namespace");
   const bool has_pod = body.contains("pod");
-  if (has_ns != has_pod) bad("\"namespace\" and \"pod\" go together: name the pod as {\"namespace\":\"shop\",\"pod\":\"web-0\"}");
+  if (has_ns != has_pod)
+    bad("\"namespace\" and \"pod\" go together: name the pod as {\"namespace\":\"shop\",\"pod\":\"web-0\"}");
   if (has_pod) {
     t.namespace_name = string_field(body, "namespace", 253);
     t.pod = string_field(body, "pod", 253);
     if (!valid_kubernetes_name(t.namespace_name, 63, false))
-      bad("\"namespace\": '" + t.namespace_name + "' is not a Kubernetes namespace name (lower-case letters, digits, '-')");
+      bad("\"namespace\": '" + t.namespace_name +
+          "' is not a Kubernetes namespace name (lower-case letters, digits, '-')");
     if (!valid_kubernetes_name(t.pod, 253, true))
       bad("\"pod\": '" + t.pod + "' is not a Kubernetes pod name (lower-case letters, digits, '-', '.')");
     if (body.contains("netns")) bad("give either {\"namespace\",\"pod\"} or \"netns\", not both");
@@ -171,18 +170,22 @@ std::chrono::milliseconds parse_duration(std::string_view text, const std::strin
     while (i < text.size() && ((text[i] >= '0' && text[i] <= '9') || text[i] == '.')) ++i;
     if (i == number_start) return fail("'" + std::string(text) + "' has no number before a unit");
     const std::string number(text.substr(number_start, i - number_start));
-    if (number.find('.') != number.rfind('.') || number == ".")
-      return fail("'" + number + "' is not a number");
+    if (number.find('.') != number.rfind('.') || number == ".") return fail("'" + number + "' is not a number");
     const std::size_t unit_start = i;
     while (i < text.size() && text[i] >= 'a' && text[i] <= 'z') ++i;
     const std::string_view unit = text.substr(unit_start, i - unit_start);
     double scale = 0;
-    if (unit == "ms") scale = 1;
-    else if (unit == "s") scale = 1e3;
-    else if (unit == "m") scale = 60e3;
-    else if (unit == "h") scale = 3600e3;
-    else return fail(unit.empty() ? "'" + std::string(text) + "' has a number without a unit (ms, s, m, h)"
-                                  : "unknown unit '" + std::string(unit) + "' (ms, s, m, h)");
+    if (unit == "ms")
+      scale = 1;
+    else if (unit == "s")
+      scale = 1e3;
+    else if (unit == "m")
+      scale = 60e3;
+    else if (unit == "h")
+      scale = 3600e3;
+    else
+      return fail(unit.empty() ? "'" + std::string(text) + "' has a number without a unit (ms, s, m, h)"
+                               : "unknown unit '" + std::string(unit) + "' (ms, s, m, h)");
     // strtod, not std::stod: a number out of a double's range (or too
     // small for one) is an ERANGE here, not an exception mid-request.
     const double value = std::strtod(number.c_str(), nullptr);
@@ -213,7 +216,8 @@ TraceRequest parse_trace_request(std::string_view text, const TraceRequestLimits
     const json& v = body.at("netns");
     if (!v.is_number_unsigned() || v.get<std::uint64_t>() == 0 || v.get<std::uint64_t>() > 0xffffffffu)
       bad("\"netns\" must be a network namespace inode number, from 1 to 4294967295 (as pwru --output-json prints "
-          "it); got " + shown(v));
+          "it); got " +
+          shown(v));
     r.netns = static_cast<std::uint32_t>(v.get<std::uint64_t>());
   }
   if (body.contains("filter")) r.filter = string_field(body, "filter");
@@ -239,8 +243,7 @@ TraceRequest parse_trace_request(std::string_view text, const TraceRequestLimits
             " (traces.max_duration_seconds); ask for less");
       r.duration = std::chrono::milliseconds(static_cast<std::int64_t>(std::llround(seconds * 1000)));
     } else {
-      bad("\"duration\" must be a duration such as \"30s\" (or a number of seconds, more than 0); got " +
-          shown(v));
+      bad("\"duration\" must be a duration such as \"30s\" (or a number of seconds, more than 0); got " + shown(v));
     }
     if (r.duration.count() <= 0) bad("\"duration\" must be longer than 0 (1ms at least)");
     if (r.duration > limits.max_duration)
@@ -269,11 +272,16 @@ TraceRequest parse_trace_request(std::string_view text, const TraceRequestLimits
   if (body.contains("tuple")) r.output.tuple = bool_field(body, "tuple");
   if (body.contains("timestamp")) {
     const std::string ts = string_field(body, "timestamp");
-    if (ts == "none") r.output.timestamp = TimestampMode::None;
-    else if (ts == "current") r.output.timestamp = TimestampMode::Current;
-    else if (ts == "relative") r.output.timestamp = TimestampMode::Relative;
-    else if (ts == "absolute") r.output.timestamp = TimestampMode::Absolute;
-    else bad("\"timestamp\" must be none, current, relative or absolute; got '" + ts + "'");
+    if (ts == "none")
+      r.output.timestamp = TimestampMode::None;
+    else if (ts == "current")
+      r.output.timestamp = TimestampMode::Current;
+    else if (ts == "relative")
+      r.output.timestamp = TimestampMode::Relative;
+    else if (ts == "absolute")
+      r.output.timestamp = TimestampMode::Absolute;
+    else
+      bad("\"timestamp\" must be none, current, relative or absolute; got '" + ts + "'");
   }
   return r;
 }

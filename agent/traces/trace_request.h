@@ -30,7 +30,7 @@ struct TraceRequest {
   bool summary = false;                // pwru --summary: journeys in the final summary line
   std::chrono::milliseconds duration{0};
   std::uint64_t max_events = 0;
-  OutputOptions output;                // json unless "format": "text"
+  OutputOptions output;  // json unless "format": "text"
 
   bool names_pod() const { return !pod.empty(); }
 };

@@ -1,10 +1,9 @@
 #include "traces/trace_service.h"
 
-#include <nlohmann/json.hpp>
+#include <malloc.h>
 #include <spdlog/spdlog.h>
 
-#include <malloc.h>
-
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <random>
 
@@ -66,8 +65,9 @@ TracedTarget resolve_pod(const TraceRequest& request, const PodDirectory& pods, 
                          const std::string& forwarded_by) {
   const std::string who = request.namespace_name + "/" + request.pod;
   if (!pods.netns_of)
-    throw RequestError(404, "this agent does not know pods (Kubernetes is off: see its log); trace by "
-                            "\"netns\" instead");
+    throw RequestError(404,
+                       "this agent does not know pods (Kubernetes is off: see its log); trace by "
+                       "\"netns\" instead");
   const PodNetns pod = pods.netns_of(request.namespace_name, request.pod);
   TracedTarget target;
   if (!pod.error.empty()) {
@@ -80,12 +80,13 @@ TracedTarget resolve_pod(const TraceRequest& request, const PodDirectory& pods, 
     return target;
   }
   if (pod.host_network)
-    throw RequestError(400, "pod " + who + " uses the host's network: its packets cannot be told apart from "
-                            "the node's. Trace the node (leave out namespace/pod) with a filter for its ports");
+    throw RequestError(400, "pod " + who +
+                                " uses the host's network: its packets cannot be told apart from "
+                                "the node's. Trace the node (leave out namespace/pod) with a filter for its ports");
   target.netns_pin = pin_netns(config.proc_root, pod.netns, pod.pod_uid);
   if (!target.netns_pin)
-    throw RequestError(404, "pod " + who + " has no process in its network namespace " +
-                                std::to_string(pod.netns) + " any more (restarting, or being deleted); try "
+    throw RequestError(404, "pod " + who + " has no process in its network namespace " + std::to_string(pod.netns) +
+                                " any more (restarting, or being deleted); try "
                                 "again in a few seconds");
   target.pod_uid = pod.pod_uid;
   target.netns = pod.netns;
@@ -137,8 +138,7 @@ TraceConfig trace_config(const TraceRequest& request, std::uint32_t netns, const
 
 // Loads the trace's programs, nothing attached: 400 for what the request
 // asks that this node cannot do, 500 when loading fails.
-std::unique_ptr<TraceSession> load_programs(const TraceSessionLoader& load, const TraceConfig& trace,
-                                            LineSink& sink) {
+std::unique_ptr<TraceSession> load_programs(const TraceSessionLoader& load, const TraceConfig& trace, LineSink& sink) {
   try {
     // The parsed BTF was tens of MiB: give it back once it is freed, also
     // when the request fails after it (a bad filter), or every trace would
@@ -161,8 +161,8 @@ void check_functions_pattern(const KernelBtf& btf, const TraceConfig& trace) {
   if (trace.filter_func.empty()) return;
   const std::vector<SkbFunction> candidates = btf.skb_functions();
   if (count_matching(candidates, FunctionNameFilter(trace.filter_func)) == 0)
-    throw UsageError("\"functions\": '" + trace.filter_func + "' matches no kernel function among " +
-                     "the " + std::to_string(candidates.size()) + " of this node that take an skb; the " +
+    throw UsageError("\"functions\": '" + trace.filter_func + "' matches no kernel function among " + "the " +
+                     std::to_string(candidates.size()) + " of this node that take an skb; the " +
                      "whole name must match (pwru's rule): '^ip_.*', not '^ip_'");
   // Before tens of programs load only to be thrown away.
   const BackendChoice backend = choose_backend(trace.backend);
@@ -221,11 +221,11 @@ TraceStream TraceService::start_relayed(std::string_view body, const std::string
   // The relaying agent vouches for its caller, but a user this agent
   // cannot check again would be trusted on that agent's word alone.
   if (config_.traces.auth == AgentConfig::Traces::Auth::kKubernetes && relayed.caller.user.empty())
-    throw RequestError(403, "the pwru-agent on node " + from_node + " relayed a request without the caller's "
-                            "Kubernetes user (its traces.auth is not kubernetes, this agent's is); ask this "
-                            "node's agent directly");
-  return start_as(relayed.caller, body, remote + " (node " + from_node + ", for " + relayed.remote + ")",
-                  from_node);
+    throw RequestError(403, "the pwru-agent on node " + from_node +
+                                " relayed a request without the caller's "
+                                "Kubernetes user (its traces.auth is not kubernetes, this agent's is); ask this "
+                                "node's agent directly");
+  return start_as(relayed.caller, body, remote + " (node " + from_node + ", for " + relayed.remote + ")", from_node);
 }
 
 TraceStream TraceService::start_as(const TraceCaller& caller, std::string_view body, const std::string& remote,
@@ -243,8 +243,8 @@ TraceStream TraceService::start_as(const TraceCaller& caller, std::string_view b
   running->session_ = load_programs(config_.load_session, trace, *running->sink_);
   register_trace(running);
   spdlog::info("trace {}: {} for {}{}, filter '{}', up to {} ms / {} events", running->id_, running->target_, remote,
-               caller.user.empty() ? "" : " (" + caller.user + ")",
-               running->request_.filter, running->request_.duration.count(), running->request_.max_events);
+               caller.user.empty() ? "" : " (" + caller.user + ")", running->request_.filter,
+               running->request_.duration.count(), running->request_.max_events);
   return [running](LineSink& out) { running->stream(out); };
 }
 
@@ -302,8 +302,7 @@ TraceStream TraceService::relay(const PeerAgent& peer, std::string_view body, co
                                 "the Helm chart sets it); ask that node's agent directly");
   // Quiet traces send nothing until their summary; the peer may take a
   // while to attach before its duration even starts.
-  const auto quiet_for =
-      std::chrono::duration_cast<std::chrono::seconds>(request.duration) + std::chrono::seconds(120);
+  const auto quiet_for = std::chrono::duration_cast<std::chrono::seconds>(request.duration) + std::chrono::seconds(120);
   auto answer = std::make_shared<PeerTrace>(peer, tls, std::string(body), encode_caller(caller, remote),
                                             config_.peers->node_name(), quiet_for);
   if (answer->status() != 200) {
@@ -329,9 +328,9 @@ TraceStream TraceService::relay(const PeerAgent& peer, std::string_view body, co
     }
   };
   auto slot = std::make_shared<RelaySlot>(*this);
-  spdlog::info("trace of pod {}/{} for {}{} relayed to the agent on node {} ({}:{}) over TLS",
-               request.namespace_name, request.pod, remote, caller.user.empty() ? "" : " (" + caller.user + ")",
-               peer.node, peer.host, peer.port);
+  spdlog::info("trace of pod {}/{} for {}{} relayed to the agent on node {} ({}:{}) over TLS", request.namespace_name,
+               request.pod, remote, caller.user.empty() ? "" : " (" + caller.user + ")", peer.node, peer.host,
+               peer.port);
   return [answer, slot, node = peer.node](LineSink& out) {
     if (answer->relay(out) || out.closed()) return;
     // The peer died or the network broke: the caller still gets a last
@@ -395,7 +394,7 @@ RunningTrace::RunningTrace(TraceService& service, std::string id, TraceRequest r
 
 RunningTrace::~RunningTrace() {
   session_.reset();  // detaches whatever is still attached
-  malloc_trim(0);     // its programs, ring and journeys were several MiB
+  malloc_trim(0);    // its programs, ring and journeys were several MiB
   service_.release(id_);
 }
 
@@ -447,22 +446,25 @@ void RunningTrace::stream(LineSink& out) {
   const TraceStats stats = session_->stop_output();
   publish_losses(stats.events_lost);
   std::string ended = "duration";
-  if (stats.limit_reached) ended = "max_events";
-  else if (out.closed()) ended = "client gone";
-  else if (const char* why = stop_reason_.load()) ended = why;
+  if (stats.limit_reached)
+    ended = "max_events";
+  else if (out.closed())
+    ended = "client gone";
+  else if (const char* why = stop_reason_.load())
+    ended = why;
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   spdlog::info("trace {}: ended ({}) after {:.1f} s: {} events sent, {} lost", id_, ended, seconds,
                stats.events_written, stats.events_lost);
   nlohmann::json summary = {{"summary",
-                                   {{"id", id_},
-                                    {"target", target_},
-                                    {"events_sent", stats.events_written},
-                                    {"events_lost", stats.events_lost},
-                                    {"ended", ended},
-                                    {"seconds", seconds},
-                                    {"backend", session_->backend_name()},
-                                    {"hooks_attached", report.attached},
-                                    {"hooks_skipped", report.skipped.size()}}}};
+                             {{"id", id_},
+                              {"target", target_},
+                              {"events_sent", stats.events_written},
+                              {"events_lost", stats.events_lost},
+                              {"ended", ended},
+                              {"seconds", seconds},
+                              {"backend", session_->backend_name()},
+                              {"hooks_attached", report.attached},
+                              {"hooks_skipped", report.skipped.size()}}}};
   // Only when they happened: what a caller should read as "the counts
   // above may be short".
   if (stats.events_unhandled) {

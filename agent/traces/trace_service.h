@@ -121,8 +121,8 @@ class TraceService {
   TraceRequest authorized_request(const TraceCaller& caller, std::string_view body) const;
   // Listed from now on (GET, DELETE, stop_all); 503 when the agent is stopping.
   void register_trace(const std::shared_ptr<RunningTrace>& running);
-  TraceStream relay(const PeerAgent& peer, std::string_view body, const TraceCaller& caller,
-                    const std::string& remote, const TraceRequest& request);
+  TraceStream relay(const PeerAgent& peer, std::string_view body, const TraceCaller& caller, const std::string& remote,
+                    const TraceRequest& request);
 
   TraceServiceConfig config_;
   PodDirectory pods_;

@@ -1,10 +1,11 @@
 // Backend auto-detection on the running kernel: "auto" must pick the first
 // of kprobe-multi, kprobe, tracepoint that the kernel really accepts, and
 // say why. (This CI kernel has no kprobes: auto lands on tracepoint.)
+#include "probe/backend_select.h"
+
 #include <gtest/gtest.h>
 
 #include "common/error.h"
-#include "probe/backend_select.h"
 
 namespace pwru {
 namespace {

@@ -12,8 +12,8 @@
 #include "output/sink.h"
 #include "probe/backend_select.h"
 #include "probe/bpf_helper_scan.h"
-#include "session/trace_session.h"
 #include "pwru_test_progs.skel.h"
+#include "session/trace_session.h"
 
 namespace pwru {
 namespace {

@@ -1,6 +1,8 @@
 // pwru-agent's count-only hooks on the running kernel: real drops and
 // visits inside namespaces the test creates land in the counter maps with
 // the right netns, reason and dropping function.
+#include "probe/counting_probes.h"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -11,7 +13,6 @@
 #include "enrich/ksyms.h"
 #include "events/counter_maps.h"
 #include "netns_fixture.h"
-#include "probe/counting_probes.h"
 
 namespace pwru {
 namespace {
@@ -25,8 +26,8 @@ std::uint32_t reason_value(const KernelBtf& btf, const std::string& name) {
 
 // The tracepoint backend (this kernel has no kprobes; the guests test those)
 // on the tracepoints given, kfree_skb added by CountingProbes.
-CountingSpec tracepoint_spec(std::vector<std::string> tracepoints, CounterMapSizes sizes = {16384, 16384,
-                                                                                            PWRU_VISIT_CACHE_SLOTS}) {
+CountingSpec tracepoint_spec(std::vector<std::string> tracepoints,
+                             CounterMapSizes sizes = {16384, 16384, PWRU_VISIT_CACHE_SLOTS}) {
   CountingSpec spec;
   spec.backend = "tracepoint";
   spec.all_tracepoints = false;

@@ -14,13 +14,13 @@
 namespace pwru {
 namespace {
 
-using testing::CgroupDirs;
-using testing::Sleepers;
 using testing::cgroup2_mount_point;
 using testing::cgroup_file_of;
+using testing::CgroupDirs;
 using testing::inode_of;
 using testing::random_hex;
 using testing::random_pod_uid;
+using testing::Sleepers;
 using testing::systemd_escaped;
 
 TEST(ProcScanRoot, FindsPodsOfBothCgroupDriversInTheirNetns) {
@@ -39,7 +39,8 @@ TEST(ProcScanRoot, FindsPodsOfBothCgroupDriversInTheirNetns) {
   CgroupDirs cgroups;
   const std::string pod_slice = root + "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod" +
                                 systemd_escaped(uid_systemd) + ".slice";
-  const std::string systemd_container = cgroups.make(mount, pod_slice + "/cri-containerd-" + random_hex(rng, 64) + ".scope");
+  const std::string systemd_container =
+      cgroups.make(mount, pod_slice + "/cri-containerd-" + random_hex(rng, 64) + ".scope");
   // CRI-O's monitor of a container of the same pod: in the pod's cgroup, in
   // the host's netns.
   const std::string conmon = cgroups.make(mount, pod_slice + "/crio-conmon-" + random_hex(rng, 64) + ".scope");

@@ -1,6 +1,8 @@
 // The tracepoint backend on the running kernel: real programs, real traffic
 // between network namespaces this test creates, events asserted field by
 // field. Needs root; a missing capability fails with the kernel's reason.
+#include "probe/tracepoint_backend.h"
+
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <gtest/gtest.h>
@@ -12,11 +14,10 @@
 
 #include "btf/kernel_btf.h"
 #include "enrich/ksyms.h"
-#include "eventually.h"
 #include "events/ring_reader.h"
+#include "eventually.h"
 #include "netns_fixture.h"
 #include "output/event_formatter.h"
-#include "probe/tracepoint_backend.h"
 
 namespace pwru {
 namespace {
@@ -121,8 +122,9 @@ TEST(TracepointBackend, IcmpBetweenNamespacesOnTransmitAndReceivePaths) {
   sh(net.exec(net.ns_a, "ping -c 2 -i 0.2 -W 2 " + net.ip_b));
   auto icmp_out = [&](const pwru_event& e) { return is_v4(e, net.ip_a, net.ip_b, 1); };
   auto icmp_back = [&](const pwru_event& e) { return is_v4(e, net.ip_b, net.ip_a, 1); };
-  ASSERT_TRUE(t.wait_for([&](const auto&) { return !t.hooks_seen(icmp_back).empty() && !t.hooks_seen(icmp_out).empty(); }))
-      << describe(t);
+  ASSERT_TRUE(t.wait_for([&](const auto&) {
+    return !t.hooks_seen(icmp_back).empty() && !t.hooks_seen(icmp_out).empty();
+  })) << describe(t);
   t.settle();
   for (const auto& e : t.events()) ASSERT_EQ(e.netns, net.inode_a) << "netns filter leaked:\n" << describe(t);
 
@@ -184,7 +186,8 @@ TEST(TracepointBackend, CaptureCopiesThePacketFromItsNetworkHeader) {
   send_udp(net.path_a(), net.ip_b, 9998, kPayload);
   auto datagram = [&](const pwru_event& e) { return is_v4(e, net.ip_a, net.ip_b, 17) && ntohs(e.tuple.dport) == 9998; };
   ASSERT_TRUE(t.wait_for([&](const auto& evs) {
-    return std::any_of(evs.begin(), evs.end(), [&](const pwru_event& e) { return datagram(e) && t.hook(e) == "kfree_skb"; });
+    return std::any_of(evs.begin(), evs.end(),
+                       [&](const pwru_event& e) { return datagram(e) && t.hook(e) == "kfree_skb"; });
   })) << describe(t);
   std::size_t checked = 0;
   for (std::size_t i = 0; i < t.events().size(); ++i) {

@@ -29,8 +29,8 @@ TEST(VisitHooks, DefaultCountsEachStageOnceOnThisKernel) {
   const KernelBtf btf = KernelBtf::load();
   const CountingProbes probes(btf, Ksyms{}, spec_with(CountingSpec::VisitHooks::kStages));
   const std::vector<std::string> hooks = probes.hook_names();
-  for (const char* kept : {"kfree_skb", "consume_skb", "netif_rx", "netif_receive_skb", "net_dev_queue",
-                           "net_dev_start_xmit"})
+  for (const char* kept :
+       {"kfree_skb", "consume_skb", "netif_rx", "netif_receive_skb", "net_dev_queue", "net_dev_start_xmit"})
     EXPECT_TRUE(has(hooks, kept)) << kept;
   // Every kernel since 5.x has these entry/exit pairs (6.18: five of them).
   for (const char* twin : {"netif_rx_entry", "netif_receive_skb_entry", "napi_gro_receive_entry", "net_dev_xmit"})

@@ -2,10 +2,9 @@
 // through BpfCounterSource::erase_netns) on the running kernel: the slots of
 // the erased netns are free on every CPU, the others keep their counts, and
 // a freed slot is taken by the next key instead of the hash map.
-#include <gtest/gtest.h>
-
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <gtest/gtest.h>
 #include <pthread.h>
 #include <sched.h>
 
@@ -112,8 +111,8 @@ TEST(VisitSweep, ErasingANetnsFreesItsSlotsOnEveryCpuAndLeavesTheOthersCounts) {
     }
   }
   for (const auto& [where, what] : others)
-    EXPECT_TRUE(after.count(where)) << "cpu " << where.first << " slot " << where.second << " of netns "
-                                    << what.first << " was freed too";
+    EXPECT_TRUE(after.count(where)) << "cpu " << where.first << " slot " << where.second << " of netns " << what.first
+                                    << " was freed too";
   for (const VisitCount& v : source.read().visits) EXPECT_NE(v.netns, pair.inode_a);
   // Erasing again finds nothing: the first call left no slot behind.
   EXPECT_EQ(source.erase_netns({pair.inode_a}).cache_slots, 0u);

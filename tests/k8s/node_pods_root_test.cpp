@@ -82,8 +82,8 @@ TEST(NodePodsRoot, RealProcessesAreLabelledWithTheirPodsAndADeletedPodLosesItsSe
   CounterSnapshot counts;
   counts.drops = {{net.inode_a, 2, 1, 5, 500}, {net.inode_b, 2, 1, 7, 700}};
   source->set(counts);
-  SkbCounterCollector collector(source, pods.resolver(), [](std::uint64_t) { return std::string(); }, {}, {},
-                                SkbCounterCollectorConfig{});
+  SkbCounterCollector collector(
+      source, pods.resolver(), [](std::uint64_t) { return std::string(); }, {}, {}, SkbCounterCollectorConfig{});
 
   std::vector<std::uint32_t> gone;
   const auto refresh = [&] {
@@ -94,7 +94,8 @@ TEST(NodePodsRoot, RealProcessesAreLabelledWithTheirPodsAndADeletedPodLosesItsSe
     refresh();
     series = drop_series(collector);
     return series.count(pod_drop("shop", "web-0")) && series.count(pod_drop("shop", "db-0"));
-  })) << "status: synced " << pods.status().synced << ", last API error '" << pods.status().watch.last_error
+  })) << "status: synced "
+      << pods.status().synced << ", last API error '" << pods.status().watch.last_error
       << "'; series: " << series.size();
   EXPECT_EQ(series.at(pod_drop("shop", "web-0")), 5);
   EXPECT_EQ(series.at(pod_drop("shop", "db-0")), 7);

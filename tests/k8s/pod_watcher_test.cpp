@@ -1,6 +1,8 @@
 // PodWatcher against a fake API server the test starts: TLS with a CA made
 // here, bearer tokens that rotate, the real LIST/WATCH protocol, 410 Gone
 // mid-stream and dropped connections.
+#include "k8s/pod_watcher.h"
+
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -11,7 +13,6 @@
 
 #include "eventually.h"
 #include "fake_apiserver.h"
-#include "k8s/pod_watcher.h"
 
 namespace pwru {
 namespace {

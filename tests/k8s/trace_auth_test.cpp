@@ -4,8 +4,8 @@
 
 #include <gtest/gtest.h>
 #include <httplib.h>
-#include <nlohmann/json.hpp>
 
+#include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
 
@@ -61,8 +61,7 @@ TEST_F(KubernetesTraceAuth, AcceptedAndRejectedTokensAreEachReviewedOnce) {
     auth->authenticate("Bearer mallory-token");
     ADD_FAILURE() << "a rejected token was accepted from the cache";
   } catch (const RequestError& e) {
-    EXPECT_NE(std::string(e.what()).find("did not accept the bearer token (invalid bearer token)"),
-              std::string::npos)
+    EXPECT_NE(std::string(e.what()).find("did not accept the bearer token (invalid bearer token)"), std::string::npos)
         << e.what();
   }
 }
@@ -126,8 +125,7 @@ TEST_F(KubernetesTraceAuth, AFullCacheEvictsOneEntryNotAll) {
 // exception text (which the HTTP layer would pass on as a 500).
 TEST(KubernetesTraceAuthAnswers, AnAnswerThatIsNoReviewIs503OrARefusal) {
   testing::FakeApiServer certificates;  // not started: its CA and server certificate only
-  httplib::SSLServer server((certificates.dir() / "server.crt").c_str(),
-                            (certificates.dir() / "server.key").c_str());
+  httplib::SSLServer server((certificates.dir() / "server.crt").c_str(), (certificates.dir() / "server.key").c_str());
   ASSERT_TRUE(server.is_valid());
   std::string answer;
   server.Post("/apis/authentication.k8s.io/v1/tokenreviews",

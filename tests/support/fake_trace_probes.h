@@ -105,8 +105,7 @@ class FakeKernel : public std::enable_shared_from_this<FakeKernel> {
     bool poll(int timeout_ms) override {
       {
         std::unique_lock lock(kernel_->mu_);
-        kernel_->fed_.wait_for(lock, std::chrono::milliseconds(timeout_ms),
-                               [&] { return !kernel_->pending_.empty(); });
+        kernel_->fed_.wait_for(lock, std::chrono::milliseconds(timeout_ms), [&] { return !kernel_->pending_.empty(); });
       }
       return drain();
     }
@@ -154,8 +153,7 @@ class FakeKernel : public std::enable_shared_from_this<FakeKernel> {
     const std::string& plan_summary() const override { return plan_; }
     const Ksyms& ksyms() const override { return ksyms_; }
     ProbeHooks hooks() const override { return {kernel_->hooks}; }
-    AttachReport attach(const std::function<bool()>&,
-                        const std::function<void(std::size_t, std::size_t)>&) override {
+    AttachReport attach(const std::function<bool()>&, const std::function<void(std::size_t, std::size_t)>&) override {
       std::lock_guard lock(kernel_->mu_);
       kernel_->calls_.push_back("attach");
       attached_ = true;

@@ -30,7 +30,7 @@ std::string sh(const std::string& command) {
 
 namespace {
 std::uint32_t inode_of(const std::string& path) {
-  struct stat st{};
+  struct stat st {};
   if (::stat(path.c_str(), &st) != 0) throw std::runtime_error("stat " + path + ": " + std::strerror(errno));
   return static_cast<std::uint32_t>(st.st_ino);
 }
@@ -52,7 +52,8 @@ NetnsPair::NetnsPair(int index) {
     sh("ip netns add " + ns_a);
     sh("ip netns add " + ns_b);
     sh("ip link add " + veth_a + " netns " + ns_a + " type veth peer name " + veth_b + " netns " + ns_b);
-    for (const auto& [ns, dev, ip, ip6] : {std::tuple{ns_a, veth_a, ip_a, ip6_a}, std::tuple{ns_b, veth_b, ip_b, ip6_b}}) {
+    for (const auto& [ns, dev, ip, ip6] :
+         {std::tuple{ns_a, veth_a, ip_a, ip6_a}, std::tuple{ns_b, veth_b, ip_b, ip6_b}}) {
       sh("ip -n " + ns + " link set lo up");
       sh("ip -n " + ns + " addr add " + ip + "/24 dev " + dev);
       sh("ip -n " + ns + " -6 addr add " + ip6 + "/64 dev " + dev + " nodad");

@@ -4,6 +4,7 @@
 // make fill_tuple_at read the wrong bytes of every packet. These checks run
 // when unit_tests compiles; the test below only makes the file show up in
 // the unit tier's list.
+#include <gtest/gtest.h>
 #include <linux/if_ether.h>
 #include <netinet/in.h>
 #include <netinet/ip.h>
@@ -12,8 +13,6 @@
 #include <netinet/udp.h>
 
 #include <cstddef>
-
-#include <gtest/gtest.h>
 
 #include "pwru_abi.h"
 

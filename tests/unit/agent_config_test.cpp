@@ -172,10 +172,11 @@ TEST(AgentConfig, VisitFunctionsTakesCatalogueNoneOrAList) {
 }
 
 TEST(AgentConfig, UnknownKeysAreRejectedWithTheAllowedKeys) {
-  EXPECT_THAT(error_of("counters:\n  drop_max_entries: 10\n"),
-              AllOf(StartsWith("/etc/pwru-agent.yaml:2: "), HasSubstr("counters.drop_max_entries"),
-                    HasSubstr("unknown key"), HasSubstr("did you mean drops_max_entries?"),
-                    HasSubstr("drops_max_entries, visits_max_entries, visit_tracepoints, visit_hooks, visit_functions")));
+  EXPECT_THAT(
+      error_of("counters:\n  drop_max_entries: 10\n"),
+      AllOf(StartsWith("/etc/pwru-agent.yaml:2: "), HasSubstr("counters.drop_max_entries"), HasSubstr("unknown key"),
+            HasSubstr("did you mean drops_max_entries?"),
+            HasSubstr("drops_max_entries, visits_max_entries, visit_tracepoints, visit_hooks, visit_functions")));
   EXPECT_THAT(error_of("log:\n  level: info\nlogs:\n  level: info\n"),
               AllOf(StartsWith("/etc/pwru-agent.yaml:3: "), HasSubstr("logs"),
                     HasSubstr("log, http, probe, counters, metrics, kubernetes")));
@@ -336,10 +337,12 @@ TEST(AgentConfig, KubernetesDefaultsAreInClusterAndAuto) {
 }
 
 TEST(AgentConfig, KubernetesEveryValueCanBeSet) {
-  const AgentConfig::Kubernetes k = parse(
-      "kubernetes:\n  enabled: on\n  api_server: https://10.0.0.1:6443\n  token_file: /run/token\n"
-      "  ca_file: /run/ca.crt\n  node_name: worker-1\n  proc_root: /host/proc\n"
-      "  rescan_interval_seconds: 5\n  deleted_pod_grace_seconds: 0\n").kubernetes;
+  const AgentConfig::Kubernetes k =
+      parse(
+          "kubernetes:\n  enabled: on\n  api_server: https://10.0.0.1:6443\n  token_file: /run/token\n"
+          "  ca_file: /run/ca.crt\n  node_name: worker-1\n  proc_root: /host/proc\n"
+          "  rescan_interval_seconds: 5\n  deleted_pod_grace_seconds: 0\n")
+          .kubernetes;
   EXPECT_EQ(k.enabled, Enabled::kOn);
   EXPECT_EQ(k.api_server_host, "10.0.0.1");
   EXPECT_EQ(k.api_server_port, 6443);
@@ -356,8 +359,7 @@ TEST(AgentConfig, KubernetesEveryValueCanBeSet) {
   const AgentConfig::Kubernetes v6 = parse("kubernetes:\n  api_server: https://[fd00::1]/\n").kubernetes;
   EXPECT_EQ(v6.api_server_host, "fd00::1");
   EXPECT_EQ(v6.api_server_port, 443);
-  EXPECT_EQ(parse("kubernetes:\n  api_server: https://kube.example:8443\n").kubernetes.api_server_host,
-            "kube.example");
+  EXPECT_EQ(parse("kubernetes:\n  api_server: https://kube.example:8443\n").kubernetes.api_server_host, "kube.example");
 }
 
 TEST(AgentConfig, KubernetesValuesAreChecked) {
@@ -377,22 +379,23 @@ TEST(AgentConfig, KubernetesValuesAreChecked) {
   EXPECT_THAT(error_of("kubernetes:\n  node_name: a b\n"), HasSubstr("kubernetes.node_name"));
   EXPECT_THAT(error_of("kubernetes:\n  rescan_interval_seconds: 0\n"),
               AllOf(HasSubstr("kubernetes.rescan_interval_seconds"), HasSubstr("from 1 to 3600")));
-  EXPECT_THAT(error_of("kubernetes:\n  deleted_pod_grace: 60\n"),
-              HasSubstr("did you mean deleted_pod_grace_seconds?"));
+  EXPECT_THAT(error_of("kubernetes:\n  deleted_pod_grace: 60\n"), HasSubstr("did you mean deleted_pod_grace_seconds?"));
 }
 
 TEST(AgentConfig, TracesValuesAndTheirCombinationsAreChecked) {
-  const AgentConfig::Traces t = parse(
-      "traces:\n  enabled: true\n  auth: token\n  token_file: /run/t\n  max_concurrent: 2\n"
-      "  default_duration_seconds: 10\n  max_duration_seconds: 20\n  default_max_events: 5\n  max_events: 6\n"
-      "  max_body_bytes: 1024\n  ring_buffer_bytes: 65536\n").traces;
+  const AgentConfig::Traces t =
+      parse(
+          "traces:\n  enabled: true\n  auth: token\n  token_file: /run/t\n  max_concurrent: 2\n"
+          "  default_duration_seconds: 10\n  max_duration_seconds: 20\n  default_max_events: 5\n  max_events: 6\n"
+          "  max_body_bytes: 1024\n  ring_buffer_bytes: 65536\n")
+          .traces;
   EXPECT_EQ(t.auth, AgentConfig::Traces::Auth::kToken);
   EXPECT_EQ(t.max_concurrent, 2u);
   EXPECT_EQ(t.max_duration_seconds, 20u);
   EXPECT_EQ(t.ring_buffer_bytes, 65536u);
-  EXPECT_THAT(error_of("http:\n  listen: 0.0.0.0:9464\n"),
-              AllOf(HasSubstr("http.listen is 0.0.0.0"), HasSubstr("traces.auth is none"),
-                    HasSubstr("traces.auth: token")));
+  EXPECT_THAT(
+      error_of("http:\n  listen: 0.0.0.0:9464\n"),
+      AllOf(HasSubstr("http.listen is 0.0.0.0"), HasSubstr("traces.auth is none"), HasSubstr("traces.auth: token")));
   EXPECT_THAT(error_of("traces:\n  auth: token\n"), HasSubstr("traces.token_file is empty"));
   EXPECT_THAT(error_of("traces:\n  default_duration_seconds: 700\n"),
               HasSubstr("is over traces.max_duration_seconds (600)"));
@@ -409,13 +412,12 @@ TEST(AgentConfig, LoopbackIsParsedNotMatchedByPrefix) {
     const bool v6 = address.find(':') != std::string::npos;
     return "http:\n  listen: " + (v6 ? "'[" + address + "]:9464'" : address + ":9464") + "\n";
   };
-  for (const std::string loopback : {"127.0.0.1", "127.255.0.9", "localhost", "::1", "0:0:0:0:0:0:0:1",
-                                     "::ffff:127.0.0.1", "::ffff:7f00:2"}) {
+  for (const std::string loopback :
+       {"127.0.0.1", "127.255.0.9", "localhost", "::1", "0:0:0:0:0:0:0:1", "::ffff:127.0.0.1", "::ffff:7f00:2"}) {
     EXPECT_EQ(parse(listen_on(loopback)).http.listen_address, loopback);
   }
   for (const std::string beyond : {"127.evil.example.com", "127.0.0.1.nip.io", "128.0.0.1", "10.127.0.1", "0.0.0.0",
-                                   "::", "::ffff:10.0.0.1", "::2", "fe80::1", "::127.0.0.1",
-                                   "localhost.example.com"}) {
+                                   "::", "::ffff:10.0.0.1", "::2", "fe80::1", "::127.0.0.1", "localhost.example.com"}) {
     EXPECT_THAT(error_of(listen_on(beyond)), AllOf(HasSubstr("beyond loopback"), HasSubstr("traces.auth is none")))
         << beyond;
   }
@@ -429,8 +431,9 @@ TEST(AgentConfig, TokenReviewCacheAndRate) {
   EXPECT_EQ(defaults.reviews_per_second, 20u);
   EXPECT_EQ(defaults.burst, 40u);
   const AgentConfig::Traces::TokenReview set =
-      parse("traces:\n  token_review:\n    cache_seconds: 0\n    negative_cache_seconds: 120\n"
-            "    reviews_per_second: 1\n    burst: 3\n")
+      parse(
+          "traces:\n  token_review:\n    cache_seconds: 0\n    negative_cache_seconds: 120\n"
+          "    reviews_per_second: 1\n    burst: 3\n")
           .traces.token_review;
   EXPECT_EQ(set.cache_seconds, 0u) << "0: every request is reviewed";
   EXPECT_EQ(set.negative_cache_seconds, 120u);
@@ -450,8 +453,10 @@ TEST(AgentConfig, HttpConnectionLimits) {
   EXPECT_EQ(defaults.request_head_timeout_seconds, 5u);
   EXPECT_EQ(defaults.max_connections, 256u);
   EXPECT_EQ(defaults.max_connections_per_client, 32u);
-  const AgentConfig::Http set = parse("http:\n  request_head_timeout_seconds: 2\n  max_connections: 40\n"
-                                      "  max_connections_per_client: 10\n").http;
+  const AgentConfig::Http set = parse(
+                                    "http:\n  request_head_timeout_seconds: 2\n  max_connections: 40\n"
+                                    "  max_connections_per_client: 10\n")
+                                    .http;
   EXPECT_EQ(set.request_head_timeout_seconds, 2u);
   EXPECT_EQ(set.max_connections, 40u);
   EXPECT_EQ(set.max_connections_per_client, 10u);
@@ -462,9 +467,8 @@ TEST(AgentConfig, HttpConnectionLimits) {
               HasSubstr("http.max_connections_per_client (20) must be below http.max_connections (20)"));
   EXPECT_THAT(error_of("http:\n  max_connections_per_client: 4\n"),
               HasSubstr("must be above traces.max_concurrent (4)"));
-  EXPECT_EQ(parse("http:\n  max_connections_per_client: 4\ntraces:\n  enabled: false\n")
-                .http.max_connections_per_client,
-            4u)
+  EXPECT_EQ(
+      parse("http:\n  max_connections_per_client: 4\ntraces:\n  enabled: false\n").http.max_connections_per_client, 4u)
       << "without traces, no stream needs a connection";
 }
 

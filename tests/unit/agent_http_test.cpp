@@ -1,8 +1,10 @@
 // The agent's HTTP surface on a loopback port the kernel picks: what
 // Kubernetes probes and Prometheus see.
+#include "http/agent_http.h"
+
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <httplib.h>
-#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -15,13 +17,12 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <stdexcept>
 #include <thread>
 #include <vector>
-#include <stdexcept>
 
 #include "common/error.h"
 #include "eventually.h"
-#include "http/agent_http.h"
 
 namespace pwru {
 namespace {
@@ -29,13 +30,13 @@ namespace {
 TEST(AgentHttp, ProbesAndMetrics) {
   std::atomic<bool> ready{false};
   std::atomic<int> scrapes{0};
-  AgentHttpServer server("127.0.0.1", 0,
-                         AgentHttpHandlers{[&] {
-                                             ++scrapes;
-                                             return std::string("pwru_build_info{version=\"x\"} 1\n");
-                                           },
-                                           [&] { return ready.load(); },
-                                           [] { return std::string("attaching hooks"); }, std::nullopt});
+  AgentHttpServer server(
+      "127.0.0.1", 0,
+      AgentHttpHandlers{[&] {
+                          ++scrapes;
+                          return std::string("pwru_build_info{version=\"x\"} 1\n");
+                        },
+                        [&] { return ready.load(); }, [] { return std::string("attaching hooks"); }, std::nullopt});
   ASSERT_NE(server.port(), 0);
   httplib::Client client("127.0.0.1", server.port());
 
@@ -73,9 +74,13 @@ TEST(AgentHttp, AFailedScrapeIsA500NotAnEmptyPage) {
 }
 
 TEST(AgentHttp, APortInUseNamesTheAddress) {
-  AgentHttpServer first("127.0.0.1", 0, AgentHttpHandlers{[] { return std::string(); }, [] { return true; }, [] { return std::string(); }, std::nullopt});
+  AgentHttpServer first(
+      "127.0.0.1", 0,
+      AgentHttpHandlers{[] { return std::string(); }, [] { return true; }, [] { return std::string(); }, std::nullopt});
   try {
-    AgentHttpServer second("127.0.0.1", first.port(), AgentHttpHandlers{[] { return std::string(); }, [] { return true; }, [] { return std::string(); }, std::nullopt});
+    AgentHttpServer second("127.0.0.1", first.port(),
+                           AgentHttpHandlers{[] { return std::string(); }, [] { return true; },
+                                             [] { return std::string(); }, std::nullopt});
     FAIL() << "bound a port already in use";
   } catch (const SystemError& e) {
     EXPECT_NE(std::string(e.what()).find("127.0.0.1:" + std::to_string(first.port())), std::string::npos) << e.what();
@@ -85,7 +90,9 @@ TEST(AgentHttp, APortInUseNamesTheAddress) {
 TEST(AgentHttp, StopRightAfterStartReturns) {
   // An agent told to stop while still starting must not hang in stop().
   for (int i = 0; i < 20; ++i) {
-    AgentHttpServer server("127.0.0.1", 0, AgentHttpHandlers{[] { return std::string(); }, [] { return false; }, [] { return std::string(); }, std::nullopt});
+    AgentHttpServer server("127.0.0.1", 0,
+                           AgentHttpHandlers{[] { return std::string(); }, [] { return false; },
+                                             [] { return std::string(); }, std::nullopt});
     server.stop();
   }
 }
@@ -151,8 +158,8 @@ struct FakeTraces {
 };
 
 AgentHttpHandlers handlers_with(TraceRoutes routes, std::atomic<bool>& ready) {
-  AgentHttpHandlers h{[] { return std::string(); }, [&ready] { return ready.load(); }, [] { return std::string("starting"); },
-                      std::nullopt};
+  AgentHttpHandlers h{[] { return std::string(); }, [&ready] { return ready.load(); },
+                      [] { return std::string("starting"); }, std::nullopt};
   h.traces = std::move(routes);
   return h;
 }
@@ -287,7 +294,8 @@ struct RawClient {
       for (std::size_t at = out.find(marker); at != std::string::npos; at = out.find(marker, at + 1)) ++n;
       return n;
     };
-    for (ssize_t n; seen() < count && (n = ::recv(fd, buf, sizeof buf, 0)) > 0;) out.append(buf, static_cast<std::size_t>(n));
+    for (ssize_t n; seen() < count && (n = ::recv(fd, buf, sizeof buf, 0)) > 0;)
+      out.append(buf, static_cast<std::size_t>(n));
     return out;
   }
   // The server closed its end (FIN or reset), checked without waiting.
@@ -342,7 +350,8 @@ TEST(AgentHttpConnections, SlowHeadsAreCutAtTheDeadlineWhileProbesAnswer) {
   // fire, the one for the whole head does.
   constexpr int kSlow = 16;
   Observed observed;
-  AgentHttpServer server("127.0.0.1", 0, probe_handlers(observed), limits_with(std::chrono::milliseconds(1000), 64, 32));
+  AgentHttpServer server("127.0.0.1", 0, probe_handlers(observed),
+                         limits_with(std::chrono::milliseconds(1000), 64, 32));
   std::vector<std::unique_ptr<RawClient>> slow;
   for (int i = 0; i < kSlow; ++i) {
     slow.push_back(std::make_unique<RawClient>("127.0.0.1", server.port()));
@@ -502,8 +511,9 @@ TEST(AgentHttpConnections, ABodyTrickledInIsEvictedLikeAHead) {
   AgentHttpServer server("127.0.0.1", 0, std::move(handlers),
                          limits_with(std::chrono::milliseconds(60000), /*total=*/2, /*per_client=*/2));
   RawClient slow_body("127.0.0.2", server.port());
-  ASSERT_TRUE(slow_body.send("POST /v1/traces HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer good\r\n"
-                             "Content-Length: 40\r\n\r\n{\"filter\":"));
+  ASSERT_TRUE(
+      slow_body.send("POST /v1/traces HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer good\r\n"
+                     "Content-Length: 40\r\n\r\n{\"filter\":"));
   std::this_thread::sleep_for(std::chrono::milliseconds(50));  // its head is in; the body is being read
   RawClient idle("127.0.0.3", server.port());
   ASSERT_GE(idle.fd, 0);
@@ -648,8 +658,9 @@ TEST(AgentHttpConnections, ABodyThatStopsComingIsCutWithAJson400) {
   handlers.connections = observed.observer();
   AgentHttpServer server("127.0.0.1", 0, std::move(handlers), limits_with(std::chrono::milliseconds(300), 8, 4));
   RawClient client("127.0.0.1", server.port());
-  ASSERT_TRUE(client.send("POST /v1/traces HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer good\r\n"
-                          "Content-Length: 40\r\n\r\n{\"filter\":"));
+  ASSERT_TRUE(
+      client.send("POST /v1/traces HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer good\r\n"
+                  "Content-Length: 40\r\n\r\n{\"filter\":"));
   const std::string answer = client.read_all();
   EXPECT_EQ(answer.rfind("HTTP/1.1 400 ", 0), 0u) << answer;
   EXPECT_NE(answer.find("{\"error\":\"the request body did not arrive whole"), std::string::npos) << answer;

@@ -1,12 +1,12 @@
 // --filter-track-bpf-helpers: which calls of a program's translated
 // instructions name a kernel function, against a made-up kallsyms.
+#include "probe/bpf_helper_scan.h"
+
 #include <gtest/gtest.h>
 
 #include <cstdio>
 #include <fstream>
 #include <sstream>
-
-#include "probe/bpf_helper_scan.h"
 
 namespace pwru {
 namespace {
@@ -60,13 +60,13 @@ TEST(BpfHelperScan, NamesHelperAndKfuncCallsOnly) {
   tail_call.imm = BPF_FUNC_tail_call;  // the dump's rendering: inside __bpf_call_base
   const std::vector<bpf_insn> insns{
       not_a_call,
-      call(0xffffffff81300010),                          // bpf_skb_load_bytes
-      call(0xffffffff81300200),                          // bpf_redirect
-      call(0xffffffff81300010),                          // again: listed once
-      call(0xffffffff81300020),                          // inside bpf_skb_load_bytes: no callee
-      call(0xffffffffc0001000, BPF_PSEUDO_KFUNC_CALL),   // a module's kfunc
-      call(0xffffffffc0002000),                          // another BPF program
-      call(0xffffffff81300200, BPF_PSEUDO_CALL),         // the program's own subprogram
+      call(0xffffffff81300010),                         // bpf_skb_load_bytes
+      call(0xffffffff81300200),                         // bpf_redirect
+      call(0xffffffff81300010),                         // again: listed once
+      call(0xffffffff81300020),                         // inside bpf_skb_load_bytes: no callee
+      call(0xffffffffc0001000, BPF_PSEUDO_KFUNC_CALL),  // a module's kfunc
+      call(0xffffffffc0002000),                         // another BPF program
+      call(0xffffffff81300200, BPF_PSEUDO_CALL),        // the program's own subprogram
       hidden,
       tail_call,
   };

@@ -23,7 +23,8 @@ struct PodRow {
 
 const PodRow kPodRows[] = {
     {"opencontainers/runc#4620: /proc/PID/cgroup, CRI-O, systemd driver, cgroup v1",
-     "13:freezer:/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-poda5c1f8d5_1919_434d_add7_4afaafdaef89.slice/"
+     "13:freezer:/kubepods.slice/kubepods-burstable.slice/"
+     "kubepods-burstable-poda5c1f8d5_1919_434d_add7_4afaafdaef89.slice/"
      "crio-5eed917563583925ffdbd40a64efb2aaffe58638e57add8becaf460fe74f5b1c.scope",
      "a5c1f8d5-1919-434d-add7-4afaafdaef89", "5eed917563583925ffdbd40a64efb2aaffe58638e57add8becaf460fe74f5b1c",
      "burstable"},
@@ -49,7 +50,8 @@ const PodRow kPodRows[] = {
      "a42d5875-23e6-41e2-86e1-e3c11d3f466b", "11271ae07aa52bd47ef2e5f5ee4efe373f8819f7ec0fbe4d146de2344427486a",
      "guaranteed"},
     {"lxc/lxc#3890: /proc/self/cgroup, dockershim, systemd driver",
-     "11:freezer:/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod7d4424e6_bb13_42f4_a47a_45a4828bf54d.slice/"
+     "11:freezer:/kubepods.slice/kubepods-burstable.slice/"
+     "kubepods-burstable-pod7d4424e6_bb13_42f4_a47a_45a4828bf54d.slice/"
      "docker-d0b3604b67ac7930dd34ba3a796627e3e4717d12309e90a4afe3f38b6816ac98.scope",
      "7d4424e6-bb13-42f4-a47a-45a4828bf54d", "d0b3604b67ac7930dd34ba3a796627e3e4717d12309e90a4afe3f38b6816ac98",
      "burstable"},
@@ -145,8 +147,7 @@ const NotPodRow kNotPodRows[] = {
     {"a user session", "0::/user.slice/user-1000.slice/session-2.scope"},
     {"the root cgroup (kernel threads, init in a container)", "0::/"},
     {"systemd's own scope", "0::/init.scope"},
-    {"the kubelet's QoS-level slice holds pods, it is none",
-     "0::/kubepods.slice/kubepods-burstable.slice"},
+    {"the kubelet's QoS-level slice holds pods, it is none", "0::/kubepods.slice/kubepods-burstable.slice"},
     {"the kubelet's top-level cgroupfs directory", "12:memory:/kubepods"},
     {"a QoS-level cgroupfs directory", "12:memory:/kubepods/besteffort"},
     {"kubernetes/kubernetes#36807: pre-1.6 kubelet QoS slices had no kubepods parent",
@@ -161,7 +162,8 @@ const NotPodRow kNotPodRows[] = {
      "0::/machine.slice/machine-libpod_pod_3c1f0e7a2b4d.slice/"
      "libpod-2f4a3c1b9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c1d0e9f8a7b6c5d4e3f2a.scope"},
     {"a pod<uid> directory outside kubepods",
-     "0::/machine.slice/pod4eede96e-e976-4573-bc90-68dfe2516d3b/c3cd4e0a7993a1c155cc1bdd3326c7b1e260226d0c2c79e3e48dbc3"},
+     "0::/machine.slice/pod4eede96e-e976-4573-bc90-68dfe2516d3b/"
+     "c3cd4e0a7993a1c155cc1bdd3326c7b1e260226d0c2c79e3e48dbc3"},
     {"an empty line", ""},
     {"a v1 line without a path", "12:memory"},
     {"a hierarchy id that is not a number", "memory:/kubepods/besteffort/pod4eede96e-e976-4573-bc90-68dfe2516d3b/c3"},

@@ -1,14 +1,15 @@
 // pwru's text columns and JSON fields, byte for byte.
+#include "output/event_formatter.h"
+
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 
 #include <cstring>
 #include <ctime>
+#include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "cli/pwru_options.h"
-#include "output/event_formatter.h"
 
 namespace pwru {
 namespace {
@@ -174,15 +175,17 @@ TEST(EventFormatter, AbsoluteTimeIsPwruClockIn12Columns) {
   o.timestamp = TimestampMode::Absolute;
   EventFormatter f(o, clock_at_13_04_05_007());
   // pwru v1.0.9: "%-12s " TIME, then the usual columns and TIMESTAMP.
-  EXPECT_EQ(f.header(),
-            "TIME         SKB                CPU PROCESS          TIMESTAMP        NETNS      MARK/x        IFACE       "
-            "PROTO  MTU   LEN   TUPLE FUNC\n");
+  EXPECT_EQ(
+      f.header(),
+      "TIME         SKB                CPU PROCESS          TIMESTAMP        NETNS      MARK/x        IFACE       "
+      "PROTO  MTU   LEN   TUPLE FUNC\n");
   const pwru_event e = udp_event();
   std::string out;
   f.format(EventView{e, "ip_rcv", "", nullptr}, out);
-  EXPECT_EQ(out,
-            "13:04:05.007 0xffff888012345600 1   nc:4242          1000             4026532001 a00          veth0:7      "
-            "0x0800 1500  84    10.231.0.1:40000->10.231.0.2:9(udp) ip_rcv\n");
+  EXPECT_EQ(
+      out,
+      "13:04:05.007 0xffff888012345600 1   nc:4242          1000             4026532001 a00          veth0:7      "
+      "0x0800 1500  84    10.231.0.1:40000->10.231.0.2:9(udp) ip_rcv\n");
 }
 
 TEST(EventFormatter, AbsoluteTimeColumnAndStack) {
@@ -261,8 +264,9 @@ TEST(EventFormatter, ProcessIsTheExecutablePathCutLikePwru) {
   EventFormatter text(o);
   std::string out;
   text.format(EventView{e, "ip_rcv", "", nullptr, {}, {}, "/usr/bin/ping"}, out);
-  EXPECT_EQ(out, "0xffff888012345600 1   ~/bin/ping:13001 4026532001 a00          veth0:7      0x0800 1500  84    "
-                 "ip_rcv\n");
+  EXPECT_EQ(out,
+            "0xffff888012345600 1   ~/bin/ping:13001 4026532001 a00          veth0:7      0x0800 1500  84    "
+            "ip_rcv\n");
   o.json = true;
   EventFormatter json(o);
   out.clear();
@@ -278,8 +282,9 @@ TEST(EventFormatter, FilterTraceTcAddsNoCbColumn) {
   ASSERT_TRUE(parsed.options) << err.str();
   EXPECT_FALSE(parsed.options->output.cb);
   EventFormatter text(parsed.options->output);
-  EXPECT_EQ(text.header(),
-            "SKB                CPU PROCESS          NETNS      MARK/x        IFACE       PROTO  MTU   LEN   TUPLE FUNC\n");
+  EXPECT_EQ(
+      text.header(),
+      "SKB                CPU PROCESS          NETNS      MARK/x        IFACE       PROTO  MTU   LEN   TUPLE FUNC\n");
   OutputOptions o = parsed.options->output;
   o.json = true;
   EventFormatter json(o);

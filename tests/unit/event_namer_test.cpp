@@ -1,17 +1,17 @@
+#include "enrich/event_namer.h"
+
 #include <gtest/gtest.h>
 
 #include <cstring>
 #include <filesystem>
 #include <sstream>
 
-#include "enrich/event_namer.h"
-
 namespace pwru {
 namespace {
 
 TEST(EventNamer, DropReasonsFromTheKernelTable) {
-  EventNamer namer({"consume_skb", "kfree_skb"}, {{2, "SKB_DROP_REASON_NOT_SPECIFIED"}, {3, "SKB_DROP_REASON_NO_SOCKET"}},
-                   nullptr);
+  EventNamer namer({"consume_skb", "kfree_skb"},
+                   {{2, "SKB_DROP_REASON_NOT_SPECIFIED"}, {3, "SKB_DROP_REASON_NO_SOCKET"}}, nullptr);
   pwru_event e{};
   e.hook_id = 0;
   EXPECT_EQ(namer.func(e), "consume_skb");
@@ -44,7 +44,8 @@ TEST(EventNamer, StackStartsAtTheFunctionThatHitTheHook) {
       "ffffffffa0000000 t bpf_prog_0123_pwru_tp_05\t[bpf]\n");
   const Ksyms ksyms = Ksyms::parse(kallsyms);
   EventNamer namer({}, {}, &ksyms);
-  const auto stack = namer.stack_names({0xffffffffa0000010, 0xffffffff81000010, 0xffffffff81001010, 0xffffffff81002010});
+  const auto stack =
+      namer.stack_names({0xffffffffa0000010, 0xffffffff81000010, 0xffffffff81001010, 0xffffffff81002010});
   ASSERT_EQ(stack.size(), 2u);
   EXPECT_EQ(stack[0], "__dev_queue_xmit");
   // Only leading machinery goes: deeper frames stay whatever their names.
@@ -74,8 +75,7 @@ TEST(EventNamer, DropsPrintUnderTheDropFunctionAsPwru) {
   EXPECT_EQ(namer.func(e), "ip_rcv");
   EXPECT_EQ(namer.printed_hook(e), "ip_rcv");
   // So is the caller: the frame of the drop function is the hook's own.
-  EXPECT_EQ(EventNamer::caller({"__traceiter_kfree_skb", "sk_skb_reason_drop", "__udp4_lib_rcv"},
-                               "sk_skb_reason_drop"),
+  EXPECT_EQ(EventNamer::caller({"__traceiter_kfree_skb", "sk_skb_reason_drop", "__udp4_lib_rcv"}, "sk_skb_reason_drop"),
             "__udp4_lib_rcv");
 }
 

@@ -1,5 +1,6 @@
-#include <gtest/gtest.h>
+#include "probe/expedited_rcu.h"
 
+#include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -7,8 +8,6 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
-
-#include "probe/expedited_rcu.h"
 
 namespace pwru {
 namespace {

@@ -15,8 +15,12 @@ namespace {
 struct Ev {
   Ev(std::string hook_, std::string reason_ = "", std::string location_ = "", std::uint32_t netns_ = 4026532001,
      const char* ifname_ = "veth0", const char* comm_ = "curl")
-      : hook(std::move(hook_)), reason(std::move(reason_)), location(std::move(location_)), netns(netns_),
-        ifname(ifname_), comm(comm_) {}
+      : hook(std::move(hook_)),
+        reason(std::move(reason_)),
+        location(std::move(location_)),
+        netns(netns_),
+        ifname(ifname_),
+        comm(comm_) {}
   Ev(const char* hook_) : Ev(std::string(hook_)) {}
   std::string hook;
   std::string reason;    // "" when the hook carries none
@@ -64,7 +68,8 @@ class Journeys {
 
 TEST(Journey, NetfilterDropNamesFunctionReasonNetnsAndHint) {
   Journeys j;
-  j.skb(0x1000, {{"net_dev_queue"}, {"netif_receive_skb"},
+  j.skb(0x1000, {{"net_dev_queue"},
+                 {"netif_receive_skb"},
                  {"kfree_skb", "SKB_DROP_REASON_NETFILTER_DROP", "nf_hook_slow", 4026532099}});
   const auto out = j.result();
   ASSERT_EQ(out.size(), 1u);
@@ -103,8 +108,10 @@ TEST(Journey, KprobeQueueFunctionIsDelivered) {
 
 TEST(Journey, LastLiveStepTransmitIsTransmittedFreedOrNot) {
   Journeys j;
-  j.skb(0x3000, {{"net_dev_queue", "", "", 1, "eth0"}, {"net_dev_start_xmit", "", "", 1, "eth0"},
-                 {"net_dev_xmit", "", "", 1, "eth0"}, {"consume_skb", "", "e1000_clean_tx_irq", 1, "eth0"}});
+  j.skb(0x3000, {{"net_dev_queue", "", "", 1, "eth0"},
+                 {"net_dev_start_xmit", "", "", 1, "eth0"},
+                 {"net_dev_xmit", "", "", 1, "eth0"},
+                 {"consume_skb", "", "e1000_clean_tx_irq", 1, "eth0"}});
   j.skb(0x3100, {{"net_dev_queue", "", "", 1, "eth0"}, {"net_dev_xmit", "", "", 1, "eth0"}});
   const auto out = j.result();
   ASSERT_EQ(out.size(), 2u);
@@ -133,8 +140,11 @@ TEST(Journey, NothingAfterReceiveIsInFlightWithTheLastHook) {
 TEST(Journey, ReusedAddressAfterAFreeStartsANewJourneyButTheFreePathDoesNot) {
   Journeys j;
   // kprobe backend: the drop tracepoint sits between kprobes of the free path.
-  j.skb(0x6000, {{"ip_rcv"}, {"kfree_skb_reason"}, {"kfree_skb", "SKB_DROP_REASON_NO_SOCKET", "__udp4_lib_rcv"},
-                 {"skb_release_head_state"}, {"kfree_skbmem"}});
+  j.skb(0x6000, {{"ip_rcv"},
+                 {"kfree_skb_reason"},
+                 {"kfree_skb", "SKB_DROP_REASON_NO_SOCKET", "__udp4_lib_rcv"},
+                 {"skb_release_head_state"},
+                 {"kfree_skbmem"}});
   j.skb(0x6000, {{"net_dev_queue"}, {"net_dev_xmit"}});
   const auto out = j.result();
   ASSERT_EQ(out.size(), 2u);
@@ -149,8 +159,13 @@ TEST(Journey, ADeviceHookSeenAgainOnTheSameDeviceIsAnotherPacket) {
   // TCP frees its skbs with __kfree_skb, which no tracepoint sees: the
   // address comes back for the next segment without a free in between.
   Journeys j;
-  j.skb(0x8000, {{"netif_rx"}, {"netif_receive_skb"}, {"nf_hook_slow"}, {"nf_hook_slow"}, {"ip_rcv"},
-                 {"netif_rx"}, {"netif_receive_skb"}});
+  j.skb(0x8000, {{"netif_rx"},
+                 {"netif_receive_skb"},
+                 {"nf_hook_slow"},
+                 {"nf_hook_slow"},
+                 {"ip_rcv"},
+                 {"netif_rx"},
+                 {"netif_receive_skb"}});
   const auto out = j.result();
   ASSERT_EQ(out.size(), 2u) << "netif_rx on veth0 twice; nf_hook_slow twice is one packet's PREROUTING and INPUT";
   EXPECT_EQ(out[0].steps.size(), 5u);
@@ -175,8 +190,10 @@ TEST(Journey, IpRcvSeenAgainOnTheSameDeviceIsAnotherPacket) {
 
 TEST(Journey, TheSameDeviceHookOnAnotherDeviceIsTheSamePacket) {
   Journeys j;
-  j.skb(0x8000, {{"net_dev_xmit", "", "", 1, "veth0"}, {"netif_receive_skb", "", "", 2, "veth1"},
-                 {"net_dev_xmit", "", "", 2, "vxlan0"}, {"netif_receive_skb", "", "", 3, "eth0"}});
+  j.skb(0x8000, {{"net_dev_xmit", "", "", 1, "veth0"},
+                 {"netif_receive_skb", "", "", 2, "veth1"},
+                 {"net_dev_xmit", "", "", 2, "vxlan0"},
+                 {"netif_receive_skb", "", "", 3, "eth0"}});
   EXPECT_EQ(j.result().size(), 1u);
 }
 
@@ -204,8 +221,8 @@ TEST(JourneyBudget, TrackersSharingABudgetStopFollowingWhenItIsSpentAndKeepEvery
   second.skb(0x1000, {{"netif_receive_skb"}});
   for (std::uint64_t skb = 0x20000; skb < 0x20000 + 200 * 0x100; skb += 0x100) second.skb(skb, {{"ip_rcv"}});
   // Hooks after the cut are not listed, but the drop still decides the fate.
-  second.skb(0x1000, {{"ip_rcv_core"}, {"ip_local_deliver"},
-                      {"kfree_skb", "SKB_DROP_REASON_NO_SOCKET", "__udp4_lib_rcv"}});
+  second.skb(0x1000,
+             {{"ip_rcv_core"}, {"ip_local_deliver"}, {"kfree_skb", "SKB_DROP_REASON_NO_SOCKET", "__udp4_lib_rcv"}});
   const JourneyCounts counts = second.tracker().counts();
   EXPECT_GT(counts.cut, 0u) << "the shared budget ran out";
   EXPECT_EQ(counts.not_followed, counts.cut) << "no journey limit was reached, only the budget";
@@ -240,9 +257,14 @@ TEST(JourneyBudget, AHookCostsTensOfBytesNotThreeStrings) {
   auto budget = std::make_shared<JourneyBudget>(1ull << 30, "b", "");
   Journeys j(JourneyTracker::Limits{100000, 64}, budget);
   for (std::uint64_t skb = 0; skb < 2000; ++skb)
-    j.skb(0x100000 + skb * 0x100, {{"netif_receive_skb"}, {"ip_rcv_core"}, {"ip_route_input_noref"},
-                                   {"ip_local_deliver"}, {"ip_local_deliver_finish"}, {"__udp4_lib_rcv"},
-                                   {"udp_unicast_rcv_skb"}, {"__udp_enqueue_schedule_skb"}});
+    j.skb(0x100000 + skb * 0x100, {{"netif_receive_skb"},
+                                   {"ip_rcv_core"},
+                                   {"ip_route_input_noref"},
+                                   {"ip_local_deliver"},
+                                   {"ip_local_deliver_finish"},
+                                   {"__udp4_lib_rcv"},
+                                   {"udp_unicast_rcv_skb"},
+                                   {"__udp_enqueue_schedule_skb"}});
   const double per_skb = static_cast<double>(j.tracker().charged()) / 2000;
   // The Tracked record with its fate hops, plus 8 interned hops of 24 bytes.
   EXPECT_LT(per_skb, 700.0) << "charged " << j.tracker().charged() << " bytes for 2000 skbs of 8 hooks";
@@ -256,8 +278,7 @@ TEST(Journey, TextAndJsonCarryTheSameFacts) {
   const std::string text = journeys_text(out, JourneyCounts{1, 3, 0, 0});
   EXPECT_NE(text.find("SUMMARY: 1 skb (3 more seen but not followed"), std::string::npos) << text;
   EXPECT_NE(text.find("SKB 0x1000 10.0.0.1:0->10.0.0.2:9(udp)"), std::string::npos) << text;
-  EXPECT_NE(text.find("fate: dropped in __udp4_lib_rcv with NO_SOCKET (netns 4026532001)"), std::string::npos)
-      << text;
+  EXPECT_NE(text.find("fate: dropped in __udp4_lib_rcv with NO_SOCKET (netns 4026532001)"), std::string::npos) << text;
   EXPECT_NE(text.find("hint: nothing listens"), std::string::npos) << text;
   const nlohmann::json js = journey_json(out[0]);
   EXPECT_EQ(js["fate"], "dropped");
@@ -272,8 +293,8 @@ TEST(Journey, TextAndJsonCarryTheSameFacts) {
 
 TEST(DropHints, BuiltinCatalogueKnowsTheCommonReasons) {
   const DropHints hints = DropHints::builtin();
-  for (const char* reason : {"NETFILTER_DROP", "NO_SOCKET", "SKB_DROP_REASON_IP_RPFILTER", "QDISC_DROP",
-                             "NEIGH_FAILED", "TCP_LISTEN_OVERFLOW", "SOCKET_RCVBUFF", "IP_OUTNOROUTES"})
+  for (const char* reason : {"NETFILTER_DROP", "NO_SOCKET", "SKB_DROP_REASON_IP_RPFILTER", "QDISC_DROP", "NEIGH_FAILED",
+                             "TCP_LISTEN_OVERFLOW", "SOCKET_RCVBUFF", "IP_OUTNOROUTES"})
     EXPECT_TRUE(hints.knows(reason)) << reason;
   EXPECT_GE(hints.size(), 50u);
 }

@@ -1,9 +1,9 @@
 // Tracepoint discovery over synthetic BTF: positions come from the
 // prototypes, never from names.
+#include "btf/kernel_btf.h"
+
 #include <bpf/btf.h>
 #include <gtest/gtest.h>
-
-#include "btf/kernel_btf.h"
 
 namespace pwru {
 namespace {

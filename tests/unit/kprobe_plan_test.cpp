@@ -1,9 +1,10 @@
+#include "probe/kprobe_plan.h"
+
 #include <gtest/gtest.h>
 
 #include <sstream>
 
 #include "common/error.h"
-#include "probe/kprobe_plan.h"
 
 namespace pwru {
 namespace {
@@ -18,9 +19,12 @@ Ksyms kallsyms() {
   return Ksyms::parse(in);
 }
 
-const std::vector<SkbFunction> kCandidates = {{"__netif_receive_skb_core", 0}, {"inlined_helper", 0},
-                                              {"ip_rcv", 0},  {"ip_rcv_finish", 2},
-                                              {"tcp_v4_rcv", 0}, {"veth_xmit", 0}};
+const std::vector<SkbFunction> kCandidates = {{"__netif_receive_skb_core", 0},
+                                              {"inlined_helper", 0},
+                                              {"ip_rcv", 0},
+                                              {"ip_rcv_finish", 2},
+                                              {"tcp_v4_rcv", 0},
+                                              {"veth_xmit", 0}};
 
 std::vector<std::string> names(const KprobePlan& p) {
   std::vector<std::string> out;
@@ -132,13 +136,13 @@ TEST(KprobePlan, APatternTooLargeIsRefusedNotBuilt) {
     }
     return std::string("accepted");
   };
-  EXPECT_NE(refusal("((a{100}){100}){100}").find("a repetition count over 1000 or out of order at '{100}' "
-                                                  "(nested counts multiply"),
+  EXPECT_NE(refusal("((a{100}){100}){100}")
+                .find("a repetition count over 1000 or out of order at '{100}' "
+                      "(nested counts multiply"),
             std::string::npos)
       << refusal("((a{100}){100}){100}");
   // Every Unicode letter, a thousand times: far beyond 4 MiB of program.
-  EXPECT_NE(refusal("\\pL{1000}").find("a pattern too large to compile"), std::string::npos)
-      << refusal("\\pL{1000}");
+  EXPECT_NE(refusal("\\pL{1000}").find("a pattern too large to compile"), std::string::npos) << refusal("\\pL{1000}");
   EXPECT_EQ(refusal("[a-z_]{1,200}"), "accepted");
 }
 

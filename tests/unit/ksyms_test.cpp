@@ -1,8 +1,8 @@
+#include "enrich/ksyms.h"
+
 #include <gtest/gtest.h>
 
 #include <sstream>
-
-#include "enrich/ksyms.h"
 
 namespace pwru {
 namespace {

@@ -1,6 +1,7 @@
-#include <gtest/gtest.h>
+#include "bpfobj/libbpf_quiet.h"
 
 #include <bpf/libbpf.h>
+#include <gtest/gtest.h>
 
 #include <atomic>
 #include <cstdarg>
@@ -9,8 +10,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-#include "bpfobj/libbpf_quiet.h"
 
 namespace pwru {
 namespace {
@@ -85,9 +84,7 @@ TEST_F(LibbpfQuiet, ScopesEndingOutOfOrderOnTwoThreadsLeaveLibbpfHeard) {
 TEST_F(LibbpfQuiet, NestedScopesOnOneThread) {
   {
     QuietLibbpf outer;
-    {
-      QuietLibbpf inner;
-    }
+    { QuietLibbpf inner; }
     make_libbpf_warn();
     EXPECT_EQ(seen(), 0u);
   }

@@ -1,14 +1,15 @@
+#include "netns/netns.h"
+
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
 #include "common/error.h"
-#include "netns/netns.h"
 
 namespace pwru {
 namespace {
 
 std::uint32_t self_inode() {
-  struct stat st{};
+  struct stat st {};
   EXPECT_EQ(::stat("/proc/self/ns/net", &st), 0);
   return static_cast<std::uint32_t>(st.st_ino);
 }

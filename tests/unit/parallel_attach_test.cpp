@@ -59,12 +59,12 @@ TEST(ParallelAttach, OneThreadAttachesInOrderOnTheCallingThread) {
 
 TEST(ParallelAttach, MoreThreadsThanWorkAndNoWork) {
   std::atomic<int> calls{0};
-  attach_each_in_parallel(3, 64, [&](std::size_t) { ++calls; }, nullptr, nullptr);
+  attach_each_in_parallel(
+      3, 64, [&](std::size_t) { ++calls; }, nullptr, nullptr);
   EXPECT_EQ(calls, 3);
   bool progressed = false;
-  attach_each_in_parallel(0, 4, [&](std::size_t) { ++calls; }, nullptr, [&](std::size_t, std::size_t) {
-    progressed = true;
-  });
+  attach_each_in_parallel(
+      0, 4, [&](std::size_t) { ++calls; }, nullptr, [&](std::size_t, std::size_t) { progressed = true; });
   EXPECT_EQ(calls, 3);
   EXPECT_FALSE(progressed);
 }
@@ -91,7 +91,8 @@ TEST(ParallelAttach, ProgressComesFromTheCallingThreadRisingToTheTotal) {
 
 TEST(ParallelAttach, CancelledBeforeStartAttachesNothing) {
   std::atomic<int> calls{0};
-  attach_each_in_parallel(10, 4, [&](std::size_t) { ++calls; }, [] { return true; }, nullptr);
+  attach_each_in_parallel(
+      10, 4, [&](std::size_t) { ++calls; }, [] { return true; }, nullptr);
   EXPECT_EQ(calls, 0);
 }
 

@@ -1,13 +1,12 @@
 // pcap compilation and cBPF -> eBPF translation, without a kernel. The
 // verdicts themselves are proven against libpcap in tests/bpf.
 #include <gtest/gtest.h>
+#include <linux/filter.h>
 
 #include "common/error.h"
 #include "filter/cbpf_translator.h"
 #include "filter/pcap_compiler.h"
 #include "pwru_abi.h"
-
-#include <linux/filter.h>
 
 namespace pwru {
 namespace {
@@ -86,7 +85,8 @@ TEST(CbpfTranslator, RefusesWhatItCannotRun) {
 
 TEST(CbpfTranslator, UnreachableInstructionsAreLeftOut) {
   // ret #1 followed by code nothing jumps to: the verifier would refuse it.
-  const CbpfProgram program{{BPF_RET | BPF_K, 0, 0, 1}, {BPF_LD | BPF_W | BPF_ABS, 0, 0, 0}, {BPF_RET | BPF_A, 0, 0, 0}};
+  const CbpfProgram program{
+      {BPF_RET | BPF_K, 0, 0, 1}, {BPF_LD | BPF_W | BPF_ABS, 0, 0, 0}, {BPF_RET | BPF_A, 0, 0, 0}};
   const auto code = translate_cbpf(program, StubInputs{1, 2});
   expect_well_formed(code);
   for (const bpf_insn& in : code) EXPECT_NE(in.code, BPF_JMP | BPF_CALL) << "the unreachable load was emitted";

@@ -10,11 +10,10 @@
 #include <openssl/x509v3.h>
 #include <stdlib.h>
 
-#include <nlohmann/json.hpp>
-
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -50,10 +49,11 @@ TEST(PeerConfig, DefaultsAndEveryKey) {
   EXPECT_FALSE(d.peer_tls.enabled()) << "no TLS files by default: relays are refused, not sent in clear";
 
   const AgentConfig::Traces t =
-      parse_agent_config("traces:\n  peer_port: 9500\n  peer_daemonset: agents.x\n  peer_tls:\n"
-                         "    ca_file: /tls/ca.crt\n    cert_file: /tls/tls.crt\n    key_file: /tls/tls.key\n"
-                         "    name: agents.example\n",
-                         "test.yaml")
+      parse_agent_config(
+          "traces:\n  peer_port: 9500\n  peer_daemonset: agents.x\n  peer_tls:\n"
+          "    ca_file: /tls/ca.crt\n    cert_file: /tls/tls.crt\n    key_file: /tls/tls.key\n"
+          "    name: agents.example\n",
+          "test.yaml")
           .traces;
   EXPECT_EQ(t.peer_port, 9500);
   EXPECT_EQ(t.peer_daemonset, "agents.x");
@@ -99,9 +99,9 @@ TEST(CallerHeader, RoundTripsTheIdentityInAscii) {
 }
 
 TEST(CallerHeader, MalformedHeadersAre400s) {
-  for (const std::string bad : {"", "not json", "[1]", R"({"user":5})", R"({"user":"a","groups":"g"})",
-                                R"({"user":"a","groups":[1]})", R"({"user":"a","extra":{"k":"v"}})",
-                                R"({"user":"a","extra":[]})"}) {
+  for (const std::string bad :
+       {"", "not json", "[1]", R"({"user":5})", R"({"user":"a","groups":"g"})", R"({"user":"a","groups":[1]})",
+        R"({"user":"a","extra":{"k":"v"}})", R"({"user":"a","extra":[]})"}) {
     try {
       decode_caller(bad);
       ADD_FAILURE() << "accepted: " << bad;
@@ -126,15 +126,17 @@ TEST(CallerHeader, AnIdentityTooLargeForAHeaderIsRefused) {
 }
 
 json agent_pod(const std::string& name, const json& owners, bool ready = true, const std::string& phase = "Running") {
-  return {{"metadata", {{"name", name}, {"ownerReferences", owners}}},
-          {"spec",
-           {{"nodeName", "n2"},
-            {"containers", {{{"name", "agent"}, {"ports", {{{"name", "http"}, {"containerPort", 9464}},
-                                                          {{"name", "peer"}, {"containerPort", 9470}}}}}}}}},
-          {"status",
-           {{"phase", phase},
-            {"podIP", "10.0.0.2"},
-            {"conditions", {{{"type", "Ready"}, {"status", ready ? "True" : "False"}}}}}}};
+  return {
+      {"metadata", {{"name", name}, {"ownerReferences", owners}}},
+      {"spec",
+       {{"nodeName", "n2"},
+        {"containers",
+         {{{"name", "agent"},
+           {"ports", {{{"name", "http"}, {"containerPort", 9464}}, {{"name", "peer"}, {"containerPort", 9470}}}}}}}}},
+      {"status",
+       {{"phase", phase},
+        {"podIP", "10.0.0.2"},
+        {"conditions", {{{"type", "Ready"}, {"status", ready ? "True" : "False"}}}}}}};
 }
 
 json owner(const std::string& kind, const std::string& name, bool controller = true,
@@ -148,8 +150,7 @@ TEST(PickPeerAgent, OnlyAReadyPodOfTheDaemonSetCounts) {
                        agent_pod("other-ds", owner("DaemonSet", "pwru-agent-evil")),
                        agent_pod("adopted", owner("DaemonSet", "pwru-agent", false)),
                        agent_pod("old-api", owner("DaemonSet", "pwru-agent", true, "extensions/v1beta1")),
-                       agent_pod("bare", json::array()),
-                       agent_pod("unready", owner("DaemonSet", "pwru-agent"), false),
+                       agent_pod("bare", json::array()), agent_pod("unready", owner("DaemonSet", "pwru-agent"), false),
                        agent_pod("pending", owner("DaemonSet", "pwru-agent"), true, "Pending"),
                        agent_pod("the-agent", owner("DaemonSet", "pwru-agent"))}}};
   std::vector<std::string> passed_over;
@@ -165,8 +166,8 @@ TEST(PickPeerAgent, OnlyAReadyPodOfTheDaemonSetCounts) {
 
 TEST(PickPeerAgent, NoneWhenNoPodQualifiesAndDefaultPortWithoutAPeerPort) {
   std::vector<std::string> passed_over;
-  EXPECT_FALSE(pick_peer_agent(json{{"items", {agent_pod("rs", owner("ReplicaSet", "x"))}}}, "pwru-agent", 9465,
-                               passed_over));
+  EXPECT_FALSE(
+      pick_peer_agent(json{{"items", {agent_pod("rs", owner("ReplicaSet", "x"))}}}, "pwru-agent", 9465, passed_over));
   EXPECT_FALSE(pick_peer_agent(json{{"items", "oops"}}, "pwru-agent", 9465, passed_over));
   EXPECT_FALSE(pick_peer_agent(json::array(), "pwru-agent", 9465, passed_over));
   json pod = agent_pod("a", owner("DaemonSet", "pwru-agent"));
@@ -297,7 +298,7 @@ class PeerMutualTls : public ::testing::Test {
                                         std::optional<RequestError> refusal = std::nullopt) {
     PeerRoutes routes;
     routes.start = [this, lines, refusal](const std::string& body, const std::string&, const std::string& caller,
-                                         const std::string& from) {
+                                          const std::string& from) {
       ++started_;
       body_ = body;
       caller_ = caller;
@@ -364,8 +365,7 @@ TEST_F(PeerMutualTls, APeerRefusalComesBackWithItsStatus) {
 // release CA did not sign, or that is not named as a peer.
 TEST_F(PeerMutualTls, TheClientRefusesAServerOfAnotherCaOrName) {
   const AgentConfig::Traces::PeerTls client_tls = pki_.peer(release_, release_, "client");
-  for (const auto& [what, tls] :
-       std::vector<std::pair<std::string, AgentConfig::Traces::PeerTls>>{
+  for (const auto& [what, tls] : std::vector<std::pair<std::string, AgentConfig::Traces::PeerTls>>{
            {"another CA", pki_.peer(other_, release_, "foreign-server")},
            {"another name", pki_.peer(release_, release_, "misnamed-server", "evil.example")}}) {
     auto server = serve(tls, "{}\n");

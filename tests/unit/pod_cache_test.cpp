@@ -1,10 +1,10 @@
 // The watch protocol's data side: list pages, watch lines (bookmarks, 410
 // Gone, errors, garbage) and what they do to the node's pod cache.
+#include "k8s/pod_cache.h"
+
 #include <gtest/gtest.h>
 
 #include <stdexcept>
-
-#include "k8s/pod_cache.h"
 
 namespace pwru {
 namespace {
@@ -42,7 +42,8 @@ TEST(PodCache, WatchEventsChangeTheCacheAndItsResourceVersion) {
   cache.replace({PodInfo{"u1", "shop", "web-0", false}}, "1000");
   const std::uint64_t g0 = cache.generation();
 
-  EXPECT_TRUE(cache.apply(parse_watch_line(R"({"type":"ADDED","object":)" + pod_json("u2", "shop", "web-1", "1001") + "}")));
+  EXPECT_TRUE(
+      cache.apply(parse_watch_line(R"({"type":"ADDED","object":)" + pod_json("u2", "shop", "web-1", "1001") + "}")));
   EXPECT_EQ(cache.by_uid("u2")->name, "web-1");
   EXPECT_EQ(cache.resource_version(), "1001");
   EXPECT_GT(cache.generation(), g0);
@@ -56,7 +57,8 @@ TEST(PodCache, WatchEventsChangeTheCacheAndItsResourceVersion) {
   EXPECT_EQ(cache.resource_version(), "1500");
   EXPECT_EQ(cache.generation(), g1);
 
-  EXPECT_TRUE(cache.apply(parse_watch_line(R"({"type":"DELETED","object":)" + pod_json("u1", "shop", "web-0", "1501") + "}")));
+  EXPECT_TRUE(
+      cache.apply(parse_watch_line(R"({"type":"DELETED","object":)" + pod_json("u1", "shop", "web-0", "1501") + "}")));
   EXPECT_FALSE(cache.by_uid("u1"));
   EXPECT_EQ(cache.pods().size(), 1u);
 }

@@ -1,11 +1,11 @@
 // netns -> pod from the API's pods and a (fake) /proc scan: who is labelled,
 // who is host traffic, when the scan is redone, and how a deleted pod's
 // netns goes from labelled, through its grace period, to gone.
+#include "k8s/pod_resolver.h"
+
 #include <gtest/gtest.h>
 
 #include <stdexcept>
-
-#include "k8s/pod_resolver.h"
 
 namespace pwru {
 namespace {

@@ -33,11 +33,14 @@ constexpr const char* kUidB = "4eede96e-e976-4573-bc90-68dfe2516d3b";
 constexpr const char* kUidC = "9692aa0e-748e-11e8-8dfa-76d458035df6";
 
 // The cgroup file of a container process of pod kUidA (systemd driver, CRI-O).
-std::string cgroup_of_a(const std::string& scope = "crio-5eed917563583925ffdbd40a64efb2aaffe58638e57add8becaf460fe74f5b1c") {
-  return "0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-poda5c1f8d5_1919_434d_add7_4afaafdaef89.slice/" +
+std::string cgroup_of_a(
+    const std::string& scope = "crio-5eed917563583925ffdbd40a64efb2aaffe58638e57add8becaf460fe74f5b1c") {
+  return "0::/kubepods.slice/kubepods-burstable.slice/"
+         "kubepods-burstable-poda5c1f8d5_1919_434d_add7_4afaafdaef89.slice/" +
          scope + ".scope\n";
 }
-const std::string kConmonOfA = cgroup_of_a("crio-conmon-5eed917563583925ffdbd40a64efb2aaffe58638e57add8becaf460fe74f5b1c");
+const std::string kConmonOfA =
+    cgroup_of_a("crio-conmon-5eed917563583925ffdbd40a64efb2aaffe58638e57add8becaf460fe74f5b1c");
 // Pod kUidB on cgroup v1 with the cgroupfs driver: every controller's line
 // names the pod, after a few that do not (named hierarchies, rdma).
 const std::string kCgroupOfB =
@@ -140,12 +143,12 @@ TEST(ProcScan, MapsPodsToTheirNetnsAndHostNetworkPodsApart) {
 TEST(ProcScan, VanishedAndDeniedProcessesAreCountedAndSkipped) {
   FakeProc proc;
   proc.add_host_init();
-  proc.add_emptied(400);              // cgroup file gone: ENOENT
-  proc.add(401, cgroup_of_a(), 0);    // ns/net gone after the cgroup was read
+  proc.add_emptied(400);            // cgroup file gone: ENOENT
+  proc.add(401, cgroup_of_a(), 0);  // ns/net gone after the cgroup was read
   proc.add(402, cgroup_of_a(), 0);
   proc.fail_lookup(402, ESRCH);
   proc.add(403, cgroup_of_a(), 0);
-  proc.fail_lookup(403, EACCES);      // no ptrace access
+  proc.fail_lookup(403, EACCES);  // no ptrace access
   proc.add(404, cgroup_of_a(), 0);
   proc.fail_lookup(404, EPERM);
   proc.add(405, cgroup_of_a(), 0);
@@ -258,7 +261,7 @@ TEST(ProcScan, OnlyCompleteLinesOfAnOverlongCgroupFileCount) {
 }
 
 std::uint32_t inode_of(const fs::path& path) {
-  struct stat st{};
+  struct stat st {};
   EXPECT_EQ(::stat(path.c_str(), &st), 0) << path;
   return static_cast<std::uint32_t>(st.st_ino);
 }

@@ -1,5 +1,6 @@
-#include <gtest/gtest.h>
+#include "cli/pwru_options.h"
 
+#include <gtest/gtest.h>
 #include <stdlib.h>
 
 #include <algorithm>
@@ -10,7 +11,6 @@
 #include <vector>
 
 #include "cli/deferred_file_sink.h"
-#include "cli/pwru_options.h"
 #include "common/error.h"
 
 namespace pwru {
@@ -44,8 +44,8 @@ TEST(PwruOptions, DefaultsArePwrus) {
 
 TEST(PwruOptions, FlagsAndValues) {
   const CliRun r = parse({"--output-json", "--output-meta=false", "--timestamp", "relative", "--filter-mark",
-                       "0xa00/0xf00", "--output-limit-lines", "10", "--backend", "tracepoint",
-                       "--output-stack", "--filter-netns", "inode:4026531840"});
+                          "0xa00/0xf00", "--output-limit-lines", "10", "--backend", "tracepoint", "--output-stack",
+                          "--filter-netns", "inode:4026531840"});
   ASSERT_TRUE(r.parsed.options) << r.err;
   const PwruOptions& o = *r.parsed.options;
   EXPECT_TRUE(o.output.json);
@@ -78,33 +78,32 @@ TEST(PwruOptions, FlagsAndValues) {
 // pwru's exit statuses: 2 when pflag refuses the command line, 1 when
 // pwru refuses it as it starts (log.Fatalf).
 TEST(PwruOptions, BadInputsExitAsPwruWithAHint) {
-  for (std::vector<const char*> bad : std::vector<std::vector<const char*>>{
-           {"--no-such-flag"},
-           {"--backend"},
-           {"--timestamp", "sometimes"},
-           {"--filter-mark", "banana"},
-           {"--filter-mark", "0x1/0x2"},
-           {"--filter-mark", "-1"},
-           {"--filter-mark", "0x100000000"},
-           {"--output-limit-lines", "-3"},
-           {"--output-limit-lines", "1__0"},
-           {"--filter-kprobe-batch", "0"},
-           {"--ring-buffer-size", "1000"}}) {
+  for (std::vector<const char*> bad : std::vector<std::vector<const char*>>{{"--no-such-flag"},
+                                                                            {"--backend"},
+                                                                            {"--timestamp", "sometimes"},
+                                                                            {"--filter-mark", "banana"},
+                                                                            {"--filter-mark", "0x1/0x2"},
+                                                                            {"--filter-mark", "-1"},
+                                                                            {"--filter-mark", "0x100000000"},
+                                                                            {"--output-limit-lines", "-3"},
+                                                                            {"--output-limit-lines", "1__0"},
+                                                                            {"--filter-kprobe-batch", "0"},
+                                                                            {"--ring-buffer-size", "1000"}}) {
     const CliRun r = parse(bad);
     EXPECT_FALSE(r.parsed.options) << bad[0];
     EXPECT_EQ(r.parsed.exit_code, 2) << bad[0] << ": " << r.err;
     EXPECT_EQ(r.err.rfind("pwru: ", 0), 0u) << bad[0] << ": " << r.err;
     EXPECT_EQ(r.out, "") << bad[0];
   }
-  for (std::vector<const char*> bad : std::vector<std::vector<const char*>>{
-           {"--backend", "fentry"},
-           {"tcp", "and", "prot", "80"},
-           {"host", "999.1.1.1"},
-           {"--backend", "tracepoint", "--filter-track-skb-by-stackid"},
-           {"--backend", "tracepoint", "--filter-non-skb-funcs", "fib_table_lookup"},
-           {"--summary-hints", "/nonexistent.yaml"},
-           {"--filter-func", "ip_(rcv"},
-           {"--filter-func", "(?=ip_)"}}) {
+  for (std::vector<const char*> bad :
+       std::vector<std::vector<const char*>>{{"--backend", "fentry"},
+                                             {"tcp", "and", "prot", "80"},
+                                             {"host", "999.1.1.1"},
+                                             {"--backend", "tracepoint", "--filter-track-skb-by-stackid"},
+                                             {"--backend", "tracepoint", "--filter-non-skb-funcs", "fib_table_lookup"},
+                                             {"--summary-hints", "/nonexistent.yaml"},
+                                             {"--filter-func", "ip_(rcv"},
+                                             {"--filter-func", "(?=ip_)"}}) {
     const CliRun r = parse(bad);
     EXPECT_FALSE(r.parsed.options) << bad[0];
     EXPECT_EQ(r.parsed.exit_code, 1) << bad[0] << ": " << r.err;
@@ -135,8 +134,8 @@ TEST(PwruOptions, ListFlagsTakeOneWordEachAndAddUp) {
   ASSERT_TRUE(repeated.parsed.options) << repeated.err;
   EXPECT_EQ(repeated.parsed.options->kmods, (std::vector<std::string>{"a", "b", "c"}));
   EXPECT_EQ(repeated.parsed.options->pcap_filter, "tcp and port 80");
-  const CliRun non_skb = parse({"--filter-non-skb-funcs", "fib_table_lookup", "udp", "--filter-non-skb-funcs",
-                                "dst_release"});
+  const CliRun non_skb =
+      parse({"--filter-non-skb-funcs", "fib_table_lookup", "udp", "--filter-non-skb-funcs", "dst_release"});
   ASSERT_TRUE(non_skb.parsed.options) << non_skb.err;
   EXPECT_EQ(non_skb.parsed.options->filter_non_skb_funcs,
             (std::vector<std::string>{"fib_table_lookup", "dst_release"}));
@@ -174,8 +173,8 @@ TEST(PwruOptions, FilterMarkReadsPwrusNumbersAndZeroIsNoFilter) {
     EXPECT_EQ(r.parsed.exit_code, 2) << "'" << bad << "'";
   }
   // The same reader for pwru's other integer flags.
-  const CliRun numbers = parse({"--output-limit-lines", "0x10", "--filter-kprobe-batch", "0b11", "--ring-buffer-size",
-                                "0o40000"});
+  const CliRun numbers =
+      parse({"--output-limit-lines", "0x10", "--filter-kprobe-batch", "0b11", "--ring-buffer-size", "0o40000"});
   ASSERT_TRUE(numbers.parsed.options) << numbers.err;
   EXPECT_EQ(numbers.parsed.options->output_limit_lines, 16u);
   EXPECT_EQ(numbers.parsed.options->filter_kprobe_batch, 3u);
@@ -200,10 +199,27 @@ TEST(PwruOptions, ValuesAreReadAsPflagReadsThem) {
   EXPECT_EQ(empty_file.parsed.options->filter_func, "");
   EXPECT_EQ(empty_file.parsed.options->pcap_filter, "udp");
   // A flag given twice keeps its last value.
-  const CliRun twice = parse({"--backend", "kprobe", "--backend=tracepoint", "--filter-func", "a", "--filter-func",
-                              "ip_rcv", "--filter-mark", "1", "--filter-mark", "2", "--output-limit-lines", "5",
-                              "--output-limit-lines", "7", "--output-json", "--output-json", "--timestamp",
-                              "current", "--timestamp", "relative"});
+  const CliRun twice = parse({"--backend",
+                              "kprobe",
+                              "--backend=tracepoint",
+                              "--filter-func",
+                              "a",
+                              "--filter-func",
+                              "ip_rcv",
+                              "--filter-mark",
+                              "1",
+                              "--filter-mark",
+                              "2",
+                              "--output-limit-lines",
+                              "5",
+                              "--output-limit-lines",
+                              "7",
+                              "--output-json",
+                              "--output-json",
+                              "--timestamp",
+                              "current",
+                              "--timestamp",
+                              "relative"});
   ASSERT_TRUE(twice.parsed.options) << twice.err;
   EXPECT_EQ(twice.parsed.options->backend, "tracepoint");
   EXPECT_EQ(twice.parsed.options->filter_func, "ip_rcv");

@@ -1,3 +1,5 @@
+#include "events/ring_reader.h"
+
 #include <gtest/gtest.h>
 
 #include <cerrno>
@@ -6,7 +8,6 @@
 #include <string>
 
 #include "common/error.h"
-#include "events/ring_reader.h"
 
 namespace pwru {
 namespace {

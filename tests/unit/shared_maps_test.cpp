@@ -1,14 +1,13 @@
-#include <gtest/gtest.h>
+#include "bpfobj/shared_maps.h"
 
 #include <bpf/libbpf.h>
+#include <gtest/gtest.h>
 
 #include <algorithm>
 #include <map>
 #include <set>
 #include <string>
 #include <vector>
-
-#include "bpfobj/shared_maps.h"
 // The skeletons name the ABI types: the ABI header first.
 #include "pwru_abi.h"
 #include "pwru_bpfprog.skel.h"

@@ -1,4 +1,8 @@
+#include "metrics/skb_counter_collector.h"
+
 #include <gtest/gtest.h>
+#include <prometheus/metric_family.h>
+#include <prometheus/text_serializer.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -10,11 +14,7 @@
 #include <thread>
 #include <vector>
 
-#include <prometheus/metric_family.h>
-#include <prometheus/text_serializer.h>
-
 #include "fake_counter_source.h"
-#include "metrics/skb_counter_collector.h"
 
 namespace pwru {
 namespace {
@@ -24,7 +24,7 @@ constexpr std::uint32_t kPodNetns = 4026532000;
 constexpr std::uint32_t kOtherPodNetns = 4026532111;
 
 // Function ranges in a made-up kernel: what Ksyms::nearest would answer.
-constexpr std::uint64_t kUdpRcv = 0xffffffff81a00000;  // udp_queue_rcv_one_skb, 0x100 long
+constexpr std::uint64_t kUdpRcv = 0xffffffff81a00000;    // udp_queue_rcv_one_skb, 0x100 long
 constexpr std::uint64_t kVethXmit = 0xffffffffc0a01000;  // veth_xmit [veth], 0x100 long
 
 using FakeSource = testing::FakeCounterSource;
@@ -116,8 +116,8 @@ std::string netns_label(const std::string& pod, std::uint32_t netns) {
 
 Labels drop(const std::string& function, const std::string& reason, const std::string& ns, const std::string& pod,
             std::uint32_t netns) {
-  return {{"function", function}, {"reason", reason}, {"namespace", ns}, {"pod", pod},
-          {"netns", netns_label(pod, netns)}};
+  return {
+      {"function", function}, {"reason", reason}, {"namespace", ns}, {"pod", pod}, {"netns", netns_label(pod, netns)}};
 }
 
 Labels visit(const std::string& function, const std::string& ns, const std::string& pod, std::uint32_t netns) {
@@ -197,8 +197,8 @@ TEST(SkbCounterCollector, SumsKernelKeysWithTheSameLabels) {
   EXPECT_EQ(series(fs, "pwru_skb_drops_total").size(), 2u);
   EXPECT_EQ(value(fs, "pwru_skb_drops_total", web), 7);
   EXPECT_EQ(value(fs, "pwru_skb_drop_bytes_total", web), 700);
-  EXPECT_EQ(value(fs, "pwru_skb_drops_total", drop("udp_queue_rcv_one_skb", "NO_SOCKET", "shop", "db-0", kOtherPodNetns)),
-            1);
+  EXPECT_EQ(
+      value(fs, "pwru_skb_drops_total", drop("udp_queue_rcv_one_skb", "NO_SOCKET", "shop", "db-0", kOtherPodNetns)), 1);
 }
 
 TEST(SkbCounterCollector, FoldsLabelSetsBeyondTheCap) {
@@ -233,7 +233,9 @@ TEST(SkbCounterCollector, FoldsLabelSetsBeyondTheCap) {
   fx.source->set(s);
   const auto fs2 = fx.collector->Collect();
   EXPECT_EQ(value(fs2, "pwru_skb_function_visits_total",
-                  {{"function", "__overflow__"}, {"namespace", "__overflow__"}, {"pod", "__overflow__"},
+                  {{"function", "__overflow__"},
+                   {"namespace", "__overflow__"},
+                   {"pod", "__overflow__"},
                    {"netns", "__overflow__"}}),
             7);
   EXPECT_EQ(folded(fs2, "pwru_skb_function_visits_total"), 1);
@@ -254,15 +256,13 @@ TEST(SkbCounterCollector, SeriesAssignmentIsSticky) {
   s.drops = {{kHostNetns, 7, kUdpRcv, 2, 2}, {kHostNetns, 6, kUdpRcv, 3, 3}, {kHostNetns, 2, kUdpRcv, 4, 4}};
   fx.source->set(s);
   auto fs = fx.collector->Collect();
-  EXPECT_EQ(series(fs, "pwru_skb_drops_total"),
-            (std::map<Labels, double>{{c, 2}, {a, 3}, {kDropOverflow, 4}}));
+  EXPECT_EQ(series(fs, "pwru_skb_drops_total"), (std::map<Labels, double>{{c, 2}, {a, 3}, {kDropOverflow, 4}}));
 
   // Reordered, and the folded label set now the largest: it stays folded.
   s.drops = {{kHostNetns, 2, kUdpRcv, 100, 100}, {kHostNetns, 6, kUdpRcv, 3, 3}, {kHostNetns, 7, kUdpRcv, 2, 2}};
   fx.source->set(s);
   fs = fx.collector->Collect();
-  EXPECT_EQ(series(fs, "pwru_skb_drops_total"),
-            (std::map<Labels, double>{{c, 2}, {a, 3}, {kDropOverflow, 100}}));
+  EXPECT_EQ(series(fs, "pwru_skb_drops_total"), (std::map<Labels, double>{{c, 2}, {a, 3}, {kDropOverflow, 100}}));
   EXPECT_EQ(value(fs, "pwru_skb_drops_total", b), std::nullopt);
 
   // The kernel stops reporting c (its netns's counters were erased): its
@@ -295,8 +295,8 @@ TEST(SkbCounterCollector, HostTrafficHasNoNetnsLabelAndGonePodsNoSeries) {
   s.visits = {{kHostNetns, 0, 4, 40}, {kPodNetns, 0, 5, 50}};
   fx.source->set(s);
   auto fs = fx.collector->Collect();
-  const Labels host = {{"function", "udp_queue_rcv_one_skb"}, {"reason", "NO_SOCKET"}, {"namespace", ""},
-                       {"pod", ""}, {"netns", ""}};
+  const Labels host = {
+      {"function", "udp_queue_rcv_one_skb"}, {"reason", "NO_SOCKET"}, {"namespace", ""}, {"pod", ""}, {"netns", ""}};
   EXPECT_EQ(series(fs, "pwru_skb_drops_total"),
             (std::map<Labels, double>{{host, 1},
                                       {drop("udp_queue_rcv_one_skb", "NO_SOCKET", "shop", "web-1", kPodNetns), 2},
@@ -324,13 +324,17 @@ TEST(SkbCounterCollector, NoDeviceNorSocketIsNetnsNoneNotAnInode) {
   s.visits = {{0, 0, 4, 40}};
   fx.source->set(s);
   const auto fs = fx.collector->Collect();
-  const Labels none = {{"function", "udp_queue_rcv_one_skb"}, {"reason", "NO_SOCKET"}, {"namespace", ""},
-                       {"pod", ""}, {"netns", "none"}};
+  const Labels none = {{"function", "udp_queue_rcv_one_skb"},
+                       {"reason", "NO_SOCKET"},
+                       {"namespace", ""},
+                       {"pod", ""},
+                       {"netns", "none"}};
   EXPECT_EQ(series(fs, "pwru_skb_drops_total"),
             (std::map<Labels, double>{{none, 3}, {drop("udp_queue_rcv_one_skb", "NO_SOCKET", "", "", kHostNetns), 1}}));
   EXPECT_EQ(value(fs, "pwru_skb_drop_bytes_total", none), 30);
-  EXPECT_EQ(series(fs, "pwru_skb_function_visits_total"),
-            (std::map<Labels, double>{{{{"function", "ip_rcv"}, {"namespace", ""}, {"pod", ""}, {"netns", "none"}}, 4}}));
+  EXPECT_EQ(
+      series(fs, "pwru_skb_function_visits_total"),
+      (std::map<Labels, double>{{{{"function", "ip_rcv"}, {"namespace", ""}, {"pod", ""}, {"netns", "none"}}, 4}}));
   const std::string text = prometheus::TextSerializer().Serialize(fs);
   EXPECT_EQ(text.find("netns=\"0\""), std::string::npos) << text;
 }
@@ -345,7 +349,7 @@ TEST(SkbCounterCollector, WithoutVisitPodLabelsVisitsAreNodeTotalsAndDropsKeepPo
   CounterSnapshot s;
   s.drops = {{kPodNetns, 2, kUdpRcv, 2, 20}, {4026539999u, 2, kUdpRcv, 3, 30}};
   s.visits = {{kHostNetns, 0, 4, 40}, {kPodNetns, 0, 5, 50}, {kOtherPodNetns, 0, 6, 60},
-              {kPodNetns, 1, 7, 70}, {0, 1, 1, 10}, {4026539999u, 1, 2, 20}};
+              {kPodNetns, 1, 7, 70},  {0, 1, 1, 10},         {4026539999u, 1, 2, 20}};
   fx.source->set(s);
   auto fs = fx.collector->Collect();
   EXPECT_EQ(series(fs, "pwru_skb_function_visits_total"),
@@ -400,8 +404,10 @@ TEST(SkbCounterCollector, NodeVisitTotalsAreCappedLikeAnyFamily) {
   // "__netif_receive_skb_core" sorts before "ip_rcv": it gets the one series.
   EXPECT_EQ(series(fs, "pwru_skb_function_visits_total"),
             (std::map<Labels, double>{{node_visit("__netif_receive_skb_core"), 7},
-                                      {{{"function", "__overflow__"}, {"namespace", "__overflow__"},
-                                        {"pod", "__overflow__"}, {"netns", "__overflow__"}},
+                                      {{{"function", "__overflow__"},
+                                        {"namespace", "__overflow__"},
+                                        {"pod", "__overflow__"},
+                                        {"netns", "__overflow__"}},
                                        5}}));
   EXPECT_EQ(folded(fs, "pwru_skb_function_visits_total"), 1);
 }

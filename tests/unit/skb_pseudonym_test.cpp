@@ -1,11 +1,11 @@
 // The trace API's skb pseudonyms: one packet keeps one name within a
 // trace, and nothing of its kernel address shows through.
+#include "session/skb_pseudonym.h"
+
 #include <gtest/gtest.h>
 
 #include <cstdint>
 #include <set>
-
-#include "session/skb_pseudonym.h"
 
 namespace pwru {
 namespace {

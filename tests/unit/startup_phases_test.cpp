@@ -1,8 +1,8 @@
+#include "session/startup_phases.h"
+
 #include <gtest/gtest.h>
 
 #include <stdexcept>
-
-#include "session/startup_phases.h"
 
 namespace pwru {
 namespace {

@@ -210,8 +210,8 @@ TEST(TraceRequest, NumbersAtTheEdgesAreReadExactlyOrRefusedNamingTheField) {
     }
     EXPECT_FALSE(o.accepted) << body << ": accepted as " << o.value;
     EXPECT_NE(o.error.find(std::string("\"") + c.field + "\""), std::string::npos) << body << ": " << o.error;
-    EXPECT_NE(o.error.find(c.message_part), std::string::npos) << body << ": " << o.error << "\n  want "
-                                                               << c.message_part;
+    EXPECT_NE(o.error.find(c.message_part), std::string::npos)
+        << body << ": " << o.error << "\n  want " << c.message_part;
     EXPECT_EQ(o.error.find("json.exception"), std::string::npos) << body << ": the library's text: " << o.error;
   }
   // Where the cap allows it, the widest integers are read exactly.

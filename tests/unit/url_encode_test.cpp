@@ -27,7 +27,9 @@ TEST(UrlEncodeComponent, ReservedCharactersAreEncoded) {
 TEST(UrlEncodeComponent, ControlBytesAndUtf8AreEncodedByteByByte) {
   EXPECT_EQ(url_encode_component("a b\r\n\t"), "a%20b%0D%0A%09");
   EXPECT_EQ(url_encode_component(std::string("a\0b", 3)), "a%00b");
-  EXPECT_EQ(url_encode_component("n\xc3\xb6" "de-\xe2\x82\xac"), "n%C3%B6de-%E2%82%AC");  // "nöde-€"
+  EXPECT_EQ(url_encode_component("n\xc3\xb6"
+                                 "de-\xe2\x82\xac"),
+            "n%C3%B6de-%E2%82%AC");  // "nöde-€"
   EXPECT_EQ(url_encode_component("\xff"), "%FF");
 }
 

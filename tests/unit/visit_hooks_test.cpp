@@ -32,16 +32,16 @@ auto has(std::set<std::string> names) {
   return [names = std::move(names)](const std::string& name) { return names.count(name) > 0; };
 }
 
-const std::set<std::string> kExits = {"napi_gro_frags_exit", "napi_gro_receive_exit", "netif_receive_skb_exit",
-                                      "netif_receive_skb_list_exit", "netif_rx_exit", "netif_rx_ni_exit"};
+const std::set<std::string> kExits = {"napi_gro_frags_exit",         "napi_gro_receive_exit", "netif_receive_skb_exit",
+                                      "netif_receive_skb_list_exit", "netif_rx_exit",         "netif_rx_ni_exit"};
 
 TEST(StageTracepoints, LeavesOutEntryTwinsAndNetDevXmitOfA618Kernel) {
-  const StageTracepoints stages = stage_tracepoints(
-      tracepoints({"consume_skb", "kfree_skb", "napi_gro_frags_entry", "napi_gro_receive_entry", "net_dev_queue",
-                   "net_dev_start_xmit", "net_dev_xmit", "netif_receive_skb", "netif_receive_skb_entry",
-                   "netif_receive_skb_list_entry", "netif_rx", "netif_rx_entry", "qdisc_enqueue",
-                   "tcp_retransmit_skb"}),
-      has(kExits));
+  const StageTracepoints stages =
+      stage_tracepoints(tracepoints({"consume_skb", "kfree_skb", "napi_gro_frags_entry", "napi_gro_receive_entry",
+                                     "net_dev_queue", "net_dev_start_xmit", "net_dev_xmit", "netif_receive_skb",
+                                     "netif_receive_skb_entry", "netif_receive_skb_list_entry", "netif_rx",
+                                     "netif_rx_entry", "qdisc_enqueue", "tcp_retransmit_skb"}),
+                        has(kExits));
   EXPECT_THAT(names(stages.kept), ElementsAre("consume_skb", "kfree_skb", "net_dev_queue", "net_dev_start_xmit",
                                               "netif_receive_skb", "netif_rx", "qdisc_enqueue", "tcp_retransmit_skb"));
   ASSERT_EQ(stages.left_out.size(), 6u);
@@ -53,8 +53,8 @@ TEST(StageTracepoints, LeavesOutEntryTwinsAndNetDevXmitOfA618Kernel) {
 TEST(StageTracepoints, FollowsTheKernelsOwnEntryExitPairs) {
   // netif_rx_ni_entry (kernels before 5.18) by the same rule; an _entry
   // name without an _exit twin is some other stage and stays.
-  const StageTracepoints stages = stage_tracepoints(
-      tracepoints({"foo_entry", "netif_receive_skb", "netif_rx", "netif_rx_ni_entry"}), has(kExits));
+  const StageTracepoints stages =
+      stage_tracepoints(tracepoints({"foo_entry", "netif_receive_skb", "netif_rx", "netif_rx_ni_entry"}), has(kExits));
   EXPECT_THAT(names(stages.kept), ElementsAre("foo_entry", "netif_receive_skb", "netif_rx"));
   ASSERT_EQ(stages.left_out.size(), 1u);
   EXPECT_THAT(stages.left_out[0], HasSubstr("netif_rx_ni_entry"));
