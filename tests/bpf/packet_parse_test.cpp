@@ -8,11 +8,10 @@
 // buffer holds stale bytes there (or the start of data that lives in page
 // fragments), so each test puts something there a careless reader would
 // take for packet bytes.
-#include <gtest/gtest.h>
-
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cstdint>
@@ -24,13 +23,16 @@
 #include <string>
 #include <vector>
 
+#include "packet_bytes.h"
 #include "pwru_abi.h"
 #include "pwru_parse_test.skel.h"
 
 namespace pwru {
 namespace {
 
-using Bytes = std::vector<std::uint8_t>;
+using testing::Bytes;
+using testing::put16;
+using testing::put32;
 
 constexpr std::uint16_t kUnset = 0xffff;  // skb header offset "not set"
 constexpr std::uint16_t kEthIp = 0x0800;
@@ -43,18 +45,8 @@ constexpr std::uint8_t kHopByHop = 0, kRouting = 43, kFragment = 44, kAuth = 51,
 
 // ---- building packets ------------------------------------------------------
 
-void put16(Bytes& b, std::uint16_t v) {
-  b.push_back(static_cast<std::uint8_t>(v >> 8));
-  b.push_back(static_cast<std::uint8_t>(v));
-}
-void put32(Bytes& b, std::uint32_t v) {
-  put16(b, static_cast<std::uint16_t>(v >> 16));
-  put16(b, static_cast<std::uint16_t>(v));
-}
 void append(Bytes& b, const Bytes& more) { b.insert(b.end(), more.begin(), more.end()); }
-std::uint16_t get16(const Bytes& b, std::size_t at) {
-  return static_cast<std::uint16_t>(b[at] << 8 | b[at + 1]);
-}
+std::uint16_t get16(const Bytes& b, std::size_t at) { return static_cast<std::uint16_t>(b[at] << 8 | b[at + 1]); }
 
 Bytes ip4_addr(const char* s) {
   in_addr a{};
@@ -152,8 +144,8 @@ Bytes ipv6(const char* src, const char* dst, const L4& l4, const std::vector<Ext
       const std::size_t total = 12 + 4u * chain[i].len8;
       exts.push_back(static_cast<std::uint8_t>(total / 4 - 2));
       put16(exts, 0);
-      put32(exts, 0x1000);  // SPI
-      put32(exts, 1);       // sequence number
+      put32(exts, 0x1000);                                  // SPI
+      put32(exts, 1);                                       // sequence number
       exts.resize(exts.size() + 4u * chain[i].len8, 0x1c);  // ICV
       continue;
     }
@@ -322,8 +314,8 @@ class ParseHarness {
     r.capture.from = c.capture_from;
     const std::size_t n = std::min<std::size_t>(c.capture_len, sizeof(c.data));
     r.capture.data.assign(c.data, c.data + n);
-    r.capture.wrote_past_len = std::any_of(c.data + n, c.data + sizeof(c.data),
-                                           [](std::uint8_t v) { return v != kUntouched; });
+    r.capture.wrote_past_len =
+        std::any_of(c.data + n, c.data + sizeof(c.data), [](std::uint8_t v) { return v != kUntouched; });
     return r;
   }
 
@@ -431,8 +423,8 @@ Capture reference_capture(const Skb& s, std::size_t capture_bytes) {
   }
   const long packet = long(s.data_off) + long(s.len) - long(start);
   if (packet <= 0 || s.tail <= start) return Capture{};
-  const std::size_t n = std::min({std::size_t(s.tail - start), std::size_t(packet), capture_bytes,
-                                  std::size_t(PWRU_CAPTURE_MAX - 1)});
+  const std::size_t n =
+      std::min({std::size_t(s.tail - start), std::size_t(packet), capture_bytes, std::size_t(PWRU_CAPTURE_MAX - 1)});
   c.packet_len = static_cast<std::uint32_t>(packet);
   c.capture_len = static_cast<std::uint16_t>(n);
   c.data.assign(s.head.begin() + start, s.head.begin() + start + n);
@@ -612,8 +604,8 @@ std::vector<std::pair<std::string, Skb>> stacked_vlans() {
       {"802.1Q in 802.1Q, inner PCP 3", tagged({{100, kEthVlan}, {0x60c8, kEthIp}}, inner)},
       {"802.1ad", tagged({{100, kEthVlan}, {200, kEthIp}}, inner, kEthQinQ)},
       {"802.1ad, one tag", tagged({{100, kEthIp}}, inner, kEthQinQ)},
-      {"802.1ad in 802.1ad, ipv6", tagged({{100, kEthQinQ}, {200, kEthIpv6}}, ipv6("fd00::1", "fd00::2", udp(1234, 53)),
-                                          kEthQinQ)},
+      {"802.1ad in 802.1ad, ipv6",
+       tagged({{100, kEthQinQ}, {200, kEthIpv6}}, ipv6("fd00::1", "fd00::2", udp(1234, 53)), kEthQinQ)},
   };
 }
 
@@ -658,8 +650,8 @@ TEST_F(PacketParse, NonIpAndMismatchedHeadersGiveNoTuple) {
 // --output-tunnel: the inner headers of a VXLAN packet, where the
 // encapsulating path recorded them.
 TEST_F(PacketParse, TunnelTupleComesFromTheInnerNetworkHeader) {
-  for (const Bytes& inner_l3 : {ipv4("192.168.0.1", "192.168.0.2", tcp(7000, 8000, 0x11)),
-                                ipv6("fd00:1::1", "fd00:1::2", udp(7000, 8000))}) {
+  for (const Bytes& inner_l3 :
+       {ipv4("192.168.0.1", "192.168.0.2", tcp(7000, 8000, 0x11)), ipv6("fd00:1::1", "fd00:1::2", udp(7000, 8000))}) {
     Bytes inner_frame = ethernet((inner_l3[0] >> 4) == 6 ? kEthIpv6 : kEthIp);
     append(inner_frame, inner_l3);
     Bytes vxlan{0x08, 0, 0, 0, 0, 0, 42, 0};

@@ -3,10 +3,9 @@
 // own interpreter (pcap_offline_filter) and our translated eBPF, run in the
 // kernel with BPF_PROG_TEST_RUN, must give the same verdict, in the L2
 // (Ethernet frame) and the L3 (bare IP packet) form.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <pcap/pcap.h>
-
-#include <arpa/inet.h>
 
 #include <cstdint>
 #include <fstream>
@@ -14,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "packet_bytes.h"
 #include "pcap_harness.h"
 
 #ifndef PWRU_PCAP_EXPRESSIONS
@@ -23,7 +23,9 @@
 namespace pwru {
 namespace {
 
-using Bytes = std::vector<std::uint8_t>;
+using testing::Bytes;
+using testing::put16;
+using testing::put32;
 
 struct Packet {
   std::string name;
@@ -31,14 +33,6 @@ struct Packet {
   Bytes l3;     // what the L3 form sees: the frame without its link header
 };
 
-void put16(Bytes& b, std::uint16_t v) {
-  b.push_back(static_cast<std::uint8_t>(v >> 8));
-  b.push_back(static_cast<std::uint8_t>(v));
-}
-void put32(Bytes& b, std::uint32_t v) {
-  put16(b, static_cast<std::uint16_t>(v >> 16));
-  put16(b, static_cast<std::uint16_t>(v));
-}
 void put(Bytes& b, std::initializer_list<std::uint8_t> bytes) { b.insert(b.end(), bytes); }
 void put_ip4(Bytes& b, const char* s) {
   in_addr a{};
@@ -180,7 +174,8 @@ std::vector<Packet> corpus() {
   add("ip4 icmp echo 10.1.2.3->8.8.8.8", ip4("10.1.2.3", "8.8.8.8", icmp(8, 0)));
   add("ip4 icmp echoreply 8.8.8.8->10.1.2.3", ip4("8.8.8.8", "10.1.2.3", icmp(0, 0)));
   add("ip4 icmp port unreachable", ip4("192.168.1.1", "10.1.2.3", icmp(3, 3)));
-  add("ip4 first fragment (MF)", ip4("10.1.2.3", "192.168.1.1", udp(7000, 443, std::string(64, 'f')), Ip4Opts{64, 0x2000}));
+  add("ip4 first fragment (MF)",
+      ip4("10.1.2.3", "192.168.1.1", udp(7000, 443, std::string(64, 'f')), Ip4Opts{64, 0x2000}));
   add("ip4 later fragment (offset 8)", ip4("10.1.2.3", "192.168.1.1", udp(7000, 443), Ip4Opts{64, 0x0008}));
   add("ip4 DF set", ip4("10.1.2.3", "192.168.1.1", tcp(40000, 80, 0x02), Ip4Opts{64, 0x4000}));
   add("ip4 other proto (gre)", ip4("10.1.2.3", "10.9.9.9", L4{47, Bytes(24, 0)}));
@@ -229,8 +224,10 @@ std::vector<std::string> expressions() {
 bool libpcap_verdict(const CbpfProgram& program, const Bytes& bytes) {
   std::vector<struct bpf_insn> insns;
   for (const CbpfInsn& in : program) insns.push_back(bpf_insn{in.code, in.jt, in.jf, in.k});
-  struct bpf_program fp{static_cast<unsigned>(insns.size()), insns.data()};
-  struct pcap_pkthdr hdr{};
+  struct bpf_program fp {
+    static_cast<unsigned>(insns.size()), insns.data()
+  };
+  struct pcap_pkthdr hdr {};
   hdr.caplen = hdr.len = static_cast<bpf_u_int32>(bytes.size());
   static const std::uint8_t empty = 0;
   return pcap_offline_filter(&fp, &hdr, bytes.empty() ? &empty : bytes.data()) != 0;

@@ -6,9 +6,9 @@
 #include "traces/trace_service.h"
 
 #include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 
 #include <chrono>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -118,6 +118,16 @@ class TraceServiceOverFakes : public ::testing::Test {
   TraceStream start_ok(const std::string& body) { return service_.start(body, "127.0.0.1:1", "Bearer t"); }
 
   // The last line, which must be the summary.
+  // Runs a trace that something other than its duration must end within
+  // 5 s (a hang-up, a DELETE), and returns its summary.
+  nlohmann::json summary_of_a_trace_ended_early(const std::string& body) {
+    TraceStream stream = start_ok(body);
+    const auto started = std::chrono::steady_clock::now();
+    stream(sink_);
+    EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(5));
+    return summary_of(sink_.lines());
+  }
+
   static nlohmann::json summary_of(const std::vector<std::string>& lines) {
     if (lines.empty()) return nullptr;
     const nlohmann::json last = nlohmann::json::parse(lines.back());
@@ -182,11 +192,7 @@ TEST_F(TraceServiceOverFakes, TheSummaryIsSentBeforeTheProgramsAreDetached) {
 TEST_F(TraceServiceOverFakes, AClientThatHangsUpEndsItsTrace) {
   sink_.close_after = 1;
   kernel_->feed(testing::FakeKernel::event(1));
-  TraceStream stream = start_ok(R"({"duration":"60s"})");
-  const auto started = std::chrono::steady_clock::now();
-  stream(sink_);
-  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(5));
-  const nlohmann::json summary = summary_of(sink_.lines());
+  const nlohmann::json summary = summary_of_a_trace_ended_early(R"({"duration":"60s"})");
   ASSERT_TRUE(summary.is_object());
   EXPECT_EQ(summary.at("ended"), "client gone");
 }
@@ -199,11 +205,7 @@ TEST_F(TraceServiceOverFakes, DeleteEndsARunningTrace) {
     }
   };
   kernel_->feed(testing::FakeKernel::event(1));
-  TraceStream stream = start_ok(R"({"duration":"60s"})");
-  const auto started = std::chrono::steady_clock::now();
-  stream(sink_);
-  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(5));
-  const nlohmann::json summary = summary_of(sink_.lines());
+  const nlohmann::json summary = summary_of_a_trace_ended_early(R"({"duration":"60s"})");
   ASSERT_TRUE(summary.is_object());
   EXPECT_EQ(summary.at("ended"), "cancelled");
   EXPECT_EQ(summary.at("events_sent"), 1);
@@ -249,10 +251,11 @@ TEST_F(TraceServiceOverFakes, TracesOverTheCapAre429UntilOneEnds) {
   for (std::uint32_t i = 0; i < kCap; ++i) running.push_back(start_ok(R"({"duration":"1s"})"));
   const Answer over = start(service_, R"({"duration":"1s"})");
   EXPECT_EQ(over.status, 429);
-  EXPECT_EQ(over.message, "2 traces are running, this agent's cap (traces.max_concurrent); wait for one to end or "
-                          "cancel one (GET /v1/traces, DELETE /v1/traces/ID)");
+  EXPECT_EQ(over.message,
+            "2 traces are running, this agent's cap (traces.max_concurrent); wait for one to end or "
+            "cancel one (GET /v1/traces, DELETE /v1/traces/ID)");
   EXPECT_EQ(kernel_->alive(), static_cast<int>(kCap));  // the refused one loaded nothing
-  running.pop_back();  // a response dropped unsent ends its trace
+  running.pop_back();                                   // a response dropped unsent ends its trace
   EXPECT_NO_THROW(running.push_back(start_ok(R"({"duration":"1s"})")));
 }
 
