@@ -443,11 +443,13 @@ $IP -n z link set z0 up
 $IP -n w link set w0 up
 # Only y0 matches the filters; the request leaves through y1 and y2, one of
 # them as a clone (br_flood), which only clone tracking reports.
+# __netif_receive_skb sees it arrive on y0 (the kprobe backends attach no
+# netif_receive_skb tracepoint).
 start_pwru clones --filter-track-skb --filter-netns /run/netns/y --filter-ifname y0 \
-	--filter-func '^(__dev_queue_xmit|dev_hard_start_xmit)$' arp
+	--filter-func '^(__netif_receive_skb|__dev_queue_xmit|dev_hard_start_xmit)$' arp
 $IP netns exec x ping -c 1 -W 2 10.242.0.3 >/dev/null || fail "ping across the bridge"
 stop_pwru
-some_line '"func":"netif_receive_skb".*"iface":"y0:' "the request entering the bridge on y0"
+some_line '"func":"__netif_receive_skb".*"iface":"y0:' "the request entering the bridge on y0"
 grep -q '"iface":"y1:[0-9]*","proto":2054,' "$OUT" || fail "no ARP event on y1"
 grep -q '"iface":"y2:[0-9]*","proto":2054,' "$OUT" || fail "no ARP event on y2"
 [ "$(grep '"iface":"y[12]:[0-9]*","proto":2054,' "$OUT" | grep -o '"skb":"0x[0-9a-f]*"' | sort -u | wc -l)" -ge 2 ] ||
