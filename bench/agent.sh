@@ -6,7 +6,7 @@
 #   PATH_TO_PWRU_AGENT defaults to build/pwru-agent relative to the repository root.
 #
 # Tunables (environment):
-#   BENCH_ROUNDS      TCP rounds per mode (without/with the agent), >= 3  (default 3)
+#   BENCH_ROUNDS      TCP rounds per mode (without/with the agent), >= 3  (default 9)
 #   BENCH_DURATION    seconds per iperf3 run                              (default 5)
 #   BENCH_SERIES      label sets put into the agent's maps for the scrape (default 10000)
 #   BENCH_SCRAPES     scrapes timed                                       (default 20)
@@ -29,7 +29,7 @@ AGENT=${1:-$REPO_ROOT/build/pwru-agent}
 case $AGENT in /*) ;; *) AGENT=$PWD/$AGENT ;; esac
 FILL=$REPO_ROOT/build/bench/fill_counter_maps
 
-ROUNDS=${BENCH_ROUNDS:-3}
+ROUNDS=${BENCH_ROUNDS:-9}
 DURATION=${BENCH_DURATION:-5}
 SERIES=${BENCH_SERIES:-10000}
 SCRAPES=${BENCH_SCRAPES:-20}
@@ -133,7 +133,9 @@ for i in "${!BASE[@]}"; do PAIRED+=("$(calc "${WITH[$i]} / ${BASE[$i]}")"); done
 paired=$(calc "round($(median "${PAIRED[@]}"), 3)")
 spread=$(calc "(max($(csv "${BASE[@]}")) - min($(csv "${BASE[@]}"))) / $base_med * 100")
 ratio=$(calc "round($with_med / $base_med, 3)")
-echo "agent_tcp_throughput without_gbps=$(calc "round($base_med, 2)") with_agent_gbps=$(calc "round($with_med, 2)") ratio=$ratio paired_ratio_median=$paired rounds=$ROUNDS baseline_spread_pct=$(calc "round($spread, 1)") load=$(cut -d' ' -f1 /proc/loadavg)"
+paired_range="$(calc "round(min($(csv "${PAIRED[@]}")), 3)")..$(calc "round(max($(csv "${PAIRED[@]}")), 3)")"
+echo "agent_tcp_throughput without_gbps=$(calc "round($base_med, 2)") with_agent_gbps=$(calc "round($with_med, 2)") ratio=$ratio paired_ratio_median=$paired paired_ratio_range=$paired_range rounds=$ROUNDS baseline_spread_pct=$(calc "round($spread, 1)") load=$(cut -d' ' -f1 /proc/loadavg)"
+echo "agent_tcp_target paired_ratio_median=$paired (target >= 0.97 over >= 9 interleaved rounds: $(calc "1 if $paired >= 0.97 and $ROUNDS >= 9 else 0" | sed 's/^1$/PASS/; s/^0$/FAIL/'))"
 
 # Per-hit cost of the agent's programs, from the kernel's BPF statistics
 # (which add their own few ns per run), under the same TCP load.
