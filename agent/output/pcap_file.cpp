@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <ctime>
 
@@ -110,11 +111,20 @@ void PcapFile::write(const pwru_event& event, std::string_view hook, std::span<c
   header.len = header.caplen + missing;
   if (missing) ++truncated_;
   pcap_dump(reinterpret_cast<u_char*>(dumper_), &header, reinterpret_cast<const u_char*>(record_.data()));
+  // pcap_dump says nothing: a full disk shows in the stream's error flag
+  // (at the latest at the next flush), and ends the trace with that error
+  // rather than a file that silently stops growing.
+  if (std::ferror(pcap_dump_file(dumper_))) throw write_failure(errno);
   ++records_;
 }
 
 void PcapFile::flush() {
-  if (dumper_) pcap_dump_flush(dumper_);
+  if (dumper_ && pcap_dump_flush(dumper_) != 0) throw write_failure(errno);
+}
+
+SystemError PcapFile::write_failure(int err) const {
+  return SystemError("writing --output-pcap " + path_ + " (" + std::to_string(records_) + " packets written)",
+                     err ? err : EIO);
 }
 
 }  // namespace pwru

@@ -11,6 +11,7 @@
 #include <string>
 #include <string_view>
 
+#include "common/error.h"
 #include "pwru_abi.h"
 
 typedef struct pcap pcap_t;
@@ -36,11 +37,14 @@ class PcapFile {
   // Opens the file first if open() was not called.
   void write(const pwru_event& event, std::string_view hook, std::span<const std::uint8_t> packet,
              std::uint32_t packet_len);
+  // Both throw SystemError (with the errno) once the file cannot take more:
+  // a full disk ends the trace instead of losing packets without a word.
   void flush();
   std::uint64_t records() const { return records_; }
   std::uint64_t truncated() const { return truncated_; }  // records holding less than the whole packet
 
  private:
+  SystemError write_failure(int err) const;
   pcap_t* dead_ = nullptr;
   pcap_dumper_t* dumper_ = nullptr;
   std::string path_;

@@ -103,6 +103,20 @@ TEST(PcapFile, LibpcapReadsBackTimesAndTruncation) {
   unlink(path);
 }
 
+TEST(PcapFile, AFullDiskEndsTheTraceWithItsErrorNotWithSilence) {
+  // /dev/full takes the open and fails every write with ENOSPC.
+  PcapFile file("/dev/full");
+  const std::vector<std::uint8_t> packet(40, 0x45);
+  try {
+    for (int i = 0; i < 1000; ++i) file.write(ipv4_event(), "ip_rcv", packet, 40);
+    file.flush();
+    ADD_FAILURE() << "a thousand packets went into /dev/full without an error";
+  } catch (const SystemError& e) {
+    EXPECT_EQ(e.code(), ENOSPC) << e.what();
+    EXPECT_NE(std::string(e.what()).find("--output-pcap /dev/full"), std::string::npos) << e.what();
+  }
+}
+
 TEST(PcapFile, AnExistingFileIsTruncatedOnlyWhenOpened) {
   char path[] = "/tmp/pwru-pcap-test-XXXXXX";
   const int fd = mkstemp(path);
