@@ -48,8 +48,15 @@ void for_each_entry(int fd, int ncpus, const std::function<void(const Key&, cons
   Key key{}, next{};
   const Key* cursor = nullptr;
   std::vector<pwru_count> per_cpu(n);
-  while (bpf_map_get_next_key(fd, cursor, &next) == 0) {
-    if (bpf_map_lookup_elem(fd, &next, per_cpu.data()) == 0) visit(next, per_cpu.data());
+  for (;;) {
+    if (bpf_map_get_next_key(fd, cursor, &next) != 0) {
+      if (errno == ENOENT) return;  // past the last key
+      throw SystemError("reading a counter map's keys", errno);
+    }
+    if (bpf_map_lookup_elem(fd, &next, per_cpu.data()) == 0)
+      visit(next, per_cpu.data());
+    else if (errno != ENOENT)  // ENOENT: erased since get_next_key, nothing to count
+      throw SystemError("reading a counter map", errno);
     key = next;
     cursor = &key;
   }
