@@ -37,6 +37,8 @@
 #define PWRU_COMM_LEN 16
 /* Upper bound on hooks one tracepoint object can carry (program slots). */
 #define PWRU_MAX_TP_SLOTS 64
+/* Upper bound on the netns one trace filters on (filter_netns entries). */
+#define PWRU_MAX_NETNS_SET 64
 /* Max frames kept per stack trace, as pwru. */
 #define PWRU_MAX_STACK_DEPTH 50
 /* "Argument not present" marker for the argument positions of a hook. */
@@ -261,9 +263,14 @@ struct pwru_filter_cfg {
 	PWRU_U8 has_pcap; /* run the injected pcap filter (bpf/pcap_stub.bpf.h) */
 	PWRU_U8 track_skb_by_stack; /* kprobe backends: --filter-track-skb-by-stackid */
 	PWRU_U8 track_skb; /* --filter-track-skb: a matched skb is reported until freed, filters or not */
-	PWRU_U8 track_skb_in_netns; /* ...but only while it is in filter netns (the agent's scoped traces) */
+	PWRU_U8 track_skb_in_netns; /* ...but only while it is in a traced netns (the agent's scoped traces) */
 	PWRU_U8 output_flags; /* PWRU_OUT_* */
 	PWRU_U16 capture_bytes; /* --output-pcap: packet bytes copied per event (<= PWRU_CAPTURE_MAX); 0: none */
+	/* netns is 0 and the traced netns are the keys of the filter_netns map
+	 * (the agent's traces of several netns): a hash lookup per skb, which
+	 * traces of one netns never make (their compare is on netns). */
+	PWRU_U8 netns_in_map;
+	PWRU_U8 pad[7];
 };
 
 /* pwru-agent's always-on counting, fixed at load time (rodata count_cfg);
@@ -338,7 +345,7 @@ PWRU_STATIC_ASSERT(sizeof(struct pwru_part_tunnel) == 40, "pwru_part_tunnel ABI 
 PWRU_STATIC_ASSERT(sizeof(struct pwru_part_capture) == 8 + PWRU_CAPTURE_MAX, "pwru_part_capture ABI size");
 PWRU_STATIC_ASSERT(sizeof(struct pwru_btf_text) == 8 + PWRU_BTF_TEXT_MAX, "pwru_btf_text ABI size");
 PWRU_STATIC_ASSERT(sizeof(struct pwru_hook_cfg) == 8, "pwru_hook_cfg ABI size");
-PWRU_STATIC_ASSERT(sizeof(struct pwru_filter_cfg) == 24, "pwru_filter_cfg ABI size");
+PWRU_STATIC_ASSERT(sizeof(struct pwru_filter_cfg) == 32, "pwru_filter_cfg ABI size");
 PWRU_STATIC_ASSERT(sizeof(struct pwru_count_cfg) == 8, "pwru_count_cfg ABI size");
 PWRU_STATIC_ASSERT(sizeof(struct pwru_drop_key) == 16, "pwru_drop_key ABI size");
 PWRU_STATIC_ASSERT(sizeof(struct pwru_visit_key) == 8, "pwru_visit_key ABI size");

@@ -37,7 +37,7 @@ int pwru_fentry_xdp(__u64 *ctx)
 	void *data = BPF_CORE_READ(xdp, data);
 	void *data_end = BPF_CORE_READ(xdp, data_end);
 	struct net_device *dev = BPF_CORE_READ(xdp, rxq, dev);
-	if (filter_cfg.netns && (!dev || BPF_CORE_READ(dev, nd_net.net, ns.inum) != filter_cfg.netns))
+	if (netns_filtered() && (!dev || !netns_wanted(BPF_CORE_READ(dev, nd_net.net, ns.inum))))
 		return 0;
 	if (filter_cfg.ifindex && (!dev || BPF_CORE_READ(dev, ifindex) != filter_cfg.ifindex))
 		return 0;

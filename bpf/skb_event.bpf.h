@@ -86,6 +86,18 @@ struct {
 } tracked_skbs SEC(".maps");
 
 /*
+ * The netns a trace of several netns keeps (pwru_filter_cfg.netns_in_map):
+ * keys are netns inodes, written by user space before any program is
+ * attached and never changed after. Sized by user space (1 entry when unused).
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u32);
+	__type(value, __u8);
+	__uint(max_entries, 1);
+} filter_netns SEC(".maps");
+
+/*
  * --output-skb / --output-skb-shared-info: a BTF rendering per event is too
  * big for the ring record, so it goes into these maps under the event's
  * dump_id and user space takes it out. LRU: texts of events the ring lost
@@ -168,10 +180,28 @@ static __always_inline __u32 skb_ifindex(struct sk_buff *skb)
 	return dev ? PWRU_DEV_READ(dev, ifindex) : 0;
 }
 
+/* Whether the trace is limited to some netns at all. */
+static __always_inline bool netns_filtered(void)
+{
+	return filter_cfg.netns || filter_cfg.netns_in_map;
+}
+
+/*
+ * Whether an skb of netns `ns` is the trace's, when netns_filtered(). One
+ * netns is a compare with rodata; only a set pays for a hash lookup. The
+ * flag is rodata too: the verifier removes the branch a trace cannot take.
+ */
+static __always_inline bool netns_wanted(__u32 ns)
+{
+	if (filter_cfg.netns_in_map)
+		return bpf_map_lookup_elem(&filter_netns, &ns) != NULL;
+	return ns == filter_cfg.netns;
+}
+
 /* Cheapest checks first; none of them touches packet data. */
 static __always_inline bool skb_passes_meta_filters(struct sk_buff *skb)
 {
-	if (filter_cfg.netns && skb_netns(skb) != filter_cfg.netns)
+	if (netns_filtered() && !netns_wanted(skb_netns(skb)))
 		return false;
 	if (filter_cfg.mark_mask &&
 	    (PWRU_SKB_READ(skb, mark) & filter_cfg.mark_mask) != filter_cfg.mark)
@@ -659,7 +689,7 @@ static __always_inline bool report_skb(void *ctx, struct sk_buff *skb, __u16 hoo
 	}
 	__u64 addr = (__u64)skb;
 	bool tracked = filter_cfg.track_skb && bpf_map_lookup_elem(&tracked_skbs, &addr);
-	if (tracked && filter_cfg.track_skb_in_netns && skb_netns(skb) != filter_cfg.netns) {
+	if (tracked && filter_cfg.track_skb_in_netns && !netns_wanted(skb_netns(skb))) {
 		/* It left the traced netns, or its address now holds another
 		 * netns's skb whose free this backend could not see (the
 		 * tracepoints miss most TCP/UDP frees): either way not the

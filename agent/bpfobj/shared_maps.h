@@ -13,9 +13,9 @@ struct bpf_object;
 
 namespace pwru {
 
-inline constexpr std::array<std::string_view, 10> kSharedMapNames = {
-    "events",      "counters",     "stacks",    "drop_counts",  "visit_counts",
-    "visit_cache", "tracked_skbs", "print_skb", "print_shinfo", "dump_seq"};
+inline constexpr std::array<std::string_view, 11> kSharedMapNames = {
+    "events",       "counters",  "stacks",       "drop_counts", "visit_counts", "visit_cache",
+    "tracked_skbs", "print_skb", "print_shinfo", "dump_seq",    "filter_netns"};
 
 // Declared by several objects and private to each on purpose: per-CPU
 // scratch that lives within one program run.

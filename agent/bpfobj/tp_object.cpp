@@ -1,7 +1,10 @@
 #include "bpfobj/tp_object.h"
 
+#include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <string>
 
@@ -44,7 +47,15 @@ TpObject::~TpObject() {
 }
 
 void TpObject::configure(const std::vector<TpSlot>& slots, const pwru_filter_cfg& filter, std::uint32_t ring_bytes,
-                         std::shared_ptr<const CompiledPcap> pcap) {
+                         std::shared_ptr<const CompiledPcap> pcap, std::size_t netns_set_size) {
+  if (netns_set_size > PWRU_MAX_NETNS_SET)
+    throw UsageError("a trace filters on at most " + std::to_string(PWRU_MAX_NETNS_SET) + " network namespaces, not " +
+                     std::to_string(netns_set_size));
+  // A set without members would drop every skb in silence.
+  if ((filter.netns_in_map != 0) != (netns_set_size != 0))
+    throw SystemError(filter.netns_in_map ? "a netns-set filter with no netns in it"
+                                          : "netns to filter on without the filter's netns_in_map",
+                      EINVAL);
   if (slots.size() > kMaxSlots)
     throw UsageError("this kernel has " + std::to_string(slots.size()) + " skb tracepoints but the object has " +
                      std::to_string(kMaxSlots) + " program slots; narrow them down with --filter-func");
@@ -69,6 +80,9 @@ void TpObject::configure(const std::vector<TpSlot>& slots, const pwru_filter_cfg
   constexpr std::uint32_t kPendingTexts = 512;
   bpf_map__set_max_entries(skel_->maps.print_skb, (filter.output_flags & PWRU_OUT_SKB) ? kPendingTexts : 1);
   bpf_map__set_max_entries(skel_->maps.print_shinfo, (filter.output_flags & PWRU_OUT_SHINFO) ? kPendingTexts : 1);
+  if (int err = bpf_map__set_max_entries(skel_->maps.filter_netns,
+                                         static_cast<std::uint32_t>(std::max<std::size_t>(1, netns_set_size))))
+    throw_libbpf("sizing the netns filter map", err);
 }
 
 void TpObject::configure_counting(const pwru_count_cfg& counting, std::uint32_t drop_entries,
@@ -89,6 +103,14 @@ void TpObject::load() {
     throw_if_injection_failed(by_slot_);
     throw_libbpf("loading the tracepoint BPF programs (run with --debug for the verifier log)", err);
   }
+}
+
+void TpObject::fill_netns_filter(const std::vector<std::uint32_t>& netns_set) {
+  const int fd = bpf_map__fd(skel_->maps.filter_netns);
+  const std::uint8_t wanted = 1;
+  for (std::uint32_t netns : netns_set)
+    if (bpf_map_update_elem(fd, &netns, &wanted, BPF_ANY) != 0)
+      throw SystemError("writing netns " + std::to_string(netns) + " into the netns filter map", errno);
 }
 
 struct bpf_program* TpObject::program(std::size_t slot) const {

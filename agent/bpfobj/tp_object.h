@@ -35,14 +35,19 @@ class TpObject {
 
   // Points slot i at slots[i].tracepoint; slots past the end are not loaded.
   // `pcap` (may be null: match all) is written into every loaded program.
+  // `netns_set_size`: the netns fill_netns_filter() will write (filter's
+  // netns_in_map), up to PWRU_MAX_NETNS_SET; 0 for any other trace.
   void configure(const std::vector<TpSlot>& slots, const pwru_filter_cfg& filter, std::uint32_t ring_bytes,
-                 std::shared_ptr<const CompiledPcap> pcap);
+                 std::shared_ptr<const CompiledPcap> pcap, std::size_t netns_set_size);
   // pwru-agent's counting (count_cfg in rodata) and the sizes of its drop
   // and visit counter maps; a trace passes a zero `counting` and one entry
   // each. Before load().
   void configure_counting(const pwru_count_cfg& counting, std::uint32_t drop_entries, std::uint32_t visit_entries);
   // Verifies and loads every configured slot (one BTF parse for all).
   void load();
+  // After load(), before any program is attached: the netns a netns-set
+  // trace keeps (every object of the trace reads them through SharedMaps).
+  void fill_netns_filter(const std::vector<std::uint32_t>& netns_set);
 
   struct bpf_program* program(std::size_t slot) const;
   int events_fd() const;

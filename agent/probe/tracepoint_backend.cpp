@@ -16,7 +16,8 @@ namespace {
 // One object, one slot per tracepoint, hook id = index in `tracepoints`.
 std::unique_ptr<TpObject> load_object(const std::vector<SkbTracepoint>& tracepoints, const pwru_filter_cfg& filter,
                                       std::uint32_t ring_bytes, const std::shared_ptr<const CompiledPcap>& pcap,
-                                      const pwru_count_cfg& counting, CounterMapSizes counter_sizes) {
+                                      const pwru_count_cfg& counting, CounterMapSizes counter_sizes,
+                                      const std::vector<std::uint32_t>& netns_set) {
   std::vector<TpSlot> slots;
   for (std::size_t i = 0; i < tracepoints.size(); ++i) {
     TpSlot slot;
@@ -30,9 +31,10 @@ std::unique_ptr<TpObject> load_object(const std::vector<SkbTracepoint>& tracepoi
     slots.push_back(slot);
   }
   auto object = std::make_unique<TpObject>();
-  object->configure(slots, filter, ring_bytes, pcap);
+  object->configure(slots, filter, ring_bytes, pcap, netns_set.size());
   object->configure_counting(counting, counter_sizes.drop_entries, counter_sizes.visit_entries);
   object->load();
+  object->fill_netns_filter(netns_set);
   return object;
 }
 
@@ -48,7 +50,8 @@ std::vector<SkbTracepoint> tracepoints_beside_kprobes(const std::vector<SkbTrace
 
 TracepointBackend::TracepointBackend(const std::vector<SkbTracepoint>& tracepoints, const pwru_filter_cfg& filter,
                                      std::uint32_t ring_bytes, std::shared_ptr<const CompiledPcap> pcap,
-                                     std::optional<CounterMapSizes> counting) {
+                                     std::optional<CounterMapSizes> counting,
+                                     const std::vector<std::uint32_t>& netns_set) {
   const CounterMapSizes counter_sizes = counting.value_or(CounterMapSizes{});
   if (counting) {
     counting_.count_only = 1;
@@ -58,7 +61,7 @@ TracepointBackend::TracepointBackend(const std::vector<SkbTracepoint>& tracepoin
     throw SystemError("this kernel's BTF lists no tracepoint with a struct sk_buff * argument", ENOENT);
   std::vector<SkbTracepoint> usable = tracepoints;
   try {
-    object_ = load_object(usable, filter, ring_bytes, pcap, counting_, counter_sizes);
+    object_ = load_object(usable, filter, ring_bytes, pcap, counting_, counter_sizes, netns_set);
   } catch (const SystemError&) {
     // One tracepoint this kernel's verifier refuses must not take the others
     // down: load each alone to find it, then all that passed together. The
@@ -67,14 +70,14 @@ TracepointBackend::TracepointBackend(const std::vector<SkbTracepoint>& tracepoin
     usable.clear();
     for (const SkbTracepoint& tp : tracepoints) {
       try {
-        load_object({tp}, filter, ring_bytes, pcap, counting_, counter_sizes);
+        load_object({tp}, filter, ring_bytes, pcap, counting_, counter_sizes, netns_set);
         usable.push_back(tp);
       } catch (const SystemError& e) {
         refused_.push_back(tp.name + ": the kernel refused its program (" + e.what() + ")");
       }
     }
     if (usable.empty()) throw;
-    object_ = load_object(usable, filter, ring_bytes, pcap, counting_, counter_sizes);
+    object_ = load_object(usable, filter, ring_bytes, pcap, counting_, counter_sizes, netns_set);
   }
   for (const SkbTracepoint& tp : usable)
     hooks_.push_back(Hook{static_cast<std::uint16_t>(hooks_.size()), tp.name, tp.reason_arg >= 0});

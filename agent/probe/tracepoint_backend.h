@@ -52,10 +52,12 @@ class TracepointBackend {
   // the kernel refuses are left out and reported by attach() as skipped.
   // `pcap` may be null (no expression: everything matches). `counting`:
   // pwru-agent's count-only programs with counter maps of these sizes
-  // (`filter` is then ignored); none: a trace.
+  // (`filter` is then ignored); none: a trace. `netns_set`: the netns a
+  // trace with filter.netns_in_map keeps (written before attach()).
   TracepointBackend(const std::vector<SkbTracepoint>& tracepoints, const pwru_filter_cfg& filter,
                     std::uint32_t ring_bytes, std::shared_ptr<const CompiledPcap> pcap = nullptr,
-                    std::optional<CounterMapSizes> counting = std::nullopt);
+                    std::optional<CounterMapSizes> counting = std::nullopt,
+                    const std::vector<std::uint32_t>& netns_set = {});
   ~TracepointBackend();
   TracepointBackend(const TracepointBackend&) = delete;
   TracepointBackend& operator=(const TracepointBackend&) = delete;

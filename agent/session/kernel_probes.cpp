@@ -168,8 +168,11 @@ class KernelProbes final : public TraceProbes {
   void load_tracepoints(const KernelBtf& btf, const TraceConfig& config) {
     std::vector<SkbTracepoint> tracepoints = phases_.time("btf tracepoints", [&] { return btf.skb_tracepoints(); });
     if (choice_.kprobe) tracepoints = tracepoints_beside_kprobes(tracepoints);
+    // The netns set goes into the tracepoint object's map, before anything
+    // attaches; the kprobe and tc/XDP objects read the same map (SharedMaps).
     tracepoints_ = phases_.time("tracepoint load", [&] {
-      return std::make_unique<TracepointBackend>(tracepoints, config.filter, config.ring_bytes, config.pcap);
+      return std::make_unique<TracepointBackend>(tracepoints, config.filter, config.ring_bytes, config.pcap,
+                                                 std::nullopt, config.netns_set);
     });
   }
 

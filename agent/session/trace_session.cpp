@@ -78,6 +78,17 @@ pwru_filter_cfg with_output_switches(pwru_filter_cfg filter, const TraceConfig& 
   return filter;
 }
 
+// A set of netns is looked up in a map; one netns stays the rodata compare.
+// A tracked skb is followed only while it is in one of them, as with one.
+pwru_filter_cfg with_netns_set(pwru_filter_cfg filter, const TraceConfig& config) {
+  filter.netns_in_map = config.netns_set.empty() ? 0 : 1;
+  if (filter.netns_in_map) {
+    filter.netns = 0;
+    filter.track_skb_in_netns = 1;
+  }
+  return filter;
+}
+
 }  // namespace
 
 struct TraceSession::Impl {
@@ -98,7 +109,7 @@ TraceSession::TraceSession(const KernelBtf& btf, TraceConfig config, LineSink& s
 
 TraceSession::TraceSession(const KernelBtf& btf, TraceConfig config, LineSink& sink, const ProbeLoader& load)
     : config_(std::move(config)), sink_(sink), impl_(std::make_unique<Impl>()) {
-  config_.filter = with_output_switches(config_.filter, config_);
+  config_.filter = with_netns_set(with_output_switches(config_.filter, config_), config_);
   impl_->probes = load(btf, config_, startup_);
   follow_journeys();
   name_events(btf);
@@ -164,6 +175,12 @@ AttachReport TraceSession::attach(const std::function<bool()>& cancelled,
   return report;
 }
 
+bool TraceSession::traced_netns(std::uint32_t netns) const {
+  if (!config_.netns_set.empty())
+    return std::find(config_.netns_set.begin(), config_.netns_set.end(), netns) != config_.netns_set.end();
+  return !config_.filter.netns || netns == config_.filter.netns;
+}
+
 bool TraceSession::handle(const RingRecord& record) {
   if (impl_->repeated_drop_hooks.count(record.event.hook_id)) return true;
   pwru_event masked;
@@ -171,9 +188,10 @@ bool TraceSession::handle(const RingRecord& record) {
     masked = record.event;
     masked.skb_addr = (*impl_->pseudonym)(masked.skb_addr);
     // A packet is often handled in softirq on whatever task was running:
-    // a netns-scoped trace names only tasks of that netns, never another
+    // a netns-scoped trace names only tasks of its netns, never another
     // tenant's process (it prints "-:0").
-    if (config_.filter.netns && impl_->programs.task_netns(masked) != config_.filter.netns) {
+    const bool scoped = config_.filter.netns || !config_.netns_set.empty();
+    if (scoped && !traced_netns(impl_->programs.task_netns(masked))) {
       std::memset(masked.comm, 0, sizeof(masked.comm));
       masked.comm[0] = '-';
       masked.pid = 0;

@@ -27,6 +27,10 @@ constexpr std::uint64_t kCliSummaryBudgetBytes = 512ull << 20;
 
 struct TraceConfig {
   pwru_filter_cfg filter{};
+  // The agent's traces of several netns: the programs keep skbs of these
+  // (a map lookup each); filter.netns is then 0, and the session sets
+  // netns_in_map and track_skb_in_netns. Empty: filter.netns alone decides.
+  std::vector<std::uint32_t> netns_set;
   OutputOptions output;
   std::uint64_t limit = 0;  // stop after this many events; 0: no limit
   std::uint32_t ring_bytes = 8u << 20;
@@ -121,6 +125,9 @@ class TraceSession {
   void name_events(const KernelBtf& btf);
   void open_output();
   bool handle(const RingRecord& record);
+  // Whether events of a task in `netns` may name it: only tasks of the
+  // trace's own netns when it has some.
+  bool traced_netns(std::uint32_t netns) const;
 
   TraceConfig config_;
   LineSink& sink_;

@@ -1,5 +1,6 @@
 #include "traces/trace_request.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <nlohmann/json.hpp>
@@ -7,6 +8,7 @@
 
 #include "common/error.h"
 #include "common/function_name_filter.h"
+#include "pwru_abi.h"
 
 namespace pwru {
 
@@ -153,6 +155,36 @@ TraceTarget read_target(const json& body) {
   return t;
 }
 
+bool is_netns_inode(const json& v) {
+  return v.is_number_unsigned() && v.get<std::uint64_t>() != 0 && v.get<std::uint64_t>() <= 0xffffffffu;
+}
+
+// "netns": one inode, or an array of distinct ones (one trace of several
+// netns, each kept by the BPF filter's map: at most PWRU_MAX_NETNS_SET).
+std::vector<std::uint32_t> netns_field(const json& v) {
+  constexpr const char* kInode =
+      "a network namespace inode number, from 1 to 4294967295 (as pwru --output-json prints it)";
+  if (!v.is_array()) {
+    if (!is_netns_inode(v)) bad(std::string("\"netns\" must be ") + kInode + ", or an array of them; got " + shown(v));
+    return {static_cast<std::uint32_t>(v.get<std::uint64_t>())};
+  }
+  if (v.empty())
+    bad("\"netns\" is an empty array; list the inodes of the netns to trace (1 to " +
+        std::to_string(PWRU_MAX_NETNS_SET) + "), or leave \"netns\" out to trace the node");
+  if (v.size() > PWRU_MAX_NETNS_SET)
+    bad("\"netns\" lists " + std::to_string(v.size()) + " netns; one trace takes at most " +
+        std::to_string(PWRU_MAX_NETNS_SET) + ": split them over several traces");
+  std::vector<std::uint32_t> inodes;
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    if (!is_netns_inode(v[i])) bad("\"netns\"[" + std::to_string(i) + "] must be " + kInode + "; got " + shown(v[i]));
+    const auto inode = static_cast<std::uint32_t>(v[i].get<std::uint64_t>());
+    if (std::find(inodes.begin(), inodes.end(), inode) != inodes.end())
+      bad("\"netns\" lists " + std::to_string(inode) + " twice; list each netns once");
+    inodes.push_back(inode);
+  }
+  return inodes;
+}
+
 }  // namespace
 
 TraceTarget parse_trace_target(std::string_view body) { return read_target(parse_body(body)); }
@@ -213,12 +245,11 @@ TraceRequest parse_trace_request(std::string_view text, const TraceRequestLimits
   // Numbers: only what the field can hold, checked before any conversion
   // (nlohmann keeps integers beyond 2^64-1 as doubles, "-0" as a signed 0).
   if (body.contains("netns")) {
-    const json& v = body.at("netns");
-    if (!v.is_number_unsigned() || v.get<std::uint64_t>() == 0 || v.get<std::uint64_t>() > 0xffffffffu)
-      bad("\"netns\" must be a network namespace inode number, from 1 to 4294967295 (as pwru --output-json prints "
-          "it); got " +
-          shown(v));
-    r.netns = static_cast<std::uint32_t>(v.get<std::uint64_t>());
+    std::vector<std::uint32_t> inodes = netns_field(body.at("netns"));
+    if (inodes.size() == 1)
+      r.netns = inodes.front();
+    else
+      r.netns_set = std::move(inodes);
   }
   if (body.contains("filter")) r.filter = string_field(body, "filter");
   if (body.contains("functions")) {

@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "output/event_formatter.h"
 
@@ -28,6 +29,9 @@ struct TraceRequest {
   std::string functions;               // RE2 regex over kprobe function names (whole name); "" = all
   bool track_skb = false;              // pwru's --filter-track-skb
   bool summary = false;                // pwru --summary: journeys in the final summary line
+  // "netns" as an array of 2 to PWRU_MAX_NETNS_SET distinct inodes (one
+  // trace of several netns); an array of one is `netns`.
+  std::vector<std::uint32_t> netns_set;
   std::chrono::milliseconds duration{0};
   std::uint64_t max_events = 0;
   OutputOptions output;  // json unless "format": "text"

@@ -54,10 +54,11 @@ std::string json_line(const nlohmann::json& value) {
 // What a request traces, resolved: a pod's netns (held open), a netns, the
 // node, or a pod on another node whose agent gets the request.
 struct TracedTarget {
-  std::string description = "node";  // "pod shop/web-0 (netns 4026532...)", "netns ...", "node"
-  UniqueFd netns_pin;
-  std::uint32_t netns = 0;  // 0: every netns
-  std::string pod_uid;      // pod-scoped traces: ended when the pod leaves
+  std::string description = "node";      // "pod shop/web-0 (netns 4026532...)", "netns ...", "node"
+  std::vector<UniqueFd> netns_pins;      // one per traced netns with a process in it
+  std::uint32_t netns = 0;               // 0: every netns, or the netns_set's
+  std::vector<std::uint32_t> netns_set;  // "netns" as an array: several netns in one trace
+  std::string pod_uid;                   // pod-scoped traces: ended when the pod leaves
   std::optional<PeerAgent> peer;
 };
 
@@ -83,8 +84,8 @@ TracedTarget resolve_pod(const TraceRequest& request, const PodDirectory& pods, 
     throw RequestError(400, "pod " + who +
                                 " uses the host's network: its packets cannot be told apart from "
                                 "the node's. Trace the node (leave out namespace/pod) with a filter for its ports");
-  target.netns_pin = pin_netns(config.proc_root, pod.netns, pod.pod_uid);
-  if (!target.netns_pin)
+  target.netns_pins.push_back(pin_netns(config.proc_root, pod.netns, pod.pod_uid));
+  if (!target.netns_pins.back())
     throw RequestError(404, "pod " + who + " has no process in its network namespace " + std::to_string(pod.netns) +
                                 " any more (restarting, or being deleted); try "
                                 "again in a few seconds");
@@ -101,22 +102,33 @@ TracedTarget resolve_target(const TraceRequest& request, const PodDirectory& pod
   if (request.netns) {
     // A node-level caller may trace any netns; held open when a process
     // lives in it, so the number keeps naming the same netns.
-    target.netns_pin = pin_netns(config.proc_root, *request.netns);
+    target.netns_pins.push_back(pin_netns(config.proc_root, *request.netns));
     target.netns = *request.netns;
     target.description = "netns " + std::to_string(*request.netns);
+  }
+  if (!request.netns_set.empty()) {
+    // The same right (the node's) and the same pins as one netns, each.
+    target.description = "netns ";
+    for (std::uint32_t inode : request.netns_set) {
+      target.netns_pins.push_back(pin_netns(config.proc_root, inode));
+      target.description += (target.netns_set.empty() ? "" : ",") + std::to_string(inode);
+      target.netns_set.push_back(inode);
+    }
   }
   return target;
 }
 
 // The session's settings: what the request asks, within this agent's
 // limits, in the netns resolved for it. 400 for a filter that does not compile.
-TraceConfig trace_config(const TraceRequest& request, std::uint32_t netns, const TraceServiceConfig& config,
+TraceConfig trace_config(const TraceRequest& request, const TracedTarget& target, const TraceServiceConfig& config,
                          const std::shared_ptr<JourneyBudget>& summary_budget) {
   TraceConfig trace;
-  trace.filter.netns = netns;
+  trace.filter.netns = target.netns;
   // A tracked skb is reported outside the traced netns by pwru; a scoped
-  // trace must never see another netns's packets through it.
-  trace.filter.track_skb_in_netns = netns != 0 ? 1 : 0;
+  // trace must never see another netns's packets through it. (A set's
+  // flags are the session's: with_netns_set.)
+  trace.filter.track_skb_in_netns = target.netns != 0 ? 1 : 0;
+  trace.netns_set = target.netns_set;
   if (!request.filter.empty()) {
     try {
       trace.pcap = std::make_shared<const CompiledPcap>(compile_pcap(request.filter));
@@ -234,10 +246,10 @@ TraceStream TraceService::start_as(const TraceCaller& caller, std::string_view b
   const Reservation slot(*this);
   TracedTarget target = resolve_target(request, pods_, config_, forwarded_by);
   if (target.peer) return relay(*target.peer, body, caller, remote, request);
-  const TraceConfig trace = trace_config(request, target.netns, config_, summary_budget_);
+  const TraceConfig trace = trace_config(request, target, config_, summary_budget_);
   auto running = std::shared_ptr<RunningTrace>(
       new RunningTrace(*this, new_trace_id(), std::move(request), std::move(target.description), remote, caller.user));
-  running->netns_pin_ = std::move(target.netns_pin);
+  running->netns_pins_ = std::move(target.netns_pins);
   running->netns_ = target.netns;
   running->pod_uid_ = std::move(target.pod_uid);
   running->session_ = load_programs(config_.load_session, trace, *running->sink_);

@@ -14,6 +14,7 @@
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/unique_fd.h"
 #include "config/agent_config.h"
@@ -168,9 +169,9 @@ class RunningTrace {
   std::string user_;  // the Kubernetes user who asked, if auth is kubernetes
   std::chrono::system_clock::time_point started_;
   std::unique_ptr<ForwardingSink> sink_;
-  // The traced netns, held open so its inode number (the BPF filter) is
-  // not handed to another netns while the trace runs.
-  UniqueFd netns_pin_;
+  // The traced netns, held open so their inode numbers (the BPF filter) are
+  // not handed to other netns while the trace runs.
+  std::vector<UniqueFd> netns_pins_;
   std::uint32_t netns_ = 0;
   std::string pod_uid_;  // pod-scoped traces: ended when the pod leaves
   std::unique_ptr<TraceSession> session_;

@@ -308,6 +308,25 @@ grep -v '"summary"' /tmp/agent.trace | grep -qv "\"netns\":$INODE_B," && fail "t
 tail -n 1 /tmp/agent.trace | grep -q "\"summary\".*\"backend\":\"$B\".*\"ended\":\"duration\"" ||
 	fail "summary line: $(tail -n 1 /tmp/agent.trace)"
 tail -n 1 /tmp/agent.trace
+echo "== pwru-agent: one trace of netns a and b (\"netns\" as an array: the filter_netns map) on $B"
+# Echo requests and replies in a and b, and ICMP in the root netns, which
+# the set leaves out.
+$IP netns exec a ping -c 120 -i 0.25 10.241.0.2 >/dev/null &
+PING=$!
+ping -c 120 -i 0.25 127.0.0.1 >/dev/null &
+PING_ROOT=$!
+wget -q -O /tmp/agent.set --header 'Content-Type: application/json' \
+	--post-data "{\"netns\":[$INODE_A,$INODE_B],\"functions\":\"^(ip_rcv|icmp_rcv)\$\",\"filter\":\"icmp\",\"duration\":\"4s\"}" \
+	http://127.0.0.1:9464/v1/traces || fail "POST /v1/traces with a netns array"
+kill "$PING" "$PING_ROOT" 2>/dev/null
+wait "$PING" "$PING_ROOT"
+grep -q "\"func\":\"icmp_rcv\".*\"netns\":$INODE_A," /tmp/agent.set || fail "no icmp_rcv (kprobe) event in netns a: $(head -c 600 /tmp/agent.set)"
+grep -q "\"func\":\"icmp_rcv\".*\"netns\":$INODE_B," /tmp/agent.set || fail "no icmp_rcv (kprobe) event in netns b"
+grep -v '"summary"' /tmp/agent.set | grep -v "\"netns\":$INODE_A," | grep -qv "\"netns\":$INODE_B," &&
+	fail "set trace events outside netns a and b: $(grep -v '"summary"' /tmp/agent.set | grep -v "\"netns\":$INODE_A," | grep -v "\"netns\":$INODE_B," | head -c 600)"
+tail -n 1 /tmp/agent.set | grep -q "\"summary\".*\"ended\":\"duration\"" || fail "set summary line: $(tail -n 1 /tmp/agent.set)"
+tail -n 1 /tmp/agent.set | grep -q "\"target\":\"netns $INODE_A,$INODE_B\"" || fail "set summary target: $(tail -n 1 /tmp/agent.set)"
+echo "set trace: $(grep -c "\"netns\":$INODE_A," /tmp/agent.set) events in a, $(grep -c "\"netns\":$INODE_B," /tmp/agent.set) in b"
 if [ "$B" = kprobe ]; then
 	# Plain kprobes detach one grace period per link (about 30 s for a
 	# whole trace): the client gets its summary and the end of the response

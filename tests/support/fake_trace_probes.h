@@ -47,6 +47,8 @@ class FakeKernel : public std::enable_shared_from_this<FakeKernel> {
       {
         std::lock_guard lock(self->mu_);
         self->last_config_ = config;
+        // What kernel_probes writes into the filter_netns map.
+        self->netns_filter_ = config.filter.netns_in_map ? config.netns_set : std::vector<std::uint32_t>{};
       }
       if (!self->usage_failure.empty()) throw UsageError(self->usage_failure);
       if (!self->load_failure.empty()) throw std::runtime_error(self->load_failure);
@@ -82,6 +84,11 @@ class FakeKernel : public std::enable_shared_from_this<FakeKernel> {
   std::optional<TraceConfig> last_config() const {
     std::lock_guard lock(mu_);
     return last_config_;
+  }
+  // The netns the last loaded programs' filter_netns map holds (empty: no set).
+  std::vector<std::uint32_t> netns_filter() const {
+    std::lock_guard lock(mu_);
+    return netns_filter_;
   }
 
   // A plain event on hook `hook_id`.
@@ -195,6 +202,7 @@ class FakeKernel : public std::enable_shared_from_this<FakeKernel> {
   std::vector<std::string> calls_;
   int alive_ = 0;
   std::optional<TraceConfig> last_config_;
+  std::vector<std::uint32_t> netns_filter_;
 };
 
 // A BTF without types: the fake kernel names no drop reasons or functions.

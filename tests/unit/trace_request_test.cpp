@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "common/error.h"
+#include "pwru_abi.h"
 
 namespace pwru {
 namespace {
@@ -109,6 +110,57 @@ TEST(TraceRequest, EveryMistakeIsA400ThatSaysWhatToFix) {
       EXPECT_NE(std::string(e.what()).find(c.message_part), std::string::npos)
           << c.body << "\n  said: " << e.what() << "\n  want: " << c.message_part;
     }
+  }
+}
+
+// "netns" as an array: one trace of several netns; the BPF map's bound
+// (PWRU_MAX_NETNS_SET) is the cap, and every inode is checked as one is.
+TEST(TraceRequest, NetnsMayBeAnArrayOfDistinctInodes) {
+  const TraceRequest two = parse_trace_request(R"({"netns":[4026532301,4026531840]})", kLimits);
+  EXPECT_FALSE(two.netns);
+  EXPECT_EQ(two.netns_set, (std::vector<std::uint32_t>{4026532301u, 4026531840u}));
+  // One is a single netns: the programs' compare, no map lookup.
+  const TraceRequest one = parse_trace_request(R"({"netns":[4026532301]})", kLimits);
+  EXPECT_EQ(one.netns, 4026532301u);
+  EXPECT_TRUE(one.netns_set.empty());
+  EXPECT_TRUE(parse_trace_request(R"({"netns":4026532301})", kLimits).netns_set.empty());
+  std::string most = "{\"netns\":[";
+  for (int i = 1; i <= PWRU_MAX_NETNS_SET; ++i) most += (i > 1 ? "," : "") + std::to_string(4026532000 + i);
+  EXPECT_EQ(parse_trace_request(most + "]}", kLimits).netns_set.size(), std::size_t{PWRU_MAX_NETNS_SET});
+  // The target (what authorization reads) is the node's, as for one netns.
+  const TraceTarget target = parse_trace_target(R"({"netns":[4026532301,4026531840]})");
+  EXPECT_TRUE(target.namespace_name.empty() && target.pod.empty());
+
+  const BadCase cases[] = {
+      {R"({"netns":[]})", "\"netns\" is an empty array; list the inodes of the netns to trace (1 to 64)"},
+      {R"({"netns":[4026532301,4026532301]})", "\"netns\" lists 4026532301 twice; list each netns once"},
+      {R"({"netns":[4026532301,0]})", "\"netns\"[1] must be a network namespace inode number, from 1 to 4294967295"},
+      {R"({"netns":[4026532301,"4026531840"]})", "\"netns\"[1] must be a network namespace inode number"},
+      {R"({"netns":[1.5]})", "\"netns\"[0] must be"},
+      {R"({"netns":[-1]})", "\"netns\"[0] must be"},
+      {R"({"netns":[4294967296]})", "\"netns\"[0] must be"},
+      {R"({"netns":[[4026532301]]})", "\"netns\"[0] must be"},
+      {R"({"netns":[null]})", "\"netns\"[0] must be"},
+      {R"({"netns":{"a":1}})",
+       "\"netns\" must be a network namespace inode number, from 1 to 4294967295 (as pwru "
+       "--output-json prints it), or an array of them"},
+      {R"({"namespace":"shop","pod":"web-0","netns":[4026532301,4026531840]})", "either"},
+  };
+  for (const BadCase& c : cases) {
+    try {
+      parse_trace_request(c.body, kLimits);
+      ADD_FAILURE() << "accepted: " << c.body;
+    } catch (const RequestError& e) {
+      EXPECT_EQ(e.status(), 400) << c.body;
+      EXPECT_NE(std::string(e.what()).find(c.message_part), std::string::npos)
+          << c.body << "\n  said: " << e.what() << "\n  want: " << c.message_part;
+    }
+  }
+  try {
+    parse_trace_request(most + ",4026531840]}", kLimits);
+    ADD_FAILURE() << "accepted 65 netns";
+  } catch (const RequestError& e) {
+    EXPECT_STREQ(e.what(), "\"netns\" lists 65 netns; one trace takes at most 64: split them over several traces");
   }
 }
 
