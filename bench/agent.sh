@@ -12,9 +12,11 @@
 #   BENCH_SCRAPES     scrapes timed                                       (default 20)
 #
 # Measures, in one run:
-#   1. TCP throughput over a veth pair between two netns without the agent
-#      and with it counting every packet at the default visit hooks (the
-#      embedded default configuration), runs interleaved; prints the ratio.
+#   1. TCP throughput over a veth pair between two netns without the agent,
+#      with an empty program on the agent's default visit hooks (the floor:
+#      what any program there costs) and with the agent counting every
+#      packet there (the embedded default configuration), runs interleaved;
+#      prints the ratios.
 #   2. Scrape time of /metrics (curl, loopback) with BENCH_SERIES label sets
 #      in the kernel maps (half drops, half visits; real kernel addresses to
 #      symbolize), and the agent's resident memory.
@@ -28,6 +30,7 @@ source "$SCRIPT_DIR/lib.sh"
 AGENT=${1:-$REPO_ROOT/build/pwru-agent}
 case $AGENT in /*) ;; *) AGENT=$PWD/$AGENT ;; esac
 FILL=$REPO_ROOT/build/bench/fill_counter_maps
+HOOK_COST=$REPO_ROOT/build/bench/hook_cost
 
 ROUNDS=${BENCH_ROUNDS:-9}
 DURATION=${BENCH_DURATION:-5}
@@ -52,6 +55,7 @@ for tool in ip iperf3 python3 timeout curl ss bpftool sysctl; do
 done
 [[ -x $AGENT ]] || die "pwru-agent '$AGENT' not found (build it, or pass its path as \$1)"
 [[ -x $FILL ]] || die "$FILL not found: build the tree first (cmake --build build)"
+[[ -x $HOOK_COST ]] || die "$HOOK_COST not found: build the tree first (cmake --build build)"
 [[ $ROUNDS =~ ^[0-9]+$ && $ROUNDS -ge 3 ]] || die "BENCH_ROUNDS must be an integer >= 3"
 [[ $SERIES =~ ^[0-9]+$ && $SERIES -ge 2 && $SERIES -le 200000 ]] || die "BENCH_SERIES must be in 2..200000"
 [[ $SCRAPES =~ ^[0-9]+$ && $SCRAPES -ge 1 && $SCRAPES -le 1000 ]] || die "BENCH_SCRAPES must be in 1..1000"
@@ -59,11 +63,13 @@ done
 TMP=$(mktemp -d /tmp/pwru-agent-bench.XXXXXX)
 AGENT_PID=""
 SERVER_PID=""
+EMPTY_PID=""
 NS_CREATED=()
 BPF_STATS_BEFORE=$(sysctl -n kernel.bpf_stats_enabled 2>/dev/null || echo 0)
 
 stop_bench_processes() {
     stop_pid "$AGENT_PID" KILL
+    stop_pid "$EMPTY_PID" KILL
     stop_pid "$SERVER_PID" TERM
 }
 bench_cleanup_on_exit
@@ -108,11 +114,35 @@ start_server
 DURATION=1 run_client "$TMP/warmup.json"
 
 # ---------------------------------------------------------------- 1. TCP overhead
+# The tracepoints the agent attaches by default, for the empty program.
+start_agent hooks ""
+mapfile -t DEFAULT_HOOKS < <("$HOOK_COST" stats "$AGENT_PID" | cut -d' ' -f1 | sort)
+stop_agent
+((${#DEFAULT_HOOKS[@]} > 0)) || die "the agent attached no tracepoint"
+
+start_empty() {
+    rm -f "$TMP/empty.out"
+    "$HOOK_COST" empty 600 "${DEFAULT_HOOKS[@]}" >"$TMP/empty.out" 2>"$TMP/empty.err" &
+    EMPTY_PID=$!
+    local deadline=$((SECONDS + READY_TIMEOUT))
+    until grep -q ready "$TMP/empty.out" 2>/dev/null; do
+        kill -0 "$EMPTY_PID" 2>/dev/null || { cat "$TMP/empty.err" >&2; die "hook_cost empty exited"; }
+        ((SECONDS < deadline)) || die "hook_cost empty not ready within ${READY_TIMEOUT} s"
+        sleep 0.05
+    done
+}
+
 BASE=()
+EMPTY=()
 WITH=()
 for round in $(seq 1 "$ROUNDS"); do
     run_client "$TMP/base-$round.json"
     BASE+=("$(gbits "$TMP/base-$round.json")")
+    start_empty
+    run_client "$TMP/empty-$round.json"
+    EMPTY+=("$(gbits "$TMP/empty-$round.json")")
+    stop_pid "$EMPTY_PID" TERM
+    EMPTY_PID=""
     start_agent "tcp-$round" ""
     run_client "$TMP/with-$round.json"
     WITH+=("$(gbits "$TMP/with-$round.json")")
@@ -122,7 +152,7 @@ for round in $(seq 1 "$ROUNDS"); do
         sed -n "s/^pwru_skb_function_visits_total{function=\"netif_receive_skb\",.*netns=\"$inode_b\"} \([0-9.e+]*\)$/\1/p")
     [[ -n $visits ]] || die "the agent did not count the flow (no netif_receive_skb visits in $NS_B)"
     stop_agent
-    log "round $round: without ${BASE[-1]} Gbit/s, with agent ${WITH[-1]} Gbit/s ($visits receive visits counted)"
+    log "round $round: without ${BASE[-1]} Gbit/s, empty program ${EMPTY[-1]} Gbit/s, with agent ${WITH[-1]} Gbit/s ($visits receive visits counted)"
 done
 base_med=$(median "${BASE[@]}")
 with_med=$(median "${WITH[@]}")
@@ -133,6 +163,9 @@ for i in "${!BASE[@]}"; do PAIRED+=("$(calc "${WITH[$i]} / ${BASE[$i]}")"); done
 paired=$(calc "round($(median "${PAIRED[@]}"), 3)")
 spread=$(calc "(max($(csv "${BASE[@]}")) - min($(csv "${BASE[@]}"))) / $base_med * 100")
 ratio=$(calc "round($with_med / $base_med, 3)")
+PAIRED_EMPTY=()
+for i in "${!BASE[@]}"; do PAIRED_EMPTY+=("$(calc "${EMPTY[$i]} / ${BASE[$i]}")"); done
+echo "agent_tcp_floor empty_program_paired_ratio_median=$(calc "round($(median "${PAIRED_EMPTY[@]}"), 3)") range=$(calc "round(min($(csv "${PAIRED_EMPTY[@]}")), 3)")..$(calc "round(max($(csv "${PAIRED_EMPTY[@]}")), 3)") hooks=${#DEFAULT_HOOKS[@]} (the same tracepoints, a program that returns at once)"
 paired_range="$(calc "round(min($(csv "${PAIRED[@]}")), 3)")..$(calc "round(max($(csv "${PAIRED[@]}")), 3)")"
 echo "agent_tcp_throughput without_gbps=$(calc "round($base_med, 2)") with_agent_gbps=$(calc "round($with_med, 2)") ratio=$ratio paired_ratio_median=$paired paired_ratio_range=$paired_range rounds=$ROUNDS baseline_spread_pct=$(calc "round($spread, 1)") load=$(cut -d' ' -f1 /proc/loadavg)"
 echo "agent_tcp_target paired_ratio_median=$paired (target >= 0.97 over >= 9 interleaved rounds: $(calc "1 if $paired >= 0.97 and $ROUNDS >= 9 else 0" | sed 's/^1$/PASS/; s/^0$/FAIL/'))"

@@ -88,8 +88,10 @@ stop_pid() { # stop_pid PID SIGNAL: SIGNAL, up to 5 s to end, then SIGKILL; reap
         kill -0 "$pid" 2>/dev/null || break
         sleep 0.1
     done
-    kill -KILL "$pid" 2>/dev/null
-    wait "$pid" 2>/dev/null
+    kill -KILL "$pid" 2>/dev/null || true
+    # Its exit status is not ours: a program ended by the signal must not end
+    # a caller running under set -e.
+    wait "$pid" 2>/dev/null || true
 }
 
 # bench_cleanup_on_exit: on exit, SIGINT or SIGTERM, runs the caller's
