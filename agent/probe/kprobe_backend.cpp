@@ -61,7 +61,6 @@ void KprobeBackend::attach_multi_batch(int skb_arg, std::vector<std::size_t> idx
     cookies.push_back(hooks_[i].id);
   }
   LIBBPF_OPTS(bpf_kprobe_multi_opts, opts, .syms = syms.data(), .cookies = cookies.data(), .cnt = syms.size());
-  links_.reserve(links_.size() + 1);
   BpfLink link(bpf_program__attach_kprobe_multi_opts(object_.program(skb_arg), nullptr, &opts));
   if (link) {
     links_.push_back(std::move(link));
@@ -160,6 +159,8 @@ void KprobeBackend::attach_clone_tracking(AttachReport& report) {
       report.skipped.push_back(refusal(std::string(function) + " return (following clones)", errno));
       continue;
     }
+    // Room for both first: the exit's push_back cannot then fail after the
+    // entry's went in, leaving an entry without its exit.
     links_.reserve(links_.size() + 2);
     links_.push_back(std::move(entry));
     links_.push_back(std::move(exit));

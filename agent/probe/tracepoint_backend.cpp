@@ -91,11 +91,11 @@ AttachReport TracepointBackend::attach(const std::function<bool()>& cancelled) {
   int first_refusal = 0;
   for (const Hook& hook : hooks_) {
     if (cancelled && cancelled()) break;
-    links_.reserve(links_.size() + 1);
     BpfLink link(bpf_program__attach(object_->program(hook.id)));
     if (!link) {
-      if (!first_refusal) first_refusal = errno ? errno : EINVAL;
-      report.skipped.push_back(hook.name + ": " + std::strerror(first_refusal));
+      const int err = errno ? errno : EINVAL;
+      if (!first_refusal) first_refusal = err;
+      report.skipped.push_back(hook.name + ": " + std::strerror(err));
       continue;
     }
     links_.push_back(std::move(link));
