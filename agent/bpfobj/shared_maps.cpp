@@ -44,9 +44,4 @@ void SharedMaps::share_with(struct bpf_object* object) const {
   }
 }
 
-int SharedMaps::fd(std::string_view name) const {
-  const int i = index_of(name);
-  return i < 0 ? -1 : fds_[static_cast<std::size_t>(i)];
-}
-
 }  // namespace pwru

@@ -34,9 +34,6 @@ class SharedMaps {
   // instead of its own. Throws naming the map when there is none to take.
   void share_with(struct bpf_object* object) const;
 
-  // The map's descriptor; -1 when not listed or not created.
-  int fd(std::string_view name) const;
-
  private:
   std::array<int, kSharedMapNames.size()> fds_;
 };

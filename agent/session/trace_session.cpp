@@ -79,13 +79,9 @@ pwru_filter_cfg with_output_switches(pwru_filter_cfg filter, const TraceConfig& 
 }
 
 // A set of netns is looked up in a map; one netns stays the rodata compare.
-// A tracked skb is followed only while it is in one of them, as with one.
 pwru_filter_cfg with_netns_set(pwru_filter_cfg filter, const TraceConfig& config) {
   filter.netns_in_map = config.netns_set.empty() ? 0 : 1;
-  if (filter.netns_in_map) {
-    filter.netns = 0;
-    filter.track_skb_in_netns = 1;
-  }
+  if (filter.netns_in_map) filter.netns = 0;
   return filter;
 }
 

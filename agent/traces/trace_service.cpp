@@ -125,9 +125,9 @@ TraceConfig trace_config(const TraceRequest& request, const TracedTarget& target
   TraceConfig trace;
   trace.filter.netns = target.netns;
   // A tracked skb is reported outside the traced netns by pwru; a scoped
-  // trace must never see another netns's packets through it. (A set's
-  // flags are the session's: with_netns_set.)
-  trace.filter.track_skb_in_netns = target.netns != 0 ? 1 : 0;
+  // trace (one netns or a set) must never see another netns's packets
+  // through it.
+  trace.filter.track_skb_in_netns = target.netns != 0 || !target.netns_set.empty() ? 1 : 0;
   trace.netns_set = target.netns_set;
   if (!request.filter.empty()) {
     try {
