@@ -120,25 +120,14 @@ mapfile -t DEFAULT_HOOKS < <("$HOOK_COST" stats "$AGENT_PID" | cut -d' ' -f1 | s
 stop_agent
 ((${#DEFAULT_HOOKS[@]} > 0)) || die "the agent attached no tracepoint"
 
-start_empty() {
-    rm -f "$TMP/empty.out"
-    "$HOOK_COST" empty 600 "${DEFAULT_HOOKS[@]}" >"$TMP/empty.out" 2>"$TMP/empty.err" &
-    EMPTY_PID=$!
-    local deadline=$((SECONDS + READY_TIMEOUT))
-    until grep -q ready "$TMP/empty.out" 2>/dev/null; do
-        kill -0 "$EMPTY_PID" 2>/dev/null || { cat "$TMP/empty.err" >&2; die "hook_cost empty exited"; }
-        ((SECONDS < deadline)) || die "hook_cost empty not ready within ${READY_TIMEOUT} s"
-        sleep 0.05
-    done
-}
-
 BASE=()
 EMPTY=()
 WITH=()
 for round in $(seq 1 "$ROUNDS"); do
     run_client "$TMP/base-$round.json"
     BASE+=("$(gbits "$TMP/base-$round.json")")
-    start_empty
+    start_empty_program "$HOOK_COST" "$TMP" "${DEFAULT_HOOKS[@]}"
+    EMPTY_PID=$EMPTY_PROGRAM_PID
     run_client "$TMP/empty-$round.json"
     EMPTY+=("$(gbits "$TMP/empty-$round.json")")
     stop_pid "$EMPTY_PID" TERM

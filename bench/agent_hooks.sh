@@ -158,17 +158,8 @@ free_port() {
 start_set() {
     HOLDER_KIND=$1
     if [[ $1 == empty ]]; then
-        # Not the previous round's "ready": the new process may not have
-        # truncated the file yet when we first look.
-        rm -f "$TMP/empty.out"
-        "$HOOK_COST" empty 600 "${DEFAULT_HOOKS[@]}" >"$TMP/empty.out" 2>"$TMP/empty.err" &
-        HOLDER_PID=$!
-        local deadline=$((SECONDS + READY_TIMEOUT))
-        until grep -q ready "$TMP/empty.out" 2>/dev/null; do
-            kill -0 "$HOLDER_PID" 2>/dev/null || { cat "$TMP/empty.err" >&2; die "hook_cost empty exited"; }
-            ((SECONDS < deadline)) || die "hook_cost empty not ready within ${READY_TIMEOUT} s"
-            sleep 0.05
-        done
+        start_empty_program "$HOOK_COST" "$TMP" "${DEFAULT_HOOKS[@]}"
+        HOLDER_PID=$EMPTY_PROGRAM_PID
         return
     fi
     AGENT_PORT=$(free_port)

@@ -94,6 +94,26 @@ stop_pid() { # stop_pid PID SIGNAL: SIGNAL, up to 5 s to end, then SIGKILL; reap
     wait "$pid" 2>/dev/null || true
 }
 
+# start_empty_program HOOK_COST DIR TRACEPOINT... : a program that returns at
+# once on those tracepoints (the floor: what any program there costs), from
+# build/bench/hook_cost, running until it says ready (READY_TIMEOUT s, default
+# 60); its pid in EMPTY_PROGRAM_PID, its output in DIR/empty.{out,err}.
+start_empty_program() {
+    local hook_cost=$1 dir=$2
+    shift 2
+    # Not a previous run's "ready": the new process may not have truncated
+    # the file yet when we first look.
+    rm -f "$dir/empty.out"
+    "$hook_cost" empty 600 "$@" >"$dir/empty.out" 2>"$dir/empty.err" &
+    EMPTY_PROGRAM_PID=$!
+    local deadline=$((SECONDS + ${READY_TIMEOUT:-60}))
+    until grep -q ready "$dir/empty.out" 2>/dev/null; do
+        kill -0 "$EMPTY_PROGRAM_PID" 2>/dev/null || { cat "$dir/empty.err" >&2; die "hook_cost empty exited"; }
+        ((SECONDS < deadline)) || die "hook_cost empty not ready within ${READY_TIMEOUT:-60} s"
+        sleep 0.05
+    done
+}
+
 # bench_cleanup_on_exit: on exit, SIGINT or SIGTERM, runs the caller's
 # stop_bench_processes, removes NS_CREATED, restores kernel.bpf_stats_enabled
 # to BPF_STATS_BEFORE and removes TMP; keeps the exit status.
