@@ -302,8 +302,22 @@ def scenario_track_skb_confined(ctx):
           f"{len(foreign)}, e.g. {foreign[:2]}")
     # The ring may overflow under this flood; what matters is that losses are counted, never hidden.
     check(isinstance(summary.get("events_lost"), int), "events_lost in the summary", "a count", summary)
+    # The same under a netns set (BPF map filter): nothing from a netns outside the set.
+    wanted = {topo.inode_a, topo.inode_b}
+    trace = BackgroundTrace(agent, {"netns": sorted(wanted), "filter": "udp port 9999", "track_skb": True,
+                                    "duration": "12s", "max_events": 1000000})
+    wait_until(lambda: trace_e2e.list_traces(agent), 20, "the netns-set trace to start")
+    time.sleep(2.0)
+    flood_everywhere(topo)
+    status, lines = trace.wait(30, "the netns-set track_skb trace")
+    check(status == 200, "the netns-set track_skb trace", 200, (status, lines[:2]))
+    set_events, _ = trace_e2e.split_summary(lines, "netns-set trace")
+    outside = [e for e in set_events if e.get("netns") not in wanted]
+    check(len(set_events) >= 100, "the set's own tracked UDP", ">= 100 events", len(set_events))
+    check(not outside, "events outside the netns set with track_skb", "none", f"{len(outside)}, e.g. {outside[:2]}")
     return (f"agent: {len(events)} events ({summary['events_lost']} lost, counted), 0 outside netns "
-            f"{topo.inode_b}; pwru semantics in the same traffic: {cli_foreign} of {len(cli_events)} events outside it")
+            f"{topo.inode_b}; a netns set: {len(set_events)} events, 0 outside it; pwru semantics in the same "
+            f"traffic: {cli_foreign} of {len(cli_events)} events outside it")
 
 
 def main_port_post(agent, body, token, headers):
