@@ -150,6 +150,48 @@ PeerAgent PeerLocator::locate(const std::string& namespace_name, const std::stri
                               " is running and ready; ask that node's agent directly");
 }
 
+std::map<std::string, PeerAgent> PeerLocator::agents_by_node() const {
+  // Kept in the API server's order within a node, as locate() sees them.
+  std::map<std::string, json> by_node;
+  std::string next;
+  constexpr int kPageLimit = 500;
+  constexpr int kMaxPages = 100;  // 50000 nodes: beyond any cluster
+  for (int page = 0; page < kMaxPages; ++page) {
+    std::string path = "/api/v1/namespaces/" + url_encode_component(agent_namespace_) +
+                       "/pods?labelSelector=" + url_encode_component(agent_selector_) +
+                       "&limit=" + std::to_string(kPageLimit);
+    if (!next.empty()) path += "&continue=" + url_encode_component(next);
+    int status = 0;
+    const json agents = get_json(api_, path, "list the pwru-agents of namespace " + agent_namespace_, &status);
+    if (status != 200) break;
+    const json& items = field(agents, "items");
+    if (items.is_array()) {
+      for (const json& pod : items) {
+        const std::string node = string_field(field(pod, "spec"), "nodeName");
+        if (node.empty()) continue;
+        json& list = by_node[node];
+        if (list.is_null()) list = json{{"items", json::array()}};
+        list["items"].push_back(pod);
+      }
+    }
+    next = string_field(field(agents, "metadata"), "continue");
+    if (next.empty()) break;
+  }
+  std::map<std::string, PeerAgent> agents;
+  for (const auto& [node, pods] : by_node) {
+    std::vector<std::string> passed_over;
+    if (std::optional<PeerAgent> agent = pick_peer_agent(pods, agent_daemonset_, default_port_, passed_over)) {
+      agent->node = node;
+      agents.emplace(node, std::move(*agent));
+    } else {
+      // As in locate(): the log only.
+      for (const std::string& why : passed_over)
+        spdlog::warn("traces: not relaying to pod {}/{} on node {}", agent_namespace_, why, node);
+    }
+  }
+  return agents;
+}
+
 std::string own_pod_namespace(const EnvLookup& env, const std::string& namespace_file) {
   if (auto ns = env("POD_NAMESPACE"); ns && !ns->empty()) return *ns;
   std::ifstream in(namespace_file);

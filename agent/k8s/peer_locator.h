@@ -4,6 +4,7 @@
 // request is rare; a stale answer would send it to the wrong node).
 #pragma once
 
+#include <map>
 #include <nlohmann/json_fwd.hpp>
 #include <optional>
 #include <string>
@@ -40,6 +41,13 @@ class PeerLocator {
   // Throws RequestError: 404 (no such pod, or not scheduled yet), 502 (no
   // running agent on its node), 503 (the API server could not be asked).
   PeerAgent locate(const std::string& namespace_name, const std::string& pod) const;
+
+  // Every node's agent of this release, by node name, from one (paged) list
+  // of the agents' pods: for a trace fanned out to many nodes, one request
+  // rather than one per node. A node whose pods pick_peer_agent passes over
+  // is absent (the reasons go to the log). Throws RequestError 503 when the
+  // API server could not be asked.
+  std::map<std::string, PeerAgent> agents_by_node() const;
 
   const std::string& node_name() const { return api_.node_name; }
 

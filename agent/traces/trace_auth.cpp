@@ -3,10 +3,13 @@
 #include <openssl/evp.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <system_error>
+#include <thread>
 
 #include "common/error.h"
 #include "k8s/kube_client.h"
@@ -133,15 +136,82 @@ class KubernetesAuth final : public TraceAuth {
     json attributes = {{"verb", action.verb}, {"subresource", "trace"}, {"group", ""}};
     std::string what;
     if (!action.pod.empty()) {
-      attributes["resource"] = "pods";
-      attributes["namespace"] = action.namespace_name;
-      attributes["name"] = action.pod;
+      attributes = pod_trace_attributes(action.verb, action.namespace_name, action.pod);
       what = action.verb + " pods/trace in namespace " + action.namespace_name + " (pod " + action.pod + ")";
     } else {
       attributes["resource"] = "nodes";
       attributes["name"] = api_.node_name;
       what = action.verb + " nodes/trace (node " + api_.node_name + ")";
     }
+    if (std::optional<std::string> denied = review(caller, attributes, what)) throw RequestError(403, *denied);
+  }
+
+  // A caller allowed the whole namespace costs one review whatever the
+  // number of pods; one allowed pod by pod (RBAC resourceNames) costs one
+  // more per distinct pod. Nothing is remembered past this call: a revoked
+  // RoleBinding must stop the next request.
+  std::vector<std::optional<std::string>> authorize_pods(const TraceCaller& caller, const std::string& namespace_name,
+                                                         const std::vector<std::string>& pods) const override {
+    std::vector<std::optional<std::string>> answers(pods.size());
+    if (pods.empty()) return answers;
+    if (!review(caller, pod_trace_attributes("create", namespace_name, ""),
+                "create pods/trace in namespace " + namespace_name))
+      return answers;
+
+    std::vector<std::string> distinct(pods);
+    std::sort(distinct.begin(), distinct.end());
+    distinct.erase(std::unique(distinct.begin(), distinct.end()), distinct.end());
+    std::vector<std::optional<std::string>> verdicts(distinct.size());
+    std::vector<std::exception_ptr> failures(distinct.size());
+    std::atomic<std::size_t> next{0};
+    std::atomic<bool> failed{false};
+    const auto work = [&] {
+      for (std::size_t i = next++; i < distinct.size() && !failed; i = next++) {
+        try {
+          verdicts[i] = review(caller, pod_trace_attributes("create", namespace_name, distinct[i]),
+                               "create pods/trace in namespace " + namespace_name + " (pod " + distinct[i] + ")");
+        } catch (...) {
+          failures[i] = std::current_exception();
+          failed = true;  // the answer is an error now: spare the API server the rest
+        }
+      }
+    };
+    {
+      std::vector<std::jthread> workers;
+      const std::size_t helpers = std::min(kParallelReviews, distinct.size()) - 1;
+      try {
+        for (std::size_t i = 0; i < helpers; ++i) workers.emplace_back(work);
+      } catch (const std::system_error&) {
+        // No thread to spare: fewer reviews at once, the same answers.
+      }
+      work();
+    }  // joins
+    for (const std::exception_ptr& failure : failures)
+      if (failure) std::rethrow_exception(failure);
+    for (std::size_t i = 0; i < pods.size(); ++i)
+      answers[i] = verdicts[std::lower_bound(distinct.begin(), distinct.end(), pods[i]) - distinct.begin()];
+    return answers;
+  }
+
+  void authorize_namespace(const TraceCaller& caller, const std::string& namespace_name) const override {
+    if (std::optional<std::string> denied = review(caller, pod_trace_attributes("create", namespace_name, ""),
+                                                   "create pods/trace in namespace " + namespace_name + " (every pod)"))
+      throw RequestError(403, *denied);
+  }
+
+ private:
+  static constexpr std::size_t kParallelReviews = 8;
+
+  // An empty `pod` asks about every pod of the namespace.
+  static json pod_trace_attributes(const std::string& verb, const std::string& namespace_name, const std::string& pod) {
+    json attributes = {
+        {"verb", verb}, {"subresource", "trace"}, {"group", ""}, {"resource", "pods"}, {"namespace", namespace_name}};
+    if (!pod.empty()) attributes["name"] = pod;
+    return attributes;
+  }
+
+  // One SubjectAccessReview: nullopt when allowed, else the 403's text.
+  std::optional<std::string> review(const TraceCaller& caller, const json& attributes, const std::string& what) const {
     const json review = {{"apiVersion", "authorization.k8s.io/v1"},
                          {"kind", "SubjectAccessReview"},
                          {"spec",
@@ -151,14 +221,12 @@ class KubernetesAuth final : public TraceAuth {
                            {"extra", json::parse(caller.extra_json)},
                            {"resourceAttributes", attributes}}}};
     const json status = post("/apis/authorization.k8s.io/v1/subjectaccessreviews", review, "check permissions");
-    if (!true_in(status, "allowed")) {
-      const std::string reason = string_in(status, "reason", "");
-      throw RequestError(403, caller.user + " may not " + what + (reason.empty() ? "" : " (" + reason + ")") +
-                                  "; an RBAC rule granting it is needed");
-    }
+    if (true_in(status, "allowed")) return std::nullopt;
+    const std::string reason = string_in(status, "reason", "");
+    return caller.user + " may not " + what + (reason.empty() ? "" : " (" + reason + ")") +
+           "; an RBAC rule granting it is needed";
   }
 
- private:
   struct Cached {
     bool accepted = false;
     TraceCaller caller;  // when accepted
@@ -215,6 +283,25 @@ class KubernetesAuth final : public TraceAuth {
 };
 
 }  // namespace
+
+std::vector<std::optional<std::string>> TraceAuth::authorize_pods(const TraceCaller& caller,
+                                                                  const std::string& namespace_name,
+                                                                  const std::vector<std::string>& pods) const {
+  std::vector<std::optional<std::string>> answers;
+  answers.reserve(pods.size());
+  for (const std::string& pod : pods) {
+    try {
+      authorize(caller, TraceAction{"create", namespace_name, pod});
+      answers.emplace_back(std::nullopt);
+    } catch (const RequestError& e) {
+      if (e.status() != 403) throw;
+      answers.emplace_back(e.what());
+    }
+  }
+  return answers;
+}
+
+void TraceAuth::authorize_namespace(const TraceCaller&, const std::string&) const {}
 
 bool TokenBucket::take(std::chrono::steady_clock::time_point now) {
   if (last_ && now > *last_)

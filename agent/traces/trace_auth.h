@@ -5,6 +5,8 @@
 //   kubernetes  a bearer token the API server vouches for (TokenReview)
 //               whose user may act on the trace (SubjectAccessReview):
 //                 a pod's trace:   create pods/trace, in its namespace, by name
+//                 many pods:       one review for the namespace, and only if
+//                                  that is refused, one per pod (8 at once)
 //                 node or netns:   create nodes/trace, this node by name
 //                 GET /v1/traces:  list nodes/trace;  DELETE: delete nodes/trace
 // Failures are RequestErrors: 401 (no or bad credentials), 403 (not
@@ -42,6 +44,18 @@ class TraceAuth {
   // From the Authorization header value ("" when absent).
   virtual TraceCaller authenticate(const std::string& authorization) const = 0;
   virtual void authorize(const TraceCaller& caller, const TraceAction& action) const = 0;
+  // May the caller trace each of `pods` (names in `namespace_name`)? Per
+  // pod: nullopt when allowed, else why not (the text of authorize()'s
+  // 403). 401, 429 and 503 still throw: they are about the caller or the
+  // API server, not a pod. This default asks authorize() pod by pod.
+  virtual std::vector<std::optional<std::string>> authorize_pods(const TraceCaller& caller,
+                                                                 const std::string& namespace_name,
+                                                                 const std::vector<std::string>& pods) const;
+  // May the caller trace every pod of the namespace? RequestError 403 if
+  // not. Asked before telling a caller that a service does not exist: one
+  // allowed only some pods by name learns nothing else of the namespace.
+  // Allowed by this default (auth none and token allow everything).
+  virtual void authorize_namespace(const TraceCaller& caller, const std::string& namespace_name) const;
 };
 
 // Throws UsageError for a configuration that cannot work: token with an

@@ -897,6 +897,10 @@ def main():
     rules = objects[("ClusterRole", "pwru-agent")]["rules"]
     check({"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]} in rules,
           "ClusterRole", "get/list/watch pods", rules)
+    service_rules = [{"apiGroups": [""], "resources": ["services"], "verbs": ["get"]},
+                     {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["list"]}]
+    check(all(r in rules for r in service_rules), "ClusterRole", "get services, list endpointslices (a Service's pods)",
+          rules)
     check(any("tokenreviews" in r["resources"] for r in rules)
           and any("subjectaccessreviews" in r["resources"] for r in rules),
           "ClusterRole with auth kubernetes", "create tokenreviews and subjectaccessreviews", rules)
@@ -966,6 +970,8 @@ def main():
     rules = objects[("ClusterRole", "pwru-agent")]["rules"]
     check(not any("tokenreviews" in r["resources"] for r in rules), "ClusterRole with token auth",
           "no review rights", rules)
+    check(all(r in rules for r in service_rules), "ClusterRole with token auth",
+          "get services, list endpointslices still (Service traces need no auth mode)", rules)
     check(("ConfigMap", "pwru-agent-dashboard") not in objects, "dashboard switched off", "absent", "present")
     check(("ClusterRole", "pwru-agent-pod-tracer") not in objects, "tracer roles with token auth", "absent",
           "present")

@@ -18,7 +18,23 @@ a token that TokenReview accepts, POST /__control/allow {"username","verb",
 grants ("*" or absent matches anything); with "group" instead of "username"
 the rule is for every user the review names in that group, as RBAC binds a
 Group subject.
+
+Services (issue 20): POST /__control/service {"namespace","name","selector"?:
+{k: v},"ports"?,"endpoints"?: [pod name | {"ip"}] (for a selector-less
+one)} and /__control/delete_service {"namespace","name"}; GET
+/api/v1/namespaces/NS/services/NAME; EndpointSliceLists computed from the
+pods (a Service's selector, or its "endpoints"), at most max_per_slice
+endpoints a slice (POST /__control/max_per_slice {"max_per_slice": n},
+default 100), paged with limit/continue. Label selectors are parsed as the
+real server parses them (=, ==, !=, in, notin, key, !key); one it cannot
+parse gets a 400 Status. POST /__control/latency {"path_prefix","ms"} delays
+every API request under that path ("ms": 0 removes it). POST
+/__control/page_cap {"page_cap": n} answers lists in pages of at most n
+(with a continue token), as a real server may whatever the limit asked. Pod control bodies
+may also set "phase" (Running by default) and "node": "" (not scheduled).
 """
+
+import re
 
 import http.server
 import json
@@ -30,8 +46,9 @@ import urllib.parse
 
 LOCK = threading.Condition()
 STATE = {"rv": 100, "pods": {}, "log": [], "min_rv": 0, "epoch": 0, "drop_epoch": 0, "down": False, "users": {}, "rules": [],
+         "services": {}, "max_per_slice": 100, "latency": {}, "page_cap": 0,
          "stats": {"lists": 0, "watches": 0, "unauthorized": 0, "gone_sent": 0, "token_reviews": 0,
-                   "access_reviews": 0}}
+                   "access_reviews": 0, "service_gets": 0, "slice_lists": 0}}
 
 
 def pod_object(pod, rv):
@@ -50,21 +67,148 @@ def pod_object(pod, rv):
                                         "controller": owner.get("controller", True),
                                         "blockOwnerDeletion": True}]
     ready = "True" if pod.get("ready", True) else "False"
+    spec = {"hostNetwork": bool(pod.get("hostNetwork")), "containers": [{"name": "main", "ports": ports}]}
+    if pod.get("node", "n1"):  # the real server has no nodeName before scheduling
+        spec["nodeName"] = pod.get("node", "n1")
     return {"kind": "Pod", "apiVersion": "v1",
             "metadata": metadata,
-            "spec": {"nodeName": pod.get("node", "n1"), "hostNetwork": bool(pod.get("hostNetwork")),
-                     "containers": [{"name": "main", "ports": ports}]},
-            "status": {"phase": "Running", "podIP": pod.get("podIP", ""),
+            "spec": spec,
+            "status": {"phase": pod.get("phase", "Running"), "podIP": pod.get("podIP", ""),
                        "conditions": [{"type": "Ready", "status": ready}]}}
 
 
-def label_selected(pod, selector):
-    """Equality-based label selectors ("a=b,c=d"), as kubectl -l writes them."""
-    for term in filter(None, selector.split(",")):
-        key, _, value = term.partition("=")
-        if pod.get("labels", {}).get(key) != value:
+# apimachinery's label key (optional DNS-subdomain prefix, a name of at most
+# 63) and value syntax.
+_NAME = r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
+_KEY = re.compile(r"([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?" + _NAME)
+_VALUE = re.compile(r"(" + _NAME + r")?")
+_TERM = re.compile(r"\s*(!?)\s*([^\s!=,()]+)(?:\s*(==|=|!=)\s*([^\s,()]*)|\s+(notin|in)\s*\(([^()]*)\))?\s*")
+
+
+def parse_selector(selector):
+    """A label selector as requirements [(op, key, values)], as the API
+    server parses it: "a=b", "a==b", "a!=b", "a in (x,y)", "a notin (x)",
+    "a", "!a", joined by commas. ValueError for what it would refuse."""
+    requirements = []
+    pos = 0
+    while pos < len(selector) and selector.strip():
+        m = _TERM.match(selector, pos)
+        if not m or m.end() == pos:
+            raise ValueError(f"unable to parse requirement: found '{selector[pos:]}', expected: identifier")
+        negate, key, op, value, set_op, values = m.groups()
+        if not _KEY.fullmatch(key) or len(key) > 317:
+            raise ValueError(f"unable to parse requirement: key: Invalid value: \"{key}\": name part must consist "
+                             "of alphanumeric characters, '-', '_' or '.'")
+        if negate and (op or set_op):
+            raise ValueError(f"unable to parse requirement: found '{op or set_op}', expected: ',' or end of string")
+        if op:
+            vals = [value]
+            op = {"==": "="}.get(op, op)
+        elif set_op:
+            vals = [v.strip() for v in values.split(",")]
+            op = set_op
+        else:
+            vals, op = [], "!" if negate else "exists"
+        for v in vals:
+            if not _VALUE.fullmatch(v):
+                raise ValueError(f"unable to parse requirement: values[0][{key}]: Invalid value: \"{v}\": a valid "
+                                 "label must be an empty string or consist of alphanumeric characters, '-', '_' or '.'")
+        requirements.append((op, key, vals))
+        pos = m.end()
+        if pos < len(selector):
+            if selector[pos] != ",":
+                raise ValueError(f"unable to parse requirement: found '{selector[pos:]}', expected: ',' or end of "
+                                 "string")
+            pos += 1
+    return requirements
+
+
+def labels_match(labels, requirements):
+    for op, key, values in requirements:
+        has = key in labels
+        if op == "=" and labels.get(key) != values[0]:
+            return False
+        if op == "!=" and has and labels[key] == values[0]:
+            return False
+        if op == "in" and labels.get(key) not in values:
+            return False
+        if op == "notin" and has and labels[key] in values:
+            return False
+        if op == "exists" and not has:
+            return False
+        if op == "!" and has:
             return False
     return True
+
+
+def label_selected(pod, selector):
+    """A label selector as the API server applies it (see parse_selector)."""
+    return labels_match(pod.get("labels", {}), parse_selector(selector))
+
+
+def service_object(svc):
+    spec = {"type": "ClusterIP", "clusterIP": svc.get("clusterIP", "10.96.0.10"),
+            "ports": svc.get("ports", [{"name": "http", "port": 80, "protocol": "TCP", "targetPort": 80}])}
+    if svc.get("selector"):  # the real server leaves an empty selector out
+        spec["selector"] = svc["selector"]
+    return {"kind": "Service", "apiVersion": "v1",
+            "metadata": {"namespace": svc["namespace"], "name": svc["name"], "uid": "uid-svc-" + svc["name"],
+                         "resourceVersion": str(STATE["rv"])},
+            "spec": spec}
+
+
+def endpoint_slices(namespace, rv):
+    """Every EndpointSlice of the namespace, as the endpointslice controller
+    (selector) or a mirroring controller (explicit endpoints) keeps them."""
+    slices = []
+    for svc in sorted(STATE["services"].values(), key=lambda s: s["name"]):
+        if svc["namespace"] != namespace:
+            continue
+        pods = {p["name"]: p for p in STATE["pods"].values() if p["namespace"] == namespace}
+        endpoints = []
+        if svc.get("selector"):
+            wanted = [(p["name"], None) for p in sorted(pods.values(), key=lambda p: p["name"])
+                      if p.get("podIP") and labels_match(p.get("labels", {}), [("=", k, [v]) for k, v in
+                                                                                svc["selector"].items()])]
+        else:
+            wanted = [(e, None) if isinstance(e, str) else (None, e["ip"]) for e in svc.get("endpoints", [])]
+        for name, ip in wanted:
+            if name is None:  # an address with no pod behind it
+                endpoints.append({"addresses": [ip], "conditions": {"ready": True, "serving": True,
+                                                                     "terminating": False}})
+                continue
+            pod = pods.get(name, {})
+            ready = bool(pod) and pod.get("ready", True)
+            endpoint = {"addresses": [pod.get("podIP") or "192.0.2.1"],
+                        "conditions": {"ready": ready, "serving": ready, "terminating": False},
+                        "targetRef": {"kind": "Pod", "namespace": namespace, "name": name,
+                                      "uid": pod.get("uid", "uid-gone-" + name)}}
+            if pod.get("node", "n1"):
+                endpoint["nodeName"] = pod.get("node", "n1")
+            endpoints.append(endpoint)
+        per = max(1, STATE["max_per_slice"])
+        for i in range(0, max(len(endpoints), 1), per):
+            slices.append({"kind": "EndpointSlice", "apiVersion": "discovery.k8s.io/v1",
+                           "metadata": {"namespace": namespace, "name": f"{svc['name']}-{i // per:05d}",
+                                        "resourceVersion": str(rv),
+                                        "labels": {"kubernetes.io/service-name": svc["name"],
+                                                   "endpointslice.kubernetes.io/managed-by":
+                                                       "endpointslice-controller.k8s.io"}},
+                           "addressType": "IPv4", "endpoints": endpoints[i:i + per],
+                           "ports": [{"name": p.get("name", ""), "port": p.get("targetPort", p.get("port")),
+                                      "protocol": p.get("protocol", "TCP")}
+                                     for p in service_object(svc)["spec"]["ports"]]})
+    return slices
+
+
+def page(items, q):
+    """limit/continue over a sorted list: (this page, the continue token)."""
+    limit = int(q.get("limit", ["0"])[0] or 0)
+    if STATE["page_cap"]:
+        limit = min(limit, STATE["page_cap"]) if limit else STATE["page_cap"]
+    start = int(q.get("continue", ["0"])[0] or 0)
+    more = limit and start + limit < len(items)
+    return (items[start:start + limit] if limit else items[start:]), (str(start + limit) if more else "")
 
 
 def record(kind, pod):
@@ -92,8 +236,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 "code": code}
 
     def authorized(self):
+        path = urllib.parse.urlparse(self.path).path
         with LOCK:
             down = STATE["down"]
+            delay = max([ms for prefix, ms in STATE["latency"].items() if path.startswith(prefix)], default=0)
+        if delay:
+            time.sleep(delay / 1000)
         if down:
             self.send_json(503, self.status(503, "ServiceUnavailable", "the API server is down (test outage)"))
             return False
@@ -164,6 +312,21 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 STATE["down"] = bool(body["down"])
                 STATE["drop_epoch"] += 1
                 LOCK.notify_all()
+            elif url.path == "/__control/service":
+                STATE["services"][body["namespace"] + "/" + body["name"]] = body
+                STATE["rv"] += 1
+            elif url.path == "/__control/delete_service":
+                STATE["services"].pop(body["namespace"] + "/" + body["name"], None)
+                STATE["rv"] += 1
+            elif url.path == "/__control/max_per_slice":
+                STATE["max_per_slice"] = int(body["max_per_slice"])
+            elif url.path == "/__control/page_cap":
+                STATE["page_cap"] = int(body["page_cap"])
+            elif url.path == "/__control/latency":
+                if body.get("ms"):
+                    STATE["latency"][body["path_prefix"]] = int(body["ms"])
+                else:
+                    STATE["latency"].pop(body["path_prefix"], None)
             elif url.path == "/__control/drop":
                 STATE["drop_epoch"] += 1
                 LOCK.notify_all()
@@ -179,6 +342,32 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if not self.authorized():
             return
         parts = url.path.split("/")
+        q = urllib.parse.parse_qs(url.query)
+        # /api/v1/namespaces/NS/services/NAME
+        if len(parts) == 7 and parts[1:4] == ["api", "v1", "namespaces"] and parts[5] == "services":
+            with LOCK:
+                STATE["stats"]["service_gets"] += 1
+                svc = STATE["services"].get(parts[4] + "/" + parts[6])
+                found = service_object(svc) if svc else None
+            if not found:
+                return self.send_json(404, self.status(404, "NotFound", f'services "{parts[6]}" not found'))
+            return self.send_json(200, found)
+        # /apis/discovery.k8s.io/v1/namespaces/NS/endpointslices
+        if len(parts) == 7 and parts[1:5] == ["apis", "discovery.k8s.io", "v1", "namespaces"] \
+                and parts[6] == "endpointslices":
+            try:
+                requirements = parse_selector(q.get("labelSelector", [""])[0])
+            except ValueError as e:
+                return self.send_json(400, self.status(400, "BadRequest", str(e)))
+            with LOCK:
+                STATE["stats"]["slice_lists"] += 1
+                rv = STATE["rv"]
+                slices = [s for s in endpoint_slices(parts[5], rv) if labels_match(s["metadata"]["labels"],
+                                                                                   requirements)]
+            items, more = page(slices, q)
+            return self.send_json(200, {"kind": "EndpointSliceList", "apiVersion": "discovery.k8s.io/v1",
+                                        "metadata": {"resourceVersion": str(rv), "continue": more},
+                                        "items": items})
         # /api/v1/namespaces/NS/pods/NAME: one pod, any node.
         if len(parts) == 7 and parts[1:4] == ["api", "v1", "namespaces"] and parts[5] == "pods":
             with LOCK:
@@ -192,26 +381,27 @@ class Handler(http.server.BaseHTTPRequestHandler):
             namespace = parts[4]
         elif url.path != "/api/v1/pods":
             return self.send_json(404, self.status(404, "NotFound", "not found"))
-        q = urllib.parse.parse_qs(url.query)
         labels = q.get("labelSelector", [""])[0]
         selector = q.get("fieldSelector", [""])[0]
         node = selector.split("=", 1)[1] if selector.startswith("spec.nodeName=") else None
+        try:
+            requirements = parse_selector(labels)
+        except ValueError as e:
+            return self.send_json(400, self.status(400, "BadRequest", str(e)))
         if q.get("watch", ["0"])[0] in ("1", "true"):
             return self.watch(q, node)
         with LOCK:
             STATE["stats"]["lists"] += 1
             pods = sorted((p for p in STATE["pods"].values()
-                           if (node is None or p.get("node", "n1") == node) and label_selected(p, labels)
+                           if (node is None or p.get("node", "n1") == node)
+                           and labels_match(p.get("labels", {}), requirements)
                            and (namespace is None or p["namespace"] == namespace)),
                           key=lambda p: p["uid"])
             rv = STATE["rv"]
-        limit = int(q.get("limit", ["0"])[0] or 0)
-        start = int(q.get("continue", ["0"])[0] or 0)
-        page = pods[start:start + limit] if limit else pods[start:]
-        more = limit and start + limit < len(pods)
+        items, more = page(pods, q)
         self.send_json(200, {"kind": "PodList", "apiVersion": "v1",
-                             "metadata": {"resourceVersion": str(rv), "continue": str(start + limit) if more else ""},
-                             "items": [pod_object(p, rv) for p in page]})
+                             "metadata": {"resourceVersion": str(rv), "continue": more},
+                             "items": [pod_object(p, rv) for p in items]})
 
     def chunk(self, obj):
         data = (json.dumps(obj) + "\n").encode()

@@ -120,6 +120,124 @@ TEST_F(KubernetesTraceAuth, AFullCacheEvictsOneEntryNotAll) {
   EXPECT_EQ(token_reviews(), 4);
 }
 
+// Authorization per pod (a Service's pods, issue 20): one review when the
+// namespace is allowed, else one per distinct pod, each answer its own.
+class KubernetesPodsAuth : public KubernetesTraceAuth {
+ protected:
+  int access_reviews() { return api_.stat("access_reviews"); }
+  // RBAC's resourceNames: bob may trace this one pod of shop.
+  void allow_bob(const std::string& pod) {
+    api_.control("allow", nlohmann::json{{"username", "bob"},
+                                         {"verb", "create"},
+                                         {"resource", "pods"},
+                                         {"subresource", "trace"},
+                                         {"namespace", "shop"},
+                                         {"name", pod}}
+                              .dump());
+  }
+};
+
+TEST_F(KubernetesPodsAuth, ANamespaceAllowedIsOneReviewForAllPods) {
+  api_.control("allow", R"({"username":"alice","verb":"create","resource":"pods","subresource":"trace",
+                            "namespace":"shop"})");
+  const auto auth = make_kubernetes_auth(api_.config());
+  const TraceCaller alice = auth->authenticate("Bearer alice-token");
+  const std::vector<std::string> pods = {"web-0", "web-1", "web-2", "web-3", "web-4"};
+  const auto answers = auth->authorize_pods(alice, "shop", pods);
+  ASSERT_EQ(answers.size(), pods.size());
+  for (const auto& answer : answers) EXPECT_FALSE(answer) << *answer;
+  EXPECT_EQ(access_reviews(), 1);
+  // Nothing remembered: the next request asks again.
+  auth->authorize_pods(alice, "shop", pods);
+  EXPECT_EQ(access_reviews(), 2);
+  EXPECT_TRUE(auth->authorize_pods(alice, "shop", {}).empty());
+  EXPECT_EQ(access_reviews(), 2);
+}
+
+TEST_F(KubernetesPodsAuth, PerNameRulesAreOneReviewPerPodAndDenialsSayWhy) {
+  for (const char* pod : {"web-0", "web-2"}) allow_bob(pod);
+  const auto auth = make_kubernetes_auth(api_.config());
+  const TraceCaller bob = auth->authenticate("Bearer bob-token");
+  const auto answers = auth->authorize_pods(bob, "shop", {"web-0", "web-1", "web-2"});
+  ASSERT_EQ(answers.size(), 3u);
+  EXPECT_FALSE(answers[0]);
+  ASSERT_TRUE(answers[1]);
+  EXPECT_EQ(*answers[1],
+            "bob may not create pods/trace in namespace shop (pod web-1) (no RBAC rule allows it); an RBAC rule "
+            "granting it is needed");
+  EXPECT_FALSE(answers[2]);
+  EXPECT_EQ(access_reviews(), 1 + 3);
+  // The same answer as authorize() for the one pod.
+  try {
+    auth->authorize(bob, TraceAction{"create", "shop", "web-1"});
+    ADD_FAILURE() << "web-1 authorized";
+  } catch (const RequestError& e) {
+    EXPECT_EQ(e.status(), 403);
+    EXPECT_EQ(*answers[1], e.what());
+  }
+}
+
+// Asked before a fan-out tells a caller that a service does not exist: one
+// allowed only some pods by name gets 403, one allowed the namespace passes.
+TEST_F(KubernetesPodsAuth, NamespaceRightIsOneReviewAndPerNameRulesAreNotIt) {
+  allow_bob("web-0");
+  api_.control("allow", R"({"username":"alice","verb":"create","resource":"pods","subresource":"trace",
+                            "namespace":"shop"})");
+  const auto auth = make_kubernetes_auth(api_.config());
+  EXPECT_NO_THROW(auth->authorize_namespace(auth->authenticate("Bearer alice-token"), "shop"));
+  EXPECT_EQ(access_reviews(), 1);
+  try {
+    auth->authorize_namespace(auth->authenticate("Bearer bob-token"), "shop");
+    ADD_FAILURE() << "bob allowed the whole namespace";
+  } catch (const RequestError& e) {
+    EXPECT_EQ(e.status(), 403);
+    EXPECT_NE(std::string(e.what()).find("every pod"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(access_reviews(), 2);
+}
+
+TEST_F(KubernetesPodsAuth, ManyPodsInParallelEachDistinctPodOnce) {
+  for (int i = 0; i < 40; i += 2) allow_bob("web-" + std::to_string(i));
+  const auto auth = make_kubernetes_auth(api_.config());
+  const TraceCaller bob = auth->authenticate("Bearer bob-token");
+  std::vector<std::string> pods;
+  for (int i = 0; i < 40; ++i) pods.push_back("web-" + std::to_string(i));
+  pods.push_back("web-0");  // twice: one review
+  pods.push_back("web-1");
+  const auto answers = auth->authorize_pods(bob, "shop", pods);
+  ASSERT_EQ(answers.size(), pods.size());
+  for (std::size_t i = 0; i < pods.size(); ++i) {
+    const bool allowed = std::stoi(pods[i].substr(4)) % 2 == 0;
+    EXPECT_EQ(!answers[i].has_value(), allowed) << pods[i];
+    if (answers[i]) {
+      EXPECT_NE(answers[i]->find("(pod " + pods[i] + ")"), std::string::npos) << *answers[i];
+    }
+  }
+  EXPECT_EQ(access_reviews(), 1 + 40);
+}
+
+TEST_F(KubernetesPodsAuth, AnApiServerThatCannotBeAskedStill503) {
+  const auto auth = make_kubernetes_auth(api_.config());
+  const TraceCaller bob = auth->authenticate("Bearer bob-token");
+  api_.control("outage", R"({"down":true})");
+  try {
+    auth->authorize_pods(bob, "shop", {"web-0", "web-1"});
+    ADD_FAILURE() << "answered with the API server down";
+  } catch (const RequestError& e) {
+    EXPECT_EQ(e.status(), 503) << e.what();
+  }
+}
+
+// none and token: every pod allowed, nothing asked.
+TEST(TraceAuthPods, NoneAndTokenAllowEveryPod) {
+  AgentConfig::Traces config;
+  config.auth = AgentConfig::Traces::Auth::kNone;
+  const auto none = make_trace_auth(config, std::nullopt);
+  const auto answers = none->authorize_pods({}, "shop", {"a", "b", "c"});
+  ASSERT_EQ(answers.size(), 3u);
+  for (const auto& answer : answers) EXPECT_FALSE(answer);
+}
+
 // An API server (or something in its place) whose TokenReview answers are
 // not what Kubernetes sends: a 503 in our words, never the JSON library's
 // exception text (which the HTTP layer would pass on as a 500).

@@ -105,6 +105,20 @@ void FakeApiServer::add_pod(const std::string& uid, const std::string& namespace
 
 void FakeApiServer::delete_pod(const std::string& uid) { control("delete", R"({"uid":")" + uid + R"("})"); }
 
+nlohmann::json FakeApiServer::stats() const {
+  httplib::SSLClient client("127.0.0.1", port_);
+  client.set_ca_cert_path((dir_ / "ca.crt").c_str());
+  client.enable_server_certificate_verification(true);
+  auto res = client.Get("/__control/stats");
+  if (!res || res->status != 200) {
+    ADD_FAILURE() << "no stats from the fake API server";
+    return nlohmann::json::object();
+  }
+  return nlohmann::json::parse(res->body);
+}
+
+int FakeApiServer::stat(const std::string& name) const { return stats().value(name, -1); }
+
 KubeApiConfig FakeApiServer::config() const {
   return KubeApiConfig{"127.0.0.1", port_, token_file().string(), (dir_ / "ca.crt").string(), "n1"};
 }

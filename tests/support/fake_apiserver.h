@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "k8s/kube_api_config.h"
@@ -29,6 +30,9 @@ class FakeApiServer {
   void add_pod(const std::string& uid, const std::string& namespace_name, const std::string& name,
                const std::string& node = "n1", bool host_network = false);
   void delete_pod(const std::string& uid);
+  // GET /__control/stats: lists, service_gets, slice_lists, access_reviews, ...
+  nlohmann::json stats() const;
+  int stat(const std::string& name) const;
 
   // Where the agent finds it, as node n1.
   KubeApiConfig config() const;
