@@ -64,6 +64,7 @@
 #define PWRU_OUT_SHINFO (1 << 1) /* --output-skb-shared-info */
 #define PWRU_OUT_CB (1 << 2)     /* --output-skb-cb: qdisc_skb_cb->data, as __sk_buff->cb[] */
 #define PWRU_OUT_TUNNEL (1 << 3) /* --output-tunnel: the inner headers' tuple */
+#define PWRU_OUT_IDENT (1 << 4)  /* --summary, merged traces: the packet's identity (pwru_part_ident) */
 
 /*
  * Wire formats: what the BPF programs parse (skb_event.bpf.h: fill_tuple_at,
@@ -90,6 +91,8 @@
 /* The version nibble is the first byte's high half in IPv4 and IPv6 alike. */
 #define PWRU_IP_VERSION_SHIFT 4
 #define PWRU_IPV4_MIN_HLEN 20 /* the header without options */
+#define PWRU_IPV4_TOT_LEN_AT 2 /* tot_len, network order: header and payload */
+#define PWRU_IPV4_ID_AT 4 /* id, network order */
 #define PWRU_IPV4_IHL_MASK 0x0f /* low half of the first byte: header length in 4-byte words */
 #define PWRU_IPV4_IHL_UNIT 4
 #define PWRU_IPV4_FRAG_AT 6 /* frag_off, network order: flags and fragment offset */
@@ -97,6 +100,8 @@
 #define PWRU_IPV4_PROTOCOL_AT 9
 #define PWRU_IPV4_ADDRS_AT 12 /* saddr, then daddr right after it */
 #define PWRU_IPV4_ADDR_LEN 4
+#define PWRU_IPV6_FLOW_LABEL_MASK 0xfffff /* of the first 32 bits, host order */
+#define PWRU_IPV6_PAYLOAD_LEN_AT 4 /* payload_len, network order: everything after the fixed header */
 #define PWRU_IPV6_NEXTHDR_AT 6
 #define PWRU_IPV6_ADDRS_AT 8 /* saddr, then daddr right after it */
 #define PWRU_IPV6_ADDR_LEN 16
@@ -132,6 +137,17 @@
 /* TCP and UDP both start with source port, then destination port. */
 #define PWRU_L4_PORTS_AT 0
 #define PWRU_TCP_FLAGS_AT 13 /* FIN .. CWR, bit 0 first */
+#define PWRU_TCP_SEQ_AT 4
+#define PWRU_TCP_ACK_AT 8
+#define PWRU_TCP_DOFF_AT 12 /* data offset in the high half: header length in 4-byte words */
+#define PWRU_TCP_DOFF_SHIFT 4
+/* ICMP and ICMPv6 echo: type, code, checksum, then identifier and sequence. */
+#define PWRU_ICMP_ECHO_HLEN 8
+#define PWRU_ICMP_ECHO_ID_AT 4 /* identifier, then sequence, both network order */
+#define PWRU_ICMP_ECHO_REPLY 0
+#define PWRU_ICMP_ECHO_REQUEST 8
+#define PWRU_ICMPV6_ECHO_REQUEST 128
+#define PWRU_ICMPV6_ECHO_REPLY 129
 
 struct pwru_tuple {
 	PWRU_U8 saddr[16]; /* IPv4 uses the first 4 bytes */
@@ -154,8 +170,9 @@ struct pwru_tuple {
 #define PWRU_PART_DUMP (1 << 1)    /* struct pwru_part_dump: --output-skb / --output-skb-shared-info */
 #define PWRU_PART_CB (1 << 2)      /* struct pwru_part_cb: --output-skb-cb */
 #define PWRU_PART_TUNNEL (1 << 3)  /* struct pwru_part_tunnel: --output-tunnel */
-#define PWRU_PART_CAPTURE (1 << 4) /* struct pwru_part_capture: --output-pcap; always last */
-#define PWRU_PARTS_KNOWN 0x1f
+#define PWRU_PART_IDENT (1 << 4)   /* struct pwru_part_ident: PWRU_OUT_IDENT */
+#define PWRU_PART_CAPTURE (1 << 5) /* struct pwru_part_capture: --output-pcap; always last */
+#define PWRU_PARTS_KNOWN 0x3f
 
 struct pwru_event_core {
 	PWRU_U64 skb_addr;
@@ -198,6 +215,23 @@ struct pwru_part_tunnel {
 	struct pwru_tuple tuple; /* from skb->inner_network_header; zero when not tunnel traffic */
 };
 
+/*
+ * What tells this packet from its neighbours of the same flow, read from the
+ * header bytes the tuple already reads (and, for ICMP echo, 8 more): enough
+ * to recognise the packet on another node after NAT changed its tuple
+ * (agent/journey/stitch.h). Fields a packet does not have stay 0. Host order.
+ */
+struct pwru_part_ident {
+	PWRU_U32 seq; /* TCP sequence number; ICMP/ICMPv6 echo: identifier << 16 | sequence */
+	PWRU_U32 ack; /* TCP acknowledgement number */
+	PWRU_U32 flow_label; /* IPv6 */
+	PWRU_U16 ip_id; /* IPv4 identification */
+	/* The bytes after the IP header and the extension headers walked, less
+	 * TCP's header: TCP's data, UDP's header and data, ICMP's message. 0
+	 * when the IP header's length is less (BIG TCP's 0). */
+	PWRU_U16 l4_payload;
+};
+
 /* The packet's first bytes from capture_from; the rest of the record. */
 struct pwru_part_capture {
 	PWRU_U32 packet_len; /* the whole packet's length from capture_from (linear or not) */
@@ -226,6 +260,8 @@ PWRU_LAYOUT_FN PWRU_U32 pwru_part_offset(PWRU_U32 parts, PWRU_U32 part)
 		offset += (PWRU_U32)sizeof(struct pwru_part_cb);
 	if ((parts & PWRU_PART_TUNNEL) && part > PWRU_PART_TUNNEL)
 		offset += (PWRU_U32)sizeof(struct pwru_part_tunnel);
+	if ((parts & PWRU_PART_IDENT) && part > PWRU_PART_IDENT)
+		offset += (PWRU_U32)sizeof(struct pwru_part_ident);
 	return offset;
 }
 
@@ -342,6 +378,7 @@ PWRU_STATIC_ASSERT(sizeof(struct pwru_part_stack) == 8, "pwru_part_stack ABI siz
 PWRU_STATIC_ASSERT(sizeof(struct pwru_part_dump) == 8, "pwru_part_dump ABI size");
 PWRU_STATIC_ASSERT(sizeof(struct pwru_part_cb) == 24, "pwru_part_cb ABI size");
 PWRU_STATIC_ASSERT(sizeof(struct pwru_part_tunnel) == 40, "pwru_part_tunnel ABI size");
+PWRU_STATIC_ASSERT(sizeof(struct pwru_part_ident) == 16, "pwru_part_ident ABI size");
 PWRU_STATIC_ASSERT(sizeof(struct pwru_part_capture) == 8 + PWRU_CAPTURE_MAX, "pwru_part_capture ABI size");
 PWRU_STATIC_ASSERT(sizeof(struct pwru_btf_text) == 8 + PWRU_BTF_TEXT_MAX, "pwru_btf_text ABI size");
 PWRU_STATIC_ASSERT(sizeof(struct pwru_hook_cfg) == 8, "pwru_hook_cfg ABI size");
@@ -386,15 +423,21 @@ PWRU_STATIC_ASSERT(PWRU_OFFSETOF(struct pwru_part_capture, data) == 8, "capture 
  * must keep the next one 8-byte aligned. */
 PWRU_STATIC_ASSERT(sizeof(struct pwru_event_core) % 8 == 0 && sizeof(struct pwru_part_stack) % 8 == 0 &&
 			   sizeof(struct pwru_part_dump) % 8 == 0 && sizeof(struct pwru_part_cb) % 8 == 0 &&
-			   sizeof(struct pwru_part_tunnel) % 8 == 0,
+			   sizeof(struct pwru_part_tunnel) % 8 == 0 && sizeof(struct pwru_part_ident) % 8 == 0,
 		   "record parts keep 8-byte alignment");
 PWRU_STATIC_ASSERT(PWRU_PARTS_KNOWN == (PWRU_PART_STACK | PWRU_PART_DUMP | PWRU_PART_CB | PWRU_PART_TUNNEL |
-					PWRU_PART_CAPTURE),
+					PWRU_PART_IDENT | PWRU_PART_CAPTURE),
 		   "PWRU_PARTS_KNOWN names every part");
+PWRU_STATIC_ASSERT(PWRU_PART_CAPTURE > PWRU_PARTS_KNOWN - PWRU_PART_CAPTURE,
+		   "the capture part is the last: its data runs to the record's end");
+/* The record's parts are counted in a u8 (pwru_event_core.parts). */
+PWRU_STATIC_ASSERT(PWRU_PARTS_KNOWN <= 0xff, "parts fit pwru_event_core.parts");
 
 #ifdef __cplusplus
 static_assert(pwru_record_size(0) == 136, "a plain trace's record is the core alone");
-static_assert(pwru_record_size(PWRU_PARTS_KNOWN & ~PWRU_PART_CAPTURE) == 216, "record with every text part");
+static_assert(pwru_record_size(PWRU_PARTS_KNOWN & ~(PWRU_PART_CAPTURE | PWRU_PART_IDENT)) == 216,
+	      "record with every text part");
+static_assert(pwru_record_size(PWRU_PART_IDENT) == 152, "a --summary trace's record: core and identity");
 static_assert(pwru_part_offset(PWRU_PART_STACK | PWRU_PART_TUNNEL, PWRU_PART_TUNNEL) == 144, "parts follow in bit order");
 
 /*
@@ -411,6 +454,7 @@ struct pwru_event : pwru_event_core {
 	PWRU_U8 pad2;
 	PWRU_U16 capture_len;
 	struct pwru_tuple tunnel_tuple;
+	struct pwru_part_ident ident; /* all 0 without PWRU_PART_IDENT in parts */
 };
 #endif
 

@@ -2,7 +2,8 @@
 /*
  * Test harness for the tracer's packet parsing: a raw_tp program, run with
  * BPF_PROG_TEST_RUN, that lays a fake sk_buff around the bytes in `packet`
- * and runs the tracer's own fill_tuple, fill_tunnel_tuple and capture_packet
+ * and runs the tracer's own fill_tuple (with the packet's identity),
+ * fill_tunnel_tuple and capture_packet
  * (skb_event.bpf.h, unchanged) on it. The fake skb's fields sit at the
  * running kernel's offsets (CO-RE), so the helpers read it exactly as they
  * read a real skb. tests/bpf/packet_parse_test.cpp compares the results with
@@ -36,6 +37,7 @@ __be16 skb_protocol;
 __u32 layout_ok;
 struct pwru_tuple tuple;
 struct pwru_tuple tunnel_tuple;
+struct pwru_part_ident ident;
 struct pwru_part_capture capture;
 
 #define PWRU_SET_FIELD(field, type, value)                                                  \
@@ -76,7 +78,8 @@ int pwru_parse_run(void *ctx)
 	/* As emit_skb_event and fill_extra_outputs hand them over: zeroed. */
 	__builtin_memset(&tuple, 0, sizeof(tuple));
 	__builtin_memset(&tunnel_tuple, 0, sizeof(tunnel_tuple));
-	fill_tuple(skb, &tuple);
+	__builtin_memset(&ident, 0, sizeof(ident));
+	fill_tuple(skb, &tuple, &ident);
 	fill_tunnel_tuple(skb, &tunnel_tuple);
 	capture_packet(skb, &capture);
 	return 0;

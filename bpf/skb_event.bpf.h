@@ -237,10 +237,13 @@ static __always_inline bool skb_passes_pcap(struct sk_buff *skb)
 	return pwru_pcap_filter_l3((void *)(head + network), (void *)data_end);
 }
 
-static __always_inline void fill_tuple_at(unsigned char *head, unsigned long l3_off, unsigned long end,
-					  __u8 expected_version, struct pwru_tuple *tuple);
+static __always_inline void fill_tuple_ident_at(unsigned char *head, unsigned long l3_off, unsigned long end,
+						__u8 expected_version, struct pwru_tuple *tuple,
+						struct pwru_part_ident *id);
 
-static __always_inline void fill_tuple(struct sk_buff *skb, struct pwru_tuple *tuple)
+/* The packet's tuple and, when id is not NULL, its identity (id zeroed by
+ * the caller). */
+static __always_inline void fill_tuple(struct sk_buff *skb, struct pwru_tuple *tuple, struct pwru_part_ident *id)
 {
 	unsigned char *head = BPF_CORE_READ(skb, head);
 	unsigned long l3_off = PWRU_SKB_READ(skb, network_header);
@@ -271,7 +274,7 @@ static __always_inline void fill_tuple(struct sk_buff *skb, struct pwru_tuple *t
 		expected_version = 6;
 	else
 		return;
-	fill_tuple_at(head, l3_off, end, expected_version, tuple);
+	fill_tuple_ident_at(head, l3_off, end, expected_version, tuple, id);
 }
 
 /* --output-tunnel: the tuple of the headers inside the encapsulation, where
@@ -283,7 +286,8 @@ static __always_inline void fill_tunnel_tuple(struct sk_buff *skb, struct pwru_t
 	unsigned long inner = PWRU_SKB_READ(skb, inner_network_header);
 	if (inner == 0 || !head)
 		return;
-	fill_tuple_at(head, inner, PWRU_SKB_READ(skb, tail), 0, tuple);
+	/* No identity: the stitching keys on the headers the nodes route by. */
+	fill_tuple_ident_at(head, inner, PWRU_SKB_READ(skb, tail), 0, tuple, NULL);
 }
 
 /* The next header values that are IPv6 extension headers, as bits. */
@@ -298,15 +302,25 @@ static __always_inline bool ipv6_is_extension(__u8 next)
 	return next < 64 && ((PWRU_IPV6_EXT_HEADERS >> next) & 1);
 }
 
+/* id->l4_payload less `bytes` of headers, never below 0. */
+static __always_inline void ident_take(struct pwru_part_ident *id, unsigned long bytes)
+{
+	id->l4_payload = id->l4_payload > bytes ? id->l4_payload - bytes : 0;
+}
+
 /*
  * The tuple of the IP header at head + l3_off, from the bytes before
  * head + end alone: no tuple when the fixed IP header is cut, no ports when
  * they are. expected_version 0 trusts the header's own version nibble.
  * Few helper calls: each costs more than the arithmetic around it, on every
  * traced hit.
+ *
+ * id (NULL: none, and clang drops its code) gets the packet's identity from
+ * the same bytes; only an ICMP echo costs one read more.
  */
-static __always_inline void fill_tuple_at(unsigned char *head, unsigned long l3_off, unsigned long end,
-					  __u8 expected_version, struct pwru_tuple *tuple)
+static __always_inline void fill_tuple_ident_at(unsigned char *head, unsigned long l3_off, unsigned long end,
+						__u8 expected_version, struct pwru_tuple *tuple,
+						struct pwru_part_ident *id)
 {
 	/* Both versions' headers are at least this long, and IPv4's fields
 	 * are all in it: one read. */
@@ -330,6 +344,14 @@ static __always_inline void fill_tuple_at(unsigned char *head, unsigned long l3_
 		l4_proto = ip[PWRU_IPV4_PROTOCOL_AT];
 		tuple->l4_proto = l4_proto;
 		tuple->l3_proto = PWRU_ETH_P_IP;
+		if (id) {
+			__be16 v;
+			__builtin_memcpy(&v, ip + PWRU_IPV4_ID_AT, sizeof(v));
+			id->ip_id = bpf_ntohs(v);
+			__builtin_memcpy(&v, ip + PWRU_IPV4_TOT_LEN_AT, sizeof(v));
+			id->l4_payload = bpf_ntohs(v);
+			ident_take(id, ihl * PWRU_IPV4_IHL_UNIT);
+		}
 		/* Later fragments carry no L4 header: leave the ports at 0. */
 		__be16 frag;
 		__builtin_memcpy(&frag, ip + PWRU_IPV4_FRAG_AT, sizeof(frag));
@@ -345,6 +367,14 @@ static __always_inline void fill_tuple_at(unsigned char *head, unsigned long l3_
 		    bpf_probe_read_kernel(tuple->saddr, 2 * PWRU_IPV6_ADDR_LEN, head + l3_off + PWRU_IPV6_ADDRS_AT))
 			return;
 		tuple->l3_proto = PWRU_ETH_P_IPV6;
+		if (id) {
+			__be32 first;
+			__builtin_memcpy(&first, ip, sizeof(first));
+			id->flow_label = bpf_ntohl(first) & PWRU_IPV6_FLOW_LABEL_MASK;
+			__be16 v;
+			__builtin_memcpy(&v, ip + PWRU_IPV6_PAYLOAD_LEN_AT, sizeof(v));
+			id->l4_payload = bpf_ntohs(v);
+		}
 		l4_off = l3_off + PWRU_IPV6_HLEN;
 		/* The transport is behind the extension headers (bounded: pwru_abi.h).
 		 * A cut one stops the walk with its own type as l4_proto, which
@@ -363,6 +393,8 @@ static __always_inline void fill_tuple_at(unsigned char *head, unsigned long l3_
 				if (bpf_ntohs(frag) & PWRU_IPV6_FRAG_OFFSET_MASK) {
 					/* A later fragment: its payload's start is data, not ports. */
 					tuple->l4_proto = ext[PWRU_IPV6_EXT_NEXTHDR_AT];
+					if (id)
+						ident_take(id, l4_off + PWRU_IPV6_FRAG_HLEN - l3_off - PWRU_IPV6_HLEN);
 					return;
 				}
 				l4_off += PWRU_IPV6_FRAG_HLEN;
@@ -375,10 +407,27 @@ static __always_inline void fill_tuple_at(unsigned char *head, unsigned long l3_
 			l4_proto = ext[PWRU_IPV6_EXT_NEXTHDR_AT];
 		}
 		tuple->l4_proto = l4_proto;
+		/* The extension headers walked are not the transport's. */
+		if (id)
+			ident_take(id, l4_off - l3_off - PWRU_IPV6_HLEN);
 	} else {
 		return;
 	}
 
+	if (id && (version == 4 ? l4_proto == PWRU_IPPROTO_ICMP : l4_proto == PWRU_IPPROTO_ICMPV6)) {
+		/* Echo's identifier and sequence: what tells one ping from the next. */
+		__u8 icmp[PWRU_ICMP_ECHO_HLEN] __attribute__((aligned(8)));
+		if (l4_off + sizeof(icmp) > end || bpf_probe_read_kernel(icmp, sizeof(icmp), head + l4_off))
+			return;
+		__u8 type = icmp[0];
+		if (version == 4 ? type == PWRU_ICMP_ECHO_REQUEST || type == PWRU_ICMP_ECHO_REPLY
+				 : type == PWRU_ICMPV6_ECHO_REQUEST || type == PWRU_ICMPV6_ECHO_REPLY) {
+			__be32 echo;
+			__builtin_memcpy(&echo, icmp + PWRU_ICMP_ECHO_ID_AT, sizeof(echo));
+			id->seq = bpf_ntohl(echo);
+		}
+		return;
+	}
 	if (l4_proto != PWRU_IPPROTO_TCP && l4_proto != PWRU_IPPROTO_UDP)
 		return;
 	/* Ports, and TCP's flags when they are there (nearly always): one read. */
@@ -387,12 +436,26 @@ static __always_inline void fill_tuple_at(unsigned char *head, unsigned long l3_
 		if (bpf_probe_read_kernel(l4, sizeof(l4), head + l4_off))
 			return;
 		tuple->tcp_flags = l4[PWRU_TCP_FLAGS_AT];
+		if (id) {
+			__be32 v;
+			__builtin_memcpy(&v, l4 + PWRU_TCP_SEQ_AT, sizeof(v));
+			id->seq = bpf_ntohl(v);
+			__builtin_memcpy(&v, l4 + PWRU_TCP_ACK_AT, sizeof(v));
+			id->ack = bpf_ntohl(v);
+			ident_take(id, (unsigned long)(l4[PWRU_TCP_DOFF_AT] >> PWRU_TCP_DOFF_SHIFT) * 4);
+		}
 	} else if (l4_off + PWRU_L4_PORTS_AT + 4 > end ||
 		   bpf_probe_read_kernel(l4, PWRU_L4_PORTS_AT + 4, head + l4_off)) {
 		return;
 	}
 	__builtin_memcpy(&tuple->sport, l4 + PWRU_L4_PORTS_AT, sizeof(tuple->sport));
 	__builtin_memcpy(&tuple->dport, l4 + PWRU_L4_PORTS_AT + 2, sizeof(tuple->dport));
+}
+
+static __always_inline void fill_tuple_at(unsigned char *head, unsigned long l3_off, unsigned long end,
+					  __u8 expected_version, struct pwru_tuple *tuple)
+{
+	fill_tuple_ident_at(head, l3_off, end, expected_version, tuple, NULL);
 }
 
 static __always_inline bool skb_passes_filters(struct sk_buff *skb)
@@ -557,6 +620,8 @@ static __always_inline __u8 event_parts(void)
 		parts |= PWRU_PART_CB;
 	if (flags & PWRU_OUT_TUNNEL)
 		parts |= PWRU_PART_TUNNEL;
+	if (flags & PWRU_OUT_IDENT)
+		parts |= PWRU_PART_IDENT;
 	if (filter_cfg.capture_bytes)
 		parts |= PWRU_PART_CAPTURE;
 	return parts;
@@ -586,7 +651,12 @@ static __always_inline void emit_skb_event(void *ctx, struct sk_buff *skb, __u16
 	event->has_drop_reason = has_reason;
 	event->drop_reason = reason;
 	event->drop_location = location;
-	fill_tuple(skb, &event->tuple);
+	struct pwru_part_ident *ident = NULL;
+	if (parts & PWRU_PART_IDENT) {
+		ident = PWRU_EVENT_PART(event, parts, PWRU_PART_IDENT);
+		__builtin_memset(ident, 0, sizeof(*ident));
+	}
+	fill_tuple(skb, &event->tuple, ident);
 
 	if (parts & PWRU_PART_STACK) {
 		struct pwru_part_stack *stack = PWRU_EVENT_PART(event, parts, PWRU_PART_STACK);

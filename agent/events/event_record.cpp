@@ -43,6 +43,8 @@ bool decode_event_record(std::span<const std::uint8_t> record, DecodedEvent& out
   std::memcpy(event.cb, cb.cb, sizeof(event.cb));
   event.tunnel_tuple =
       (parts & PWRU_PART_TUNNEL) ? read_part<pwru_part_tunnel>(record, parts, PWRU_PART_TUNNEL).tuple : pwru_tuple{};
+  event.ident =
+      (parts & PWRU_PART_IDENT) ? read_part<pwru_part_ident>(record, parts, PWRU_PART_IDENT) : pwru_part_ident{};
   event.capture_from = PWRU_CAPTURE_NONE;
   event.pad2 = 0;
   event.capture_len = 0;

@@ -9,6 +9,8 @@
 
 namespace pwru {
 
+// event.parts says which parts the record had: with PWRU_PART_IDENT,
+// event.ident is the packet's identity (all 0 is a valid one).
 struct DecodedEvent {
   pwru_event event{};
   std::span<const std::uint8_t> packet;  // with --output-pcap: points into the record

@@ -183,7 +183,11 @@ void JourneyTracker::add(const JourneyEvent& e) {
     open = open_.emplace(e.event.skb_addr, tracked_.size() - 1).first;
   }
   Tracked& t = tracked_[open->second];
-  if (!t.tuple.l3_proto && e.event.tuple.l3_proto) t.tuple = e.event.tuple;
+  if (!t.tuple.l3_proto && e.event.tuple.l3_proto) {
+    t.tuple = e.event.tuple;
+    // From the same event: an event without a tuple has no identity either.
+    if (e.event.parts & PWRU_PART_IDENT) t.ident = e.event.ident;
+  }
   if (e.event.tuple.l3_proto) t.last_tuple = e.event.tuple;
 
   // Every hop may decide the fate (the last live one, the drop, the last
@@ -244,6 +248,7 @@ Journey JourneyTracker::decide(const Tracked& t) const {
   Journey j;
   j.skb = t.skb;
   j.tuple = t.tuple;
+  j.ident = t.ident;
   j.steps_not_kept = t.hops_not_kept;
   const auto step = [&](const Hop& h) {
     return JourneyStep{h.ts_ns, name(h.func), name(h.iface), name(h.process), h.netns};
@@ -386,6 +391,13 @@ nlohmann::json journey_json(const Journey& j) {
   if (j.steps_not_kept) out["hooks_not_kept"] = j.steps_not_kept;
   if (!j.reason.empty()) out["reason"] = j.reason;
   if (!j.hint.empty()) out["hint"] = j.hint;
+  if (j.ident) {
+    const pwru_part_ident& id = *j.ident;
+    out["ident"] = {
+        {"ip_id", id.ip_id}, {"seq", id.seq}, {"ack", id.ack}, {"flow_label", id.flow_label}, {"len", id.l4_payload}};
+    // Stitching tells a segment from a pure ACK with the same numbers by them.
+    if (t.l4_proto == PWRU_IPPROTO_TCP) out["ident"]["tcp_flags"] = t.tcp_flags;
+  }
   return out;
 }
 

@@ -36,6 +36,10 @@ struct JourneyStep {
 struct Journey {
   std::uint64_t skb = 0;
   pwru_tuple tuple{};  // the first tuple seen (before any NAT)
+  // The packet's identity where `tuple` was read, when the trace asked for
+  // it (PWRU_OUT_IDENT): what journey/stitch.h finds the packet by on
+  // another node.
+  std::optional<pwru_part_ident> ident;
   std::vector<JourneyStep> steps;
   std::uint64_t steps_not_kept = 0;
   Fate fate = Fate::InFlight;
@@ -112,6 +116,7 @@ class JourneyTracker {
     std::uint64_t skb = 0;
     pwru_tuple tuple{};  // the first tuple seen (before any NAT)
     pwru_tuple last_tuple{};
+    std::optional<pwru_part_ident> ident;  // with `tuple`
     std::vector<Hop> hops;
     std::uint64_t hops_not_kept = 0;
     bool freed = false;
@@ -167,7 +172,9 @@ std::string journey_text(const Journey& journey);
 std::string journeys_text(const std::vector<Journey>& journeys, const JourneyCounts& counts,
                           const std::string& note = "");
 // One JSON object per skb, as --output-json prints them ({"journey": ...})
-// and the trace API's summary line carries them.
+// and the trace API's summary line carries them. With an identity:
+// "ident": {"ip_id","seq","ack","flow_label","len"}, plus "tcp_flags" for TCP
+// (the first event's, as the tuple).
 nlohmann::json journey_json(const Journey& journey);
 
 }  // namespace pwru

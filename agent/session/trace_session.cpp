@@ -73,7 +73,8 @@ pwru_filter_cfg with_output_switches(pwru_filter_cfg filter, const TraceConfig& 
   filter.capture_bytes = config.pcap_file ? PWRU_CAPTURE_MAX - 1 : 0;
   filter.output_flags =
       static_cast<std::uint8_t>((out.skb ? PWRU_OUT_SKB : 0) | (out.shinfo ? PWRU_OUT_SHINFO : 0) |
-                                (out.cb && out.meta ? PWRU_OUT_CB : 0) | (out.tunnel ? PWRU_OUT_TUNNEL : 0));
+                                (out.cb && out.meta ? PWRU_OUT_CB : 0) | (out.tunnel ? PWRU_OUT_TUNNEL : 0) |
+                                (config.summary ? PWRU_OUT_IDENT : 0));
   filter.want_stack = out.stack || out.caller ? 1 : 0;
   return filter;
 }

@@ -45,6 +45,8 @@ struct TraceConfig {
   bool track_bpf_helpers = false;
   std::shared_ptr<const CompiledPcap> pcap;  // null: no pcap filter
   // --summary: follow every reported skb and decide its fate at the end.
+  // Its events also carry the packet's identity (PWRU_OUT_IDENT), so
+  // journeys can be stitched across nodes (journey/stitch.h).
   bool summary = false;
   std::shared_ptr<const DropHints> drop_hints;  // null: the built-in catalogue
   // What the summary may hold in memory; the agent's traces share one.

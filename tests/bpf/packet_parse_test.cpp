@@ -1,5 +1,5 @@
-// The tracer's packet parsing without traffic: fill_tuple, fill_tunnel_tuple
-// and capture_packet (bpf/skb_event.bpf.h) run in the kernel with
+// The tracer's packet parsing without traffic: fill_tuple (with the packet's
+// identity, pwru_part_ident), fill_tunnel_tuple and capture_packet (bpf/skb_event.bpf.h) run in the kernel with
 // BPF_PROG_TEST_RUN on a fake sk_buff around packets built here
 // (bpf/pwru_parse_test.bpf.c), and their results are compared with a parse
 // in user space written from the protocols, not from the BPF code.
@@ -47,6 +47,7 @@ constexpr std::uint8_t kHopByHop = 0, kRouting = 43, kFragment = 44, kAuth = 51,
 
 void append(Bytes& b, const Bytes& more) { b.insert(b.end(), more.begin(), more.end()); }
 std::uint16_t get16(const Bytes& b, std::size_t at) { return static_cast<std::uint16_t>(b[at] << 8 | b[at + 1]); }
+std::uint32_t get32(const Bytes& b, std::size_t at) { return std::uint32_t{get16(b, at)} << 16 | get16(b, at + 2); }
 
 Bytes ip4_addr(const char* s) {
   in_addr a{};
@@ -128,7 +129,9 @@ struct Ext {
                            // (AH: its ICV, in 4-byte units)
 };
 
-Bytes ipv6(const char* src, const char* dst, const L4& l4, const std::vector<Ext>& chain = {}) {
+// flow_label: with a traffic class next to it (DSCP EF), which the label must not take in.
+Bytes ipv6(const char* src, const char* dst, const L4& l4, const std::vector<Ext>& chain = {},
+           std::uint32_t flow_label = 0) {
   Bytes exts;
   for (std::size_t i = 0; i < chain.size(); ++i) {
     const std::uint8_t next = i + 1 < chain.size() ? chain[i + 1].type : l4.proto;
@@ -156,7 +159,8 @@ Bytes ipv6(const char* src, const char* dst, const L4& l4, const std::vector<Ext
     exts.push_back(static_cast<std::uint8_t>(body - 2));
     exts.resize(exts.size() + body - 2, 0);
   }
-  Bytes b{0x60, 0, 0, 0};
+  Bytes b;
+  put32(b, 6u << 28 | (flow_label ? 0xb8u << 20 : 0) | (flow_label & 0xfffff));
   put16(b, static_cast<std::uint16_t>(exts.size() + l4.bytes.size()));
   b.push_back(chain.empty() ? l4.proto : chain[0].type);
   b.push_back(64);
@@ -248,6 +252,19 @@ Tuple from_bpf(const pwru_tuple& t) {
   return r;
 }
 
+// pwru_part_ident, host order.
+struct Ident {
+  std::uint32_t seq = 0, ack = 0, flow_label = 0;
+  std::uint16_t ip_id = 0, l4_payload = 0;
+
+  bool operator==(const Ident&) const = default;
+};
+
+void PrintTo(const Ident& i, std::ostream* out) {
+  *out << "{seq " << std::hex << i.seq << " ack " << i.ack << " flow " << i.flow_label << " id " << i.ip_id << std::dec
+       << " payload " << i.l4_payload << "}";
+}
+
 struct Capture {
   std::uint32_t packet_len = 0;
   std::uint16_t capture_len = 0;
@@ -258,6 +275,7 @@ struct Capture {
 
 struct Result {
   Tuple tuple;
+  Ident ident;
   Tuple tunnel;
   Capture capture;
 };
@@ -299,6 +317,7 @@ class ParseHarness {
     bss->skb_inner_network_header = skb.inner_network;
     bss->skb_protocol = htons(skb.protocol);
     std::memset(&bss->tuple, kUntouched, sizeof(bss->tuple));
+    std::memset(&bss->ident, kUntouched, sizeof(bss->ident));
     std::memset(&bss->tunnel_tuple, kUntouched, sizeof(bss->tunnel_tuple));
     std::memset(&bss->capture, kUntouched, sizeof(bss->capture));
     LIBBPF_OPTS(bpf_test_run_opts, opts);
@@ -308,6 +327,7 @@ class ParseHarness {
     Result r;
     r.tuple = from_bpf(bss->tuple);
     r.tunnel = from_bpf(bss->tunnel_tuple);
+    r.ident = Ident{bss->ident.seq, bss->ident.ack, bss->ident.flow_label, bss->ident.ip_id, bss->ident.l4_payload};
     const auto& c = bss->capture;
     r.capture.packet_len = c.packet_len;
     r.capture.capture_len = c.capture_len;
@@ -330,7 +350,15 @@ class ParseHarness {
 // the IP header is not all there; addresses without ports when the ports
 // are not, or the packet is a later fragment; the upper-layer protocol
 // behind any IPv6 extension headers.
-Tuple parse_ip(const Bytes& b, std::size_t l3, std::size_t end, int expected_version) {
+// `id` gets what tells the packet from others of its flow: IPv4's ID, IPv6's
+// flow label, TCP's sequence and acknowledgement numbers, an ICMP echo's
+// identifier and sequence, and the length the IP header gives for what
+// follows the IP and extension headers (less TCP's header), never below 0.
+Tuple parse_ip(const Bytes& b, std::size_t l3, std::size_t end, int expected_version, Ident* id = nullptr) {
+  Ident unused;
+  if (!id) id = &unused;
+  std::size_t payload = 0;
+  const auto set_payload = [&](long n) { id->l4_payload = static_cast<std::uint16_t>(std::max(0L, n)); };
   Tuple t;
   if (l3 >= end) return t;
   const int version = b[l3] >> 4;
@@ -344,6 +372,9 @@ Tuple parse_ip(const Bytes& b, std::size_t l3, std::size_t end, int expected_ver
     std::copy_n(b.begin() + l3 + 12, 4, t.saddr.begin());
     std::copy_n(b.begin() + l3 + 16, 4, t.daddr.begin());
     t.l4_proto = b[l3 + 9];
+    id->ip_id = get16(b, l3 + 4);
+    payload = get16(b, l3 + 2);
+    set_payload(long(payload) - long(ihl));
     if (get16(b, l3 + 6) & 0x1fff) return t;
     l4 = l3 + ihl;
   } else if (version == 6) {
@@ -353,33 +384,58 @@ Tuple parse_ip(const Bytes& b, std::size_t l3, std::size_t end, int expected_ver
     std::copy_n(b.begin() + l3 + 8, 16, t.saddr.begin());
     std::copy_n(b.begin() + l3 + 24, 16, t.daddr.begin());
     std::uint8_t next = b[l3 + 6];
+    id->flow_label = get32(b, l3) & 0xfffff;
+    payload = get16(b, l3 + 4);
     l4 = l3 + 40;
+    // The extension headers walked are not the transport's payload.
+    const auto walked = [&] { set_payload(long(payload) - long(l4 - l3 - 40)); };
     while (next == kHopByHop || next == kRouting || next == kDestOpts || next == kFragment || next == kAuth) {
       t.l4_proto = next;
       if (next == kFragment) {
-        if (l4 + 8 > end) return t;
+        if (l4 + 8 > end) {
+          walked();
+          return t;
+        }
         next = b[l4];
         const bool later_fragment = get16(b, l4 + 2) & 0xfff8;
         l4 += 8;
         if (later_fragment) {
           t.l4_proto = next;
-          return t;
+          {
+            walked();
+            return t;
+          }
         }
       } else {
-        if (l4 + 2 > end) return t;
+        if (l4 + 2 > end) {
+          walked();
+          return t;
+        }
         const std::uint8_t type = next;
         next = b[l4];
         l4 += type == kAuth ? (b[l4 + 1] + 2u) * 4 : (b[l4 + 1] + 1u) * 8;
       }
     }
     t.l4_proto = next;
+    walked();
   } else {
     return t;
   }
   if ((t.l4_proto == kTcp || t.l4_proto == kUdp) && l4 + 4 <= end) {
     t.sport = get16(b, l4);
     t.dport = get16(b, l4 + 2);
-    if (t.l4_proto == kTcp && l4 + 14 <= end) t.tcp_flags = b[l4 + 13];
+    if (t.l4_proto == kTcp && l4 + 14 <= end) {
+      t.tcp_flags = b[l4 + 13];
+      id->seq = get32(b, l4 + 4);
+      id->ack = get32(b, l4 + 8);
+      set_payload(long(id->l4_payload) - long((b[l4 + 12] >> 4) * 4));
+    }
+  }
+  // ICMP echo (request or reply) of the IP version it belongs to.
+  const bool icmp = version == 4 ? t.l4_proto == kIcmp : t.l4_proto == kIcmpv6;
+  if (icmp && l4 + 8 <= end) {
+    const std::uint8_t type = b[l4];
+    if (version == 4 ? type == 8 || type == 0 : type == 128 || type == 129) id->seq = get32(b, l4 + 4);
   }
   return t;
 }
@@ -387,7 +443,7 @@ Tuple parse_ip(const Bytes& b, std::size_t l3, std::size_t end, int expected_ver
 // The tuple of the skb's packet: its protocol says what is at the network
 // header; VLAN tags (802.1Q and 802.1ad, nested) are followed to the IP
 // header behind them.
-Tuple reference_tuple(const Skb& s) {
+Tuple reference_tuple(const Skb& s, Ident* id = nullptr) {
   if (s.network == kUnset) return {};
   std::size_t l3 = s.network;
   std::uint16_t protocol = s.protocol;
@@ -396,9 +452,15 @@ Tuple reference_tuple(const Skb& s) {
     protocol = get16(s.head, l3 + 2);
     l3 += 4;
   }
-  if (protocol == kEthIp) return parse_ip(s.head, l3, s.tail, 4);
-  if (protocol == kEthIpv6) return parse_ip(s.head, l3, s.tail, 6);
+  if (protocol == kEthIp) return parse_ip(s.head, l3, s.tail, 4, id);
+  if (protocol == kEthIpv6) return parse_ip(s.head, l3, s.tail, 6, id);
   return {};
+}
+
+Ident reference_ident(const Skb& s) {
+  Ident id;
+  reference_tuple(s, &id);
+  return id;
 }
 
 Tuple reference_tunnel_tuple(const Skb& s) {
@@ -434,6 +496,7 @@ Capture reference_capture(const Skb& s, std::size_t capture_bytes) {
 void expect_tuple(ParseHarness& h, const Skb& skb, const std::string& what) {
   const Result r = h.run(skb);
   EXPECT_EQ(r.tuple, reference_tuple(skb)) << what;
+  EXPECT_EQ(r.ident, reference_ident(skb)) << what;
 }
 
 class PacketParse : public ::testing::Test {
@@ -682,6 +745,7 @@ void expect_every_cut(ParseHarness& h, const Skb& whole, const std::string& what
     cut.len = tail - cut.data_off;
     const Result r = h.run(cut);
     EXPECT_EQ(r.tuple, reference_tuple(cut)) << what << " cut to " << (tail - whole.network) << " bytes";
+    EXPECT_EQ(r.ident, reference_ident(cut)) << what << " cut to " << (tail - whole.network) << " bytes";
   }
 }
 void expect_every_cut(ParseHarness& h, const Bytes& l3, const std::string& what) {
@@ -734,6 +798,87 @@ TEST_F(PacketParse, CutsAfterTheHeadersKeepTheTuple) {
       EXPECT_EQ(r.tuple, reference_tuple(whole)) << "cut to " << tail;
     }
   }
+}
+
+// ---- the packet's identity ------------------------------------------------------
+
+// Spelled out once per kind of packet, so that the reference parse is checked too.
+TEST_F(PacketParse, IdentityOfIpv4Packets) {
+  // The TCP builder: seq 0x01020304, ack 0x05060708, a 20-byte header, 4 data bytes.
+  const Skb syn = received_ip(ipv4("10.0.0.1", "10.0.0.2", tcp(40000, 443, 0x18)));
+  Ident r = harness.run(syn).ident;
+  EXPECT_EQ(r, (Ident{.seq = 0x01020304, .ack = 0x05060708, .ip_id = 0x4242, .l4_payload = 4}));
+  EXPECT_EQ(r, reference_ident(syn));
+
+  const Skb dns = received_ip(ipv4("10.0.0.1", "10.0.0.2", udp(5353, 53)));
+  r = harness.run(dns).ident;
+  EXPECT_EQ(r, (Ident{.ip_id = 0x4242, .l4_payload = 12})) << "UDP: its header and data";
+  EXPECT_EQ(r, reference_ident(dns));
+
+  for (std::uint8_t type : {8, 0}) {
+    const Skb ping = received_ip(ipv4("10.0.0.1", "10.0.0.2", icmp_echo(kIcmp, type)));
+    r = harness.run(ping).ident;
+    EXPECT_EQ(r, (Ident{.seq = 0x12340007, .ip_id = 0x4242, .l4_payload = 8})) << "echo type " << int(type);
+    EXPECT_EQ(r, reference_ident(ping));
+  }
+  // Not an echo (destination unreachable): no identifier to take.
+  const Skb unreachable = received_ip(ipv4("10.0.0.1", "10.0.0.2", icmp_echo(kIcmp, 3)));
+  EXPECT_EQ(harness.run(unreachable).ident, (Ident{.ip_id = 0x4242, .l4_payload = 8}));
+  // ICMPv6's type numbers in an IPv4 packet are not an echo.
+  expect_tuple(harness, received_ip(ipv4("10.0.0.1", "10.0.0.2", icmp_echo(kIcmpv6, 128))), "icmpv6 in ipv4");
+}
+
+TEST_F(PacketParse, IdentityOfIpv6Packets) {
+  const Skb syn = received_ip(ipv6("fd00::1", "fd00::2", tcp(33000, 22, 0x02), {}, 0xabcde));
+  Ident r = harness.run(syn).ident;
+  EXPECT_EQ(r, (Ident{.seq = 0x01020304, .ack = 0x05060708, .flow_label = 0xabcde, .l4_payload = 4}));
+  EXPECT_EQ(r, reference_ident(syn));
+
+  // Extension headers are not payload: hop-by-hop (8), routing (24), fragment (8).
+  const Skb behind = received_ip(
+      ipv6("fd00::1", "fd00::2", udp(546, 547), {{kHopByHop}, {kRouting, 0, 2}, {kFragment, 0x0001}}, 0x12345));
+  r = harness.run(behind).ident;
+  EXPECT_EQ(r, (Ident{.flow_label = 0x12345, .l4_payload = 12}));
+  EXPECT_EQ(r, reference_ident(behind));
+
+  for (std::uint8_t type : {128, 129}) {
+    const Skb ping = received_ip(ipv6("fd00::1", "fd00::2", icmp_echo(kIcmpv6, type), {{kDestOpts}}, 7));
+    r = harness.run(ping).ident;
+    EXPECT_EQ(r, (Ident{.seq = 0x12340007, .flow_label = 7, .l4_payload = 8})) << "echo type " << int(type);
+    EXPECT_EQ(r, reference_ident(ping));
+  }
+  expect_tuple(harness, received_ip(ipv6("fd00::1", "fd00::2", icmp_echo(kIcmp, 8))), "icmp in ipv6");
+}
+
+// Every transport behind every extension chain, and every cut of them: the
+// identity is as far as the bytes go.
+TEST_F(PacketParse, IdentityMatchesTheReferenceEverywhere) {
+  for (const auto& [what, chain] : extension_chains()) {
+    expect_tuple(harness, received_ip(ipv6("2001:db8::a", "2001:db8::b", tcp(4000, 80, 0x10), chain, 0xfffff)),
+                 what + " tcp");
+    expect_tuple(harness, received_ip(ipv6("2001:db8::a", "2001:db8::b", icmp_echo(kIcmpv6, 128), chain, 1)),
+                 what + " icmpv6");
+  }
+  expect_every_cut(harness, ipv4("10.0.0.1", "10.0.0.2", icmp_echo(kIcmp, 8), {.ihl = 6}), "ipv4 icmp echo");
+  expect_every_cut(harness, ipv6("fd00::1", "fd00::2", icmp_echo(kIcmpv6, 129), {{kDestOpts}}, 0x54321),
+                   "ipv6 icmpv6 echo behind destination options");
+  expect_every_cut(harness, ipv6("fd00::1", "fd00::2", udp(1, 2), {{kFragment, 0x0009}}, 3), "ipv6 later fragment");
+}
+
+// Lengths the IP header does not account for (BIG TCP's tot_len 0, a TCP
+// header longer than the packet says) give a payload of 0, not a wrapped one.
+TEST_F(PacketParse, IdentityPayloadNeverWraps) {
+  Bytes l3 = ipv4("10.0.0.1", "10.0.0.2", tcp(1, 2, 0x10));
+  l3[2] = l3[3] = 0;
+  Skb s = received_ip(l3);
+  EXPECT_EQ(harness.run(s).ident.l4_payload, 0);
+  EXPECT_EQ(harness.run(s).ident, reference_ident(s));
+  l3 = ipv6("fd00::1", "fd00::2", tcp(1, 2, 0x10), {{kHopByHop}});
+  l3[4] = 0;
+  l3[5] = 8;  // the hop-by-hop header alone
+  s = received_ip(l3);
+  EXPECT_EQ(harness.run(s).ident.l4_payload, 0);
+  EXPECT_EQ(harness.run(s).ident, reference_ident(s));
 }
 
 // ---- capture_packet ------------------------------------------------------------

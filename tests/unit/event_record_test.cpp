@@ -41,6 +41,9 @@ std::vector<std::uint8_t> record_with(std::uint8_t parts, std::uint16_t capture_
     tunnel.tuple.dport = 4789;
     put(record, pwru_part_offset(parts, PWRU_PART_TUNNEL), tunnel);
   }
+  if (parts & PWRU_PART_IDENT)
+    put(record, pwru_part_offset(parts, PWRU_PART_IDENT),
+        pwru_part_ident{0xa0000001, 0xb0000002, 0xcdef0, 0x4242, 1448});
   if (parts & PWRU_PART_CAPTURE) {
     const std::uint32_t at = pwru_part_offset(parts, PWRU_PART_CAPTURE);
     put(record, at + offsetof(pwru_part_capture, packet_len), std::uint32_t{1500});
@@ -70,6 +73,8 @@ TEST(EventRecord, PlainTraceRecordIsTheCoreAlone) {
   EXPECT_EQ(out.event.cb[0], 0u);
   EXPECT_EQ(out.event.cb[4], 0u);
   EXPECT_EQ(out.event.tunnel_tuple.l3_proto, 0);
+  EXPECT_EQ(out.event.ident.seq, 0u);
+  EXPECT_EQ(out.event.ident.ip_id, 0);
   EXPECT_EQ(out.event.capture_from, PWRU_CAPTURE_NONE);
   EXPECT_TRUE(out.packet.empty());
   EXPECT_EQ(out.packet_len, 0u);
@@ -90,6 +95,12 @@ TEST(EventRecord, EachPartIsReadWhenPresentAndAbsentOtherwise) {
     EXPECT_EQ(out.event.cb[4], (parts & PWRU_PART_CB) ? 5u : 0u);
     EXPECT_EQ(out.event.tunnel_tuple.l3_proto, (parts & PWRU_PART_TUNNEL) ? PWRU_ETH_P_IPV6 : 0);
     EXPECT_EQ(out.event.tunnel_tuple.dport, (parts & PWRU_PART_TUNNEL) ? 4789 : 0);
+    const bool ident = parts & PWRU_PART_IDENT;
+    EXPECT_EQ(out.event.ident.seq, ident ? 0xa0000001u : 0u);
+    EXPECT_EQ(out.event.ident.ack, ident ? 0xb0000002u : 0u);
+    EXPECT_EQ(out.event.ident.flow_label, ident ? 0xcdef0u : 0u);
+    EXPECT_EQ(out.event.ident.ip_id, ident ? 0x4242 : 0);
+    EXPECT_EQ(out.event.ident.l4_payload, ident ? 1448 : 0);
     if (parts & PWRU_PART_CAPTURE) {
       EXPECT_EQ(out.event.capture_from, PWRU_CAPTURE_L3);
       EXPECT_EQ(out.event.capture_len, 60);
@@ -108,8 +119,13 @@ TEST(EventRecord, RecordSizesOfTypicalTraces) {
   EXPECT_EQ(pwru_record_size(0), 136u);
   EXPECT_EQ(pwru_record_size(PWRU_PART_STACK), 144u);
   EXPECT_EQ(pwru_record_size(PWRU_PART_TUNNEL), 176u);
-  EXPECT_EQ(pwru_record_size(PWRU_PARTS_KNOWN & ~PWRU_PART_CAPTURE), 216u);
+  EXPECT_EQ(pwru_record_size(PWRU_PARTS_KNOWN & ~(PWRU_PART_CAPTURE | PWRU_PART_IDENT)), 216u);
   EXPECT_EQ(pwru_record_size(PWRU_PART_CAPTURE), 136u + 8u + PWRU_CAPTURE_MAX);
+  // --summary: the identity after the core, and before the packet bytes.
+  EXPECT_EQ(pwru_record_size(PWRU_PART_IDENT), 152u);
+  EXPECT_EQ(pwru_record_size(PWRU_PART_TUNNEL | PWRU_PART_IDENT), 192u);
+  EXPECT_EQ(pwru_part_offset(PWRU_PART_IDENT | PWRU_PART_CAPTURE, PWRU_PART_CAPTURE), 152u);
+  EXPECT_EQ(pwru_part_offset(PWRU_PART_TUNNEL | PWRU_PART_IDENT, PWRU_PART_IDENT), 176u);
 }
 
 // A previous record's parts must not show through a later plain one.
@@ -121,6 +137,8 @@ TEST(EventRecord, ReusedOutputIsOverwritten) {
   EXPECT_EQ(out.event.dump_id, 0u);
   EXPECT_EQ(out.event.cb[2], 0u);
   EXPECT_EQ(out.event.tunnel_tuple.dport, 0);
+  EXPECT_EQ(out.event.ident.seq, 0u);
+  EXPECT_EQ(out.event.ident.l4_payload, 0);
   EXPECT_EQ(out.event.capture_from, PWRU_CAPTURE_NONE);
   EXPECT_TRUE(out.packet.empty());
   EXPECT_EQ(out.packet_len, 0u);
@@ -128,7 +146,7 @@ TEST(EventRecord, ReusedOutputIsOverwritten) {
 
 TEST(EventRecord, TruncatedRecordsAreRefused) {
   for (std::uint8_t parts : {0, PWRU_PART_STACK, PWRU_PART_CB | PWRU_PART_TUNNEL, PWRU_PARTS_KNOWN & ~PWRU_PART_CAPTURE,
-                             int(PWRU_PART_CAPTURE), int(PWRU_PARTS_KNOWN)}) {
+                             int(PWRU_PART_IDENT), int(PWRU_PART_CAPTURE), int(PWRU_PARTS_KNOWN)}) {
     SCOPED_TRACE(testing::Message() << "parts=0x" << std::hex << int(parts));
     std::vector<std::uint8_t> record = record_with(parts);
     DecodedEvent out;
@@ -160,7 +178,7 @@ TEST(EventRecord, RecordsLongerThanTheirPartsAreRefused) {
 
 TEST(EventRecord, UnknownPartsAreRefused) {
   std::vector<std::uint8_t> record = record_with(0);
-  record[offsetof(pwru_event_core, parts)] = 1 << 5;
+  record[offsetof(pwru_event_core, parts)] = 1 << 6;
   DecodedEvent out;
   EXPECT_FALSE(decode(record, out));
 }

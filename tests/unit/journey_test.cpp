@@ -36,9 +36,19 @@ class Journeys {
                     std::shared_ptr<JourneyBudget> budget = std::make_shared<JourneyBudget>(64u << 20, "test", ""))
       : tracker_(DropHints::builtin(), limits, std::move(budget)) {}
 
+  // Later events carry this identity part, as in a trace with PWRU_OUT_IDENT.
+  Journeys& with_ident(const pwru_part_ident& id) {
+    ident_ = id;
+    return *this;
+  }
+
   Journeys& skb(std::uint64_t addr, std::initializer_list<Ev> events) {
     for (const Ev& ev : events) {
       pwru_event e{};
+      if (ident_) {
+        e.parts = PWRU_PART_IDENT;
+        e.ident = *ident_;
+      }
       e.skb_addr = addr;
       e.ts_ns = ts_ += 1000;
       e.netns = ev.netns;
@@ -64,6 +74,7 @@ class Journeys {
  private:
   JourneyTracker tracker_;
   std::uint64_t ts_ = 0;
+  std::optional<pwru_part_ident> ident_;
 };
 
 TEST(Journey, NetfilterDropNamesFunctionReasonNetnsAndHint) {
@@ -289,6 +300,48 @@ TEST(Journey, TextAndJsonCarryTheSameFacts) {
   ASSERT_EQ(js["hooks"].size(), 2u);
   EXPECT_EQ(js["hooks"][1]["rel_ns"], 1000);
   EXPECT_EQ(js["hint"], out[0].hint);
+}
+
+TEST(Journey, IdentityIsInTheJsonWhenTheTraceHadIt) {
+  Journeys plain;
+  plain.skb(0x1000, {{"net_dev_queue"}, {"net_dev_xmit"}});
+  EXPECT_FALSE(plain.result()[0].ident);
+  EXPECT_FALSE(journey_json(plain.result()[0]).contains("ident"));
+
+  Journeys j;
+  j.with_ident(pwru_part_ident{0, 0, 0x5a5a5, 0x1234, 72});
+  j.skb(0x2000, {{"net_dev_queue"}, {"net_dev_start_xmit"}, {"net_dev_xmit"}});
+  const auto out = j.result();
+  ASSERT_EQ(out.size(), 1u);
+  ASSERT_TRUE(out[0].ident);
+  EXPECT_EQ(out[0].ident->ip_id, 0x1234);
+  const nlohmann::json js = journey_json(out[0]);
+  EXPECT_EQ(js["fate"], "transmitted");
+  EXPECT_EQ(js["ident"],
+            (nlohmann::json{{"ip_id", 0x1234}, {"seq", 0}, {"ack", 0}, {"flow_label", 0x5a5a5}, {"len", 72}}))
+      << "UDP: no tcp_flags";
+  // The existing fields stay.
+  for (const char* key : {"skb", "tuple", "hooks", "fate", "where", "netns"}) EXPECT_TRUE(js.contains(key)) << key;
+}
+
+TEST(Journey, TcpIdentityCarriesTheFlags) {
+  JourneyTracker tracker(DropHints::builtin(), std::make_shared<JourneyBudget>(1u << 20, "test", ""));
+  pwru_event e{};
+  e.skb_addr = 0x3000;
+  e.tuple.l3_proto = PWRU_ETH_P_IP;
+  e.tuple.l4_proto = PWRU_IPPROTO_TCP;
+  e.tuple.tcp_flags = 0x18;
+  e.parts = PWRU_PART_IDENT;
+  e.ident = pwru_part_ident{1000, 2000, 0, 7, 1448};
+  tracker.add(JourneyEvent{e, "net_dev_queue", "net_dev_queue", "", ""});
+  // A later event's numbers (after a rewrite) do not replace the first.
+  e.ident.seq = 99;
+  tracker.add(JourneyEvent{e, "net_dev_xmit", "net_dev_xmit", "", ""});
+  const nlohmann::json js = journey_json(tracker.journeys().at(0));
+  EXPECT_EQ(js["ident"]["seq"], 1000);
+  EXPECT_EQ(js["ident"]["ack"], 2000);
+  EXPECT_EQ(js["ident"]["len"], 1448);
+  EXPECT_EQ(js["ident"]["tcp_flags"], 0x18);
 }
 
 TEST(DropHints, BuiltinCatalogueKnowsTheCommonReasons) {
