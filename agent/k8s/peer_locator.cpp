@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/error.h"
+#include "k8s/json_fields.h"
 #include "k8s/kube_client.h"
 #include "k8s/url_encode.h"
 
@@ -29,20 +30,6 @@ json get_json(const KubeApiConfig& api, const std::string& path, const std::stri
     throw RequestError(503,
                        "cannot " + purpose + ": the API server's answer is not JSON (" + std::string(e.what()) + ")");
   }
-}
-
-// Fields read with defaults: a pod the API server shows without them is
-// not an agent, not a reason to fail the request.
-const json& field(const json& object, const char* key) {
-  static const json kNull;
-  if (!object.is_object()) return kNull;
-  const auto it = object.find(key);
-  return it == object.end() ? kNull : *it;
-}
-
-std::string string_field(const json& object, const char* key) {
-  const json& value = field(object, key);
-  return value.is_string() ? value.get<std::string>() : std::string();
 }
 
 int peer_port_of(const json& pod, int fallback) {

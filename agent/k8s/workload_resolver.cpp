@@ -6,6 +6,7 @@
 #include <set>
 
 #include "common/error.h"
+#include "k8s/json_fields.h"
 #include "k8s/kube_client.h"
 #include "k8s/url_encode.h"
 
@@ -21,18 +22,6 @@ constexpr int kPageLimit = 500;
 // the fan-out traces far fewer (traces.fanout.max_pods). A bound on the
 // requests one trace request can cost.
 constexpr int kMaxPages = 100;
-
-const json& field(const json& object, const char* key) {
-  static const json kNull;
-  if (!object.is_object()) return kNull;
-  const auto it = object.find(key);
-  return it == object.end() ? kNull : *it;
-}
-
-std::string string_field(const json& object, const char* key) {
-  const json& value = field(object, key);
-  return value.is_string() ? value.get<std::string>() : std::string();
-}
 
 // The message of a Status the API server answered with, else the start of
 // the body: what it said is what the caller needs to fix a selector.
