@@ -24,7 +24,8 @@ import pwru_e2e as base
 from agent_e2e import Agent, FakeApiServer, PodProcess, http_get
 from pwru_e2e import Failure, check, sh, wait_until
 
-SCENARIOS = ("pod_trace", "concurrent", "errors", "disconnect", "fuzz", "kube_auth", "forward", "track_skb")
+SCENARIOS = ("pod_trace", "concurrent", "errors", "disconnect", "fuzz", "kube_auth", "forward", "track_skb",
+             "pod_set")
 TOKEN = "e2e-trace-token"
 FUZZ_REQUESTS = 10000
 FUZZ_SECONDS = 240.0
@@ -206,7 +207,7 @@ def scenario_errors(ctx):
         ("no token", "{}", None, 401, "Authorization: Bearer"),
         ("wrong token", "{}", "not-the-token", 403, "not this agent's trace token"),
         ("malformed JSON", '{"namespace": "shop",', TOKEN, 400, "not valid JSON"),
-        ("unknown field", '{"pods": "web-0"}', TOKEN, 400, 'unknown field "pods"'),
+        ("unknown field", '{"pod_name": "web-0"}', TOKEN, 400, 'unknown field "pod_name"'),
         ("bad duration", '{"duration": "soon"}', TOKEN, 400, '"duration"'),
         ("duration over the cap", '{"duration": "2h"}', TOKEN, 400, "over this agent's cap"),
         ("bad pcap", '{"filter": "tcp port eighty"}', TOKEN, 400, '"filter": pcap filter'),
@@ -691,6 +692,82 @@ def scenario_track_skb(ctx):
           [(j["tuple"], j["fate"], j["where"]) for j in journeys][:5])
     return (f"{len(found[True])} events after DNAT with track_skb, none without; {len(dropped)} of "
             f"{len(journeys)} journeys dropped with NO_SOCKET after DNAT")
+
+
+def attached_links(agent, body, what):
+    """Links a quiet trace of `body` holds once attached (the socket is then closed and the links gone)."""
+    baseline = bpf_link_count(agent.proc.pid)
+    sock = open_trace(agent, body)
+    try:
+        wait_until(lambda: bpf_link_count(agent.proc.pid) >= baseline + 20, 20, f"{what}: its links to be attached")
+        # Attaching goes hook by hook: counted once the number stands still.
+        last = -1
+        for _ in range(20):
+            now = bpf_link_count(agent.proc.pid)
+            if now == last:
+                break
+            last = now
+            time.sleep(0.25)
+        attached = last - baseline
+    finally:
+        sock.close()
+    wait_until(lambda: bpf_link_count(agent.proc.pid) == baseline, 10, f"{what}: its links to be detached")
+    return attached
+
+
+def scenario_pod_set(ctx):
+    """"pods": two pods of one agent in one trace: events of both netns, each labelled with its pod and
+    node, one trace listed, one trace's worth of links."""
+    # A peer namespace gives the agent its peer locator, and so its node's name (kubernetes.node_name).
+    topo, api, _, agent = pod_agent(ctx, extra="  peer_namespace: pwru\n")
+    web1 = ctx.track(PodProcess(ctx.workdir, topo.ns_a))
+    api.control("add", {"uid": web1.uid, "namespace": "shop", "name": "web-1", "node": "n1"})
+    wait_until(lambda: (agent_lib.metric_value(agent, "pwru_kubernetes_pod_netns") or 0) >= 2, 30,
+               "the agent to find shop/web-1's netns")
+    pods = {"namespace": "shop", "pods": ["web-0", "web-1", "web-9"]}
+    single = attached_links(agent, {"namespace": "shop", "pod": "web-0", "filter": "host 192.0.2.1",
+                                    "duration": "60s"}, "a trace of shop/web-0")
+    both = attached_links(agent, dict(pods, filter="host 192.0.2.1", duration="60s"), "a trace of two pods")
+    check(both == single, "BPF links of one trace of two pods", f"one trace's worth ({single}, as for one pod)", both)
+
+    traffic = ctx.track(Traffic())
+    traffic.start(topo.exec_args(topo.ns_a, "ping", "-q", "-c", "40", "-i", "0.25", topo.ip_b))
+    listed = []
+    result = {}
+
+    def run():
+        result["answer"] = post(agent, json.dumps(dict(pods, filter="icmp", duration="3s")))
+
+    poster = threading.Thread(target=run)
+    poster.start()
+    try:
+        wait_until(lambda: listed.extend(list_traces(agent)) or listed, 10, "the pods trace to be listed")
+    finally:
+        poster.join(timeout=30)
+    check(len(listed) == 1 and "web-0" in listed[0]["target"] and "web-1" in listed[0]["target"],
+          "GET /v1/traces during a trace of two pods", "one trace naming both", listed)
+    status, lines = result.get("answer", (None, []))
+    check(status == 200, "POST /v1/traces with \"pods\"", 200, (status, lines[:3]))
+    events, summary = split_summary(lines, "pods trace")
+    by_pod = {}
+    for e in events:
+        by_pod.setdefault((e.get("pod"), e.get("netns")), 0)
+        by_pod[(e.get("pod"), e.get("netns"))] += 1
+    check(("web-0", topo.inode_b) in by_pod and ("web-1", topo.inode_a) in by_pod,
+          "events of a trace of two pods", f"web-0's in netns {topo.inode_b} and web-1's in netns {topo.inode_a}",
+          by_pod)
+    wrong = [e for e in events if (e.get("pod"), e.get("netns")) not in
+             {("web-0", topo.inode_b), ("web-1", topo.inode_a)} or e.get("node") != "n1"
+             or e.get("namespace") != "shop"]
+    check(not wrong, "labels of the events", "node n1, namespace shop, the pod of the event's netns", wrong[:3])
+    first = json.dumps(events[0], separators=(",", ":"))
+    check(list(events[0])[:4] == ["skb", "node", "namespace", "pod"], "key order of an event",
+          "skb, node, namespace, pod first", first[:120])
+    check(summary.get("node") == "n1" and summary.get("pods") == {
+        "shop/web-0": "traced", "shop/web-1": "traced", "shop/web-9": "not on node n1"},
+          "summary of a trace of two pods", "node n1; both traced, web-9 not on node n1", summary)
+    return (f"{len(events)} events ({', '.join(f'{p}: {n}' for (p, _), n in sorted(by_pod.items()))}); "
+            f"{both} links, as one pod's trace")
 
 
 class Context(agent_lib.Context):

@@ -24,9 +24,11 @@
 #include "http/peer_http.h"
 #include "k8s/node_pods.h"
 #include "k8s/peer_locator.h"
+#include "k8s/workload_resolver.h"
 #include "metrics/skb_counter_collector.h"
 #include "probe/counting_probes.h"
 #include "traces/trace_auth.h"
+#include "traces/trace_fanout.h"
 #include "traces/trace_forward.h"
 #include "traces/trace_service.h"
 
@@ -130,6 +132,12 @@ std::unique_ptr<PeerHttpServer> make_peer_http(const AgentConfig& config, TraceS
                                              const std::string& caller, const std::string& from) {
     if (!ready.load()) throw RequestError(503, "not ready: still loading its programs; retry soon");
     TraceStream trace = traces.start_relayed(body, remote, caller, from);
+    return counted_as_running(std::move(trace), running);
+  };
+  routes.start_merged = [&traces, &running, &ready](const std::string& body, const std::string& remote,
+                                                    const std::string& caller, const std::string& from) {
+    if (!ready.load()) throw RequestError(503, "not ready: still loading its programs; retry soon");
+    TraceStream trace = traces.start_relayed(body, remote, caller, from, true);
     return counted_as_running(std::move(trace), running);
   };
   routes.answered = [&answers](int status) { answers.Add({{"code", std::to_string(status)}}).Increment(); };
@@ -242,8 +250,43 @@ struct AgentState {
   std::shared_ptr<SkbCounterCollector> collector;  // set once attached; read under the ready flag
 };
 
+// Service and selector requests: pods from the API server, one part on
+// every node that runs some. Null without Kubernetes (such requests get a
+// 400 saying so).
+std::shared_ptr<TraceFanout> make_trace_fanout(const AgentConfig& config, const NodePods* node_pods,
+                                               std::shared_ptr<const PeerLocator> peers,
+                                               std::shared_ptr<const TraceAuth> auth, TraceService& traces) {
+  if (!config.traces.enabled || !node_pods) return nullptr;
+  const AgentConfig::Traces::Fanout& caps = config.traces.fanout;
+  FanoutLimits limits;
+  limits.max_nodes = caps.max_nodes;
+  limits.max_pods = caps.max_pods;
+  limits.max_concurrent = caps.max_concurrent;
+  limits.reorder_window = std::chrono::milliseconds(caps.reorder_window_ms);
+  limits.slow_after = std::chrono::milliseconds(caps.slow_after_ms);
+  limits.max_events_per_second = caps.max_events_per_second;
+  limits.max_buffered_events = caps.max_buffered_events;
+  FanoutDeps deps;
+  deps.node_name = node_pods->api().node_name;
+  deps.auth = std::move(auth);
+  deps.resolve = [resolver = std::make_shared<WorkloadResolver>(node_pods->api())](const TraceRequest& request) {
+    return request.service.empty() ? resolver->pods_of_selector(request.namespace_name, request.selector)
+                                   : resolver->pods_of_service(request.namespace_name, request.service);
+  };
+  // Without a locator (traces.forward off, or the agents' namespace
+  // unknown) only this node's pods can be traced; the others are named.
+  deps.agents_by_node = [peers = std::move(peers)] {
+    return peers ? peers->agents_by_node() : std::map<std::string, PeerAgent>{};
+  };
+  deps.start_local = [&traces](const TraceCaller& caller, const std::string& body, const std::string& remote) {
+    return traces.start_merged_part(caller, body, remote);
+  };
+  deps.open_peer = peer_parts_over_tls(config.traces.peer_tls, node_pods->api().node_name);
+  return std::make_shared<TraceFanout>(limits, std::move(deps));
+}
+
 // Scrapes resolve pods through `node_pods` until the HTTP server is gone.
-TraceService make_trace_service(const AgentConfig& config, NodePods* node_pods) {
+std::unique_ptr<TraceService> make_trace_service(const AgentConfig& config, NodePods* node_pods) {
   PodDirectory pod_directory;
   if (node_pods) {
     pod_directory.netns_of = [node_pods](const std::string& ns, const std::string& pod) {
@@ -251,11 +294,19 @@ TraceService make_trace_service(const AgentConfig& config, NodePods* node_pods) 
     };
     pod_directory.present = [node_pods](const std::string& uid) { return node_pods->has_pod(uid); };
   }
-  return TraceService(
-      TraceServiceConfig{config.traces, config.probe.backend, make_peer_locator(config, node_pods),
-                         config.kubernetes.proc_root},
-      std::move(pod_directory),
-      make_trace_auth(config.traces, node_pods ? std::optional<KubeApiConfig>(node_pods->api()) : std::nullopt));
+  TraceServiceConfig service_config;
+  service_config.traces = config.traces;
+  service_config.backend = config.probe.backend;
+  service_config.peers = make_peer_locator(config, node_pods);
+  service_config.proc_root = config.kubernetes.proc_root;
+  if (node_pods) service_config.node_name = node_pods->api().node_name;
+  std::shared_ptr<const TraceAuth> auth =
+      make_trace_auth(config.traces, node_pods ? std::optional<KubeApiConfig>(node_pods->api()) : std::nullopt);
+  auto service = std::make_unique<TraceService>(service_config, std::move(pod_directory), auth);
+  if (std::shared_ptr<TraceFanout> fanout =
+          make_trace_fanout(config, node_pods, service_config.peers, std::move(auth), *service))
+    service->set_fanout(std::move(fanout));
+  return service;
 }
 
 TraceRoutes trace_routes(const AgentConfig& config, TraceService& traces, TraceMetrics metrics) {
@@ -424,7 +475,8 @@ int run_agent(const AgentConfig& config, const std::function<bool()>& stop_reque
   // Before the HTTP server: scrapes resolve pods through it until the
   // server is gone.
   std::unique_ptr<NodePods> node_pods = make_node_pods(config.kubernetes);
-  TraceService traces = make_trace_service(config, node_pods.get());
+  const std::unique_ptr<TraceService> trace_service = make_trace_service(config, node_pods.get());
+  TraceService& traces = *trace_service;
   const TraceMetrics trace_metrics = register_trace_metrics(*state.registry);
   AgentHttpServer http(config.http.listen_address, config.http.listen_port,
                        http_handlers(config, state, traces, trace_metrics), connection_limits(config.http));

@@ -270,6 +270,8 @@ class ConfigReader {
         {"default_max_events", integer_field(traces.default_max_events, 1, 1000000000)},
         {"max_events", integer_field(traces.max_events, 1, 1000000000)},
         {"max_body_bytes", integer_field(traces.max_body_bytes, 256, 1048576)},
+        // The BPF netns set's bound (PWRU_MAX_NETNS_SET in bpf/pwru_abi.h).
+        {"max_pods_per_trace", integer_field(traces.max_pods_per_trace, 1, 64)},
         {"forward", bool_field(traces.forward)},
         {"peer_selector",
          name_field(traces.peer_selector,
@@ -288,6 +290,7 @@ class ConfigReader {
         {"peer_port", integer_field(traces.peer_port, 1, 65535)},
         {"token_review", section(token_review_fields(traces.token_review))},
         {"peer_tls", section(peer_tls_fields(traces.peer_tls))},
+        {"fanout", section(fanout_fields(traces.fanout))},
         {"summary_memory_bytes", integer_field(traces.summary_memory_bytes, 1u << 20, 1ull << 34)},
         {"ring_buffer_bytes",
          [this, &traces](const YAML::Node& v, const Location& at) {
@@ -296,6 +299,19 @@ class ConfigReader {
              fail(at, "must be a power of two (the kernel's ring buffers are); got " + std::to_string(bytes));
            traces.ring_buffer_bytes = static_cast<std::uint32_t>(bytes);
          }},
+    };
+  }
+
+  std::vector<Field> fanout_fields(AgentConfig::Traces::Fanout& fanout) {
+    return {
+        {"max_nodes", integer_field(fanout.max_nodes, 1, 1024)},
+        {"max_pods", integer_field(fanout.max_pods, 1, 16384)},
+        {"max_concurrent", integer_field(fanout.max_concurrent, 1, 64)},
+        // Beyond 2 s a merged stream stops being live.
+        {"reorder_window_ms", integer_field(fanout.reorder_window_ms, 0, 2000)},
+        {"slow_after_ms", integer_field(fanout.slow_after_ms, 200, 60000)},
+        {"max_events_per_second", integer_field(fanout.max_events_per_second, 1, 10000000)},
+        {"max_buffered_events", integer_field(fanout.max_buffered_events, 1000, 10000000)},
     };
   }
 

@@ -67,6 +67,9 @@ struct AgentConfig {
     std::uint64_t default_max_events = 10000;
     std::uint64_t max_events = 1000000;
     std::uint32_t max_body_bytes = 16384;
+    // A request's "pods" list: at most this many pods of this node in one
+    // trace (each a BPF netns set entry; at most PWRU_MAX_NETNS_SET, 64).
+    std::uint32_t max_pods_per_trace = 16;
     std::uint32_t ring_buffer_bytes = 4u << 20;
     // auth kubernetes: how the agent spares the API server. A token's
     // TokenReview answer is remembered (by the token's SHA-256) for
@@ -102,6 +105,17 @@ struct AgentConfig {
       std::string name = "pwru-agent-peer";
       bool enabled() const { return !ca_file.empty(); }
     } peer_tls;
+    // {"namespace","service"} and {"namespace","selector"} requests: one
+    // pod-set trace per node that runs a pod of it, merged here.
+    struct Fanout {
+      std::uint32_t max_nodes = 16;
+      std::uint32_t max_pods = 256;
+      std::uint32_t max_concurrent = 2;
+      std::uint32_t reorder_window_ms = 250;  // how long an event waits for slower nodes' earlier ones
+      std::uint32_t slow_after_ms = 2000;     // a node silent this long stops holding the others back
+      std::uint32_t max_events_per_second = 50000;
+      std::uint32_t max_buffered_events = 100000;
+    } fanout;
   } traces;
 };
 

@@ -87,8 +87,9 @@ PeerHttpServer::PeerHttpServer(const std::string& address, std::uint16_t port, c
       // nothing vouches for the headers below.
       if (!req.ssl) throw RequestError(403, "relayed trace requests are taken over TLS only");
       const std::string remote = req.remote_addr + ":" + std::to_string(req.remote_port);
-      PeerRoutes::Stream stream = routes_.start(req.body, remote, req.get_header_value("X-Pwru-Caller"),
-                                                req.get_header_value("X-Pwru-Forwarded-By"));
+      const bool merge = req.get_header_value("X-Pwru-Merge") == "1" && routes_.start_merged;
+      PeerRoutes::Stream stream = (merge ? routes_.start_merged : routes_.start)(
+          req.body, remote, req.get_header_value("X-Pwru-Caller"), req.get_header_value("X-Pwru-Forwarded-By"));
       const int fd = SSL_get_fd(req.ssl);
       if (routes_.answered) routes_.answered(200);
       stream_ndjson(res, std::move(stream), fd);

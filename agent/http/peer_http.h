@@ -29,6 +29,11 @@ struct PeerRoutes {
   std::function<Stream(const std::string& body, const std::string& remote, const std::string& caller,
                        const std::string& from)>
       start;
+  // The same for a fan-out's part (the X-Pwru-Merge: 1 header); null: such
+  // requests go to `start`, and their output is a plain trace's.
+  std::function<Stream(const std::string& body, const std::string& remote, const std::string& caller,
+                       const std::string& from)>
+      start_merged;
   std::function<void(int status)> answered;  // for pwru_trace_requests_total
   std::size_t max_body_bytes = 16384;
   std::size_t max_streams = 4;

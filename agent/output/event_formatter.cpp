@@ -208,7 +208,16 @@ void EventFormatter::format_json(const EventView& view, std::uint64_t ts, std::s
   // Field names, order and omit-when-empty follow pwru's JSON encoder.
   const pwru_event& e = view.event;
   auto it = std::back_inserter(out);
-  fmt::format_to(it, "{{\"skb\":\"{:#x}\"", e.skb_addr);
+  if (view.has_wall) fmt::format_to(it, "{{\"wall_ns\":{},", view.wall_ns);
+  fmt::format_to(it, "{}\"skb\":\"{:#x}\"", view.has_wall ? "" : "{", e.skb_addr);
+  if (view.pod) {
+    out += ",\"node\":";
+    append_json_string(out, view.node);
+    out += ",\"namespace\":";
+    append_json_string(out, view.pod->namespace_name);
+    out += ",\"pod\":";
+    append_json_string(out, view.pod->pod);
+  }
   if (options_.shinfo && !view.shinfo_text.empty()) {
     out += ",\"skb_shared_info\":";
     append_json_string(out, "\n" + std::string(view.shinfo_text));

@@ -30,6 +30,12 @@ struct OutputOptions {
   TimestampMode timestamp = TimestampMode::None;
 };
 
+// The pod a traced netns belongs to: the labels of a pod-set trace's events.
+struct PodLabel {
+  std::string namespace_name;
+  std::string pod;
+};
+
 // One event plus the names resolved for it.
 struct EventView {
   const pwru_event& event;
@@ -41,6 +47,14 @@ struct EventView {
   // The PROCESS column's program ("/usr/bin/ping", see ProgramNamer); the
   // event's comm when empty.
   std::string_view program{};
+  // A pod-set trace's labels, written after "skb": the node, and the pod
+  // whose netns the event is in (null: no label).
+  std::string_view node{};
+  const PodLabel* pod = nullptr;
+  // A fan-out's merge mode: the event's wall-clock time, written as the
+  // line's first key so the merger finds it without parsing the line.
+  bool has_wall = false;
+  std::uint64_t wall_ns = 0;
 };
 
 class EventFormatter {

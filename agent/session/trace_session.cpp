@@ -1,7 +1,9 @@
 #include "session/trace_session.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
+#include <ctime>
 #include <unordered_set>
 
 #include "btf/kernel_btf.h"
@@ -166,7 +168,9 @@ std::size_t TraceSession::hook_count() const {
 
 AttachReport TraceSession::attach(const std::function<bool()>& cancelled,
                                   const std::function<void(std::size_t, std::size_t)>& progress) {
+  sample_wall_offset();
   AttachReport report = impl_->probes->attach(cancelled, progress);
+  sample_wall_offset();
   sink_.write(impl_->formatter->header());
   sink_.flush();
   return report;
@@ -215,6 +219,16 @@ bool TraceSession::handle(const RingRecord& record) {
   // The trace API shows comm:pid only, never a host path from /proc.
   const std::string_view program = impl_->pseudonym ? std::string_view{} : impl_->programs.program(event);
   EventView view{event, impl_->namer->func(event), caller, &stack, skb_text, shinfo_text, program};
+  if (!config_.pod_labels.empty()) {
+    if (const auto label = config_.pod_labels.find(event.netns); label != config_.pod_labels.end()) {
+      view.node = config_.node_name;
+      view.pod = &label->second;
+    }
+  }
+  if (config_.wall_clock) {
+    view.has_wall = true;
+    view.wall_ns = static_cast<std::uint64_t>(static_cast<std::int64_t>(event.ts_ns) + wall_offset_ns_);
+  }
   impl_->formatter->format(view, buffer_);
   if (config_.pcap_file) config_.pcap_file->write(event, view.func, record.packet, record.packet_len);
   if (impl_->journeys) {
@@ -234,8 +248,25 @@ bool TraceSession::handle(const RingRecord& record) {
   return true;
 }
 
+void TraceSession::sample_wall_offset() {
+  // Monotonic read on both sides of the realtime one: their midpoint is
+  // when the realtime clock was read, to well under a microsecond.
+  timespec mono_before{}, real{}, mono_after{};
+  clock_gettime(CLOCK_MONOTONIC, &mono_before);
+  clock_gettime(CLOCK_REALTIME, &real);
+  clock_gettime(CLOCK_MONOTONIC, &mono_after);
+  const auto ns = [](const timespec& t) { return static_cast<std::int64_t>(t.tv_sec) * 1000000000 + t.tv_nsec; };
+  wall_offset_ns_ = ns(real) - (ns(mono_before) + ns(mono_after)) / 2;
+}
+
 void TraceSession::run(const std::function<bool()>& stop) {
+  // NTP slews the realtime clock: the offset follows it each second.
+  auto next_sample = std::chrono::steady_clock::now() + std::chrono::seconds(1);
   while (!stop()) {
+    if (config_.wall_clock && std::chrono::steady_clock::now() >= next_sample) {
+      sample_wall_offset();
+      next_sample = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+    }
     const bool more = impl_->reader->poll(kPollMs);
     sink_.write(buffer_);
     buffer_.clear();

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -61,6 +62,13 @@ struct TraceConfig {
   // The trace API: skb addresses become per-trace pseudonyms and stack
   // frames without a symbol print as "?" (skb_pseudonym.h).
   bool hide_kernel_addresses = false;
+  // A pod-set trace: each event in one of these netns is labelled with the
+  // node and its pod (EventView::node, ::pod).
+  std::string node_name;
+  std::map<std::uint32_t, PodLabel> pod_labels;
+  // A fan-out's merge mode: each event line starts with its wall-clock time
+  // (ts_ns plus CLOCK_REALTIME - CLOCK_MONOTONIC, sampled each second).
+  bool wall_clock = false;
 };
 
 struct TraceStats {
@@ -120,6 +128,11 @@ class TraceSession {
   // With TraceConfig::summary, after finish(): the skbs followed, their
   // fates decided on demand (JourneyTracker::for_each); null without.
   const JourneyTracker* journeys() const;
+  // CLOCK_REALTIME - CLOCK_MONOTONIC as last sampled (at attach, then each
+  // second of run()): an event's ts_ns plus this is its wall-clock time.
+  std::int64_t wall_offset_ns() const { return wall_offset_ns_; }
+  // Samples the offset now.
+  void sample_wall_offset();
 
  private:
   // The construction's steps after loading, in order.
@@ -139,6 +152,7 @@ class TraceSession {
   TraceStats stats_;
   std::string buffer_;
   bool finished_ = false;
+  std::int64_t wall_offset_ns_ = 0;
 };
 
 }  // namespace pwru

@@ -140,7 +140,8 @@ struct PeerTrace::Connection {
 };
 
 PeerTrace::PeerTrace(const PeerAgent& peer, const AgentConfig::Traces::PeerTls& tls, std::string body,
-                     const std::string& caller_header, const std::string& forwarded_by, std::chrono::seconds quiet_for)
+                     const std::string& caller_header, const std::string& forwarded_by, std::chrono::seconds quiet_for,
+                     Mode mode)
     : where_("the pwru-agent on node " + peer.node + " (" + peer.pod + ", " + peer.host + ":" +
              std::to_string(peer.port) + ")"),
       connection_(std::make_unique<Connection>()) {
@@ -177,6 +178,7 @@ PeerTrace::PeerTrace(const PeerAgent& peer, const AgentConfig::Traces::PeerTls& 
   request.body = std::move(body);
   request.headers = {
       {"Content-Type", "application/json"}, {kCallerHeader, caller_header}, {kForwardedByHeader, forwarded_by}};
+  if (mode == Mode::kMerge) request.headers.emplace(kMergeHeader, "1");
   request.response_handler = [&c](const httplib::Response& res) {
     std::lock_guard<std::mutex> lock(c.mutex);
     c.status = res.status;

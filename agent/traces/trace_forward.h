@@ -26,6 +26,11 @@ inline constexpr const char* kForwardedByHeader = "X-Pwru-Forwarded-By";
 // {"user","uid","groups","extra","remote"}. Believed only on the peer port.
 inline constexpr const char* kCallerHeader = "X-Pwru-Caller";
 
+// On the peer port, asks for a "pods" trace's merge mode: what a fan-out's
+// coordinator needs of each node's part (wall_ns first on every event,
+// heartbeats, journeys as lines of their own; RunningTrace::stream).
+inline constexpr const char* kMergeHeader = "X-Pwru-Merge";
+
 // For kCallerHeader (ASCII only: JSON with \u escapes). Throws
 // RequestError(400) when it would not fit in a header line.
 std::string encode_caller(const TraceCaller& caller, const std::string& remote);
@@ -39,6 +44,7 @@ RelayedCaller decode_caller(const std::string& header);
 
 class PeerTrace {
  public:
+  enum class Mode { kRelay, kMerge };  // kMerge: a fan-out's part (kMergeHeader)
   // Connects, completes the TLS handshake (either end refusing the other's
   // certificate ends it), sends the request and waits for the status: the
   // peer loads its programs first. Throws RequestError: 502 (unreachable,
@@ -47,7 +53,8 @@ class PeerTrace {
   // send nothing before it counts as gone (a quiet trace sends nothing
   // until its summary).
   PeerTrace(const PeerAgent& peer, const AgentConfig::Traces::PeerTls& tls, std::string body,
-            const std::string& caller_header, const std::string& forwarded_by, std::chrono::seconds quiet_for);
+            const std::string& caller_header, const std::string& forwarded_by, std::chrono::seconds quiet_for,
+            Mode mode = Mode::kRelay);
   // Hangs up if still connected (ending the trace there) and waits for the
   // connection's thread.
   ~PeerTrace();

@@ -12,14 +12,18 @@
 
 namespace pwru {
 
+static_assert(PWRU_MAX_NETNS_SET == 64, "traces.max_pods_per_trace's bound in config/agent_config.cpp");
+
 namespace {
 
 using json = nlohmann::json;
 
 const std::set<std::string>& known_fields() {
-  static const std::set<std::string> fields = {
-      "namespace", "pod",   "netns",  "filter",    "functions", "track_skb", "duration",  "max_events",
-      "format",    "stack", "caller", "tcp_flags", "meta",      "tuple",     "timestamp", "summary"};
+  static const std::set<std::string> fields = {"namespace", "pod",       "netns",     "filter",
+                                               "functions", "track_skb", "duration",  "max_events",
+                                               "format",    "stack",     "caller",    "tcp_flags",
+                                               "meta",      "tuple",     "timestamp", "summary",
+                                               "pods",      "service",   "selector",  "max_events_per_second"};
   return fields;
 }
 
@@ -133,25 +137,88 @@ json parse_body(std::string_view text) {
   }
 }
 
+// A Service's name (DNS-1035): a label that begins with a letter.
+bool valid_service_name(std::string_view name) {
+  return valid_kubernetes_name(name, 63, false) && name.front() >= 'a' && name.front() <= 'z';
+}
+
+std::string pod_name_field(const json& v, const std::string& field) {
+  if (!v.is_string()) bad("\"" + field + "\" must be a string; got " + shown(v));
+  std::string pod = v.get<std::string>();
+  if (pod.size() > 253 || !valid_kubernetes_name(pod, 253, true))
+    bad("\"" + field + "\": " + shown(v) + " is not a Kubernetes pod name (lower-case letters, digits, '-', '.')");
+  return pod;
+}
+
+// "pods": distinct pod names. Its cap here is the BPF set's bound, which
+// says nothing of this agent; traces.max_pods_per_trace is checked with
+// the other caps, once the caller is authorized.
+std::vector<std::string> pods_field(const json& v) {
+  if (!v.is_array()) bad("\"pods\" must be an array of pod names such as [\"web-0\",\"web-1\"]; got " + shown(v));
+  if (v.empty()) bad("\"pods\" is an empty array; list the pods to trace, such as [\"web-0\",\"web-1\"]");
+  if (v.size() > PWRU_MAX_NETNS_SET)
+    bad("\"pods\" lists " + std::to_string(v.size()) + " pods; one trace takes at most " +
+        std::to_string(PWRU_MAX_NETNS_SET) + ": split them over several traces, or trace a \"service\"");
+  std::vector<std::string> pods;
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    std::string pod = pod_name_field(v[i], "pods[" + std::to_string(i) + "]");
+    if (std::find(pods.begin(), pods.end(), pod) != pods.end())
+      bad("\"pods\" lists '" + pod + "' twice; list each pod once");
+    pods.push_back(std::move(pod));
+  }
+  return pods;
+}
+
+constexpr const char* kTargets =
+    "{\"namespace\":\"shop\",\"pod\":\"web-0\"}, {\"namespace\":\"shop\",\"pods\":[\"web-0\",\"web-1\"]}, "
+    "{\"namespace\":\"shop\",\"service\":\"web\"} or {\"namespace\":\"shop\",\"selector\":\"app=web\"}";
+
 // The part of the body that says what to trace: all that is checked before
 // the caller is authorized, since it says nothing about this agent.
 TraceTarget read_target(const json& body) {
   if (!body.is_object()) bad("the body must be a JSON object; got " + std::string(body.type_name()));
   TraceTarget t;
   const bool has_ns = body.contains("namespace");
-  const bool has_pod = body.contains("pod");
-  if (has_ns != has_pod)
+  std::vector<std::string> given;
+  for (const char* key : {"pod", "pods", "service", "selector"})
+    if (body.contains(key)) given.push_back(key);
+  if (given.size() > 1)
+    bad("give one of \"pod\", \"pods\", \"service\" or \"selector\" with \"namespace\", not \"" + given[0] +
+        "\" and \"" + given[1] +
+        "\": \"pod\" traces one pod, \"pods\" several of one node, \"service\" and \"selector\" every pod they "
+        "select on any node");
+  if (!has_ns && given.size() == 1 && given[0] == "pod")
     bad("\"namespace\" and \"pod\" go together: name the pod as {\"namespace\":\"shop\",\"pod\":\"web-0\"}");
-  if (has_pod) {
-    t.namespace_name = string_field(body, "namespace", 253);
+  if (!has_ns && given.size() == 1) bad("\"namespace\" and \"" + given[0] + "\" go together: write " + kTargets);
+  if (has_ns && given.empty())
+    bad(std::string("\"namespace\" and one of \"pod\", \"pods\", \"service\" or \"selector\" go together: write ") +
+        kTargets);
+  if (!has_ns) return t;
+  t.namespace_name = string_field(body, "namespace", 253);
+  if (!valid_kubernetes_name(t.namespace_name, 63, false))
+    bad("\"namespace\": '" + t.namespace_name +
+        "' is not a Kubernetes namespace name (lower-case letters, digits, '-')");
+  if (body.contains("pod")) {
     t.pod = string_field(body, "pod", 253);
-    if (!valid_kubernetes_name(t.namespace_name, 63, false))
-      bad("\"namespace\": '" + t.namespace_name +
-          "' is not a Kubernetes namespace name (lower-case letters, digits, '-')");
     if (!valid_kubernetes_name(t.pod, 253, true))
       bad("\"pod\": '" + t.pod + "' is not a Kubernetes pod name (lower-case letters, digits, '-', '.')");
-    if (body.contains("netns")) bad("give either {\"namespace\",\"pod\"} or \"netns\", not both");
+  } else if (body.contains("pods")) {
+    t.pods = pods_field(body.at("pods"));
+  } else if (body.contains("service")) {
+    t.service = string_field(body, "service", 253);
+    if (!valid_service_name(t.service))
+      bad("\"service\": '" + t.service +
+          "' is not a Kubernetes Service name (at most 63 lower-case letters, digits and '-', beginning with a "
+          "letter)");
+  } else {
+    t.selector = string_field(body, "selector", 1024);
+    if (t.selector.empty())
+      bad("\"selector\" is empty; give a label selector such as \"app=web\" (an empty one would select every pod)");
+    for (char c : t.selector)
+      if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f)
+        bad("\"selector\" holds a control character; give a label selector such as \"app=web\"");
   }
+  if (body.contains("netns")) bad("give either {\"namespace\",\"" + given[0] + "\"} or \"netns\", not both");
   return t;
 }
 
@@ -238,6 +305,12 @@ TraceRequest parse_trace_request(std::string_view text, const TraceRequestLimits
   TraceRequest r;
   r.namespace_name = std::move(target.namespace_name);
   r.pod = std::move(target.pod);
+  r.pods = std::move(target.pods);
+  r.service = std::move(target.service);
+  r.selector = std::move(target.selector);
+  if (r.pods.size() > limits.max_pods)
+    bad("\"pods\" lists " + std::to_string(r.pods.size()) + " pods, over this agent's cap of " +
+        std::to_string(limits.max_pods) + " (traces.max_pods_per_trace); split them over several traces");
   r.duration = limits.default_duration;
   r.max_events = limits.default_max_events;
   r.output.json = true;
@@ -296,6 +369,15 @@ TraceRequest parse_trace_request(std::string_view text, const TraceRequestLimits
     if (format != "json" && format != "text") bad("\"format\" must be \"json\" or \"text\"; got '" + format + "'");
     r.output.json = format == "json";
   }
+  if (body.contains("max_events_per_second")) {
+    const json& v = body.at("max_events_per_second");
+    if (!v.is_number() || v.get<double>() < 0)
+      bad("\"max_events_per_second\" must be a positive number (0 for no cap of the request's own); got " + shown(v));
+    r.max_events_per_second = v.get<double>();
+  }
+  if (!r.output.json && r.fans_out())
+    bad(std::string("\"format\": \"text\" cannot be given with \"") + (r.service.empty() ? "selector" : "service") +
+        "\": a service trace merges several nodes' streams: JSON only; leave out \"format\"");
   if (body.contains("stack")) r.output.stack = bool_field(body, "stack");
   if (body.contains("caller")) r.output.caller = bool_field(body, "caller");
   if (body.contains("tcp_flags")) r.output.tcp_flags = bool_field(body, "tcp_flags");

@@ -19,11 +19,19 @@ struct TraceRequestLimits {
   std::chrono::milliseconds max_duration{600000};
   std::uint64_t default_max_events = 10000;
   std::uint64_t max_events = 1000000;
+  std::uint32_t max_pods = 16;  // "pods": traces.max_pods_per_trace
 };
 
 struct TraceRequest {
-  std::string namespace_name;  // with pod: trace that pod's netns
+  std::string namespace_name;  // with pod, pods, service or selector
   std::string pod;
+  // Pods of this node in one trace (one BPF netns set), each event labelled
+  // with its pod: 1 to traces.max_pods_per_trace distinct names.
+  std::vector<std::string> pods;
+  // Every pod a Service selects, or a label selector selects, on whatever
+  // node: a fan-out to those nodes' agents. Parsed here, run elsewhere.
+  std::string service;                 // a DNS-1035 label
+  std::string selector;                // left to the API server to parse
   std::optional<std::uint32_t> netns;  // the inode, as pwru --output-json prints it
   std::string filter;                  // pcap expression; "" = every packet
   std::string functions;               // RE2 regex over kprobe function names (whole name); "" = all
@@ -34,16 +42,23 @@ struct TraceRequest {
   std::vector<std::uint32_t> netns_set;
   std::chrono::milliseconds duration{0};
   std::uint64_t max_events = 0;
-  OutputOptions output;  // json unless "format": "text"
+  double max_events_per_second = 0;  // 0: none asked for
+  OutputOptions output;              // json unless "format": "text"
 
   bool names_pod() const { return !pod.empty(); }
+  bool fans_out() const { return !service.empty() || !selector.empty(); }
 };
 
-// What a request asks to trace: a pod, or (both empty) the node or a netns,
-// which take the node's right.
+// What a request asks to trace: a pod, pods, a Service or a selector in a
+// namespace, or (all empty) the node or a netns, which take the node's right.
 struct TraceTarget {
   std::string namespace_name;
   std::string pod;
+  std::vector<std::string> pods;
+  std::string service;
+  std::string selector;
+
+  bool fans_out() const { return !service.empty() || !selector.empty(); }
 };
 
 // The first step, before the caller is authorized: JSON syntax and the

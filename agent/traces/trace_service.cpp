@@ -1,11 +1,13 @@
 #include "traces/trace_service.h"
 
+#include <fmt/format.h>
 #include <malloc.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <ctime>
 #include <nlohmann/json.hpp>
 #include <optional>
-#include <random>
 
 #include "btf/kernel_btf.h"
 #include "common/error.h"
@@ -17,48 +19,34 @@
 #include "probe/kprobe_plan.h"
 #include "session/trace_session.h"
 #include "traces/trace_forward.h"
+#include "traces/trace_lines.h"
 
 namespace pwru {
 
 namespace {
 
-std::string new_trace_id() {
-  static std::mt19937_64 random(std::random_device{}());
-  static std::mutex mutex;
-  std::lock_guard<std::mutex> lock(mutex);
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string id = "tr-";
-  for (int i = 0; i < 12; ++i) id += kHex[random() % 16];
-  return id;
-}
-
 // How often a pod-scoped trace asks whether its pod is still there: the
 // answer comes from the watch cache, a map lookup.
 constexpr auto kPodCheckEvery = std::chrono::milliseconds(250);
+// Merge mode: how often a node's part tells the merger how far it has read.
+constexpr auto kHeartbeatEvery = std::chrono::milliseconds(100);
 
-std::string iso_time(std::chrono::system_clock::time_point t) {
-  const std::time_t seconds = std::chrono::system_clock::to_time_t(t);
-  std::tm utc{};
-  gmtime_r(&seconds, &utc);
-  char text[32];
-  std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &utc);
-  return text;
-}
-
-// One NDJSON line. Strings may quote what a client sent (filters, pod
-// names), which need not be valid UTF-8: replaced, never a throw mid-stream.
-std::string json_line(const nlohmann::json& value) {
-  return value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+std::uint64_t realtime_ns() {
+  timespec t{};
+  clock_gettime(CLOCK_REALTIME, &t);
+  return static_cast<std::uint64_t>(t.tv_sec) * 1000000000u + static_cast<std::uint64_t>(t.tv_nsec);
 }
 
 // What a request traces, resolved: a pod's netns (held open), a netns, the
 // node, or a pod on another node whose agent gets the request.
 struct TracedTarget {
-  std::string description = "node";      // "pod shop/web-0 (netns 4026532...)", "netns ...", "node"
-  std::vector<UniqueFd> netns_pins;      // one per traced netns with a process in it
-  std::uint32_t netns = 0;               // 0: every netns, or the netns_set's
-  std::vector<std::uint32_t> netns_set;  // "netns" as an array: several netns in one trace
-  std::string pod_uid;                   // pod-scoped traces: ended when the pod leaves
+  std::string description = "node";                    // "pod shop/web-0 (netns 4026532...)", "netns ...", "node"
+  std::vector<UniqueFd> netns_pins;                    // one per traced netns with a process in it
+  std::uint32_t netns = 0;                             // 0: every netns, or the netns_set's
+  std::vector<std::uint32_t> netns_set;                // "netns" as an array: several netns in one trace
+  std::vector<TracedPod> pods;                         // pod-scoped traces: ended when the pods leave
+  bool pod_set = false;                                // "pods": every event labelled with its pod
+  std::map<std::string, std::string> pods_not_traced;  // "ns/name" -> why
   std::optional<PeerAgent> peer;
 };
 
@@ -89,15 +77,69 @@ TracedTarget resolve_pod(const TraceRequest& request, const PodDirectory& pods, 
     throw RequestError(404, "pod " + who + " has no process in its network namespace " + std::to_string(pod.netns) +
                                 " any more (restarting, or being deleted); try "
                                 "again in a few seconds");
-  target.pod_uid = pod.pod_uid;
+  target.pods.push_back(TracedPod{request.namespace_name, request.pod, pod.pod_uid, pod.netns, ""});
   target.netns = pod.netns;
   target.description = "pod " + who + " (netns " + std::to_string(pod.netns) + ")";
   return target;
 }
 
+// "pods": those on this node, each netns held open; the others are
+// reported in the summary, never relayed (a fan-out sends each node its own).
+TracedTarget resolve_pod_set(const TraceRequest& request, const PodDirectory& pods, const TraceServiceConfig& config,
+                             const std::string& node) {
+  if (!pods.netns_of)
+    throw RequestError(404,
+                       "this agent does not know pods (Kubernetes is off: see its log); trace by "
+                       "\"netns\" instead");
+  const std::string where = node.empty() ? "this node" : "node " + node;
+  TracedTarget target;
+  target.pod_set = true;
+  std::string names, inodes;
+  for (const std::string& name : request.pods) {
+    const std::string who = request.namespace_name + "/" + name;
+    const PodNetns pod = pods.netns_of(request.namespace_name, name);
+    if (!pod.error.empty()) {
+      target.pods_not_traced[who] =
+          pod.error.find("is not on this node") != std::string::npos ? "not on " + where : pod.error;
+      continue;
+    }
+    if (pod.host_network) {
+      target.pods_not_traced[who] = "uses the host's network: its packets cannot be told apart from the node's";
+      continue;
+    }
+    UniqueFd pin = pin_netns(config.proc_root, pod.netns, pod.pod_uid);
+    if (!pin) {
+      target.pods_not_traced[who] = "has no process in its network namespace " + std::to_string(pod.netns) +
+                                    " any more (restarting, or being deleted)";
+      continue;
+    }
+    target.netns_pins.push_back(std::move(pin));
+    target.pods.push_back(TracedPod{request.namespace_name, name, pod.pod_uid, pod.netns, ""});
+    // Pods sharing a netns (never in Kubernetes) would be one set entry.
+    if (std::find(target.netns_set.begin(), target.netns_set.end(), pod.netns) == target.netns_set.end())
+      target.netns_set.push_back(pod.netns);
+    names += (names.empty() ? "" : ",") + name;
+    inodes += (inodes.empty() ? "" : ",") + std::to_string(pod.netns);
+  }
+  if (target.pods.empty()) {
+    std::string why;
+    for (const auto& [who, reason] : target.pods_not_traced) why += (why.empty() ? "" : "; ") + who + ": " + reason;
+    throw RequestError(
+        404, "none of the pods can be traced on " + where + " (" + why + "); send each node's agent the pods it runs");
+  }
+  // One netns is the programs' plain compare; the labels stay.
+  if (target.netns_set.size() == 1) {
+    target.netns = target.netns_set.front();
+    target.netns_set.clear();
+  }
+  target.description = "pods " + request.namespace_name + "/" + names + " (netns " + inodes + ")";
+  return target;
+}
+
 TracedTarget resolve_target(const TraceRequest& request, const PodDirectory& pods, const TraceServiceConfig& config,
-                            const std::string& forwarded_by) {
+                            const std::string& forwarded_by, const std::string& node) {
   if (request.names_pod()) return resolve_pod(request, pods, config, forwarded_by);
+  if (!request.pods.empty()) return resolve_pod_set(request, pods, config, node);
   TracedTarget target;
   if (request.netns) {
     // A node-level caller may trace any netns; held open when a process
@@ -121,8 +163,14 @@ TracedTarget resolve_target(const TraceRequest& request, const PodDirectory& pod
 // The session's settings: what the request asks, within this agent's
 // limits, in the netns resolved for it. 400 for a filter that does not compile.
 TraceConfig trace_config(const TraceRequest& request, const TracedTarget& target, const TraceServiceConfig& config,
-                         const std::shared_ptr<JourneyBudget>& summary_budget) {
+                         const std::shared_ptr<JourneyBudget>& summary_budget, const std::string& node, bool merge) {
   TraceConfig trace;
+  if (target.pod_set) {
+    trace.node_name = node;
+    for (const TracedPod& pod : target.pods)
+      trace.pod_labels.emplace(pod.netns, PodLabel{pod.namespace_name, pod.name});
+    trace.wall_clock = merge;
+  }
   trace.filter.netns = target.netns;
   // A tracked skb is reported outside the traced netns by pwru; a scoped
   // trace (one netns or a set) must never see another netns's packets
@@ -226,7 +274,7 @@ TraceStream TraceService::start(std::string_view body, const std::string& remote
 }
 
 TraceStream TraceService::start_relayed(std::string_view body, const std::string& remote,
-                                        const std::string& caller_header, const std::string& from_node) {
+                                        const std::string& caller_header, const std::string& from_node, bool merge) {
   if (from_node.empty())
     throw RequestError(400, std::string("a relayed trace request names the relaying node in ") + kForwardedByHeader);
   const RelayedCaller relayed = decode_caller(caller_header);
@@ -237,21 +285,52 @@ TraceStream TraceService::start_relayed(std::string_view body, const std::string
                                 " relayed a request without the caller's "
                                 "Kubernetes user (its traces.auth is not kubernetes, this agent's is); ask this "
                                 "node's agent directly");
-  return start_as(relayed.caller, body, remote + " (node " + from_node + ", for " + relayed.remote + ")", from_node);
+  return start_as(relayed.caller, body, remote + " (node " + from_node + ", for " + relayed.remote + ")", from_node,
+                  merge);
+}
+
+TraceStream TraceService::start_merged_part(const TraceCaller& caller, std::string_view body,
+                                            const std::string& remote) {
+  const std::string node = node_name();
+  return start_as(caller, body, remote, node.empty() ? "this node" : node, true);
+}
+
+std::string TraceService::node_name() const {
+  if (!config_.node_name.empty()) return config_.node_name;
+  return config_.peers ? config_.peers->node_name() : "";
 }
 
 TraceStream TraceService::start_as(const TraceCaller& caller, std::string_view body, const std::string& remote,
-                                   const std::string& forwarded_by) {
+                                   const std::string& forwarded_by, bool merge) {
   TraceRequest request = authorized_request(caller, body);
+  if (request.fans_out()) {
+    const char* what = request.service.empty() ? "selector" : "service";
+    // Each node's part names its pods: a node that fanned out again could
+    // bounce requests between agents.
+    if (!forwarded_by.empty())
+      throw RequestError(400, std::string("a relayed trace request may not name a \"") + what +
+                                  "\" (the pwru-agent on node " + forwarded_by +
+                                  " sent it here): a node never fans out again; send this node its pods as \"pods\"");
+    if (!config_.start_fanout)
+      throw RequestError(400, std::string("tracing a \"") + what +
+                                  "\" needs Kubernetes (the API server) to find its pods, and this agent does not "
+                                  "use it (kubernetes is off: see its log); trace the pods with \"pods\" on each node");
+    return config_.start_fanout(caller, request, body, remote);
+  }
   const Reservation slot(*this);
-  TracedTarget target = resolve_target(request, pods_, config_, forwarded_by);
+  const std::string node = node_name();
+  TracedTarget target = resolve_target(request, pods_, config_, forwarded_by, node);
   if (target.peer) return relay(*target.peer, body, caller, remote, request);
-  const TraceConfig trace = trace_config(request, target, config_, summary_budget_);
-  auto running = std::shared_ptr<RunningTrace>(
-      new RunningTrace(*this, new_trace_id(), std::move(request), std::move(target.description), remote, caller.user));
+  const TraceConfig trace = trace_config(request, target, config_, summary_budget_, node, merge);
+  auto running = std::shared_ptr<RunningTrace>(new RunningTrace(*this, new_trace_id("tr-"), std::move(request),
+                                                                std::move(target.description), remote, caller.user));
   running->netns_pins_ = std::move(target.netns_pins);
-  running->netns_ = target.netns;
-  running->pod_uid_ = std::move(target.pod_uid);
+  running->pods_ = std::move(target.pods);
+  running->pod_set_ = target.pod_set;
+  running->merge_ = merge && target.pod_set;
+  running->node_ = node;
+  running->pods_not_traced_ = std::move(target.pods_not_traced);
+  running->pod_labels_ = trace.pod_labels;
   running->session_ = load_programs(config_.load_session, trace, *running->sink_);
   register_trace(running);
   spdlog::info("trace {}: {} for {}{}, filter '{}', up to {} ms / {} events", running->id_, running->target_, remote,
@@ -268,11 +347,18 @@ TraceStream TraceService::start_as(const TraceCaller& caller, std::string_view b
 // agent cannot grant more than the API server does.
 TraceRequest TraceService::authorized_request(const TraceCaller& caller, std::string_view body) const {
   const TraceTarget wanted = parse_trace_target(body);
-  auth_->authorize(caller, TraceAction{"create", wanted.namespace_name, wanted.pod});
+  // A fan-out authorizes each pod it finds itself (start_fanout).
+  if (!wanted.pods.empty()) {
+    for (const std::string& pod : wanted.pods)
+      auth_->authorize(caller, TraceAction{"create", wanted.namespace_name, pod});
+  } else if (!wanted.fans_out()) {
+    auth_->authorize(caller, TraceAction{"create", wanted.namespace_name, wanted.pod});
+  }
   const AgentConfig::Traces& limits = config_.traces;
-  return parse_trace_request(body, TraceRequestLimits{std::chrono::seconds(limits.default_duration_seconds),
-                                                      std::chrono::seconds(limits.max_duration_seconds),
-                                                      limits.default_max_events, limits.max_events});
+  return parse_trace_request(
+      body, TraceRequestLimits{std::chrono::seconds(limits.default_duration_seconds),
+                               std::chrono::seconds(limits.max_duration_seconds), limits.default_max_events,
+                               limits.max_events, limits.max_pods_per_trace});
 }
 
 TraceService::Reservation::Reservation(TraceService& service) : service_(service) {
@@ -375,11 +461,14 @@ std::string TraceService::list_json(const std::string& authorization) const {
                     {"max_events", t->request_.max_events},
                     {"events_sent", t->events_sent_.load()}});
   }
+  if (fanout_)
+    for (nlohmann::json& row : fanout_->list_rows()) list.push_back(std::move(row));
   return json_line({{"traces", list}});
 }
 
 bool TraceService::cancel(const std::string& id, const std::string& authorization) {
   auth_->authorize(auth_->authenticate(authorization), TraceAction{"delete", "", ""});
+  if (fanout_ && fanout_->cancel(id)) return true;
   std::lock_guard<std::mutex> lock(mutex_);
   auto it = traces_.find(id);
   if (it == traces_.end()) return false;
@@ -387,7 +476,16 @@ bool TraceService::cancel(const std::string& id, const std::string& authorizatio
   return true;
 }
 
+void TraceService::set_fanout(std::shared_ptr<TraceFanout> fanout) {
+  fanout_ = std::move(fanout);
+  config_.start_fanout = [fanout = fanout_.get()](const TraceCaller& caller, const TraceRequest& request,
+                                                  std::string_view body, const std::string& remote) {
+    return fanout->start(caller, request, body, remote);
+  };
+}
+
 void TraceService::stop_all() {
+  if (fanout_) fanout_->stop_all();
   std::lock_guard<std::mutex> lock(mutex_);
   stopping_ = true;
   for (auto& [id, t] : traces_) t->cancel("agent stopping");
@@ -415,17 +513,71 @@ void RunningTrace::cancel(const char* why) {
   stop_reason_.compare_exchange_strong(none, why);
 }
 
-const char* RunningTrace::pod_ended() const {
-  if (pod_uid_.empty()) return nullptr;
+const char* RunningTrace::pod_ended() {
   const PodDirectory& pods = service_.pods_;
-  if (pods.present && !pods.present(pod_uid_)) return "pod gone";
-  // Same name and UID, another netns: the sandbox was recreated; the held
-  // one carries no more of the pod's packets.
-  if (pods.netns_of) {
-    const PodNetns now = pods.netns_of(request_.namespace_name, request_.pod);
-    if (now.error.empty() && now.pod_uid == pod_uid_ && now.netns != netns_) return "pod netns replaced";
+  // "gone" or "netns replaced" when the pod is no longer the one traced.
+  const auto left = [&](const TracedPod& pod) -> const char* {
+    if (pods.present && !pods.present(pod.uid)) return "gone";
+    // Same name and UID, another netns: the sandbox was recreated; the held
+    // one carries no more of the pod's packets.
+    if (pods.netns_of) {
+      const PodNetns now = pods.netns_of(pod.namespace_name, pod.name);
+      if (now.error.empty() && now.pod_uid == pod.uid && now.netns != pod.netns) return "netns replaced";
+    }
+    return nullptr;
+  };
+  if (!pod_set_) {
+    if (pods_.empty() || pods_.front().uid.empty()) return nullptr;
+    const char* why = left(pods_.front());
+    if (!why) return nullptr;
+    return why[0] == 'g' ? "pod gone" : "pod netns replaced";
   }
-  return nullptr;
+  bool all_gone = true;
+  for (TracedPod& pod : pods_) {
+    if (pod.gone.empty()) {
+      if (const char* why = left(pod)) {
+        const double seconds =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - stream_started_).count();
+        pod.gone = fmt::format("{} after {:.1f} s", why, seconds);
+        spdlog::info("trace {}: pod {}/{} {}", id_, pod.namespace_name, pod.name, pod.gone);
+      }
+    }
+    all_gone = all_gone && !pod.gone.empty();
+  }
+  return all_gone ? "pods gone" : nullptr;
+}
+
+void RunningTrace::write_heartbeat(LineSink& out, std::uint64_t wall_ns) {
+  out.write(fmt::format("{{\"heartbeat\":{{\"wall_ns\":{}}}}}\n", wall_ns));
+  out.flush();
+}
+
+void RunningTrace::write_journey_lines(LineSink& out, const JourneyTracker& tracker) {
+  const std::int64_t offset = session_->wall_offset_ns();
+  const auto wall = [offset](std::uint64_t ts) {
+    return static_cast<std::uint64_t>(static_cast<std::int64_t>(ts) + offset);
+  };
+  std::string lines;
+  tracker.for_each([&](const Journey& j) {
+    nlohmann::json fields = journey_json(j);
+    fields["node"] = node_;
+    auto label = pod_labels_.find(j.netns);
+    if (label == pod_labels_.end() && !j.steps.empty()) label = pod_labels_.find(j.steps.front().netns);
+    if (label != pod_labels_.end()) {
+      fields["namespace"] = label->second.namespace_name;
+      fields["pod"] = label->second.pod;
+    }
+    if (!j.steps.empty()) {
+      fields["first_wall_ns"] = wall(j.steps.front().ts_ns);
+      fields["last_wall_ns"] = wall(j.steps.back().ts_ns);
+    }
+    lines += json_line(nlohmann::json{{"journey", std::move(fields)}});
+    if (lines.size() >= 64 * 1024) {
+      out.write(lines);
+      lines.clear();
+    }
+  });
+  out.write(lines);
 }
 
 void RunningTrace::publish_losses(std::uint64_t lost_so_far) {
@@ -437,6 +589,7 @@ void RunningTrace::publish_losses(std::uint64_t lost_so_far) {
 void RunningTrace::stream(LineSink& out) {
   sink_->attach(&out);
   const auto start = std::chrono::steady_clock::now();
+  stream_started_ = start;
   const auto deadline = start + request_.duration;
   auto next_pod_check = start;
   const auto stop = [&] {
@@ -450,8 +603,26 @@ void RunningTrace::stream(LineSink& out) {
     }
     return stop_reason_.load() != nullptr || now >= deadline;
   };
+  // No program of this trace ran before: no event is older than this.
+  std::uint64_t last_check_wall = realtime_ns();
   const AttachReport report = session_->attach([&] { return stop() || out.closed(); });
-  session_->run(stop);
+  if (merge_) {
+    write_heartbeat(out, last_check_wall);
+    auto next_heartbeat = std::chrono::steady_clock::now() + kHeartbeatEvery;
+    // The run loop polls the ring between two calls: at a call, every event
+    // older than the previous call's time has been read and written.
+    session_->run([&] {
+      const bool done = stop();
+      if (const auto now = std::chrono::steady_clock::now(); now >= next_heartbeat && !done) {
+        write_heartbeat(out, last_check_wall);
+        next_heartbeat = now + kHeartbeatEvery;
+      }
+      last_check_wall = realtime_ns();
+      return done;
+    });
+  } else {
+    session_->run(stop);
+  }
   // The summary goes out before the links are detached: on kernels without
   // kprobe-multi that takes about 30 s, which no client should wait for.
   // ~RunningTrace detaches, once the response has ended.
@@ -484,7 +655,24 @@ void RunningTrace::stream(LineSink& out) {
     summary["summary"]["events_unprinted_first_error"] = stats.first_unhandled_reason;
   }
   if (stats.counters_unread) summary["summary"]["kernel_counters_unread"] = stats.counters_unread;
-  if (const JourneyTracker* tracker = request_.summary ? session_->journeys() : nullptr) {
+  if (pod_set_) {
+    summary["summary"]["node"] = node_;
+    nlohmann::json pods = nlohmann::json::object();
+    for (const auto& [who, why] : pods_not_traced_) pods[who] = why;
+    for (const TracedPod& pod : pods_)
+      pods[pod.namespace_name + "/" + pod.name] = pod.gone.empty() ? "traced" : pod.gone;
+    summary["summary"]["pods"] = std::move(pods);
+  }
+  const JourneyTracker* tracker = request_.summary ? session_->journeys() : nullptr;
+  if (tracker && merge_) {
+    // One line a journey, so the merger never holds a whole summary.
+    write_journey_lines(out, *tracker);
+    const JourneyCounts counts = tracker->counts();
+    summary["summary"]["journeys_not_followed"] = counts.not_followed;
+    if (const std::string note = budget_note(counts, tracker->budget()); !note.empty())
+      summary["summary"]["journeys_note"] = note;
+    out.write(json_line(summary));
+  } else if (tracker) {
     const JourneyCounts counts = tracker->counts();
     summary["summary"]["journeys_not_followed"] = counts.not_followed;
     if (const std::string note = budget_note(counts, tracker->budget()); !note.empty())

@@ -23,6 +23,7 @@
 #include "k8s/pod_resolver.h"
 #include "session/trace_session.h"
 #include "traces/trace_auth.h"
+#include "traces/trace_fanout.h"
 #include "traces/trace_request.h"
 
 namespace pwru {
@@ -39,6 +40,9 @@ using TraceSessionLoader = std::function<std::unique_ptr<TraceSession>(const Tra
 // skb functions and backend, then loads.
 std::unique_ptr<TraceSession> load_kernel_trace_session(const TraceConfig& trace, LineSink& sink);
 
+// Streams one trace into a response, returning when it ended.
+using TraceStream = std::function<void(LineSink& out)>;
+
 struct TraceServiceConfig {
   AgentConfig::Traces traces;
   std::string backend = "auto";  // probe.backend
@@ -47,10 +51,23 @@ struct TraceServiceConfig {
   // Where traced netns are held open from (kubernetes.proc_root).
   std::string proc_root = "/proc";
   TraceSessionLoader load_session = load_kernel_trace_session;
+  // The node this agent runs on ("": peers->node_name(), if any).
+  std::string node_name;
+  // Runs a "service" or "selector" request (authorized per pod there, not
+  // here); null: such requests are refused (400), as without Kubernetes.
+  std::function<TraceStream(const TraceCaller& caller, const TraceRequest& request, std::string_view body,
+                            const std::string& remote)>
+      start_fanout;
 };
 
-// Streams one trace into a response, returning when it ended.
-using TraceStream = std::function<void(LineSink& out)>;
+// A pod a trace follows, resolved on this node.
+struct TracedPod {
+  std::string namespace_name;
+  std::string name;
+  std::string uid;
+  std::uint32_t netns = 0;
+  std::string gone;  // "" while traced; "gone after 12.3 s" once it left
+};
 
 // What pod-scoped traces need of the node's pods; both empty when pod
 // identity is off.
@@ -86,13 +103,23 @@ class TraceService {
   // authenticated (X-Pwru-Caller), `from_node` the node it runs on. The
   // caller is authorized here again (auth kubernetes: this agent's own
   // SubjectAccessReview), and the request is never relayed further.
+  // `merge`: kMergeHeader was set (a fan-out's part): a "pods" trace's
+  // lines carry wall_ns first, heartbeats and journeys come as lines.
   TraceStream start_relayed(std::string_view body, const std::string& remote, const std::string& caller_header,
-                            const std::string& from_node);
+                            const std::string& from_node, bool merge = false);
+
+  // A fan-out's part on the coordinator's own node: as a relayed request in
+  // merge mode (authorized again, never relayed, never fanned out).
+  TraceStream start_merged_part(const TraceCaller& caller, std::string_view body, const std::string& remote);
 
   // {"traces":[{"id","target","filter","remote","user","started","duration_s","events_sent"}]}
   std::string list_json(const std::string& authorization) const;
   // False when no running trace has this id.
   bool cancel(const std::string& id, const std::string& authorization);
+  // Service and selector requests go to `fanout` from now on (it becomes
+  // config.start_fanout); its fan-outs are listed, cancelled and stopped
+  // with this service's traces. Before the first request only.
+  void set_fanout(std::shared_ptr<TraceFanout> fanout);
   // Ends every trace (agent shutdown) and refuses new ones.
   void stop_all();
   // Events this node's traces could not put into their ring buffers, since
@@ -117,7 +144,9 @@ class TraceService {
   void release(const std::string& id);
   // `forwarded_by`: the node that relayed the request here, "" for none.
   TraceStream start_as(const TraceCaller& caller, std::string_view body, const std::string& remote,
-                       const std::string& forwarded_by);
+                       const std::string& forwarded_by, bool merge = false);
+  // config_.node_name, or the peer locator's.
+  std::string node_name() const;
   // The request, once the caller may trace what it names (RequestError 403, 400).
   TraceRequest authorized_request(const TraceCaller& caller, std::string_view body) const;
   // Listed from now on (GET, DELETE, stop_all); 503 when the agent is stopping.
@@ -136,6 +165,7 @@ class TraceService {
   std::size_t relays_ = 0;    // slots of requests relayed to other nodes' agents
   bool stopping_ = false;
   std::atomic<std::uint64_t> events_lost_{0};
+  std::shared_ptr<TraceFanout> fanout_;
 };
 
 class RunningTrace {
@@ -152,8 +182,13 @@ class RunningTrace {
   void cancel(const char* why);
 
  private:
-  // Why a pod-scoped trace's pod is no longer the one traced, or null.
-  const char* pod_ended() const;
+  // Why a pod-scoped trace's pod is no longer the one traced (a pod set's:
+  // every pod), or null. Records each pod of a set that left.
+  const char* pod_ended();
+  // Merge mode: {"heartbeat":{"wall_ns":N}}, every event older than N read.
+  void write_heartbeat(LineSink& out, std::uint64_t wall_ns);
+  // Merge mode with "summary": each journey a line of its own.
+  void write_journey_lines(LineSink& out, const JourneyTracker& tracker);
   // Adds the losses since the last call to the service's count.
   void publish_losses(std::uint64_t lost_so_far);
   friend class TraceService;
@@ -171,9 +206,17 @@ class RunningTrace {
   std::unique_ptr<ForwardingSink> sink_;
   // The traced netns, held open so their inode numbers (the BPF filter) are
   // not handed to other netns while the trace runs.
+  // A gone pod's stays held too: no other netns gets its number meanwhile.
   std::vector<UniqueFd> netns_pins_;
-  std::uint32_t netns_ = 0;
-  std::string pod_uid_;  // pod-scoped traces: ended when the pod leaves
+  // Pod-scoped traces: ended when the pod (a set's: every pod) leaves.
+  std::vector<TracedPod> pods_;
+  bool pod_set_ = false;  // "pods": labels, "node" and "pods" in the summary
+  bool merge_ = false;    // kMergeHeader (pod sets only)
+  std::string node_;
+  // "pods": what became of each pod named, "ns/name" -> why not traced.
+  std::map<std::string, std::string> pods_not_traced_;
+  std::map<std::uint32_t, PodLabel> pod_labels_;  // by netns, for the journeys
+  std::chrono::steady_clock::time_point stream_started_{};
   std::unique_ptr<TraceSession> session_;
   std::atomic<const char*> stop_reason_{nullptr};
   std::atomic<std::uint64_t> events_sent_{0};

@@ -382,6 +382,14 @@ TEST(AgentConfig, KubernetesValuesAreChecked) {
   EXPECT_THAT(error_of("kubernetes:\n  deleted_pod_grace: 60\n"), HasSubstr("did you mean deleted_pod_grace_seconds?"));
 }
 
+TEST(AgentConfig, MaxPodsPerTraceIsBoundByTheBpfNetnsSet) {
+  EXPECT_EQ(default_agent_config_parsed().traces.max_pods_per_trace, 16u);
+  EXPECT_EQ(parse("traces:\n  max_pods_per_trace: 64\n").traces.max_pods_per_trace, 64u);
+  EXPECT_THAT(error_of("traces:\n  max_pods_per_trace: 65\n"),
+              AllOf(HasSubstr("traces.max_pods_per_trace"), HasSubstr("from 1 to 64")));
+  EXPECT_THAT(error_of("traces:\n  max_pods_per_trace: 0\n"), HasSubstr("traces.max_pods_per_trace"));
+}
+
 TEST(AgentConfig, TracesValuesAndTheirCombinationsAreChecked) {
   const AgentConfig::Traces t =
       parse(

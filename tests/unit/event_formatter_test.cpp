@@ -120,6 +120,39 @@ TEST(EventFormatter, JsonFieldsAsPwru) {
   EXPECT_LT(out.find("\"len\""), out.find("\"tuple\""));
 }
 
+// A pod-set trace's labels come right after "skb"; a fan-out's part puts
+// wall_ns first, an unquoted number the merger reads by prefix.
+TEST(EventFormatter, JsonPodLabelsAfterSkbAndWallClockFirst) {
+  OutputOptions o;
+  o.json = true;
+  EventFormatter f(o);
+  const pwru_event e = udp_event();
+  const PodLabel web0{"shop", "web-0"};
+  EventView labelled{e, "netif_receive_skb", "", nullptr};
+  labelled.node = "n1";
+  labelled.pod = &web0;
+  std::string out;
+  f.format(labelled, out);
+  EXPECT_EQ(
+      out.rfind("{\"skb\":\"0xffff888012345600\",\"node\":\"n1\",\"namespace\":\"shop\",\"pod\":\"web-0\",\"cpu\":1,",
+                0),
+      0u)
+      << out;
+  EXPECT_NO_THROW(nlohmann::json::parse(out));
+  labelled.has_wall = true;
+  labelled.wall_ns = 1700000000123456789ull;
+  out.clear();
+  f.format(labelled, out);
+  EXPECT_EQ(out.rfind("{\"wall_ns\":1700000000123456789,\"skb\":\"0xffff888012345600\",\"node\":\"n1\",", 0), 0u)
+      << out;
+  EXPECT_EQ(nlohmann::json::parse(out).at("wall_ns"), 1700000000123456789ull);
+  // No label for a netns outside the map: the view carries no pod.
+  out.clear();
+  f.format(EventView{e, "netif_receive_skb", "", nullptr}, out);
+  EXPECT_EQ(out.find("\"pod\""), std::string::npos);
+  EXPECT_EQ(out.find("wall_ns"), std::string::npos);
+}
+
 TEST(EventFormatter, JsonOmitsEmptyFieldsAndEscapes) {
   OutputOptions o;
   o.json = true;

@@ -85,7 +85,8 @@ TEST(TraceRequest, EveryMistakeIsA400ThatSaysWhatToFix) {
       {"{\"namespace\":", "not valid JSON"},
       {"[1,2]", "must be a JSON object"},
       {"\"icmp\"", "must be a JSON object"},
-      {R"({"pods":"web-0"})", "unknown field \"pods\"; allowed: caller"},
+      {R"({"pod_name":"web-0"})", "unknown field \"pod_name\"; allowed: caller"},
+      {R"({"pods":"web-0"})", "\"namespace\" and \"pods\" go together"},
       {R"({"pod":"web-0"})", "\"namespace\" and \"pod\" go together"},
       {R"({"namespace":"shop"})", "go together"},
       {R"({"namespace":"shop","pod":"Web_0"})", "not a Kubernetes pod name"},
@@ -334,6 +335,68 @@ TEST(TraceRequest, DurationTextsOfAnyLengthAreA400) {
 
 // Before the caller is authorized, only the target is read: what would tell
 // a caller about this agent's caps waits for authorization.
+// "pods": several pods of this node in one trace; "service" and
+// "selector": a fan-out, parsed here and run elsewhere.
+TEST(TraceRequest, PodsServiceAndSelectorEachGoWithANamespace) {
+  const TraceRequest pods = parse_trace_request(R"({"namespace":"shop","pods":["web-0","web-1"]})", kLimits);
+  EXPECT_EQ(pods.pods, (std::vector<std::string>{"web-0", "web-1"}));
+  EXPECT_FALSE(pods.names_pod());
+  EXPECT_FALSE(pods.fans_out());
+  const TraceRequest service = parse_trace_request(R"({"namespace":"shop","service":"web"})", kLimits);
+  EXPECT_EQ(service.service, "web");
+  EXPECT_TRUE(service.fans_out());
+  const TraceRequest selector = parse_trace_request(
+      R"({"namespace":"shop","selector":"app in (web,api),tier!=db","max_events_per_second":2.5})", kLimits);
+  EXPECT_EQ(selector.selector, "app in (web,api),tier!=db");
+  EXPECT_TRUE(selector.fans_out());
+  EXPECT_EQ(selector.max_events_per_second, 2.5);
+  EXPECT_EQ(parse_trace_request("{}", kLimits).max_events_per_second, 0);
+  EXPECT_EQ(parse_trace_request(R"({"max_events_per_second":0})", kLimits).max_events_per_second, 0);
+  const TraceTarget target = parse_trace_target(R"({"namespace":"shop","pods":["a","b"],"duration":"99h"})");
+  EXPECT_EQ(target.pods, (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(parse_trace_target(R"({"namespace":"shop","service":"web"})").service, "web");
+  EXPECT_EQ(parse_trace_target(R"({"namespace":"shop","selector":"app=web"})").selector, "app=web");
+  // Up to traces.max_pods_per_trace.
+  std::string sixteen = R"({"namespace":"shop","pods":[)";
+  for (int i = 0; i < 16; ++i) sixteen += (i ? ",\"p" : "\"p") + std::to_string(i) + "\"";
+  EXPECT_EQ(parse_trace_request(sixteen + "]}", kLimits).pods.size(), 16u);
+  std::string seventeen = sixteen + R"(,"p16"]})";
+  const std::string over_cap = "over this agent's cap of 16 (traces.max_pods_per_trace)";
+  std::string sixty_five = R"({"namespace":"shop","pods":[)";
+  for (int i = 0; i < 65; ++i) sixty_five += (i ? ",\"p" : "\"p") + std::to_string(i) + "\"";
+  sixty_five += "]}";
+  const std::string long_selector = R"({"namespace":"shop","selector":")" + std::string(1025, 'a') + R"("})";
+  const BadCase cases[] = {
+      {seventeen.c_str(), over_cap.c_str()},
+      {sixty_five.c_str(), "one trace takes at most 64"},
+      {R"({"namespace":"shop","pods":[]})", "\"pods\" is an empty array"},
+      {R"({"namespace":"shop","pods":["web-0","web-0"]})", "\"pods\" lists 'web-0' twice"},
+      {R"({"namespace":"shop","pods":["web-0","Web_1"]})", "\"pods[1]\": \"Web_1\" is not a Kubernetes pod name"},
+      {R"({"namespace":"shop","pods":["web-0",1]})", "\"pods[1]\" must be a string"},
+      {R"({"namespace":"shop","pods":"web-0"})", "\"pods\" must be an array"},
+      {R"({"pods":["web-0"]})", "\"namespace\" and \"pods\" go together"},
+      {R"({"service":"web"})", "\"namespace\" and \"service\" go together"},
+      {R"({"selector":"app=web"})", "\"namespace\" and \"selector\" go together"},
+      {R"({"namespace":"shop"})", "one of \"pod\", \"pods\", \"service\" or \"selector\""},
+      {R"({"namespace":"shop","pod":"web-0","pods":["web-1"]})", "not \"pod\" and \"pods\""},
+      {R"({"namespace":"shop","service":"web","selector":"app=web"})", "not \"service\" and \"selector\""},
+      {R"({"namespace":"shop","pods":["web-0"],"netns":[1,2]})", "not both"},
+      {R"({"namespace":"shop","service":"1web"})", "not a Kubernetes Service name"},
+      {R"({"namespace":"shop","service":"web.shop"})", "not a Kubernetes Service name"},
+      {R"({"namespace":"shop","service":"web-"})", "not a Kubernetes Service name"},
+      {R"({"namespace":"shop","selector":""})", "\"selector\" is empty"},
+      {R"({"namespace":"shop","selector":"app=\nweb"})", "control character"},
+      {long_selector.c_str(), "\"selector\" is longer than 1024 bytes"},
+      {R"({"namespace":"shop","service":"web","format":"text"})", "merges several nodes' streams: JSON only"},
+      {R"({"namespace":"shop","selector":"app=web","format":"text"})", "JSON only"},
+      {R"({"max_events_per_second":-1})", "\"max_events_per_second\" must be a positive number"},
+      {R"({"max_events_per_second":"5"})", "\"max_events_per_second\" must be a positive number"},
+  };
+  expect_each_refused_with_400(cases);
+  // Text is fine for a pod set: one node's stream.
+  EXPECT_FALSE(parse_trace_request(R"({"namespace":"shop","pods":["a"],"format":"text"})", kLimits).output.json);
+}
+
 TEST(TraceRequest, TheTargetIsReadAloneFirst) {
   const TraceTarget pod =
       parse_trace_target(R"({"namespace":"shop","pod":"web-0","duration":"99h","max_events":1e30,"nope":1})");

@@ -10,7 +10,13 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -352,6 +358,309 @@ TEST_F(TraceServiceOverFakes, AFailureAfterTheProgramsLoadedLeavesNothingBehind)
   kernel_->read_failure.clear();
   std::vector<TraceStream> running;
   for (std::uint32_t i = 0; i < kCap; ++i) EXPECT_NO_THROW(running.push_back(start_ok(R"({"duration":"1s"})")));
+}
+
+// "pods": several pods of this node in one trace. Their netns are files in
+// a fake /proc (a pod's process: its cgroup names the pod, ns/net is a file
+// whose inode stands for the netns), so the pins work without root.
+class TraceServicePods : public ::testing::Test {
+ protected:
+  struct FakePod {
+    std::string uid;
+    std::uint32_t netns = 0;
+  };
+
+  TraceServicePods()
+      : proc_root_(std::filesystem::temp_directory_path() /
+                   ("pwru-pods-" + std::to_string(getpid()) + "-" + std::to_string(std::rand()))),
+        kernel_(std::make_shared<testing::FakeKernel>()),
+        btf_(std::make_shared<KernelBtf>(testing::empty_btf())),
+        auth_(std::make_shared<FakeAuth>()) {
+    add_pod("web-0", "a5c1f8d5-1919-434d-add7-4afaafdaef89", 100);
+    add_pod("web-1", "4eede96e-e976-4573-bc90-68dfe2516d3b", 200);
+    service_ = std::make_unique<TraceService>(config(), directory(), auth_);
+  }
+  ~TraceServicePods() override {
+    service_.reset();
+    std::filesystem::remove_all(proc_root_);
+  }
+
+  void add_pod(const std::string& name, const std::string& uid, int pid) {
+    const std::filesystem::path dir = proc_root_ / std::to_string(pid);
+    std::filesystem::create_directories(dir / "ns");
+    std::ofstream(dir / "ns" / "net") << name;
+    std::string slice = uid;
+    for (char& c : slice)
+      if (c == '-') c = '_';
+    std::ofstream(dir / "cgroup") << "0::/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod" << slice
+                                  << ".slice/cri-containerd-0123456789abcdef.scope\n";
+    struct stat st {};
+    EXPECT_EQ(stat((dir / "ns" / "net").c_str(), &st), 0);
+    pods_[name] = FakePod{uid, static_cast<std::uint32_t>(st.st_ino)};
+    present_.insert(uid);
+  }
+
+  TraceServiceConfig config() {
+    TraceServiceConfig c;
+    c.node_name = "n1";
+    c.proc_root = proc_root_.string();
+    c.load_session = [kernel = kernel_, btf = btf_](const TraceConfig& trace, LineSink& sink) {
+      return std::make_unique<TraceSession>(*btf, trace, sink, kernel->loader());
+    };
+    c.start_fanout = [this](const TraceCaller& caller, const TraceRequest& request, std::string_view,
+                            const std::string&) -> TraceStream {
+      if (!fanout_enabled_) throw RequestError(500, "start_fanout called while it should be null");
+      fanouts_.push_back(caller.user + " " + request.namespace_name + " " + request.service + request.selector);
+      return [](LineSink& out) { out.write("{\"fanned\":true}\n"); };
+    };
+    return c;
+  }
+
+  PodDirectory directory() {
+    PodDirectory d;
+    d.netns_of = [this](const std::string& ns, const std::string& name) {
+      PodNetns out;
+      const auto it = pods_.find(name);
+      if (ns != "shop" || it == pods_.end()) {
+        out.error = "pod " + ns + "/" + name + " is not on this node (or the API server has not listed it yet)";
+        return out;
+      }
+      out.netns = it->second.netns;
+      out.pod_uid = it->second.uid;
+      return out;
+    };
+    d.present = [this](const std::string& uid) {
+      std::lock_guard lock(mu_);
+      return present_.count(uid) != 0;
+    };
+    return d;
+  }
+
+  void remove(const std::string& name) {
+    std::lock_guard lock(mu_);
+    present_.erase(pods_.at(name).uid);
+  }
+
+  TraceStream start_ok(const std::string& body) { return service_->start(body, "127.0.0.1:1", "Bearer t"); }
+
+  static nlohmann::json summary_of(const std::vector<std::string>& lines) {
+    if (lines.empty()) return nullptr;
+    const nlohmann::json last = nlohmann::json::parse(lines.back());
+    return last.contains("summary") ? last.at("summary") : nullptr;
+  }
+
+  static std::uint64_t clock_ns(clockid_t clock) {
+    timespec t{};
+    clock_gettime(clock, &t);
+    return static_cast<std::uint64_t>(t.tv_sec) * 1000000000u + static_cast<std::uint64_t>(t.tv_nsec);
+  }
+
+  std::uint32_t netns_of(const std::string& name) const { return pods_.at(name).netns; }
+
+  std::filesystem::path proc_root_;
+  std::shared_ptr<testing::FakeKernel> kernel_;
+  std::shared_ptr<KernelBtf> btf_;
+  std::shared_ptr<FakeAuth> auth_;
+  std::map<std::string, FakePod> pods_;
+  std::mutex mu_;
+  std::set<std::string> present_;
+  bool fanout_enabled_ = true;
+  std::vector<std::string> fanouts_;
+  std::unique_ptr<TraceService> service_;
+  testing::RecordingSink sink_;
+};
+
+TEST_F(TraceServicePods, APodsTraceIsOneTraceWhoseEventsNameTheirPod) {
+  kernel_->feed(testing::FakeKernel::event(1, 0, netns_of("web-0")));
+  kernel_->feed(testing::FakeKernel::event(2, 0, netns_of("web-1")));
+  kernel_->feed(testing::FakeKernel::event(3, 0, 4026539999u));  // no pod of the set's
+  TraceStream stream = start_ok(R"({"namespace":"shop","pods":["web-0","web-1","web-9"],"duration":"300ms"})");
+  // Each pod authorized, the one of another node too (its name is reported).
+  EXPECT_EQ(auth_->calls,
+            (std::vector<std::string>{"authenticate Bearer t", "authorize alice create shop/web-0",
+                                      "authorize alice create shop/web-1", "authorize alice create shop/web-9"}));
+  const nlohmann::json listed = nlohmann::json::parse(service_->list_json("Bearer t")).at("traces");
+  ASSERT_EQ(listed.size(), 1u);
+  const std::optional<TraceConfig> loaded = kernel_->last_config();
+  ASSERT_TRUE(loaded.has_value());
+  EXPECT_EQ(loaded->netns_set, (std::vector<std::uint32_t>{netns_of("web-0"), netns_of("web-1")}));
+  EXPECT_EQ(loaded->filter.netns_in_map, 1);
+  EXPECT_EQ(loaded->filter.track_skb_in_netns, 1);
+  EXPECT_EQ(loaded->node_name, "n1");
+  EXPECT_EQ(loaded->pod_labels.size(), 2u);
+  EXPECT_FALSE(loaded->wall_clock);
+  stream(sink_);
+  const std::vector<std::string> lines = sink_.lines();
+  ASSERT_EQ(lines.size(), 4u);
+  const nlohmann::json first = nlohmann::json::parse(lines[0]), second = nlohmann::json::parse(lines[1]),
+                       third = nlohmann::json::parse(lines[2]);
+  EXPECT_EQ(lines[0].rfind("{\"skb\":", 0), 0u) << lines[0];
+  EXPECT_EQ(first.at("node"), "n1");
+  EXPECT_EQ(first.at("namespace"), "shop");
+  EXPECT_EQ(first.at("pod"), "web-0");
+  EXPECT_EQ(second.at("pod"), "web-1");
+  EXPECT_FALSE(third.contains("pod"));
+  const nlohmann::json summary = summary_of(lines);
+  ASSERT_TRUE(summary.is_object()) << lines.back();
+  EXPECT_EQ(summary.at("ended"), "duration");
+  EXPECT_EQ(summary.at("node"), "n1");
+  EXPECT_EQ(summary.at("pods"),
+            (nlohmann::json{{"shop/web-0", "traced"}, {"shop/web-1", "traced"}, {"shop/web-9", "not on node n1"}}));
+}
+
+TEST_F(TraceServicePods, ASinglePodOfASetIsTheNetnsCompareAndStillLabelled) {
+  kernel_->feed(testing::FakeKernel::event(1, 0, netns_of("web-1")));
+  TraceStream stream = start_ok(R"({"namespace":"shop","pods":["web-1","web-7"],"duration":"100ms"})");
+  EXPECT_TRUE(kernel_->last_config()->netns_set.empty());
+  EXPECT_EQ(kernel_->last_config()->filter.netns, netns_of("web-1"));
+  stream(sink_);
+  EXPECT_EQ(nlohmann::json::parse(sink_.lines().at(0)).at("pod"), "web-1");
+}
+
+TEST_F(TraceServicePods, NoPodOfTheListOnThisNodeIs404SayingWhyForEach) {
+  try {
+    start_ok(R"({"namespace":"shop","pods":["web-8","web-9"]})");
+    ADD_FAILURE() << "started";
+  } catch (const RequestError& e) {
+    EXPECT_EQ(e.status(), 404);
+    EXPECT_NE(std::string(e.what()).find("shop/web-8: not on node n1; shop/web-9: not on node n1"), std::string::npos)
+        << e.what();
+  }
+  EXPECT_EQ(kernel_->alive(), 0);
+}
+
+TEST_F(TraceServicePods, OnePodGoneDoesNotEndTheTraceAllGoneDo) {
+  remove("web-0");
+  TraceStream stream = start_ok(R"({"namespace":"shop","pods":["web-0","web-1"],"duration":"600ms"})");
+  stream(sink_);
+  nlohmann::json summary = summary_of(sink_.lines());
+  ASSERT_TRUE(summary.is_object());
+  EXPECT_EQ(summary.at("ended"), "duration");
+  EXPECT_EQ(summary.at("pods").at("shop/web-0").get<std::string>().rfind("gone after 0.", 0), 0u) << summary;
+  EXPECT_EQ(summary.at("pods").at("shop/web-1"), "traced");
+  stream = nullptr;
+
+  testing::RecordingSink second;
+  stream = start_ok(R"({"namespace":"shop","pods":["web-0","web-1"],"duration":"60s"})");
+  remove("web-1");
+  const auto started = std::chrono::steady_clock::now();
+  stream(second);
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(5));
+  summary = summary_of(second.lines());
+  ASSERT_TRUE(summary.is_object());
+  EXPECT_EQ(summary.at("ended"), "pods gone");
+  EXPECT_EQ(summary.at("pods").at("shop/web-1").get<std::string>().rfind("gone after", 0), 0u) << summary;
+}
+
+// A fan-out's part: every event line begins with its wall-clock time, the
+// merger's watermark comes as heartbeats, and journeys as lines of their own.
+TEST_F(TraceServicePods, MergeModeLinesStartWithWallClockBetweenHeartbeats) {
+  const std::uint64_t wall_before = clock_ns(CLOCK_REALTIME);
+  pwru_event a = testing::FakeKernel::event(1, 0, netns_of("web-0"));
+  a.ts_ns = clock_ns(CLOCK_MONOTONIC);
+  pwru_event b = testing::FakeKernel::event(2, 1, netns_of("web-1"));
+  b.ts_ns = a.ts_ns + 1000;
+  kernel_->feed(a);
+  kernel_->feed(b);
+  TraceStream stream = service_->start_merged_part(TraceCaller{"alice", "uid-alice", {}, "{}"},
+                                                   R"({"namespace":"shop","pods":["web-0","web-1"],)"
+                                                   R"("duration":"450ms","summary":true})",
+                                                   "coordinator");
+  EXPECT_EQ(auth_->calls,
+            (std::vector<std::string>{"authorize alice create shop/web-0", "authorize alice create shop/web-1"}));
+  EXPECT_TRUE(kernel_->last_config()->wall_clock);
+  stream(sink_);
+  const std::uint64_t wall_after = clock_ns(CLOCK_REALTIME);
+  const std::vector<std::string> lines = sink_.lines();
+  ASSERT_GE(lines.size(), 6u);
+  EXPECT_EQ(lines[0].rfind("{\"heartbeat\":{\"wall_ns\":", 0), 0u) << lines[0];
+  int events = 0, heartbeats = 0, journeys = 0;
+  std::uint64_t last_heartbeat = 0;
+  for (std::size_t i = 0; i + 1 < lines.size(); ++i) {
+    const nlohmann::json line = nlohmann::json::parse(lines[i]);
+    if (lines[i].rfind("{\"wall_ns\":", 0) == 0) {
+      ++events;
+      const std::uint64_t wall = std::strtoull(lines[i].c_str() + 11, nullptr, 10);
+      EXPECT_EQ(wall, line.at("wall_ns").get<std::uint64_t>());
+      EXPECT_GE(wall + 1000000000, wall_before);
+      EXPECT_LE(wall, wall_after + 1000000000);
+      EXPECT_EQ(line.at("pod"), events == 1 ? "web-0" : "web-1");
+      EXPECT_EQ(line.at("node"), "n1");
+    } else if (line.contains("heartbeat")) {
+      ++heartbeats;
+      const std::uint64_t wall = line.at("heartbeat").at("wall_ns").get<std::uint64_t>();
+      EXPECT_GE(wall, last_heartbeat);
+      EXPECT_GE(wall, wall_before);
+      EXPECT_LE(wall, wall_after);
+      last_heartbeat = wall;
+    } else if (line.contains("journey")) {
+      ++journeys;
+      const nlohmann::json& j = line.at("journey");
+      EXPECT_EQ(j.at("node"), "n1");
+      EXPECT_EQ(j.at("namespace"), "shop");
+      EXPECT_TRUE(j.at("pod") == "web-0" || j.at("pod") == "web-1") << j;
+      EXPECT_LE(j.at("first_wall_ns").get<std::uint64_t>(), j.at("last_wall_ns").get<std::uint64_t>());
+    } else {
+      ADD_FAILURE() << lines[i];
+    }
+  }
+  EXPECT_EQ(events, 2);
+  EXPECT_GE(heartbeats, 3);  // one at attach, then one each 100 ms of the 450
+  EXPECT_EQ(journeys, 2);
+  const nlohmann::json summary = summary_of(lines);
+  ASSERT_TRUE(summary.is_object()) << lines.back();
+  EXPECT_FALSE(summary.contains("journeys"));
+  EXPECT_EQ(summary.at("node"), "n1");
+  EXPECT_EQ(summary.at("events_sent"), 2);
+}
+
+TEST_F(TraceServicePods, MergeModeLeavesAnythingButAPodSetAsItIs) {
+  kernel_->feed(testing::FakeKernel::event(1, 0, netns_of("web-0")));
+  TraceStream stream = service_->start_merged_part(TraceCaller{"alice", "uid-alice", {}, "{}"},
+                                                   R"({"namespace":"shop","pod":"web-0","duration":"100ms"})", "c");
+  EXPECT_FALSE(kernel_->last_config()->wall_clock);
+  stream(sink_);
+  ASSERT_EQ(sink_.lines().size(), 2u);
+  EXPECT_EQ(sink_.lines()[0].rfind("{\"skb\":", 0), 0u);
+  EXPECT_FALSE(summary_of(sink_.lines()).contains("node"));
+}
+
+// "service" and "selector" go to start_fanout, which authorizes per pod
+// itself: no single-pod review here, but the whole request is checked.
+TEST_F(TraceServicePods, AServiceRequestGoesToTheFanOutWithoutASinglePodReview) {
+  TraceStream stream = start_ok(R"({"namespace":"shop","service":"web","duration":"5s"})");
+  EXPECT_EQ(fanouts_, (std::vector<std::string>{"alice shop web"}));
+  stream(sink_);
+  EXPECT_EQ(sink_.lines(), (std::vector<std::string>{R"({"fanned":true})"}));
+  start_ok(R"({"namespace":"shop","selector":"app=web"})");
+  EXPECT_EQ(fanouts_.back(), "alice shop app=web");
+  EXPECT_EQ(auth_->calls, std::vector<std::string>(2, "authenticate Bearer t"));
+  try {
+    start_ok(R"({"namespace":"shop","service":"web","duration":"2h"})");
+    ADD_FAILURE() << "started";
+  } catch (const RequestError& e) {
+    EXPECT_EQ(e.status(), 400);
+    EXPECT_NE(std::string(e.what()).find("cap of 600s"), std::string::npos) << e.what();
+  }
+  // A node's part never fans out again.
+  try {
+    service_->start_merged_part(TraceCaller{"alice", "uid-alice", {}, "{}"}, R"({"namespace":"shop","service":"web"})",
+                                "c");
+    ADD_FAILURE() << "fanned out again";
+  } catch (const RequestError& e) {
+    EXPECT_EQ(e.status(), 400);
+    EXPECT_NE(std::string(e.what()).find("never fans out again"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(fanouts_.size(), 2u);
+}
+
+TEST(TraceServiceFanout, WithoutAFanOutAServiceRequestIs400NamingKubernetes) {
+  auto auth = std::make_shared<FakeAuth>();
+  TraceService service(TraceServiceConfig{}, {}, auth);
+  const Answer a = start(service, R"({"namespace":"shop","service":"web"})");
+  EXPECT_EQ(a.status, 400);
+  EXPECT_NE(a.message.find("needs Kubernetes (the API server)"), std::string::npos) << a.message;
+  EXPECT_EQ(auth->calls, std::vector<std::string>{"authenticate Bearer t"});
 }
 
 }  // namespace
