@@ -4,9 +4,12 @@
 #include <limits>
 #include <map>
 #include <optional>
+#include <string>
 #include <tuple>
 #include <unordered_map>
 #include <unordered_set>
+#include <utility>
+#include <vector>
 
 #include "pwru_abi.h"
 
@@ -113,29 +116,54 @@ struct BucketKeyHash {
   }
 };
 
-// The As of one bucket, by seq, for the TCP range lookup.
-using Bucket = std::multimap<std::uint32_t, std::size_t>;
+// The As of one bucket. TCP: by seq, for the range lookup (its ack and seq
+// narrow it down to one connection's recent data). The rest: per node by
+// last_wall_ns, for the time window, as their identity can be the same for
+// thousands (IP ID 0, flow label 0); the bucket's key is all of it.
+using ByLast = std::vector<std::pair<std::int64_t, std::size_t>>;
+struct Bucket {
+  std::multimap<std::uint32_t, std::size_t> by_seq;
+  std::map<std::string, ByLast> by_node;  // each sorted once all are in
+};
 
-// The As whose identity B matches (rule 2), wherever their seq is.
-std::vector<std::size_t> ident_candidates(const Bucket& as, const std::vector<Facts>& f, std::size_t b) {
+// Of a non-TCP B's window, at most this many As of other nodes are looked
+// at (replies among them): past that, it is ambiguous anyway.
+constexpr std::size_t kMaxScanned = 4 * kStitchMaxCandidates;
+
+// The As whose identity B matches (rule 2): for TCP wherever their seq is;
+// for the rest only those on other nodes within B's window (rules 1, 3).
+// nullopt: too many.
+std::optional<std::vector<std::size_t>> ident_candidates(const Bucket& as, const std::vector<Facts>& f, std::size_t b,
+                                                         const std::string& b_node) {
   std::vector<std::size_t> out;
-  const auto take = [&](Bucket::const_iterator from, Bucket::const_iterator to) {
+  if (!f[b].tcp()) {
+    // in_window() turned around: A.last in [B.first - transit, B.first + skew].
+    const std::int64_t from = f[b].first - static_cast<std::int64_t>(kStitchMaxTransitNs);
+    const std::int64_t to = f[b].first + static_cast<std::int64_t>(kStitchSkewAllowNs);
+    std::size_t scanned = 0;
+    for (const auto& [node, by_last] : as.by_node) {
+      if (node == b_node) continue;
+      auto it = std::lower_bound(by_last.begin(), by_last.end(), std::make_pair(from, std::size_t{0}));
+      for (; it != by_last.end() && it->first <= to; ++it) {
+        if (++scanned > kMaxScanned) return std::nullopt;
+        if (ident_matches(f[it->second], f[b])) out.push_back(it->second);
+      }
+    }
+    return out;
+  }
+  const auto take = [&](auto from, auto to) {
     for (auto it = from; it != to; ++it)
       if (ident_matches(f[it->second], f[b])) out.push_back(it->second);
   };
-  if (!f[b].tcp()) {
-    take(as.begin(), as.end());
-    return out;
-  }
   // A's data is at most 64 KiB (l4_payload is 16 bits): As starting up to
   // that far before B's seq, wrapping at 2^32.
   const std::uint32_t hi = f[b].seq;
   const std::uint32_t lo = hi - std::numeric_limits<std::uint16_t>::max();
   if (lo <= hi) {
-    take(as.lower_bound(lo), as.upper_bound(hi));
+    take(as.by_seq.lower_bound(lo), as.by_seq.upper_bound(hi));
   } else {
-    take(as.lower_bound(lo), as.end());
-    take(as.begin(), as.upper_bound(hi));
+    take(as.by_seq.lower_bound(lo), as.by_seq.end());
+    take(as.by_seq.begin(), as.by_seq.upper_bound(hi));
   }
   return out;
 }
@@ -164,20 +192,37 @@ StitchResult stitch_journeys(std::vector<NodeJourney> in) {
 
   // The journeys that left their pod, the As, indexed.
   std::unordered_map<BucketKey, Bucket, BucketKeyHash> buckets;
-  for (std::size_t i = 0; i < n; ++i)
-    if (facts[i].usable && facts[i].left_pod) buckets[bucket_of(facts[i])].emplace(facts[i].seq, i);
+  for (std::size_t i = 0; i < n; ++i) {
+    if (!facts[i].usable || !facts[i].left_pod) continue;
+    Bucket& bucket = buckets[bucket_of(facts[i])];
+    if (facts[i].tcp())
+      bucket.by_seq.emplace(facts[i].seq, i);
+    else
+      bucket.by_node[in[i].node].emplace_back(facts[i].last, i);
+  }
+  for (auto& [key, bucket] : buckets)
+    for (auto& [node, by_last] : bucket.by_node) std::sort(by_last.begin(), by_last.end());
 
-  // Every B's candidates (rules 1-4), sorted for the lookups below.
+  // Every B's candidates (rules 1-4), sorted for the lookups below. A B
+  // with too many is ambiguous: what follows costs their square.
   std::vector<std::vector<std::size_t>> cands(n);
   for (std::size_t b = 0; b < n; ++b) {
     const Facts& fb = facts[b];
     if (!fb.usable) continue;
     const auto bucket = buckets.find(bucket_of(fb));
     if (bucket == buckets.end()) continue;
-    for (std::size_t a : ident_candidates(bucket->second, facts, b)) {
-      const Facts& fa = facts[a];
-      if (in[a].node == in[b].node || !in_window(fa, fb) || fb.daddr == fa.saddr) continue;
-      cands[b].push_back(a);
+    const auto idents = ident_candidates(bucket->second, facts, b, in[b].node);
+    if (idents) {
+      for (std::size_t a : *idents) {
+        const Facts& fa = facts[a];
+        if (in[a].node == in[b].node || !in_window(fa, fb) || fb.daddr == fa.saddr) continue;
+        cands[b].push_back(a);
+      }
+    }
+    if (!idents || cands[b].size() > kStitchMaxCandidates) {
+      cands[b].clear();
+      ++result.ambiguous;
+      continue;
     }
     std::sort(cands[b].begin(), cands[b].end());
   }
@@ -237,8 +282,8 @@ StitchResult stitch_journeys(std::vector<NodeJourney> in) {
 
   // Chains, from each last segment back; sorted into the input order by
   // their first segment.
-  std::vector<bool> emitted(n, false);
-  std::vector<std::tuple<std::size_t, std::size_t, nlohmann::json>> out;
+  std::vector<std::pair<std::vector<std::size_t>, bool>> chains;  // (journeys, by_tuple)
+  std::vector<std::size_t> uses(n, 0);
   for (std::size_t tail = 0; tail < n; ++tail) {
     const auto succ = successors.find(tail);
     if (!link[tail] || (succ != successors.end() && !succ->second.empty())) continue;
@@ -252,21 +297,35 @@ StitchResult stitch_journeys(std::vector<NodeJourney> in) {
       cur = pred;
     }
     std::reverse(chain.begin(), chain.end());
+    for (std::size_t i : chain) ++uses[i];
+    chains.emplace_back(std::move(chain), by_tuple);
+  }
+  // Journeys are moved into their chain; only the A of a TCP split, in
+  // several, is copied.
+  std::vector<bool> emitted(n, false);
+  std::vector<std::tuple<std::size_t, std::size_t, nlohmann::json>> out;
+  out.reserve(n);
+  for (auto& [chain, by_tuple] : chains) {
+    const std::size_t tail = chain.back();
+    nlohmann::json cross = nlohmann::json::object();
+    const nlohmann::json& last = in[tail].journey;
+    for (const char* key : {"fate", "where", "reason", "hint"})
+      if (last.contains(key)) cross[key] = last[key];
     nlohmann::json nodes = nlohmann::json::array();
     nlohmann::json segments = nlohmann::json::array();
     for (std::size_t i : chain) {
       emitted[i] = true;
-      const nlohmann::json& j = in[i].journey;
+      nlohmann::json& j = in[i].journey;
       nodes.push_back(in[i].node);
-      segments.push_back({{"node", in[i].node},
-                          {"namespace", j.value("namespace", nlohmann::json())},
-                          {"pod", j.value("pod", nlohmann::json())},
-                          {"journey", without_place(j)}});
+      nlohmann::json segment = nlohmann::json::object();
+      segment["node"] = in[i].node;
+      segment["namespace"] = j.value("namespace", nlohmann::json());
+      segment["pod"] = j.value("pod", nlohmann::json());
+      segment["journey"] = without_place(--uses[i] == 0 ? std::move(j) : nlohmann::json(j));
+      segments.push_back(std::move(segment));
     }
-    const nlohmann::json& last = in[tail].journey;
-    nlohmann::json cross = {{"nodes", nodes}, {"segments", segments}};
-    for (const char* key : {"fate", "where", "reason", "hint"})
-      if (last.contains(key)) cross[key] = last[key];
+    cross["nodes"] = std::move(nodes);
+    cross["segments"] = std::move(segments);
     cross["node"] = in[tail].node;
     cross["stitched_by"] = by_tuple ? "ident+tuple" : "ident+time";
     out.emplace_back(chain.front(), tail, std::move(cross));

@@ -41,9 +41,12 @@
 // matches are preferred; of the rest, the one closest in time (|B.first -
 // A.last|) if it is closer than every other by more than kStitchTieNs, else
 // B is counted in `ambiguous` and not stitched: a guess would show a wrong
-// path as fact. An A taken by several Bs keeps them all only when they are
-// the pieces of a TCP split (each B at its own seq inside A's data);
-// otherwise those Bs are ambiguous too. Chains follow these links up to
+// path as fact. So is a B with more than kStitchMaxCandidates candidates
+// (not TCP: or more than 4 times that many before rule 4): its identity is
+// too common in its window to choose by time, and trying would cost the
+// square of their number. An A taken by several Bs keeps them all only
+// when they are the pieces of a TCP split (each B at its own seq inside A's
+// data); otherwise those Bs are ambiguous too. Chains follow these links up to
 // kStitchMaxSegments journeys; what a longer chain leaves out before its
 // first segment passes through on its own.
 //
@@ -76,6 +79,7 @@
 //     stitched; their partners pass through alone.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -87,6 +91,7 @@ inline constexpr std::uint64_t kStitchMaxTransitNs = 1'000'000'000;
 inline constexpr std::uint64_t kStitchSkewAllowNs = 500'000'000;
 inline constexpr std::uint64_t kStitchTieNs = 1'000'000;
 inline constexpr std::size_t kStitchMaxSegments = 4;
+inline constexpr std::size_t kStitchMaxCandidates = 32;
 
 // journey_json's object with "node", "namespace", "pod", "first_wall_ns" and
 // "last_wall_ns", as a node's merged trace carries it.

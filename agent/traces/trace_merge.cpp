@@ -28,6 +28,13 @@ constexpr std::size_t kBatch = 1024;
 constexpr auto kPoll = std::chrono::milliseconds(10);
 constexpr auto kFlushEvery = std::chrono::milliseconds(100);
 constexpr std::size_t kErrorTextMax = 1024;
+// Of an error in a node's state, which is one line of the summary.
+constexpr std::size_t kStateErrorMax = 300;
+// The rate cap counts arrivals in steps this long: its memory stays 100
+// entries whatever the rate.
+constexpr auto kRateStep = std::chrono::milliseconds(10);
+// A parsed journey takes about this many times its line's length.
+constexpr std::size_t kJourneyParsedFactor = 2;
 
 // The unsigned integer right after `prefix`, and where its digits end; the
 // producers write it unquoted and first, so no JSON parse is needed.
@@ -46,9 +53,12 @@ bool starts_with(const std::string& line, std::string_view prefix) {
   return line.size() >= prefix.size() && line.compare(0, prefix.size(), prefix) == 0;
 }
 
-std::string shortened(const std::string& text) {
-  if (text.size() <= kErrorTextMax) return text;
-  return text.substr(0, kErrorTextMax) + "...";
+// At most `max` bytes of `text`, not cutting a UTF-8 sequence in two.
+std::string shortened(const std::string& text, std::size_t max = kErrorTextMax) {
+  if (text.size() <= max) return text;
+  std::size_t end = max;
+  while (end > 0 && (static_cast<unsigned char>(text[end]) & 0xC0) == 0x80) --end;
+  return text.substr(0, end) + "...";
 }
 
 std::string seconds_text(Steady::duration d) {
@@ -94,12 +104,38 @@ bool MergedStream::push(std::size_t node, std::string line) {
   std::unique_lock lock(mutex_);
   if (node >= feeds_.size() || feeds_[node].ended) return false;
   if (starts_with(line, kEventPrefix)) {
-    // 0 would block forever; one held event is the least that works.
-    const std::size_t cap = std::max<std::size_t>(options_.max_buffered_lines, 1);
-    room_.wait(lock, [&] { return done_ || heap_.size() < cap; });
+    // Counted before any wait for room: time spent blocked is the client's
+    // pace, not the node's.
+    if (!done_ && over_rate(steady_())) {
+      ended_ = "events per second over traces.fanout.max_events_per_second (" +
+               rate_text(std::max(options_.max_events_per_second, 1.0)) + ")";
+      finish(steady_());
+    }
+    room_.wait(lock, [&] { return done_ || (heap_.size() < line_cap() && held_bytes_ < byte_cap()); });
   }
   take_line(node, line, steady_());
   return !done_;
+}
+
+// 0 would block forever; one held event is the least that works.
+std::size_t MergedStream::line_cap() const { return std::max<std::size_t>(options_.max_buffered_lines, 1); }
+std::size_t MergedStream::byte_cap() const { return std::max<std::size_t>(options_.max_buffered_bytes, 1); }
+
+bool MergedStream::over_rate(Steady::time_point now) {
+  if (options_.max_events_per_second <= 0) return false;
+  const double cap = std::max(options_.max_events_per_second, 1.0);
+  const auto step = now - (now.time_since_epoch() % kRateStep);
+  while (!last_second_.empty() && last_second_.front().first <= now - std::chrono::seconds(1)) {
+    in_last_second_ -= last_second_.front().second;
+    last_second_.pop_front();
+  }
+  if (static_cast<double>(in_last_second_ + 1) > cap) return true;
+  if (last_second_.empty() || last_second_.back().first != step)
+    last_second_.emplace_back(step, 1);
+  else
+    ++last_second_.back().second;
+  ++in_last_second_;
+  return false;
 }
 
 void MergedStream::take_line(std::size_t node, std::string& line, Steady::time_point now) {
@@ -122,9 +158,10 @@ void MergedStream::take_line(std::size_t node, std::string& line, Steady::time_p
     if (done_) return;
     const std::uint64_t seq = next_seq_++;
     arrivals_.push_back(Arrival{now, wall->first, node, seq});
+    held_bytes_ += line.size();
     heap_.push_back(Held{wall->first, node, seq, now, std::move(line)});
     std::push_heap(heap_.begin(), heap_.end(), HeldAfter{});
-    if (heap_.size() >= options_.max_buffered_lines) wake = true;
+    if (heap_.size() >= line_cap() || held_bytes_ >= byte_cap()) wake = true;
   } else if (starts_with(line, kHeartbeatPrefix)) {
     auto wall = number_after(line, kHeartbeatPrefix);
     if (!wall) {
@@ -138,14 +175,15 @@ void MergedStream::take_line(std::size_t node, std::string& line, Steady::time_p
       feed.out.clock_offset_ms_estimate = offset_ms;
     wake = true;
   } else if (starts_with(line, kJourneyPrefix)) {
-    if (journey_bytes_ + line.size() > options_.max_journey_bytes) {
+    const std::size_t cost = kJourneyParsedFactor * line.size();
+    if (journey_bytes_ + cost > options_.max_journey_bytes) {
       ++journeys_not_kept_;
     } else {
       auto parsed = nlohmann::json::parse(line, nullptr, false);
       if (parsed.is_discarded() || !parsed.is_object() || !parsed.contains("journey")) {
         feed.out.last_error = "unreadable journey line: " + shortened(line);
       } else {
-        journey_bytes_ += line.size();
+        journey_bytes_ += cost;
         feed.out.journeys.push_back(std::move(parsed["journey"]));
       }
     }
@@ -157,10 +195,12 @@ void MergedStream::take_line(std::size_t node, std::string& line, Steady::time_p
       feed.out.summary = std::move(parsed["summary"]);
   } else {
     auto parsed = nlohmann::json::parse(line, nullptr, false);
-    if (!parsed.is_discarded() && parsed.is_object() && parsed.contains("error"))
-      feed.out.last_error = parsed["error"].is_string() ? parsed["error"].get<std::string>() : parsed["error"].dump();
-    else
-      feed.out.last_error = shortened(line);
+    if (parsed.is_discarded() || !parsed.is_object())
+      feed.out.last_error = "unreadable line: " + shortened(line);
+    else if (parsed.contains("error"))
+      feed.out.last_error = shortened(
+          parsed["error"].is_string() ? parsed["error"].get<std::string>()
+                                      : parsed["error"].dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
   }
   if (wake) work_.notify_all();
 }
@@ -205,27 +245,16 @@ void MergedStream::collect(Steady::time_point now, std::vector<std::string>& bat
     const Held& top = heap_.front();
     const bool due = top.wall_ns <= watermark ||
                      (forced_up_to_ && std::make_tuple(top.wall_ns, top.node, top.seq) <= *forced_up_to_) ||
-                     heap_.size() >= options_.max_buffered_lines;  // full: let the feeds go on
+                     heap_.size() >= line_cap() || held_bytes_ >= byte_cap();  // full: let the feeds go on
     if (!due || !pop_one(now, batch)) break;
   }
 }
 
 bool MergedStream::pop_one(Steady::time_point now, std::vector<std::string>& batch) {
-  if (options_.max_events_per_second > 0) {
-    while (!last_second_.empty() && last_second_.front().first <= now - std::chrono::seconds(1)) {
-      in_last_second_ -= last_second_.front().second;
-      last_second_.pop_front();
-    }
-    if (static_cast<double>(in_last_second_ + 1) > options_.max_events_per_second) {
-      ended_ = "events per second over traces.fanout.max_events_per_second (" +
-               rate_text(options_.max_events_per_second) + ")";
-      finish(now);
-      return false;
-    }
-  }
   std::pop_heap(heap_.begin(), heap_.end(), HeldAfter{});
   Held held = std::move(heap_.back());
   heap_.pop_back();
+  held_bytes_ -= held.line.size();
   if (last_written_ns_ && held.wall_ns < *last_written_ns_) {
     // After wall_ns, so that wall_ns stays the first key for any merger
     // downstream.
@@ -237,13 +266,6 @@ bool MergedStream::pop_one(Steady::time_point now, std::vector<std::string>& bat
   held.line.push_back('\n');
   batch.push_back(std::move(held.line));
   ++events_sent_;
-  if (options_.max_events_per_second > 0) {
-    if (last_second_.empty() || last_second_.back().first != now)
-      last_second_.emplace_back(now, 1);
-    else
-      ++last_second_.back().second;
-    ++in_last_second_;
-  }
   if (options_.max_events && events_sent_ >= options_.max_events) {
     ended_ = "max_events";
     finish(now);
@@ -261,6 +283,7 @@ void MergedStream::finish(Steady::time_point now) {
   }
   done_ = true;
   heap_.clear();
+  held_bytes_ = 0;
   arrivals_.clear();
   room_.notify_all();
   work_.notify_all();
@@ -274,6 +297,13 @@ std::string MergedStream::state_of(const Feed& feed, Steady::time_point now) con
   if (feed.slow) return "slow: nothing for " + seconds_text(now - feed.last_heard) + " s";
   if (cancelled_) return "cancelled";
   return "ok";
+}
+
+std::string MergedStream::reported_state(const Feed& feed, Steady::time_point now) const {
+  std::string state = state_of(feed, now);
+  if (state == "ok" && !feed.out.last_error.empty())
+    state += ", but it sent an error: " + shortened(feed.out.last_error, kStateErrorMax);
+  return state;
 }
 
 void MergedStream::run(LineSink& out) {
@@ -334,7 +364,31 @@ MergeResult MergedStream::result() const {
   for (const Feed& feed : feeds_) {
     MergedNode node = feed.out;
     node.node = feed.name;
-    node.state = state_of(feed, now);
+    node.state = reported_state(feed, now);
+    result.nodes.push_back(std::move(node));
+  }
+  result.events_sent = events_sent_;
+  result.events_late = events_late_;
+  result.journeys_not_kept = journeys_not_kept_;
+  result.ended = ended_;
+  return result;
+}
+
+MergeResult MergedStream::take_result() {
+  std::lock_guard lock(mutex_);
+  const auto now = steady_();
+  MergeResult result;
+  result.nodes.reserve(feeds_.size());
+  for (Feed& feed : feeds_) {
+    // The counters and the error stay, so that result() still agrees.
+    MergedNode node;
+    node.journeys = std::exchange(feed.out.journeys, {});
+    node.summary = std::exchange(feed.out.summary, std::nullopt);
+    node.events = feed.out.events;
+    node.clock_offset_ms_estimate = feed.out.clock_offset_ms_estimate;
+    node.last_error = feed.out.last_error;
+    node.node = feed.name;
+    node.state = reported_state(feed, now);
     result.nodes.push_back(std::move(node));
   }
   result.events_sent = events_sent_;

@@ -34,24 +34,36 @@ struct MergeOptions {
   // A live feed silent this long is "slow": left out of the watermark until
   // it speaks again (its held-back lines may then come out late).
   std::chrono::milliseconds slow_after{2000};
-  // push() blocks beyond this many held events: backpressure to the feeds,
-  // so a slow client costs the nodes' ring buffers (counted losses there),
-  // not this agent's memory.
+  // push() of an event blocks while this many events are held, or while
+  // the held event lines' text takes max_buffered_bytes or more:
+  // backpressure to the feeds, so a slow client costs the nodes' ring
+  // buffers (counted losses there), not this agent's memory. While full, the
+  // writer releases the oldest held event, so the feeds' heartbeats still
+  // flow.
   std::size_t max_buffered_lines = 100000;
-  // Total bytes of {"journey":...} lines kept for the stitcher; beyond it
-  // they are counted in journeys_not_kept.
+  std::size_t max_buffered_bytes = 32u << 20;
+  // Budget of the {"journey":...} lines kept for the stitcher, each charged
+  // twice its line's length (the parsed JSON is bigger than its text);
+  // beyond it they are counted in journeys_not_kept.
   std::size_t max_journey_bytes = 64u << 20;
   // Events written in all; 0 = no cap. Reaching it ends the merge "max_events".
   std::uint64_t max_events = 0;
-  // 0 = no cap. More than this written within any 1 s ends the merge with
-  // "events per second over traces.fanout.max_events_per_second (N)".
+  // 0 = no cap, else at least 1 (the request parser refuses less; a value
+  // in (0,1) is taken as 1 here rather than ending at the first event).
+  // Counted as event lines arrive at push(), not as they are written: a
+  // client that pauses and then drains a backlog does not trip it (a
+  // backlog that backpressure held up in the nodes' buffers can still
+  // arrive in a burst). More than this within any 1 s (to 10 ms) ends the
+  // merge with "events per second over traces.fanout.max_events_per_second
+  // (N)".
   double max_events_per_second = 0;
 };
 
 struct MergedNode {
   std::string node;
-  // "ok" | "stopped answering after 3.2 s" | "slow: nothing for 2.0 s" |
-  // "cancelled" | the `why` end_feed() was given.
+  // "ok" | "ok, but it sent an error: <last_error, cut>" | "stopped
+  // answering after 3.2 s" | "slow: nothing for 2.0 s" | "cancelled" | the
+  // `why` end_feed() was given.
   std::string state;
   std::optional<nlohmann::json> summary;  // the inner object of its {"summary":...}
   std::vector<nlohmann::json> journeys;   // inner objects of its {"journey":...} lines
@@ -59,7 +71,10 @@ struct MergedNode {
   // min over heartbeats of (receive wall time - heartbeat wall_ns), in ms:
   // clock skew plus one-way latency, an upper bound on the skew.
   std::optional<double> clock_offset_ms_estimate;
-  std::string last_error;  // its last line that was none of the above
+  // Its last {"error":...} text, or its last line that should have been an
+  // event, heartbeat, journey or summary and could not be read. JSON
+  // objects of other kinds are ignored (a newer node may send more).
+  std::string last_error;
 };
 
 struct MergeResult {
@@ -82,11 +97,12 @@ class MergedStream {
   MergedStream(const MergedStream&) = delete;
   MergedStream& operator=(const MergedStream&) = delete;
 
-  // Feed side, one thread per node. `line` is without its '\n'. Blocks while
-  // max_buffered_lines events are held (until there is room or the merge
-  // ends). Returns false once the merge wants no more (ended, cancelled):
-  // the feed should hang up. Non-event lines arriving after that are still
-  // recorded (a summary, say).
+  // Feed side, one thread per node. `line` is without its '\n'. An event
+  // blocks while the held ones fill max_buffered_lines or
+  // max_buffered_bytes (until there is room or the merge ends). Returns
+  // false once the merge wants no more (ended, cancelled): the feed should
+  // hang up. Non-event lines arriving after that are still recorded (a
+  // summary, say).
   bool push(std::size_t node, std::string line);
   // The feed is over: `clean` when the node ended its stream normally. When
   // not, `why` becomes its state ("stopped answering after N s" if empty).
@@ -101,8 +117,11 @@ class MergedStream {
   // push() returns false. The first reason given sticks.
   void cancel(const std::string& why = "cancelled");
 
-  // Meant for after run() returned; safe at any time.
+  // Meant for after run() returned; safe at any time. result() copies;
+  // take_result() moves the journeys and summaries out (later calls see
+  // none of them), for the one caller that stitches.
   MergeResult result() const;
+  MergeResult take_result();
 
  private:
   struct Held {
@@ -140,6 +159,13 @@ class MergedStream {
   bool pop_one(std::chrono::steady_clock::time_point now, std::vector<std::string>& batch);
   void finish(std::chrono::steady_clock::time_point now);  // caller holds mutex_
   std::string state_of(const Feed& feed, std::chrono::steady_clock::time_point now) const;
+  // state_of() with the node's error added to an "ok".
+  std::string reported_state(const Feed& feed, std::chrono::steady_clock::time_point now) const;
+  // Counts an arriving event against max_events_per_second; true when it is
+  // one too many.
+  bool over_rate(std::chrono::steady_clock::time_point now);
+  std::size_t line_cap() const;
+  std::size_t byte_cap() const;
 
   const MergeOptions options_;
   const SteadyClock steady_;
@@ -157,7 +183,10 @@ class MergedStream {
   std::optional<std::tuple<std::uint64_t, std::size_t, std::uint64_t>> forced_up_to_;
   std::uint64_t next_seq_ = 0;
   std::optional<std::uint64_t> last_written_ns_;
-  std::deque<std::pair<std::chrono::steady_clock::time_point, std::uint64_t>> last_second_;  // (when, events)
+  std::size_t held_bytes_ = 0;  // of the lines in heap_
+  // Arrivals in the last second, (when rounded down to 10 ms, events): at
+  // most 100 entries whatever the rate.
+  std::deque<std::pair<std::chrono::steady_clock::time_point, std::uint64_t>> last_second_;
   std::uint64_t in_last_second_ = 0;
   std::size_t journey_bytes_ = 0;
   std::uint64_t events_sent_ = 0;

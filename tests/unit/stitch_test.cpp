@@ -343,6 +343,58 @@ TEST(Stitch, RepliesAreNotTheRequest) {
   EXPECT_EQ(r.journeys[1]["fate"], "delivered");
 }
 
+// UDP from a socket-less sender: IP ID 0, one length, for thousands of
+// packets. Only the time window tells them apart, and looking only there
+// keeps this linear (the whole bucket for each would be 2e8 comparisons).
+TEST(Stitch, ThousandsOfOneIdentityAreJoinedWithinTheirWindowOnly) {
+  J proto;
+  proto.proto = 17;
+  proto.sport = 5353;
+  proto.dport = 53;
+  proto.ident = v4_ident(0, 100);
+  std::vector<NodeJourney> in;
+  constexpr int kPairs = 10000;
+  in.reserve(2 * kPairs);
+  for (int i = 0; i < kPairs; ++i) {
+    J a = proto;
+    a.first = kT0 + i * 300 * kMs;  // five of them in any B's window
+    a.last = a.first + kMs / 10;
+    in.push_back(a.make());
+    in.push_back(arrived(a).make());
+  }
+  const StitchResult r = stitch_journeys(std::move(in));
+  EXPECT_EQ(r.stitched, static_cast<std::uint64_t>(kPairs));
+  EXPECT_EQ(r.ambiguous, 0u);
+  ASSERT_EQ(r.journeys.size(), static_cast<std::size_t>(kPairs));
+  EXPECT_EQ(r.journeys[kPairs - 1]["segments"][0]["journey"]["first_wall_ns"], kT0 + (kPairs - 1) * 300 * kMs);
+  EXPECT_EQ(r.journeys[kPairs - 1]["segments"][1]["journey"]["first_wall_ns"],
+            kT0 + (kPairs - 1) * 300 * kMs + kMs / 10 + kMs / 5);
+}
+
+// More candidates than kStitchMaxCandidates in the window: no choice, not
+// even of the closest.
+TEST(Stitch, TooManyCandidatesAreAmbiguous) {
+  J proto;
+  proto.proto = 17;
+  proto.ident = v4_ident(0, 100);
+  std::vector<J> js;
+  for (std::size_t i = 0; i <= kStitchMaxCandidates; ++i) {
+    J a = proto;
+    a.first = kT0 + static_cast<std::int64_t>(i) * 20 * kMs;
+    a.last = a.first + kMs / 10;
+    js.push_back(a);
+  }
+  js.push_back(arrived(js.back()));
+  const StitchResult crowded = stitch(js);
+  EXPECT_EQ(crowded.stitched, 0u);
+  EXPECT_EQ(crowded.ambiguous, 1u);
+  EXPECT_EQ(crowded.journeys.size(), js.size());
+  js.erase(js.begin());  // exactly kStitchMaxCandidates: the closest wins
+  const StitchResult r = stitch(js);
+  EXPECT_EQ(r.stitched, 1u);
+  EXPECT_EQ(r.ambiguous, 0u);
+}
+
 TEST(Stitch, JourneysWithoutIdentityPassThroughUnchanged) {
   J a;
   a.ident = json();

@@ -254,7 +254,8 @@ TEST(TraceMerge, SilentFeedBecomesSlowAndLeavesTheWatermark) {
 TEST(TraceMerge, SummariesJourneysAndErrorsAreCollectedNotWritten) {
   const std::string journey1 = R"({"journey":{"skb":"0x1","fate":"delivered"}})";
   const std::string journey2 = R"({"journey":{"skb":"0x2","fate":"dropped"}})";
-  Merge m({"n1", "n2"}, MergeOptions{.max_journey_bytes = journey1.size() + journey2.size() + 1});
+  // Each is charged twice its line: parsed, it takes more than its text.
+  Merge m({"n1", "n2"}, MergeOptions{.max_journey_bytes = 2 * (journey1.size() + journey2.size()) + 1});
   m.start();
   m.stream_.push(0, Merge::event(10, "n1"));
   m.stream_.push(0, journey1);
@@ -267,7 +268,7 @@ TEST(TraceMerge, SummariesJourneysAndErrorsAreCollectedNotWritten) {
   m.stream_.end_feed(1, true, "");
   ASSERT_TRUE(m.returned());
   EXPECT_THAT(m.order(), ElementsAre("10"));
-  auto r = m.stream_.result();
+  auto r = m.stream_.take_result();
   ASSERT_TRUE(r.nodes[0].summary);
   EXPECT_EQ((*r.nodes[0].summary)["events_sent"], 1);
   ASSERT_EQ(r.nodes[0].journeys.size(), 1u);
@@ -276,7 +277,35 @@ TEST(TraceMerge, SummariesJourneysAndErrorsAreCollectedNotWritten) {
   EXPECT_EQ(r.nodes[1].journeys[0]["skb"], "0x2");
   EXPECT_EQ(r.journeys_not_kept, 1u);
   EXPECT_EQ(r.nodes[1].last_error, "trace ended: pods gone");
+  EXPECT_EQ(r.nodes[1].state, "ok, but it sent an error: trace ended: pods gone");
   EXPECT_EQ(r.nodes[0].last_error, "");
+  EXPECT_EQ(r.nodes[0].state, "ok");
+  EXPECT_EQ(r.nodes[1].events, 0u);
+  EXPECT_EQ(r.nodes[0].events, 1u);
+  // Taken, not copied: what is left has the counts but no journeys.
+  auto again = m.stream_.result();
+  EXPECT_TRUE(again.nodes[0].journeys.empty());
+  EXPECT_FALSE(again.nodes[0].summary);
+  EXPECT_EQ(again.nodes[0].events, 1u);
+  EXPECT_EQ(again.nodes[1].state, r.nodes[1].state);
+}
+
+TEST(TraceMerge, ErrorInAnOkStateIsCutAndOtherObjectsAreIgnored) {
+  Merge m({"n1", "n2", "n3"});
+  m.start();
+  const std::string long_error(1000, 'x');
+  m.stream_.push(0, R"({"error":")" + long_error + R"("})");
+  m.stream_.push(1, R"({"newer_kind":{"a":1}})");  // from a newer node: not an error
+  m.stream_.push(2, R"({"error":"disk full"})");
+  m.stream_.end_feed(0, true, "");
+  m.stream_.end_feed(1, true, "");
+  m.stream_.end_feed(2, false, "refused: 503");
+  ASSERT_TRUE(m.returned());
+  auto r = m.stream_.result();
+  EXPECT_EQ(r.nodes[0].state, "ok, but it sent an error: " + std::string(300, 'x') + "...");
+  EXPECT_EQ(r.nodes[1].state, "ok");
+  EXPECT_EQ(r.nodes[1].last_error, "");
+  EXPECT_EQ(r.nodes[2].state, "refused: 503") << "a state that is not ok says enough";
 }
 
 TEST(TraceMerge, MaxEventsCutsAndEnds) {
@@ -315,6 +344,47 @@ TEST(TraceMerge, RateCapEndsWithTheConfigKey) {
   EXPECT_EQ(m.stream_.result().ended, "events per second over traces.fanout.max_events_per_second (2)");
 }
 
+TEST(TraceMerge, RateCapCountsArrivalsEvenWhileTheClientReadsNothing) {
+  Merge m({"n1"}, MergeOptions{.max_events_per_second = 3});
+  m.sink_.shut();
+  m.start();
+  for (std::uint64_t wall = 1; wall <= 3; ++wall) EXPECT_TRUE(m.stream_.push(0, Merge::event(wall, "n1")));
+  m.advance(999ms);
+  EXPECT_FALSE(m.stream_.push(0, Merge::event(4, "n1")));
+  m.sink_.open();
+  ASSERT_TRUE(m.returned());
+  auto r = m.stream_.result();
+  EXPECT_EQ(r.ended, "events per second over traces.fanout.max_events_per_second (3)");
+  EXPECT_EQ(r.nodes[0].events, 4u);
+}
+
+TEST(TraceMerge, RateCapIgnoresABacklogDrainedAfterAPause) {
+  Merge m({"n1"}, MergeOptions{.max_events_per_second = 4});
+  m.sink_.shut();  // the client reads nothing for a while
+  m.start();
+  m.stream_.push(0, Merge::event(1, "n1"));
+  m.stream_.push(0, Merge::heartbeat(1));
+  ASSERT_TRUE(eventually([&] { return m.sink_.writing_ == 1; }, 5s, 2ms));
+  for (std::uint64_t wall = 2; wall <= 4; ++wall) EXPECT_TRUE(m.stream_.push(0, Merge::event(wall, "n1")));
+  m.advance(1000ms);
+  for (std::uint64_t wall = 5; wall <= 8; ++wall) EXPECT_TRUE(m.stream_.push(0, Merge::event(wall, "n1")));
+  m.stream_.push(0, Merge::heartbeat(10));
+  m.stream_.end_feed(0, true, "");
+  m.sink_.open();  // 8 written at one instant; 4 a second arrived
+  ASSERT_TRUE(m.returned());
+  EXPECT_THAT(m.order(), ElementsAre("1", "2", "3", "4", "5", "6", "7", "8"));
+  EXPECT_EQ(m.stream_.result().ended, "");
+}
+
+TEST(TraceMerge, FractionalRateBelowOneIsTakenAsOne) {
+  Merge m({"n1"}, MergeOptions{.max_events_per_second = 0.5});
+  m.start();
+  EXPECT_TRUE(m.stream_.push(0, Merge::event(1, "n1")));
+  EXPECT_FALSE(m.stream_.push(0, Merge::event(2, "n1")));
+  ASSERT_TRUE(m.returned());
+  EXPECT_EQ(m.stream_.result().ended, "events per second over traces.fanout.max_events_per_second (1)");
+}
+
 TEST(TraceMerge, PushBlocksAtMaxBufferedLinesAndResumes) {
   Merge m({"n1"}, MergeOptions{.max_buffered_lines = 2});
   m.sink_.shut();
@@ -338,6 +408,40 @@ TEST(TraceMerge, PushBlocksAtMaxBufferedLinesAndResumes) {
   feed.join();
   ASSERT_TRUE(m.returned());
   EXPECT_THAT(m.order(), ElementsAre("1", "2", "3", "4"));
+}
+
+TEST(TraceMerge, PushBlocksAtMaxBufferedBytesAndHeartbeatsStillFlow) {
+  const std::size_t event_bytes = Merge::event(1, "n1").size();
+  // Two events reach the cap; lines are no limit here.
+  Merge m({"n1", "n2"}, MergeOptions{.reorder_window = 10s, .max_buffered_bytes = 2 * event_bytes});
+  m.start();
+  m.stream_.push(1, Merge::heartbeat(0));  // n2 holds everything back
+  EXPECT_TRUE(m.stream_.push(0, Merge::event(3, "n1")));
+  EXPECT_TRUE(m.still_wrote(0));
+  // Full: the writer lets the oldest go so that the feeds go on.
+  EXPECT_TRUE(m.stream_.push(0, Merge::event(1, "n1")));
+  ASSERT_TRUE(m.wrote(1));
+  EXPECT_TRUE(m.stream_.push(0, Merge::event(2, "n1")));
+  ASSERT_TRUE(m.wrote(2));
+  EXPECT_THAT(m.order(), ElementsAre("1", "2"));
+  // A client that reads nothing: the writer is stuck, push() waits.
+  m.sink_.shut();
+  EXPECT_TRUE(m.stream_.push(0, Merge::event(4, "n1")));
+  ASSERT_TRUE(eventually([&] { return m.sink_.writing_ == 3; }, 5s, 2ms));
+  EXPECT_TRUE(m.stream_.push(0, Merge::event(5, "n1")));  // 4 and 5 held: full
+  std::atomic<bool> pushed{false};
+  std::thread feed([&] {
+    EXPECT_TRUE(m.stream_.push(0, Merge::event(6, "n1")));
+    pushed = true;
+  });
+  std::this_thread::sleep_for(40ms);
+  EXPECT_FALSE(pushed.load());
+  m.sink_.open();
+  feed.join();
+  m.stream_.push(1, Merge::heartbeat(100));  // a heartbeat is never held up
+  m.stream_.push(0, Merge::heartbeat(100));
+  ASSERT_TRUE(m.wrote(6));
+  EXPECT_THAT(m.order(), ElementsAre("1", "2", "3", "4", "5", "6"));
 }
 
 TEST(TraceMerge, CancelReleasesABlockedPushAndEndsRun) {
@@ -402,6 +506,7 @@ TEST(TraceMerge, UnreadableEventLineIsAnErrorNotAnEvent) {
   ASSERT_TRUE(m.returned());
   EXPECT_TRUE(m.sink_.lines().empty());
   EXPECT_THAT(m.stream_.result().nodes[0].last_error, HasSubstr("unreadable event line"));
+  EXPECT_THAT(m.stream_.result().nodes[0].state, HasSubstr("ok, but it sent an error: unreadable event line"));
 }
 
 }  // namespace
