@@ -261,6 +261,7 @@ std::shared_ptr<TraceFanout> make_trace_fanout(const AgentConfig& config, const 
   FanoutLimits limits;
   limits.max_nodes = caps.max_nodes;
   limits.max_pods = caps.max_pods;
+  limits.max_pods_per_node = config.traces.max_pods_per_trace;
   limits.max_concurrent = caps.max_concurrent;
   limits.reorder_window = std::chrono::milliseconds(caps.reorder_window_ms);
   limits.slow_after = std::chrono::milliseconds(caps.slow_after_ms);
@@ -269,9 +270,9 @@ std::shared_ptr<TraceFanout> make_trace_fanout(const AgentConfig& config, const 
   FanoutDeps deps;
   deps.node_name = node_pods->api().node_name;
   deps.auth = std::move(auth);
-  deps.resolve = [resolver = std::make_shared<WorkloadResolver>(node_pods->api())](const TraceRequest& request) {
-    return request.service.empty() ? resolver->pods_of_selector(request.namespace_name, request.selector)
-                                   : resolver->pods_of_service(request.namespace_name, request.service);
+  deps.resolve = [resolver = std::make_shared<WorkloadResolver>(node_pods->api())](const TraceTarget& target) {
+    return target.service.empty() ? resolver->pods_of_selector(target.namespace_name, target.selector)
+                                  : resolver->pods_of_service(target.namespace_name, target.service);
   };
   // Without a locator (traces.forward off, or the agents' namespace
   // unknown) only this node's pods can be traced; the others are named.

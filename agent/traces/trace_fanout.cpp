@@ -25,15 +25,13 @@ class FeedSink final : public LineSink {
   FeedSink(MergedStream& merge, std::size_t index, const std::atomic<bool>& stopped)
       : merge_(merge), index_(index), stopped_(stopped) {}
   void write(std::string_view text) override {
-    if (closed()) return;
+    // Also after the merge ended (`stopped_`): a part that was told to stop
+    // still sends its summary, which the merger keeps (losses, pods).
+    if (refused_) return;
     pending_.append(text);
     std::size_t start = 0;
-    for (std::size_t newline; (newline = pending_.find('\n', start)) != std::string::npos; start = newline + 1) {
-      if (newline > start && !merge_.push(index_, pending_.substr(start, newline - start))) {
-        refused_ = true;
-        break;
-      }
-    }
+    for (std::size_t newline; (newline = pending_.find('\n', start)) != std::string::npos; start = newline + 1)
+      if (newline > start) merge_.push(index_, pending_.substr(start, newline - start));
     pending_.erase(0, start);
     // No line of a node's part comes near this (journeys are lines of
     // their own): a node sending one is broken, and must not fill memory.
@@ -181,57 +179,75 @@ class FanoutRun {
       if (!cancelled_.empty()) merge.cancel(cancelled_);
     }
     std::atomic<bool> stopped{false};
-    std::vector<std::thread> feeds;
+    std::vector<std::jthread> feeds;  // joined however this ends
     for (std::size_t i = 0; i < parts_.size(); ++i) {
       feeds.emplace_back([this, i, &merge, &stopped, start] {
         Part& part = parts_[i];
         FeedSink sink(merge, i, stopped);
-        if (part.local) {
-          part.local(sink);
-          part.local = nullptr;  // its trace detaches now, not when the fan-out ends
-          merge.end_feed(i, !stopped.load(), "cancelled");
-          return;
+        const auto since_start = [start] {
+          char seconds[32];
+          std::snprintf(seconds, sizeof seconds, "%.1f s",
+                        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+          return std::string(seconds);
+        };
+        try {
+          if (part.local) {
+            part.local(sink);
+            part.local = nullptr;  // its trace detaches now, not when the fan-out ends
+            merge.end_feed(i, true, "");
+            return;
+          }
+          const bool clean = part.peer->relay(sink);
+          merge.end_feed(i, clean || stopped.load(),
+                         stopped.load() ? "cancelled" : "unreachable: stopped answering after " + since_start());
+          part.peer.reset();  // hangs up if still connected
+        } catch (const std::exception& e) {
+          // This node's part failed (its ring, its memory): the others go on.
+          merge.end_feed(i, false, "failed after " + since_start() + ": " + e.what());
         }
-        const bool clean = part.peer->relay(sink);
-        const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-        char why[96];
-        std::snprintf(why, sizeof why, "stopped answering after %.1f s", seconds);
-        merge.end_feed(i, clean || stopped.load(), stopped.load() ? "cancelled" : why);
-        part.peer.reset();  // hangs up if still connected
       });
     }
     CountingSink counted(client, events_sent_);
     merge.run(counted);
     // Whatever ended the merge (every part done, a cap, a cancel, the
-    // client gone) ends every part still running.
+    // client gone) ends every part still running: this node's part stops
+    // at its next poll and still sends its summary; other nodes' parts are
+    // hung up, and theirs is lost.
     stopped = true;
-    merge.cancel(cancelled_.empty() ? "ended" : cancelled_);
-    for (std::thread& t : feeds) t.join();
+    const std::string cancelled = cancelled_reason();
+    merge.cancel(cancelled.empty() ? "ended" : cancelled);
+    for (std::jthread& t : feeds) t.join();
     {
       std::lock_guard<std::mutex> lock(mutex_);
       merge_ = nullptr;
     }
-    const MergeResult result = merge.result();
+    MergeResult result = merge.take_result();
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    const std::string ended = ended_reason(result, client.closed());
+    const std::string ended = ended_reason(result, client.closed(), cancelled);
     spdlog::info("fan-out {}: ended ({}) after {:.1f} s: {} events sent, {} late", id_, ended, seconds,
                  result.events_sent, result.events_late);
     if (client.closed()) return;
-    client.write(json_line(summary(result, ended, seconds)));
+    client.write(json_line(summary(std::move(result), ended, seconds)));
     client.flush();
   }
 
   // Filled by TraceFanout::start before the run is shared.
   std::vector<Part> parts_;
-  std::map<std::string, std::string> node_states_;  // nodes that did not start, and why
-  std::map<std::string, std::string> pods_;         // "shop/web-0" -> node
-  std::map<std::string, std::string> pods_denied_;
-  std::map<std::string, std::string> pods_skipped_;
+  std::map<std::string, std::string> node_states_;   // nodes that did not start, and why
+  std::map<std::string, std::string> pods_;          // "shop/web-0" -> node
+  std::size_t pods_denied_ = 0;                      // counted, never named: the caller may not trace them
+  std::map<std::string, std::string> pods_skipped_;  // named only to a caller who may trace the namespace
+  std::optional<std::size_t> pods_skipped_count_;    // otherwise counted
 
  private:
-  std::string ended_reason(const MergeResult& result, bool client_gone) const {
+  std::string cancelled_reason() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return cancelled_;
+  }
+
+  static std::string ended_reason(const MergeResult& result, bool client_gone, const std::string& cancelled) {
     if (client_gone) return "client gone";
-    if (!cancelled_.empty()) return cancelled_;
+    if (!cancelled.empty()) return cancelled;
     if (!result.ended.empty()) return result.ended;
     std::set<std::string> endings;
     for (const MergedNode& node : result.nodes)
@@ -242,37 +258,44 @@ class FanoutRun {
     return joined;
   }
 
-  nlohmann::json summary(const MergeResult& result, const std::string& ended, double seconds) const {
+  nlohmann::json summary(MergeResult result, const std::string& ended, double seconds) const {
     nlohmann::json nodes = nlohmann::json::object(), node_summaries = nlohmann::json::object(),
                    clock = nlohmann::json::object();
     std::uint64_t lost = 0;
     std::vector<NodeJourney> journeys;
     for (const auto& [node, state] : node_states_) nodes[node] = state;
-    for (const MergedNode& node : result.nodes) {
+    nlohmann::json lost_unknown = nlohmann::json::array();
+    for (MergedNode& node : result.nodes) {
       nodes[node.node] = node.state;
       if (node.summary) {
-        node_summaries[node.node] = *node.summary;
         lost += node.summary->value("events_lost", std::uint64_t{0});
+        node_summaries[node.node] = std::move(*node.summary);
+      } else {
+        // Hung up before its summary (the merge ended first, or it broke
+        // off): what it lost is not known, and must not read as 0.
+        lost_unknown.push_back(node.node);
       }
       if (node.clock_offset_ms_estimate)
         clock[node.node] = {{"clock_offset_ms_estimate", *node.clock_offset_ms_estimate}};
-      for (const nlohmann::json& j : node.journeys) journeys.push_back(NodeJourney{node.node, j});
+      for (nlohmann::json& j : node.journeys) journeys.push_back(NodeJourney{node.node, std::move(j)});
     }
-    nlohmann::json s = {{"id", id_},
-                        {"target", target_},
-                        {"ended", ended},
-                        {"seconds", seconds},
-                        {"pods", pods_},
-                        {"pods_denied", pods_denied_},
-                        {"pods_skipped", pods_skipped_},
-                        {"nodes", nodes},
-                        {"node_summaries", node_summaries},
-                        {"events_sent", result.events_sent},
-                        {"events_lost", lost},
-                        {"events_late", result.events_late},
-                        {"reorder_window_ms", owner_.limits_.reorder_window.count()},
-                        {"clock", clock},
-                        {"clock_correction", "none"}};
+    nlohmann::json s = {
+        {"id", id_},
+        {"target", target_},
+        {"ended", ended},
+        {"seconds", seconds},
+        {"pods", pods_},
+        {"pods_denied", pods_denied_},
+        {"pods_skipped", pods_skipped_count_ ? nlohmann::json(*pods_skipped_count_) : nlohmann::json(pods_skipped_)},
+        {"nodes", nodes},
+        {"node_summaries", node_summaries},
+        {"events_sent", result.events_sent},
+        {"events_lost", lost},
+        {"events_late", result.events_late},
+        {"reorder_window_ms", owner_.limits_.reorder_window.count()},
+        {"clock", clock},
+        {"clock_correction", "none"}};
+    if (!lost_unknown.empty()) s["events_lost_unknown_on"] = std::move(lost_unknown);
     if (request_.summary) {
       StitchResult stitched = stitch_journeys(std::move(journeys));
       s["journeys_stitched"] = stitched.stitched;
@@ -310,80 +333,117 @@ TraceFanout::~TraceFanout() {
   }
 }
 
-std::function<void(LineSink&)> TraceFanout::start(const TraceCaller& caller, const TraceRequest& request,
+// A fan-out slot, held while the request is resolved and the parts start,
+// then by the run (running_).
+class TraceFanout::Starting {
+ public:
+  explicit Starting(TraceFanout& fanout) : fanout_(fanout) {
+    std::lock_guard<std::mutex> lock(fanout_.mutex_);
+    if (fanout_.stopping_) throw RequestError(503, "the agent is shutting down; try another agent or later");
+    if (fanout_.running_.size() + fanout_.starting_ >= fanout_.limits_.max_concurrent)
+      throw RequestError(429, std::to_string(fanout_.limits_.max_concurrent) +
+                                  " service traces are running or starting, this agent's cap "
+                                  "(traces.fanout.max_concurrent); wait for one to end or cancel one (GET /v1/traces, "
+                                  "DELETE /v1/traces/ID)");
+    ++fanout_.starting_;
+  }
+  ~Starting() {
+    std::lock_guard<std::mutex> lock(fanout_.mutex_);
+    --fanout_.starting_;
+  }
+  Starting(const Starting&) = delete;
+  Starting& operator=(const Starting&) = delete;
+
+ private:
+  TraceFanout& fanout_;
+};
+
+std::function<void(LineSink&)> TraceFanout::start(const TraceCaller& caller, const TraceTarget& target,
+                                                  const std::function<TraceRequest()>& parse_request,
                                                   std::string_view body, const std::string& remote) {
-  const std::string& ns = request.namespace_name;
-  if (request.max_events_per_second > limits_.max_events_per_second)
-    throw RequestError(400, "\"max_events_per_second\" " + std::to_string(request.max_events_per_second) +
-                                " is over this agent's cap, traces.fanout.max_events_per_second (" +
-                                std::to_string(limits_.max_events_per_second) + "); ask for less");
+  const std::string& ns = target.namespace_name;
+  // Before any work: whoever asks, at most max_concurrent resolutions (a
+  // pod list, reviews) run at once.
+  const Starting slot(*this);
+  // A caller who may trace every pod of the namespace may know its pods;
+  // one allowed only some by name learns nothing of the others: not
+  // whether a service exists, not the names or number of pods it may not
+  // trace (those are counted), not this agent's caps before it is known
+  // to trace something.
+  std::string namespace_denial;
+  try {
+    deps_.auth->authorize_namespace(caller, ns);
+  } catch (const RequestError& e) {
+    if (e.status() != 403) throw;
+    namespace_denial = e.what();
+  }
+  const bool namespace_wide = namespace_denial.empty();
   ResolvedWorkload workload;
   try {
-    workload = deps_.resolve(request);
+    workload = deps_.resolve(target);
   } catch (const RequestError& e) {
-    // A caller with no right in the namespace learns nothing of it, not
-    // even whether the service exists.
-    if (e.status() == 404) deps_.auth->authorize_namespace(caller, ns);
+    if (!namespace_wide && (e.status() == 404 || e.status() == 400)) throw RequestError(403, namespace_denial);
     throw;
   }
-  if (workload.pods.size() > limits_.max_pods)
-    throw RequestError(400, workload.description + " has " + std::to_string(workload.pods.size()) +
-                                " pods, over traces.fanout.max_pods (" + std::to_string(limits_.max_pods) +
-                                "); narrow it with a selector");
-  std::vector<std::string> names;
-  for (const ResolvedPod& pod : workload.pods) names.push_back(pod.name);
-  const std::vector<std::optional<std::string>> denials = deps_.auth->authorize_pods(caller, ns, names);
-  std::map<std::string, std::vector<std::string>> pods_by_node;
-  std::map<std::string, std::string> pods, denied;
-  std::string first_denial;
-  for (std::size_t i = 0; i < workload.pods.size(); ++i) {
-    const ResolvedPod& pod = workload.pods[i];
-    if (i < denials.size() && denials[i]) {
-      denied[pod_key(ns, pod.name)] = *denials[i];
-      if (first_denial.empty()) first_denial = *denials[i];
-      continue;
+  std::vector<const ResolvedPod*> allowed;
+  std::size_t denied = 0;
+  if (namespace_wide) {
+    if (workload.pods.size() > limits_.max_pods)
+      throw RequestError(400, workload.description + " has " + std::to_string(workload.pods.size()) +
+                                  " pods, over traces.fanout.max_pods (" + std::to_string(limits_.max_pods) +
+                                  "); narrow it with a selector");
+    for (const ResolvedPod& pod : workload.pods) allowed.push_back(&pod);
+  } else {
+    // One review per pod, for at most max_pods of them (sorted by name).
+    std::vector<std::string> names;
+    for (std::size_t i = 0; i < workload.pods.size() && i < limits_.max_pods; ++i)
+      names.push_back(workload.pods[i].name);
+    const std::vector<std::optional<std::string>> denials = deps_.auth->authorize_pods(caller, ns, names);
+    for (std::size_t i = 0; i < names.size(); ++i) {
+      if (i < denials.size() && denials[i])
+        ++denied;
+      else
+        allowed.push_back(&workload.pods[i]);
     }
-    pods_by_node[pod.node].push_back(pod.name);
-    pods[pod_key(ns, pod.name)] = pod.node;
+    if (allowed.empty()) throw RequestError(403, namespace_denial);
+    if (workload.pods.size() > limits_.max_pods)
+      throw RequestError(400, workload.description + " selects more than traces.fanout.max_pods (" +
+                                  std::to_string(limits_.max_pods) + ") pods; narrow it with a selector");
   }
-  if (pods_by_node.empty() && !denied.empty()) {
-    // The same answer as for a service that does not exist: a caller who
-    // may trace none of these pods learns neither their names nor that
-    // the service is there.
-    deps_.auth->authorize_namespace(caller, ns);
-    throw RequestError(403, first_denial);
-  }
-  if (pods_by_node.empty()) {
+  if (allowed.empty()) {
     std::string why;
     for (const auto& [pod, reason] : workload.skipped) why += (why.empty() ? "" : "; ") + pod + ": " + reason;
     throw RequestError(404, workload.description + " has no pod that can be traced" +
                                 (why.empty() ? std::string(" (no pods)") : " (" + why + ")"));
   }
+  // The rest of the body (its caps) only now.
+  const TraceRequest request = parse_request();
+  if (request.max_events_per_second > limits_.max_events_per_second)
+    throw RequestError(400, "\"max_events_per_second\" " + std::to_string(request.max_events_per_second) +
+                                " is over this agent's cap, traces.fanout.max_events_per_second (" +
+                                std::to_string(limits_.max_events_per_second) + "); ask for less");
+  std::map<std::string, std::vector<std::string>> pods_by_node;
+  std::map<std::string, std::string> pods;
+  for (const ResolvedPod* pod : allowed) {
+    pods_by_node[pod->node].push_back(pod->name);
+    pods[pod_key(ns, pod->name)] = pod->node;
+  }
   if (pods_by_node.size() > limits_.max_nodes)
     throw RequestError(400, workload.description + " spans " + std::to_string(pods_by_node.size()) +
                                 " nodes, over traces.fanout.max_nodes (" + std::to_string(limits_.max_nodes) +
                                 "); narrow it with a selector");
-
-  // A fan-out slot, held while the parts start and then by the run.
-  struct Starting {
-    TraceFanout& fanout;
-    explicit Starting(TraceFanout& f) : fanout(f) {
-      std::lock_guard<std::mutex> lock(fanout.mutex_);
-      if (fanout.stopping_) throw RequestError(503, "the agent is shutting down; try another agent or later");
-      if (fanout.running_.size() + fanout.starting_ >= fanout.limits_.max_concurrent)
-        throw RequestError(429, std::to_string(fanout.limits_.max_concurrent) +
-                                    " service traces are running, this agent's cap (traces.fanout.max_concurrent); "
-                                    "wait for one to end or cancel one (GET /v1/traces, DELETE /v1/traces/ID)");
-      ++fanout.starting_;
-    }
-    ~Starting() {
-      std::lock_guard<std::mutex> lock(fanout.mutex_);
-      --fanout.starting_;
-    }
-  } slot(*this);
+  for (const auto& [node, node_pods] : pods_by_node)
+    if (node_pods.size() > limits_.max_pods_per_node)
+      throw RequestError(400, workload.description + " has " + std::to_string(node_pods.size()) + " pods on node " +
+                                  node + ", over traces.max_pods_per_trace (" +
+                                  std::to_string(limits_.max_pods_per_node) +
+                                  ", one node's part of the trace); narrow it with a selector");
 
   const std::map<std::string, PeerAgent> agents = deps_.agents_by_node();
-  const auto quiet_for = std::chrono::duration_cast<std::chrono::seconds>(request.duration) + std::chrono::seconds(120);
+  // A part sends a heartbeat every 100 ms once attached; attaching takes
+  // up to ~20 s (kprobes on 6.1). Silent longer, it is gone, and the
+  // others' summary need not wait for its duration.
+  const auto quiet_for = std::chrono::seconds(60);
   // Every node starts at once: the first event comes after the slowest
   // attach, not after the sum of them.
   struct Started {
@@ -427,8 +487,11 @@ std::function<void(LineSink&)> TraceFanout::start(const TraceCaller& caller, con
   auto run =
       std::make_shared<FanoutRun>(*this, new_trace_id("fo-"), request, workload.description, remote, caller.user);
   run->pods_ = std::move(pods);
-  run->pods_denied_ = std::move(denied);
-  run->pods_skipped_ = workload.skipped;
+  run->pods_denied_ = denied;
+  if (namespace_wide)
+    run->pods_skipped_ = workload.skipped;
+  else
+    run->pods_skipped_count_ = workload.skipped.size();
   for (auto& f : starting) {
     Started s = f.get();
     if (s.failure.empty())

@@ -42,6 +42,7 @@ namespace pwru {
 struct FanoutLimits {
   std::size_t max_nodes = 16;
   std::size_t max_pods = 256;
+  std::size_t max_pods_per_node = 16;  // traces.max_pods_per_trace: what one node's part may hold
   std::size_t max_concurrent = 2;
   std::chrono::milliseconds reorder_window{250};
   std::chrono::milliseconds slow_after{2000};
@@ -67,7 +68,7 @@ struct FanoutDeps {
   std::string node_name;  // this agent's node
   std::shared_ptr<const TraceAuth> auth;
   // The pods a service or selector request names. RequestError 404/400/503.
-  std::function<ResolvedWorkload(const TraceRequest& request)> resolve;
+  std::function<ResolvedWorkload(const TraceTarget& target)> resolve;
   // The agent serving each node. RequestError 503.
   std::function<std::map<std::string, PeerAgent>()> agents_by_node;
   // This node's part, in merge mode (TraceService::start_merged_part):
@@ -98,11 +99,15 @@ class TraceFanout {
   TraceFanout(const TraceFanout&) = delete;
   TraceFanout& operator=(const TraceFanout&) = delete;
 
-  // `request` is checked and its caller authenticated; `body` is what the
-  // caller sent (each node's part keeps its options). Throws RequestError:
-  // 403 (no pod may be traced), 404 (no such service, or no pod), 400 (over
-  // a cap), 429 (traces.fanout.max_concurrent), 502 (no node could start).
-  std::function<void(LineSink&)> start(const TraceCaller& caller, const TraceRequest& request, std::string_view body,
+  // `target` names a service or selector, its caller authenticated;
+  // `parse_request` checks the rest of `body` (its caps), called only once
+  // the caller is known to trace some pod; each node's part keeps the
+  // body's options. Throws RequestError: 429 (traces.fanout.max_concurrent,
+  // before anything else is asked), 403 (no pod may be traced; also for a
+  // missing service, to a caller without the namespace-wide right), 404 (no
+  // such service, or no pod), 400 (over a cap), 502 (no node could start).
+  std::function<void(LineSink&)> start(const TraceCaller& caller, const TraceTarget& target,
+                                       const std::function<TraceRequest()>& parse_request, std::string_view body,
                                        const std::string& remote);
 
   // GET /v1/traces rows of the fan-outs running now.
@@ -113,6 +118,7 @@ class TraceFanout {
 
  private:
   friend class FanoutRun;
+  class Starting;
   void release(const std::string& id);
 
   FanoutLimits limits_;

@@ -371,8 +371,9 @@ TraceRequest parse_trace_request(std::string_view text, const TraceRequestLimits
   }
   if (body.contains("max_events_per_second")) {
     const json& v = body.at("max_events_per_second");
-    if (!v.is_number() || v.get<double>() < 0)
-      bad("\"max_events_per_second\" must be a positive number (0 for no cap of the request's own); got " + shown(v));
+    // Under 1 a second would end the trace at its first event.
+    if (!v.is_number() || v.get<double>() < 0 || (v.get<double>() > 0 && v.get<double>() < 1))
+      bad("\"max_events_per_second\" must be 1 or more (0 for no cap of the request's own); got " + shown(v));
     r.max_events_per_second = v.get<double>();
   }
   if (!r.output.json && r.fans_out())

@@ -31,10 +31,15 @@ constexpr auto kPodCheckEvery = std::chrono::milliseconds(250);
 // Merge mode: how often a node's part tells the merger how far it has read.
 constexpr auto kHeartbeatEvery = std::chrono::milliseconds(100);
 
-std::uint64_t realtime_ns() {
+// How much earlier than a poll a heartbeat claims: an event's time is
+// taken before its ring slot is reserved, so an event on another CPU may
+// be that much older than a poll that did not see it yet.
+constexpr std::int64_t kHeartbeatMarginNs = 1000000;
+
+std::int64_t monotonic_ns() {
   timespec t{};
-  clock_gettime(CLOCK_REALTIME, &t);
-  return static_cast<std::uint64_t>(t.tv_sec) * 1000000000u + static_cast<std::uint64_t>(t.tv_nsec);
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return static_cast<std::int64_t>(t.tv_sec) * 1000000000 + t.tv_nsec;
 }
 
 // What a request traces, resolved: a pod's netns (held open), a netns, the
@@ -302,9 +307,9 @@ std::string TraceService::node_name() const {
 
 TraceStream TraceService::start_as(const TraceCaller& caller, std::string_view body, const std::string& remote,
                                    const std::string& forwarded_by, bool merge) {
-  TraceRequest request = authorized_request(caller, body);
-  if (request.fans_out()) {
-    const char* what = request.service.empty() ? "selector" : "service";
+  const TraceTarget wanted = parse_trace_target(body);
+  if (wanted.fans_out()) {
+    const char* what = wanted.service.empty() ? "selector" : "service";
     // Each node's part names its pods: a node that fanned out again could
     // bounce requests between agents.
     if (!forwarded_by.empty())
@@ -315,8 +320,12 @@ TraceStream TraceService::start_as(const TraceCaller& caller, std::string_view b
       throw RequestError(400, std::string("tracing a \"") + what +
                                   "\" needs Kubernetes (the API server) to find its pods, and this agent does not "
                                   "use it (kubernetes is off: see its log); trace the pods with \"pods\" on each node");
-    return config_.start_fanout(caller, request, body, remote);
+    // Authorized per pod by the fan-out, which reads the rest of the body
+    // only then.
+    return config_.start_fanout(
+        caller, wanted, [this, body] { return parse_request(body); }, body, remote);
   }
+  TraceRequest request = authorized_request(caller, body, wanted);
   const Reservation slot(*this);
   const std::string node = node_name();
   TracedTarget target = resolve_target(request, pods_, config_, forwarded_by, node);
@@ -345,15 +354,22 @@ TraceStream TraceService::start_as(const TraceCaller& caller, std::string_view b
 // reveal this agent's caps. A relayed caller is authorized here again: with
 // auth kubernetes, by this agent's own SubjectAccessReview, so a relaying
 // agent cannot grant more than the API server does.
-TraceRequest TraceService::authorized_request(const TraceCaller& caller, std::string_view body) const {
-  const TraceTarget wanted = parse_trace_target(body);
-  // A fan-out authorizes each pod it finds itself (start_fanout).
+TraceRequest TraceService::authorized_request(const TraceCaller& caller, std::string_view body,
+                                              const TraceTarget& wanted) const {
   if (!wanted.pods.empty()) {
-    for (const std::string& pod : wanted.pods)
-      auth_->authorize(caller, TraceAction{"create", wanted.namespace_name, pod});
-  } else if (!wanted.fans_out()) {
+    // All of them, or the request is refused: a node's part of a fan-out
+    // only names pods the coordinator found allowed.
+    const std::vector<std::optional<std::string>> denials =
+        auth_->authorize_pods(caller, wanted.namespace_name, wanted.pods);
+    for (const std::optional<std::string>& denial : denials)
+      if (denial) throw RequestError(403, *denial);
+  } else {
     auth_->authorize(caller, TraceAction{"create", wanted.namespace_name, wanted.pod});
   }
+  return parse_request(body);
+}
+
+TraceRequest TraceService::parse_request(std::string_view body) const {
   const AgentConfig::Traces& limits = config_.traces;
   return parse_trace_request(
       body, TraceRequestLimits{std::chrono::seconds(limits.default_duration_seconds),
@@ -478,9 +494,10 @@ bool TraceService::cancel(const std::string& id, const std::string& authorizatio
 
 void TraceService::set_fanout(std::shared_ptr<TraceFanout> fanout) {
   fanout_ = std::move(fanout);
-  config_.start_fanout = [fanout = fanout_.get()](const TraceCaller& caller, const TraceRequest& request,
+  config_.start_fanout = [fanout = fanout_.get()](const TraceCaller& caller, const TraceTarget& target,
+                                                  const std::function<TraceRequest()>& parse_request,
                                                   std::string_view body, const std::string& remote) {
-    return fanout->start(caller, request, body, remote);
+    return fanout->start(caller, target, parse_request, body, remote);
   };
 }
 
@@ -603,8 +620,17 @@ void RunningTrace::stream(LineSink& out) {
     }
     return stop_reason_.load() != nullptr || now >= deadline;
   };
+  // In the events' own clock (monotonic plus the session's realtime
+  // offset, as their wall_ns): a step of the realtime clock moves both.
+  const auto wall_now = [&] {
+    return static_cast<std::uint64_t>(monotonic_ns() + session_->wall_offset_ns() - kHeartbeatMarginNs);
+  };
   // No program of this trace ran before: no event is older than this.
-  std::uint64_t last_check_wall = realtime_ns();
+  // (The session samples its offset when it attaches: realtime here.)
+  timespec before_attach{};
+  clock_gettime(CLOCK_REALTIME, &before_attach);
+  std::uint64_t last_check_wall = static_cast<std::uint64_t>(before_attach.tv_sec) * 1000000000u +
+                                  static_cast<std::uint64_t>(before_attach.tv_nsec) - kHeartbeatMarginNs;
   const AttachReport report = session_->attach([&] { return stop() || out.closed(); });
   if (merge_) {
     write_heartbeat(out, last_check_wall);
@@ -617,7 +643,7 @@ void RunningTrace::stream(LineSink& out) {
         write_heartbeat(out, last_check_wall);
         next_heartbeat = now + kHeartbeatEvery;
       }
-      last_check_wall = realtime_ns();
+      last_check_wall = wall_now();
       return done;
     });
   } else {

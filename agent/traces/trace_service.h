@@ -55,7 +55,10 @@ struct TraceServiceConfig {
   std::string node_name;
   // Runs a "service" or "selector" request (authorized per pod there, not
   // here); null: such requests are refused (400), as without Kubernetes.
-  std::function<TraceStream(const TraceCaller& caller, const TraceRequest& request, std::string_view body,
+  // `parse_request` checks the rest of the body (its caps): called once the
+  // fan-out knows the caller may trace some pod.
+  std::function<TraceStream(const TraceCaller& caller, const TraceTarget& target,
+                            const std::function<TraceRequest()>& parse_request, std::string_view body,
                             const std::string& remote)>
       start_fanout;
 };
@@ -148,7 +151,9 @@ class TraceService {
   // config_.node_name, or the peer locator's.
   std::string node_name() const;
   // The request, once the caller may trace what it names (RequestError 403, 400).
-  TraceRequest authorized_request(const TraceCaller& caller, std::string_view body) const;
+  TraceRequest authorized_request(const TraceCaller& caller, std::string_view body, const TraceTarget& wanted) const;
+  // Every field of the body, within this agent's caps (RequestError 400).
+  TraceRequest parse_request(std::string_view body) const;
   // Listed from now on (GET, DELETE, stop_all); 503 when the agent is stopping.
   void register_trace(const std::shared_ptr<RunningTrace>& running);
   TraceStream relay(const PeerAgent& peer, std::string_view body, const TraceCaller& caller, const std::string& remote,

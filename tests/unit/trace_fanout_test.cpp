@@ -148,7 +148,7 @@ struct Harness {
     FanoutDeps deps;
     deps.node_name = "n1";
     deps.auth = auth;
-    deps.resolve = [this](const TraceRequest&) { return workload; };
+    deps.resolve = [this](const TraceTarget&) { return workload; };
     deps.agents_by_node = [this] { return agents; };
     deps.start_local = [this](const TraceCaller&, const std::string& body, const std::string&) {
       {
@@ -172,7 +172,13 @@ struct Harness {
   }
 };
 
-TraceRequest service_request(const std::string& body) { return parse_trace_request(body, TraceRequestLimits{}); }
+// As TraceService does: the target first, the rest of the body when the
+// fan-out asks for it.
+std::function<void(LineSink&)> start_trace(TraceFanout& fanout, const std::string& body, const std::string& remote) {
+  return fanout.start(
+      alice(), parse_trace_target(body), [body] { return parse_trace_request(body, TraceRequestLimits{}); }, body,
+      remote);
+}
 
 constexpr const char* kBody = R"({"namespace":"shop","service":"web","filter":"tcp","duration":"5s"})";
 
@@ -180,7 +186,7 @@ TEST(TraceFanout, MergesEveryNodeInWallOrderAndSummarizes) {
   Harness h;
   auto fanout = h.make();
   StringSink out;
-  fanout->start(alice(), service_request(kBody), kBody, "1.2.3.4")(out);
+  start_trace(*fanout, kBody, "1.2.3.4")(out);
   const std::vector<json> lines = out.lines();
   ASSERT_EQ(lines.size(), 5u);
   std::vector<std::uint64_t> walls;
@@ -207,12 +213,14 @@ TEST(TraceFanout, MergesEveryNodeInWallOrderAndSummarizes) {
 TEST(TraceFanout, DeniedPodIsReportedAndNeverTraced) {
   Harness h;
   h.auth->denied_pods = {"web-1", "web-2"};  // every pod of n2
+  h.auth->namespace_allowed = false;         // allowed web-0 by name only
   auto fanout = h.make();
   StringSink out;
-  fanout->start(alice(), service_request(kBody), kBody, "")(out);
+  start_trace(*fanout, kBody, "")(out);
   const json s = out.lines().back().at("summary");
   EXPECT_EQ(h.peers_opened.load(), 0);  // n2 got no request at all
-  EXPECT_EQ(s.at("pods_denied").size(), 2u);
+  EXPECT_EQ(s.at("pods_denied"), 2);    // counted, never named
+  EXPECT_EQ(s.at("pods_skipped"), 1);   // also only counted for a caller without the namespace-wide right
   EXPECT_EQ(s.at("pods"), (json{{"shop/web-0", "n1"}}));
   EXPECT_FALSE(s.at("nodes").contains("n2"));
 }
@@ -223,7 +231,7 @@ TEST(TraceFanout, AllDeniedIs403AndUnknownServiceIs403WithoutNamespaceRight) {
   h.auth->namespace_allowed = false;
   auto fanout = h.make();
   try {
-    fanout->start(alice(), service_request(kBody), kBody, "");
+    start_trace(*fanout, kBody, "");
     FAIL() << "started";
   } catch (const RequestError& e) {
     EXPECT_EQ(e.status(), 403);
@@ -236,17 +244,17 @@ TEST(TraceFanout, AllDeniedIs403AndUnknownServiceIs403WithoutNamespaceRight) {
   FanoutDeps d;
   d.node_name = "n1";
   d.auth = missing.auth;
-  d.resolve = [](const TraceRequest&) -> ResolvedWorkload { throw RequestError(404, "no service shop/web"); };
+  d.resolve = [](const TraceTarget&) -> ResolvedWorkload { throw RequestError(404, "no service shop/web"); };
   TraceFanout f3(missing.limits, d);
   try {
-    f3.start(alice(), service_request(kBody), kBody, "");
+    start_trace(f3, kBody, "");
     FAIL() << "started";
   } catch (const RequestError& e) {
     EXPECT_EQ(e.status(), 403);
   }
   missing.auth->namespace_allowed = true;
   try {
-    f3.start(alice(), service_request(kBody), kBody, "");
+    start_trace(f3, kBody, "");
     FAIL() << "started";
   } catch (const RequestError& e) {
     EXPECT_EQ(e.status(), 404);
@@ -258,7 +266,7 @@ TEST(TraceFanout, NodeThatRefusesOrCannotBeReachedIsNamedAndTheRestStreams) {
   h.peers["n2"] = [] { return std::make_unique<FakePeerPart>(429, std::vector<std::string>{}, false, true); };
   auto fanout = h.make();
   StringSink out;
-  fanout->start(alice(), service_request(kBody), kBody, "")(out);
+  start_trace(*fanout, kBody, "")(out);
   json s = out.lines().back().at("summary");
   EXPECT_EQ(s.at("nodes").at("n1"), "ok");
   EXPECT_EQ(s.at("nodes").at("n2").get<std::string>().rfind("refused: 429 too many traces", 0), 0u)
@@ -268,14 +276,14 @@ TEST(TraceFanout, NodeThatRefusesOrCannotBeReachedIsNamedAndTheRestStreams) {
   h.peers["n2"] = []() -> std::unique_ptr<FanoutPeerPart> { throw RequestError(502, "cannot reach the agent"); };
   auto again = h.make();
   StringSink out2;
-  again->start(alice(), service_request(kBody), kBody, "")(out2);
+  start_trace(*again, kBody, "")(out2);
   s = out2.lines().back().at("summary");
   EXPECT_EQ(s.at("nodes").at("n2"), "unreachable: cannot reach the agent");
 
   h.agents.erase("n2");
   auto no_agent = h.make();
   StringSink out3;
-  no_agent->start(alice(), service_request(kBody), kBody, "")(out3);
+  start_trace(*no_agent, kBody, "")(out3);
   s = out3.lines().back().at("summary");
   EXPECT_NE(s.at("nodes").at("n2").get<std::string>().find("no running, ready pwru-agent"), std::string::npos);
 }
@@ -286,7 +294,7 @@ TEST(TraceFanout, EveryNodeFailingIs502WithEachReason) {
   h.peers["n2"] = []() -> std::unique_ptr<FanoutPeerPart> { throw RequestError(504, "no answer within 30 s"); };
   auto fanout = h.make();
   try {
-    fanout->start(alice(), service_request(kBody), kBody, "");
+    start_trace(*fanout, kBody, "");
     FAIL() << "started";
   } catch (const RequestError& e) {
     EXPECT_EQ(e.status(), 502);
@@ -302,9 +310,10 @@ TEST(TraceFanout, NodeBreakingOffMidStreamIsStoppedAnswering) {
   };
   auto fanout = h.make();
   StringSink out;
-  fanout->start(alice(), service_request(kBody), kBody, "")(out);
+  start_trace(*fanout, kBody, "")(out);
   const json s = out.lines().back().at("summary");
-  EXPECT_EQ(s.at("nodes").at("n2").get<std::string>().rfind("stopped answering after", 0), 0u) << s.at("nodes").dump();
+  EXPECT_EQ(s.at("nodes").at("n2").get<std::string>().rfind("unreachable: stopped answering after", 0), 0u)
+      << s.at("nodes").dump();
   EXPECT_EQ(s.at("nodes").at("n1"), "ok");
   EXPECT_EQ(s.at("events_sent"), 3);
 }
@@ -314,7 +323,7 @@ TEST(TraceFanout, CapsSayWhichKey) {
   h.limits.max_nodes = 1;
   auto fanout = h.make();
   try {
-    fanout->start(alice(), service_request(kBody), kBody, "");
+    start_trace(*fanout, kBody, "");
     FAIL();
   } catch (const RequestError& e) {
     EXPECT_EQ(e.status(), 400);
@@ -323,7 +332,7 @@ TEST(TraceFanout, CapsSayWhichKey) {
   h.limits.max_nodes = 16;
   h.limits.max_pods = 2;
   try {
-    h.make()->start(alice(), service_request(kBody), kBody, "");
+    start_trace(*h.make(), kBody, "");
     FAIL();
   } catch (const RequestError& e) {
     EXPECT_EQ(e.status(), 400);
@@ -333,7 +342,7 @@ TEST(TraceFanout, CapsSayWhichKey) {
   h.limits.max_events_per_second = 100;
   const std::string fast = R"({"namespace":"shop","service":"web","max_events_per_second":500})";
   try {
-    h.make()->start(alice(), service_request(fast), fast, "");
+    start_trace(*h.make(), fast, "");
     FAIL();
   } catch (const RequestError& e) {
     EXPECT_EQ(e.status(), 400);
@@ -341,16 +350,16 @@ TEST(TraceFanout, CapsSayWhichKey) {
   }
   h.limits.max_concurrent = 1;
   auto one = h.make();
-  auto first = one->start(alice(), service_request(kBody), kBody, "");  // not streamed yet: holds the slot
+  auto first = start_trace(*one, kBody, "");  // not streamed yet: holds the slot
   try {
-    one->start(alice(), service_request(kBody), kBody, "");
+    start_trace(*one, kBody, "");
     FAIL();
   } catch (const RequestError& e) {
     EXPECT_EQ(e.status(), 429);
     EXPECT_NE(std::string(e.what()).find("traces.fanout.max_concurrent"), std::string::npos) << e.what();
   }
   first = nullptr;  // dropped unsent: the slot comes back
-  EXPECT_NO_THROW(one->start(alice(), service_request(kBody), kBody, ""));
+  EXPECT_NO_THROW(start_trace(*one, kBody, ""));
 }
 
 TEST(TraceFanout, CancelStopsEveryPartAndStillSummarizes) {
@@ -359,7 +368,7 @@ TEST(TraceFanout, CancelStopsEveryPartAndStillSummarizes) {
   h.peers["n2"] = [] { return std::make_unique<FakePeerPart>(200, std::vector<std::string>{}, true, true); };
   auto fanout = h.make();
   StringSink out;
-  auto stream = fanout->start(alice(), service_request(kBody), kBody, "");
+  auto stream = start_trace(*fanout, kBody, "");
   const json rows = fanout->list_rows();
   ASSERT_EQ(rows.size(), 1u);
   const std::string id = rows[0].at("id");
@@ -379,6 +388,54 @@ TEST(TraceFanout, NodePartBodyKeepsOptionsAndNamesPods) {
       R"({"namespace":"shop","selector":"app=web","summary":true,"functions":"^ip_.*","max_events_per_second":10})",
       "shop", {"a", "b"}));
   EXPECT_EQ(body, (json{{"namespace", "shop"}, {"pods", {"a", "b"}}, {"summary", true}, {"functions", "^ip_.*"}}));
+}
+
+TEST(TraceFanout, ACallerAllowedSomePodsByNameLearnsNoCountsAndNodesGetAtMostTheirCap) {
+  Harness h;
+  h.auth->namespace_allowed = false;
+  h.limits.max_pods = 2;
+  try {
+    start_trace(*h.make(), kBody, "");
+    FAIL() << "started";
+  } catch (const RequestError& e) {
+    EXPECT_EQ(e.status(), 400);
+    // "more than", not how many: the caller may not trace the others.
+    EXPECT_NE(std::string(e.what()).find("selects more than traces.fanout.max_pods (2)"), std::string::npos)
+        << e.what();
+  }
+  Harness per_node;
+  per_node.limits.max_pods_per_node = 1;  // n2 runs two pods of it
+  try {
+    start_trace(*per_node.make(), kBody, "");
+    FAIL() << "started";
+  } catch (const RequestError& e) {
+    EXPECT_EQ(e.status(), 400);
+    EXPECT_NE(std::string(e.what()).find("2 pods on node n2, over traces.max_pods_per_trace (1"), std::string::npos)
+        << e.what();
+  }
+}
+
+// max_events ends the merge early: this node's part still sends its
+// summary (its losses count); a node hung up before its own is named, so
+// its unknown losses never read as 0.
+TEST(TraceFanout, EndingEarlyKeepsTheLocalSummaryAndNamesNodesWhoseLossesAreUnknown) {
+  Harness h;
+  h.peers["n2"] = [] {
+    return std::make_unique<FakePeerPart>(
+        200,
+        std::vector<std::string>{heartbeat(base_wall() + 5), event_line("n2", "web-1", base_wall() + 20),
+                                 event_line("n2", "web-2", base_wall() + 40)},
+        true, true);
+  };
+  auto fanout = h.make();
+  const std::string body = R"({"namespace":"shop","service":"web","max_events":2})";
+  StringSink out;
+  start_trace(*fanout, body, "")(out);
+  const json s = out.lines().back().at("summary");
+  EXPECT_EQ(s.at("ended"), "max_events");
+  EXPECT_EQ(s.at("events_sent"), 2);
+  EXPECT_TRUE(s.at("node_summaries").contains("n1")) << s.dump();
+  EXPECT_EQ(s.at("events_lost_unknown_on"), json{"n2"}) << s.dump();
 }
 
 }  // namespace

@@ -389,8 +389,9 @@ TEST(TraceRequest, PodsServiceAndSelectorEachGoWithANamespace) {
       {long_selector.c_str(), "\"selector\" is longer than 1024 bytes"},
       {R"({"namespace":"shop","service":"web","format":"text"})", "merges several nodes' streams: JSON only"},
       {R"({"namespace":"shop","selector":"app=web","format":"text"})", "JSON only"},
-      {R"({"max_events_per_second":-1})", "\"max_events_per_second\" must be a positive number"},
-      {R"({"max_events_per_second":"5"})", "\"max_events_per_second\" must be a positive number"},
+      {R"({"max_events_per_second":-1})", "\"max_events_per_second\" must be 1 or more"},
+      {R"({"max_events_per_second":"5"})", "\"max_events_per_second\" must be 1 or more"},
+      {R"({"max_events_per_second":0.5})", "\"max_events_per_second\" must be 1 or more"},
   };
   expect_each_refused_with_400(cases);
   // Text is fine for a pod set: one node's stream.
