@@ -25,6 +25,7 @@ import pwru_e2e as base
 import trace_e2e as tr
 from agent_e2e import Agent, FakeApiServer, PodProcess
 from pwru_e2e import Failure, check, sh, wait_until
+from abuse_e2e import HEALTHZ_WITHIN, HealthzProber
 from trace_e2e import PeerCerts, bpf_link_count, list_traces, register_agent_pod
 
 SCENARIOS = ("topology", "merge", "journeys", "drop", "denied", "node_down", "cancel", "limits", "figures")
@@ -623,6 +624,10 @@ def scenario_figures(ctx):
 
     web_ips = [cluster.fab.ip[p] for p in WEB]
     best, steps, why = None, [], ""
+    # The coordinator merging a flood must still answer its kubelet probe (1 s timeout) and Prometheus
+    # (the chart's scrape timeout is 10 s; 5 s here), as must a node whose pods are flooded.
+    probers = {(n, path): ctx.track(HealthzProber(cluster.agents[n], path, within)) for n in ("n1", "n2")
+               for path, within in (("/healthz", HEALTHZ_WITHIN), ("/metrics", 5.0))}
     for rate in FLOOD_RATES:
         # The previous step's parts detach after their summary went out: counted from a baseline taken
         # then, the new trace's links could never show, and the flood would miss it.
@@ -650,11 +655,14 @@ def scenario_figures(ctx):
             why = steps[-1] if events else f"{steps[-1]} (no event: summary {json.dumps(summary)[:1500]})"
             break
         best = (rate, per_s)
+    for prober in probers.values():
+        prober.stop()
+    probes = ", ".join(f"{n}{path} worst {p.worst:.2f}s of {p.count}" for (n, path), p in probers.items())
     check(best is not None, "merged events/s with nothing lost or late", f"at least {FLOOD_RATES[0]} datagrams/s",
           steps)
     print(f"FIGURE fanout_events_per_s {best[1]:.0f} datagrams_per_s={best[0]} "
           f"stopped_by={'none' if not why else repr(why)}", flush=True)
-    return f"first event per node (ms): {per_node}; ramp: " + "; ".join(steps)
+    return f"first event per node (ms): {per_node}; ramp: " + "; ".join(steps) + f"; probes: {probes}"
 
 
 class Context(agent_lib.Context):

@@ -267,6 +267,9 @@ std::shared_ptr<TraceFanout> make_trace_fanout(const AgentConfig& config, const 
   limits.slow_after = std::chrono::milliseconds(caps.slow_after_ms);
   limits.max_events_per_second = caps.max_events_per_second;
   limits.max_buffered_events = caps.max_buffered_events;
+  // The journeys the fan-outs at once keep for stitching share the
+  // summary budget's size, so the agent's memory limit holds for both.
+  limits.max_journey_bytes = config.traces.summary_memory_bytes / caps.max_concurrent;
   FanoutDeps deps;
   deps.node_name = node_pods->api().node_name;
   deps.auth = std::move(auth);

@@ -169,6 +169,8 @@ class FanoutRun {
     options.reorder_window = owner_.limits_.reorder_window;
     options.slow_after = owner_.limits_.slow_after;
     options.max_buffered_lines = owner_.limits_.max_buffered_events;
+    options.max_buffered_bytes = owner_.limits_.max_buffered_bytes;
+    options.max_journey_bytes = owner_.limits_.max_journey_bytes;
     options.max_events = request_.max_events;
     options.max_events_per_second =
         request_.max_events_per_second > 0 ? request_.max_events_per_second : owner_.limits_.max_events_per_second;

@@ -48,6 +48,11 @@ struct FanoutLimits {
   std::chrono::milliseconds slow_after{2000};
   double max_events_per_second = 50000;
   std::size_t max_buffered_events = 100000;
+  // Memory of one fan-out at the agent asked, beside its nodes' own:
+  // events held for ordering (their text), and the nodes' journeys kept
+  // for stitching (traces.summary_memory_bytes shared by max_concurrent).
+  std::size_t max_buffered_bytes = 16u << 20;
+  std::size_t max_journey_bytes = 16u << 20;
 };
 
 // A node's part running on that node's agent (trace_forward's PeerTrace;
