@@ -358,35 +358,33 @@ void MergedStream::run(LineSink& out) {
 
 MergeResult MergedStream::result() const {
   std::lock_guard lock(mutex_);
-  const auto now = steady_();
-  MergeResult result;
-  result.nodes.reserve(feeds_.size());
-  for (const Feed& feed : feeds_) {
-    MergedNode node = feed.out;
-    node.node = feed.name;
-    node.state = reported_state(feed, now);
-    result.nodes.push_back(std::move(node));
-  }
-  result.events_sent = events_sent_;
-  result.events_late = events_late_;
-  result.journeys_not_kept = journeys_not_kept_;
-  result.ended = ended_;
-  return result;
+  return result_locked(true);
 }
 
 MergeResult MergedStream::take_result() {
   std::lock_guard lock(mutex_);
+  MergeResult result = result_locked(false);
+  // The counters and the error stay, so that result() still agrees.
+  for (std::size_t i = 0; i < feeds_.size(); ++i) {
+    result.nodes[i].journeys = std::exchange(feeds_[i].out.journeys, {});
+    result.nodes[i].summary = std::exchange(feeds_[i].out.summary, std::nullopt);
+  }
+  return result;
+}
+
+MergeResult MergedStream::result_locked(bool with_lines) const {
   const auto now = steady_();
   MergeResult result;
   result.nodes.reserve(feeds_.size());
-  for (Feed& feed : feeds_) {
-    // The counters and the error stay, so that result() still agrees.
+  for (const Feed& feed : feeds_) {
     MergedNode node;
-    node.journeys = std::exchange(feed.out.journeys, {});
-    node.summary = std::exchange(feed.out.summary, std::nullopt);
-    node.events = feed.out.events;
-    node.clock_offset_ms_estimate = feed.out.clock_offset_ms_estimate;
-    node.last_error = feed.out.last_error;
+    if (with_lines) {
+      node = feed.out;
+    } else {
+      node.events = feed.out.events;
+      node.clock_offset_ms_estimate = feed.out.clock_offset_ms_estimate;
+      node.last_error = feed.out.last_error;
+    }
     node.node = feed.name;
     node.state = reported_state(feed, now);
     result.nodes.push_back(std::move(node));

@@ -124,6 +124,9 @@ class MergedStream {
   MergeResult take_result();
 
  private:
+  // Under mutex_: the counters and states; with the journeys and summaries
+  // copied when `with_lines`.
+  MergeResult result_locked(bool with_lines) const;
   struct Held {
     std::uint64_t wall_ns;
     std::size_t node;
