@@ -20,4 +20,13 @@ inline std::string string_field(const nlohmann::json& object, const char* key) {
   return value.is_string() ? value.get<std::string>() : std::string();
 }
 
+// Whether the pod's Ready condition is True.
+inline bool pod_ready(const nlohmann::json& pod) {
+  const nlohmann::json& conditions = field(field(pod, "status"), "conditions");
+  if (!conditions.is_array()) return false;
+  for (const nlohmann::json& condition : conditions)
+    if (string_field(condition, "type") == "Ready") return string_field(condition, "status") == "True";
+  return false;
+}
+
 }  // namespace pwru

@@ -56,14 +56,6 @@ bool owned_by_daemonset(const json& pod, const std::string& daemonset) {
   return false;
 }
 
-bool ready(const json& pod) {
-  const json& conditions = field(field(pod, "status"), "conditions");
-  if (!conditions.is_array()) return false;
-  for (const json& condition : conditions)
-    if (string_field(condition, "type") == "Ready") return string_field(condition, "status") == "True";
-  return false;
-}
-
 }  // namespace
 
 std::optional<PeerAgent> pick_peer_agent(const json& pod_list, const std::string& daemonset, int default_port,
@@ -77,7 +69,7 @@ std::optional<PeerAgent> pick_peer_agent(const json& pod_list, const std::string
       passed_over.push_back(name + ": not a pod of DaemonSet " + daemonset + " (no such controller ownerReference)");
       continue;
     }
-    if (string_field(status, "phase") != "Running" || !ready(pod)) {
+    if (string_field(status, "phase") != "Running" || !pod_ready(pod)) {
       passed_over.push_back(name + ": not Running and Ready");
       continue;
     }

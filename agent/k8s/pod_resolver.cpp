@@ -135,6 +135,7 @@ PodNetns PodResolver::netns_of_pod(const std::string& namespace_name, const std:
   const std::string who = namespace_name + "/" + name;
   if (!found) {
     out.error = "pod " + who + " is not on this node (or the API server has not listed it to this agent yet)";
+    out.not_here = true;
     return out;
   }
   out.pod_uid = found->uid;

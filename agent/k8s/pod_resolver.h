@@ -34,7 +34,8 @@ struct PodNetns {
   std::uint32_t netns = 0;    // 0 exactly when `error` is set
   bool host_network = false;  // netns is the host's: the pod's traffic is not separable from the node's
   std::string pod_uid;
-  std::string error;  // what is wrong, for the requester
+  std::string error;      // what is wrong, for the requester
+  bool not_here = false;  // the error is that this node runs no such pod (it may run elsewhere)
 };
 
 struct PodResolverStats {

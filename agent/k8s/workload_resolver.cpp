@@ -99,14 +99,6 @@ std::vector<json> list_all(const KubeApiConfig& api, std::chrono::milliseconds t
                               " objects; narrow the selector");
 }
 
-bool pod_ready(const json& pod) {
-  const json& conditions = field(field(pod, "status"), "conditions");
-  if (!conditions.is_array()) return false;
-  for (const json& condition : conditions)
-    if (string_field(condition, "type") == "Ready") return string_field(condition, "status") == "True";
-  return false;
-}
-
 // Into `pods`, or into `skipped` with why it cannot be traced: a pod with
 // no node has no network namespace yet, one that ended has none any more,
 // and one on the host's network would trace the whole node.

@@ -104,8 +104,7 @@ TracedTarget resolve_pod_set(const TraceRequest& request, const PodDirectory& po
     const std::string who = request.namespace_name + "/" + name;
     const PodNetns pod = pods.netns_of(request.namespace_name, name);
     if (!pod.error.empty()) {
-      target.pods_not_traced[who] =
-          pod.error.find("is not on this node") != std::string::npos ? "not on " + where : pod.error;
+      target.pods_not_traced[who] = pod.not_here ? "not on " + where : pod.error;
       continue;
     }
     if (pod.host_network) {

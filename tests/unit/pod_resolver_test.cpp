@@ -246,6 +246,7 @@ TEST(PodResolver, NamesThePodsNetnsForTraceRequestsOrSaysWhyNot) {
   const PodNetns missing = resolver.netns_of_pod("shop", "web-7");
   EXPECT_EQ(missing.netns, 0u);
   EXPECT_NE(missing.error.find("shop/web-7 is not on this node"), std::string::npos) << missing.error;
+  EXPECT_TRUE(missing.not_here);
   EXPECT_EQ(resolver.netns_of_pod("other", "web-0").netns, 0u) << "the namespace is part of the name";
 
   const PodNetns starting = resolver.netns_of_pod("shop", "web-1");

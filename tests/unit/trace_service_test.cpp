@@ -425,6 +425,7 @@ class TraceServicePods : public ::testing::Test {
       const auto it = pods_.find(name);
       if (ns != "shop" || it == pods_.end()) {
         out.error = "pod " + ns + "/" + name + " is not on this node (or the API server has not listed it yet)";
+        out.not_here = true;
         return out;
       }
       out.netns = it->second.netns;
